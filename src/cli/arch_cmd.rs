@@ -1,0 +1,255 @@
+//! `mtbx arch list` and `mtbx arch check`.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::Subcommand;
+use serde::Serialize;
+
+use super::exit;
+use super::output::{self, color_stdout, paint, Format, Style, Table};
+use crate::arch::{Arch, ARCHES};
+use crate::binfmt::BinfmtFs;
+use crate::emucheck::{self, Context, Method};
+use crate::host::{self, Capabilities, HostBinfmt};
+
+#[derive(Debug, Subcommand)]
+pub enum ArchCommand {
+    /// Every known architecture, its names, and what this host has for it.
+    List {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Prove that architectures run here by executing a tiny program of each.
+    ///
+    /// Uses a private binfmt_misc in a new user namespace (no root needed,
+    /// host registrations untouched); falls back to a host entry on kernels
+    /// before 6.7. Exits 0 only if every check passed.
+    Check {
+        /// Architectures to check (any name `arch list` shows), or `all`.
+        #[arg(required = true, value_name = "ARCH")]
+        arches: Vec<String>,
+        /// Use this QEMU interpreter instead of searching (one ARCH only).
+        #[arg(long, value_name = "PATH")]
+        qemu: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+}
+
+pub fn run(cmd: ArchCommand) -> Result<i32> {
+    match cmd {
+        ArchCommand::List { format } => list(format),
+        ArchCommand::Check { arches, qemu, format } => check(&arches, qemu, format),
+    }
+}
+
+#[derive(Serialize)]
+struct InterpreterInfo {
+    path: PathBuf,
+    linkage: String,
+}
+
+#[derive(Serialize)]
+struct EntryInfo {
+    name: String,
+    flags: String,
+    enabled: bool,
+    interpreter: String,
+}
+
+#[derive(Serialize)]
+struct ArchRow {
+    #[serde(flatten)]
+    arch: &'static Arch,
+    native: bool,
+    interpreter: Option<InterpreterInfo>,
+    interpreter_problem: Option<String>,
+    host_entry: Option<EntryInfo>,
+    sandbox: bool,
+}
+
+#[derive(Serialize)]
+struct ListReport {
+    host: String,
+    kernel: String,
+    kernel_userns_binfmt: bool,
+    sandbox_available: bool,
+    sandbox_problem: Option<String>,
+    host_binfmt_mounted: bool,
+    arches: Vec<ArchRow>,
+}
+
+fn list(format: Format) -> Result<i32> {
+    let host_arch = Arch::host();
+    let caps = Capabilities::probe();
+    let host_binfmt = HostBinfmt::read(&BinfmtFs::default());
+    if let Some(err) = &host_binfmt.error {
+        output::warn(&format!("cannot read the host's binfmt_misc: {err}"));
+    }
+    let rows: Vec<ArchRow> = ARCHES
+        .iter()
+        .map(|a| {
+            let native = a.is_native_on(host_arch);
+            let (interpreter, problem) = if native {
+                (None, None)
+            } else {
+                let search = host::find_interpreter(a, None);
+                match search.usable() {
+                    Some(s) => {
+                        (Some(InterpreterInfo { path: s.path.clone(), linkage: s.linkage.to_string() }), None)
+                    }
+                    None => (None, Some(search.problem(a))),
+                }
+            };
+            let host_entry = host_binfmt.entries.iter().find(|e| e.serves(a)).map(|e| EntryInfo {
+                name: e.name.clone(),
+                flags: e.flags.to_string(),
+                enabled: e.enabled,
+                interpreter: e.interpreter.clone(),
+            });
+            let sandbox = !native && interpreter.is_some() && caps.sandbox.is_ok();
+            ArchRow { arch: a, native, interpreter, interpreter_problem: problem, host_entry, sandbox }
+        })
+        .collect();
+    let report = ListReport {
+        host: host_arch.platform(),
+        kernel: caps.kernel.clone(),
+        kernel_userns_binfmt: caps.kernel_userns_binfmt,
+        sandbox_available: caps.sandbox.is_ok(),
+        sandbox_problem: caps.sandbox.as_ref().err().cloned(),
+        host_binfmt_mounted: host_binfmt.mounted,
+        arches: rows,
+    };
+    if format == Format::Json {
+        output::print_json(&report)?;
+        return Ok(exit::OK);
+    }
+    let mut t = Table::new(&["PLATFORM", "UNAME", "QEMU", "HOST BINFMT", "SANDBOX", "ALIASES"]);
+    for r in &report.arches {
+        let qemu = match (&r.interpreter, r.native) {
+            (_, true) => "native".to_string(),
+            (Some(i), _) => i.path.display().to_string(),
+            (None, _) if r.interpreter_problem.as_deref().is_some_and(|p| p.contains("dynamically")) => {
+                "dynamic only".to_string()
+            }
+            (None, _) => "missing".to_string(),
+        };
+        let entry = match &r.host_entry {
+            Some(e) if e.enabled => format!("{} ({})", e.name, e.flags),
+            Some(e) => format!("{} (disabled)", e.name),
+            None => "-".to_string(),
+        };
+        let sandbox = if r.native {
+            "-"
+        } else if r.sandbox {
+            "yes"
+        } else {
+            "no"
+        };
+        t.row(vec![
+            r.arch.platform(),
+            r.arch.uname[0].to_string(),
+            qemu,
+            entry,
+            sandbox.to_string(),
+            r.arch.aliases.join(","),
+        ]);
+    }
+    print!("{}", t.render(color_stdout()));
+    let sandbox_note = match &report.sandbox_problem {
+        None => "available".to_string(),
+        Some(p) => format!("unavailable ({p})"),
+    };
+    println!(
+        "\nhost {} | kernel {} | per-user-namespace binfmt_misc: {}",
+        report.host, report.kernel, sandbox_note
+    );
+    Ok(exit::OK)
+}
+
+#[derive(Serialize)]
+struct CheckRow {
+    platform: String,
+    passed: bool,
+    uname: Option<String>,
+    method: Option<Method>,
+    interpreter: Option<PathBuf>,
+    error: Option<String>,
+}
+
+fn check(names: &[String], qemu: Option<PathBuf>, format: Format) -> Result<i32> {
+    let mut arches: Vec<&'static Arch> = Vec::new();
+    for n in names {
+        if n == "all" {
+            arches.extend(ARCHES.iter());
+        } else {
+            arches.push(Arch::parse(n)?);
+        }
+    }
+    arches.dedup_by(|a, b| std::ptr::eq(*a, *b));
+    let mut unique: Vec<&'static Arch> = Vec::new();
+    for a in arches {
+        if !unique.iter().any(|u| std::ptr::eq(*u, a)) {
+            unique.push(a);
+        }
+    }
+    if qemu.is_some() && unique.len() != 1 {
+        bail!("--qemu names one interpreter, so give exactly one ARCH");
+    }
+    let ctx = Context {
+        caps: Capabilities::probe(),
+        host_binfmt: HostBinfmt::read(&BinfmtFs::default()),
+        interpreter: qemu,
+    };
+    let mut rows = Vec::new();
+    for a in unique {
+        let spin = output::spinner(format!("checking {}", a.platform()));
+        let res = emucheck::check(a, &ctx);
+        spin.finish_and_clear();
+        rows.push(match res {
+            Ok(p) => CheckRow {
+                platform: p.platform,
+                passed: true,
+                uname: Some(p.uname),
+                method: Some(p.method),
+                interpreter: p.interpreter,
+                error: None,
+            },
+            Err(e) => CheckRow {
+                platform: a.platform(),
+                passed: false,
+                uname: None,
+                method: None,
+                interpreter: None,
+                error: Some(e.to_string()),
+            },
+        });
+    }
+    let all_passed = rows.iter().all(|r| r.passed);
+    if format == Format::Json {
+        output::print_json(&rows)?;
+    } else {
+        let color = color_stdout();
+        let mut t = Table::new(&["PLATFORM", "RESULT", "UNAME -M", "RUNS VIA"]);
+        for r in &rows {
+            let result =
+                if r.passed { paint("ok", Style::Green, color) } else { paint("FAILED", Style::Red, color) };
+            let via = match (&r.method, &r.interpreter) {
+                (Some(Method::Native), _) => "native".to_string(),
+                (Some(Method::Sandbox), Some(i)) => format!("sandboxed binfmt_misc, {}", i.display()),
+                (Some(Method::Sandbox), None) => "sandboxed binfmt_misc".to_string(),
+                (Some(Method::HostEntry(e)), _) => format!("host binfmt_misc entry {e}"),
+                (None, _) => "-".to_string(),
+            };
+            t.row(vec![r.platform.clone(), result, r.uname.clone().unwrap_or("-".into()), via]);
+        }
+        print!("{}", t.render(color));
+    }
+    for r in rows.iter().filter(|r| !r.passed) {
+        super::report_error(&anyhow::anyhow!("{}", r.error.as_deref().unwrap_or("failed")));
+    }
+    Ok(if all_passed { exit::OK } else { exit::FAILED })
+}

@@ -1,0 +1,415 @@
+//! `mtbx binfmt status | register | unregister`: the host-level job that
+//! qemu-binfmt-conf.sh and the qemu-user-static register image do today.
+//!
+//! These commands change the binfmt_misc instance of the user namespace
+//! they run in. In the initial namespace that is the host's, which they
+//! touch only when run as root; inside a user namespace with its own
+//! instance they need no privilege on the host at all.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use serde::Serialize;
+
+use super::exit;
+use super::output::{self, color_stdout, Format, Table};
+use crate::arch::{self, Arch};
+use crate::binfmt::{BinfmtError, BinfmtFs, Flags, Registration, DEFAULT_ROOT};
+use crate::host::{self, HostBinfmt};
+
+#[derive(Debug, Subcommand)]
+pub enum BinfmtCommand {
+    /// Show the binfmt_misc entries and which architecture each serves.
+    Status {
+        #[command(flatten)]
+        target: Target,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Register static QEMU interpreters (root, on the host).
+    Register {
+        #[command(flatten)]
+        target: Target,
+        /// Architecture to register, or `all` for every foreign one whose
+        /// static interpreter is installed.
+        #[arg(long, value_name = "ARCH|all")]
+        arch: String,
+        /// Flag F: open the interpreter now, so containers need no copy.
+        #[arg(long)]
+        persistent: bool,
+        /// Flag C (and O): setuid programs such as sudo work, but a setuid
+        /// foreign binary then runs QEMU with its privileges.
+        #[arg(long)]
+        credential: bool,
+        /// Flag P: pass the program's original argv[0].
+        #[arg(long)]
+        preserve_argv0: bool,
+        /// Use this interpreter (one ARCH only).
+        #[arg(long, value_name = "PATH")]
+        qemu: Option<PathBuf>,
+        /// Print the register lines; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Write configuration files instead of registering: `systemd DIR`
+        /// writes DIR/qemu-<target>.conf in binfmt.d(5) format.
+        #[arg(long, num_args = 2, value_names = ["FORMAT", "DIR"])]
+        export: Option<Vec<String>>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Remove the qemu-<target> entries of architectures.
+    Unregister {
+        #[command(flatten)]
+        target: Target,
+        /// Architecture to unregister, or `all`.
+        #[arg(long, value_name = "ARCH|all")]
+        arch: String,
+        /// Print what would be removed; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+}
+
+/// Which binfmt_misc instance to work on.
+#[derive(Debug, Args)]
+pub struct Target {
+    /// Mount point of the binfmt_misc instance.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_ROOT)]
+    binfmt_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ExportFormat {
+    Systemd,
+}
+
+pub fn run(cmd: BinfmtCommand) -> Result<i32> {
+    match cmd {
+        BinfmtCommand::Status { target, format } => status(&target, format),
+        BinfmtCommand::Register {
+            target,
+            arch,
+            persistent,
+            credential,
+            preserve_argv0,
+            qemu,
+            dry_run,
+            export,
+            format,
+        } => {
+            let flags = Flags {
+                preserve_argv0,
+                open_binary: credential,
+                credentials: credential,
+                fix_binary: persistent,
+            };
+            let export = match export {
+                None => None,
+                Some(v) => {
+                    let fmt = ExportFormat::from_str(&v[0], true)
+                        .map_err(|_| anyhow!("unknown --export format '{}'; valid: systemd", v[0]))?;
+                    Some((fmt, PathBuf::from(&v[1])))
+                }
+            };
+            register(&target, &arch, flags, qemu, dry_run, export, format)
+        }
+        BinfmtCommand::Unregister { target, arch, dry_run, format } => {
+            unregister(&target, &arch, dry_run, format)
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct StatusEntry {
+    name: String,
+    enabled: bool,
+    flags: String,
+    interpreter: String,
+    arches: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct StatusReport {
+    root: PathBuf,
+    mounted: bool,
+    enabled: Option<bool>,
+    entries: Vec<StatusEntry>,
+}
+
+fn status(target: &Target, format: Format) -> Result<i32> {
+    let hb = HostBinfmt::read(&BinfmtFs::new(&target.binfmt_dir));
+    if let Some(err) = &hb.error {
+        bail!("{err}");
+    }
+    let report = StatusReport {
+        root: hb.root.clone(),
+        mounted: hb.mounted,
+        enabled: hb.enabled,
+        entries: hb
+            .entries
+            .iter()
+            .map(|e| StatusEntry {
+                name: e.name.clone(),
+                enabled: e.enabled,
+                flags: e.flags.to_string(),
+                interpreter: e.interpreter.clone(),
+                arches: e.arches().iter().map(|a| a.platform()).collect(),
+            })
+            .collect(),
+    };
+    if format == Format::Json {
+        output::print_json(&report)?;
+        return Ok(exit::OK);
+    }
+    if !report.mounted {
+        println!("binfmt_misc is not mounted at {}: no entries", report.root.display());
+        return Ok(exit::OK);
+    }
+    let mut t = Table::new(&["NAME", "ARCH", "ENABLED", "FLAGS", "INTERPRETER"]);
+    for e in &report.entries {
+        let arches = if e.arches.is_empty() { "-".to_string() } else { e.arches.join(",") };
+        let flags = if e.flags.is_empty() { "-".to_string() } else { e.flags.clone() };
+        t.row(vec![e.name.clone(), arches, yes_no(e.enabled), flags, e.interpreter.clone()]);
+    }
+    print!("{}", t.render(color_stdout()));
+    println!(
+        "\n{} entries at {} (binfmt_misc {})",
+        report.entries.len(),
+        report.root.display(),
+        if report.enabled == Some(false) { "disabled" } else { "enabled" }
+    );
+    Ok(exit::OK)
+}
+
+fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.to_string()
+}
+
+/// The QEMU targets an `--arch` value names: one, or every foreign one.
+fn targets(name: &str) -> Result<Vec<&'static Arch>> {
+    let host = Arch::host();
+    if name == "all" {
+        return Ok(arch::qemu_targets().filter(|a| !a.is_native_on(host)).collect());
+    }
+    let a = Arch::parse(name)?;
+    if a.is_native_on(host) {
+        bail!(
+            "{} runs natively on this {} host; there is nothing to register",
+            a.platform(),
+            host.platform()
+        );
+    }
+    Ok(vec![a])
+}
+
+/// Refuse to change the host's instance unless we are root; say why.
+fn guard_host(fs: &BinfmtFs, verb: &str) -> Result<()> {
+    let host_instance = host::in_initial_userns() && fs.root() == Path::new(DEFAULT_ROOT);
+    if host_instance && !nix::unistd::geteuid().is_root() {
+        bail!(
+            "{verb} the host's binfmt_misc needs root: run it with sudo (to test emulation without touching the host, use `mtbx arch check`)"
+        );
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct RegisterRow {
+    name: String,
+    platform: String,
+    interpreter: Option<PathBuf>,
+    flags: String,
+    line: Option<String>,
+    /// registered, already-registered, served-by-other-entry, would-register,
+    /// exported, skipped
+    outcome: String,
+    detail: Option<String>,
+}
+
+fn register(
+    target: &Target,
+    name: &str,
+    flags: Flags,
+    qemu: Option<PathBuf>,
+    dry_run: bool,
+    export: Option<(ExportFormat, PathBuf)>,
+    format: Format,
+) -> Result<i32> {
+    let arches = targets(name)?;
+    if qemu.is_some() && arches.len() != 1 {
+        bail!("--qemu names one interpreter, so give one --arch, not all");
+    }
+    let fs = BinfmtFs::new(&target.binfmt_dir);
+    let touches_instance = !dry_run && export.is_none();
+    if touches_instance {
+        guard_host(&fs, "registering in")?;
+        if flags.credentials && host::in_initial_userns() {
+            output::warn(
+                "--credential sets flag C on the host: any setuid binary of these architectures will run QEMU with its privileges",
+            );
+        }
+        fs.ensure_mounted().context("cannot prepare binfmt_misc")?;
+    }
+    let current = HostBinfmt::read(&fs);
+    let mut rows = Vec::new();
+    let mut failed = false;
+    for a in arches {
+        let search = host::find_interpreter(a, qemu.as_deref());
+        let Some(interp) = search.usable() else {
+            if name == "all" {
+                rows.push(row(a, None, flags, None, "skipped", Some(search.problem(a))));
+                continue;
+            }
+            bail!("{}", search.problem(a));
+        };
+        let reg = Registration::for_arch(a, &interp.path, flags);
+        let line = reg.line()?;
+        if let Some((ExportFormat::Systemd, dir)) = &export {
+            let path = dir.join(format!("{}.conf", reg.name));
+            if !dry_run {
+                write_atomic(&path, format!("{line}\n").as_bytes())
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            let outcome = if dry_run { "would-export" } else { "exported" };
+            rows.push(row(a, Some(&reg), flags, Some(line), outcome, Some(path.display().to_string())));
+            continue;
+        }
+        if dry_run {
+            rows.push(row(a, Some(&reg), flags, Some(line), "would-register", None));
+            continue;
+        }
+        if let Some(e) = current.entries.iter().find(|e| e.name == reg.name) {
+            let same = e.interpreter == interp.path.to_string_lossy() && e.flags == flags;
+            if same && e.serves(a) {
+                rows.push(row(a, Some(&reg), flags, Some(line), "already-registered", None));
+                continue;
+            }
+            failed = true;
+            let why = format!(
+                "an entry named {} already exists (interpreter {}, flags {}); run `mtbx binfmt unregister --arch {}` first",
+                e.name, e.interpreter, e.flags, a.short_name()
+            );
+            rows.push(row(a, Some(&reg), flags, Some(line), "failed", Some(why)));
+            continue;
+        }
+        if let Some(other) = current.entries.iter().find(|e| e.enabled && e.serves(a)) {
+            let why = format!("already served by entry {} ({})", other.name, other.interpreter);
+            rows.push(row(a, Some(&reg), flags, Some(line), "served-by-other-entry", Some(why)));
+            continue;
+        }
+        match fs.register(&reg) {
+            Ok(()) => rows.push(row(a, Some(&reg), flags, Some(line), "registered", None)),
+            Err(e @ (BinfmtError::PermissionDenied(_) | BinfmtError::NotMounted(_))) => return Err(e.into()),
+            Err(e) => {
+                failed = true;
+                rows.push(row(a, Some(&reg), flags, Some(line), "failed", Some(e.to_string())));
+            }
+        }
+    }
+    print_rows(&rows, format)?;
+    Ok(if failed { exit::FAILED } else { exit::OK })
+}
+
+fn row(
+    a: &Arch,
+    reg: Option<&Registration>,
+    flags: Flags,
+    line: Option<String>,
+    outcome: &str,
+    detail: Option<String>,
+) -> RegisterRow {
+    RegisterRow {
+        name: a.binfmt_name(),
+        platform: a.platform(),
+        interpreter: reg.map(|r| r.interpreter.clone()),
+        flags: flags.to_string(),
+        line,
+        outcome: outcome.to_string(),
+        detail,
+    }
+}
+
+fn print_rows(rows: &[RegisterRow], format: Format) -> Result<()> {
+    if format == Format::Json {
+        return output::print_json(&rows);
+    }
+    let mut t = Table::new(&["NAME", "PLATFORM", "FLAGS", "RESULT", "INTERPRETER / DETAIL"]);
+    for r in rows {
+        let detail = r
+            .detail
+            .clone()
+            .or_else(|| r.interpreter.as_ref().map(|p| p.display().to_string()))
+            .unwrap_or_default();
+        let flags = if r.flags.is_empty() { "-".to_string() } else { r.flags.clone() };
+        t.row(vec![r.name.clone(), r.platform.clone(), flags, r.outcome.clone(), detail]);
+    }
+    print!("{}", t.render(color_stdout()));
+    for r in rows.iter().filter(|r| r.outcome.starts_with("would-")) {
+        if let Some(line) = &r.line {
+            println!("{line}");
+        }
+    }
+    Ok(())
+}
+
+fn unregister(target: &Target, name: &str, dry_run: bool, format: Format) -> Result<i32> {
+    let arches = targets(name)?;
+    let fs = BinfmtFs::new(&target.binfmt_dir);
+    if !dry_run {
+        guard_host(&fs, "unregistering from")?;
+    }
+    let current = HostBinfmt::read(&fs);
+    if let Some(err) = current.error {
+        bail!("{err}");
+    }
+    let mut rows = Vec::new();
+    for a in arches {
+        let entry = current.entries.iter().find(|e| e.name == a.binfmt_name());
+        let Some(entry) = entry else {
+            if name == "all" {
+                continue;
+            }
+            bail!("no binfmt_misc entry named {} at {}", a.binfmt_name(), fs.root().display());
+        };
+        let outcome = if dry_run {
+            "would-remove"
+        } else {
+            fs.remove(&entry.name)?;
+            "removed"
+        };
+        rows.push(RegisterRow {
+            name: entry.name.clone(),
+            platform: a.platform(),
+            interpreter: Some(PathBuf::from(&entry.interpreter)),
+            flags: entry.flags.to_string(),
+            line: None,
+            outcome: outcome.to_string(),
+            detail: None,
+        });
+    }
+    print_rows(&rows, format)?;
+    Ok(exit::OK)
+}
+
+/// Write a file atomically: a temporary file in the same directory, fsync,
+/// rename. A reader sees the old file or the new one, never half of it.
+pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::Builder::new().prefix(".mtbx-").tempfile_in(dir)?;
+    tmp.write_all(data)?;
+    tmp.as_file().sync_all()?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    }
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}

@@ -1,0 +1,77 @@
+//! The command line: argument parsing, logging, and turning library errors
+//! into one-line messages and exit codes. The work itself lives in the
+//! library modules; each subcommand module here only asks and prints.
+
+mod arch_cmd;
+mod binfmt_cmd;
+pub mod output;
+
+use clap::{Parser, Subcommand};
+
+use output::{paint, Style};
+
+/// Run Toolbx-style containers of foreign CPU architectures with QEMU
+/// user-mode emulation and binfmt_misc.
+#[derive(Debug, Parser)]
+#[command(name = "mtbx", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Diagnostic detail on stderr: error, warn, info, debug or trace.
+    #[arg(long, global = true, default_value = "warn", value_name = "LEVEL")]
+    log_level: tracing::Level,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Architectures: what this host can run, and proof that it runs them.
+    #[command(subcommand)]
+    Arch(arch_cmd::ArchCommand),
+    /// The host's binfmt_misc registrations for QEMU.
+    #[command(subcommand)]
+    Binfmt(binfmt_cmd::BinfmtCommand),
+}
+
+/// Exit codes, as documented in README.md.
+pub mod exit {
+    /// Success.
+    pub const OK: i32 = 0;
+    /// The command ran and something failed (an error, or a failed check).
+    pub const FAILED: i32 = 1;
+    /// Bad usage (clap's own code for argument errors).
+    pub const USAGE: i32 = 2;
+}
+
+/// Parse the process arguments, run the command, return the exit code.
+pub fn run() -> i32 {
+    let cli = Cli::parse();
+    init_logging(cli.log_level);
+    let result = match cli.command {
+        Command::Arch(cmd) => arch_cmd::run(cmd),
+        Command::Binfmt(cmd) => binfmt_cmd::run(cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            report_error(&err);
+            exit::FAILED
+        }
+    }
+}
+
+/// Print an error chain as one line: `mtbx: error: outer: inner`.
+pub fn report_error(err: &anyhow::Error) {
+    let head = paint("error:", Style::Red, output::color_stderr());
+    eprintln!("mtbx: {head} {err:#}");
+}
+
+fn init_logging(level: tracing::Level) {
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(output::color_stderr())
+        .with_target(false)
+        .without_time()
+        .try_init();
+}

@@ -1,0 +1,26 @@
+//! mtbx: Toolbx-style containers of foreign CPU architectures through QEMU
+//! user-mode emulation and the kernel's binfmt_misc.
+//!
+//! The library holds everything; the `mtbx` binary is a thin front end
+//! (module [`cli`]) and the tests use the same modules directly.
+//!
+//! - [`arch`]: the one table of platforms, names, ELF identities and
+//!   binfmt_misc magic.
+//! - [`elf`]: is an interpreter a static ELF for this machine?
+//! - [`binfmt`]: read and change a binfmt_misc instance with system calls.
+//! - [`host`]: what the host offers: interpreters, kernel, registrations.
+//! - [`sandbox`]: run a program in a user namespace with its own
+//!   binfmt_misc instance.
+//! - [`testprog`]: tiny generated programs, one per architecture.
+//! - [`emucheck`]: prove that an architecture runs.
+
+#![warn(missing_docs)]
+
+pub mod arch;
+pub mod binfmt;
+pub mod cli;
+pub mod elf;
+pub mod emucheck;
+pub mod host;
+pub mod sandbox;
+pub mod testprog;
