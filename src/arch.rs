@@ -201,9 +201,11 @@ const MASK_LOONGARCH: [u8; 20] = [
 
 /// The 32-bit MIPS entries extend over e_flags (bytes 36..40) so that the
 /// n32 ABI bit (EF_MIPS_ABI2, 0x20) is clear: n32 binaries go to qemu-mipsn32.
-const fn mips32(be: bool) -> ([u8; 40], [u8; 40]) {
-    let mut magic = [0u8; 40];
-    let mut mask = [0u8; 40];
+/// QEMU's little-endian entry stops at byte 36, the big-endian one at 39:
+/// each ends at the e_flags byte that holds the n32 bit.
+const fn mips32<const N: usize>(be: bool) -> ([u8; N], [u8; N]) {
+    let mut magic = [0u8; N];
+    let mut mask = [0u8; N];
     let head: [u8; 16] = if be { elf_ident!(1, 2) } else { elf_ident!(1, 1) };
     let mut i = 0;
     while i < 16 {
@@ -231,7 +233,7 @@ const fn mips32(be: bool) -> ([u8; 40], [u8; 40]) {
     (magic, mask)
 }
 
-const MIPSEL: ([u8; 40], [u8; 40]) = mips32(false);
+const MIPSEL: ([u8; 37], [u8; 37]) = mips32(false);
 const MIPS: ([u8; 40], [u8; 40]) = mips32(true);
 
 macro_rules! target {

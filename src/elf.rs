@@ -117,12 +117,12 @@ pub struct StaticElf {
 }
 
 /// The ELF identity of a parsed header as a table row, if it is one.
-fn identify(elf: &Elf<'_>) -> Option<&'static Arch> {
-    let class = if elf.is_64 { Class::Elf64 } else { Class::Elf32 };
-    let endian = if elf.little_endian { Endian::Little } else { Endian::Big };
+fn identify(header: &goblin::elf::Header) -> Option<&'static Arch> {
+    let class = if header.e_ident[4] == 2 { Class::Elf64 } else { Class::Elf32 };
+    let endian = if header.e_ident[5] == 2 { Endian::Big } else { Endian::Little };
     ARCHES.iter().find(|a| {
         a.default_variant
-            && a.elf.machine == elf.header.e_machine
+            && a.elf.machine == header.e_machine
             && a.elf.class == class
             && a.elf.endian == endian
     })
@@ -130,11 +130,115 @@ fn identify(elf: &Elf<'_>) -> Option<&'static Arch> {
 
 /// Check that the file at `path` is a static executable for `host`.
 ///
-/// Reads the whole file: QEMU binaries are a few megabytes, and goblin
-/// needs the dynamic section, which may lie anywhere in it.
+/// Reads only the ELF header, the program headers and the dynamic section
+/// (QEMU binaries are over 10 MB; their headers are a few kilobytes). Only
+/// a file that turns out dynamic is parsed whole, to name its libraries.
 pub fn check_static(path: &Path, host: &Arch) -> Result<StaticElf, ElfError> {
-    let bytes = std::fs::read(path).map_err(|source| ElfError::Read { path: path.into(), source })?;
-    check_static_bytes(path, &bytes, host)
+    use std::os::unix::fs::FileExt;
+    let read_err = |source| ElfError::Read { path: path.into(), source };
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    let len = file.metadata().map_err(read_err)?.len();
+    // Read exactly `n` bytes at `off`, or report the file as truncated.
+    let read_at = |off: u64, n: u64| -> Result<Vec<u8>, ElfError> {
+        let malformed = || ElfError::Malformed {
+            path: path.into(),
+            reason: format!("{n} bytes at offset {off} lie past the end of the file"),
+        };
+        if off.checked_add(n).is_none_or(|end| end > len) || n > 1 << 24 {
+            return Err(malformed());
+        }
+        let mut buf = vec![0u8; n as usize];
+        file.read_exact_at(&mut buf, off).map_err(read_err)?;
+        Ok(buf)
+    };
+    let head = read_at(0, len.min(64))?;
+    if head.len() < 4 || &head[..4] != b"\x7fELF" {
+        return Err(ElfError::NotElf { path: path.into() });
+    }
+    let header = Elf::parse_header(&head)
+        .map_err(|e| ElfError::Malformed { path: path.into(), reason: e.to_string() })?;
+    let ctx = goblin::container::Ctx::new(
+        if header.e_ident[4] == 2 {
+            goblin::container::Container::Big
+        } else {
+            goblin::container::Container::Little
+        },
+        if header.e_ident[5] == 2 {
+            goblin::container::Endian::Big
+        } else {
+            goblin::container::Endian::Little
+        },
+    );
+    let phdr_bytes = read_at(header.e_phoff, header.e_phnum as u64 * header.e_phentsize as u64)?;
+    let phdrs = goblin::elf::ProgramHeader::parse(&phdr_bytes, 0, header.e_phnum as usize, ctx)
+        .map_err(|e| ElfError::Malformed { path: path.into(), reason: e.to_string() })?;
+    let mut dynamic = false;
+    for ph in &phdrs {
+        match ph.p_type {
+            goblin::elf::program_header::PT_INTERP => dynamic = true,
+            goblin::elf::program_header::PT_DYNAMIC => {
+                let bytes = read_at(ph.p_offset, ph.p_filesz)?;
+                dynamic |= has_needed(&bytes, ctx);
+            }
+            _ => {}
+        }
+    }
+    if dynamic {
+        // The error path: parse it all to say what it needs.
+        let bytes = std::fs::read(path).map_err(read_err)?;
+        return check_static_bytes(path, &bytes, host);
+    }
+    verdict(path, &header, None, Vec::new(), host)
+}
+
+/// Whether a dynamic section holds a DT_NEEDED entry before DT_NULL.
+fn has_needed(bytes: &[u8], ctx: goblin::container::Ctx) -> bool {
+    let word = if ctx.is_big() { 8 } else { 4 };
+    let little = ctx.is_little_endian();
+    let get = |b: &[u8]| -> u64 {
+        let mut v = 0u64;
+        for (i, &x) in b.iter().enumerate() {
+            let shift = if little { i } else { b.len() - 1 - i };
+            v |= (x as u64) << (8 * shift);
+        }
+        v
+    };
+    for entry in bytes.chunks_exact(2 * word) {
+        match get(&entry[..word]) {
+            0 => return false, // DT_NULL
+            t if t == goblin::elf::dynamic::DT_NEEDED => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// The decision shared by both readers, from the header and what the file
+/// needs at run time.
+fn verdict(
+    path: &Path,
+    header: &goblin::elf::Header,
+    interpreter: Option<String>,
+    needed: Vec<String>,
+    host: &Arch,
+) -> Result<StaticElf, ElfError> {
+    let e_type = header.e_type;
+    if e_type != ET_EXEC && e_type != ET_DYN {
+        return Err(ElfError::NotExecutable { path: path.into(), e_type });
+    }
+    let found = identify(header);
+    if !found.is_some_and(|a| a.is_native_on(host)) {
+        let found = match found {
+            Some(a) => a.platform(),
+            None => format!("ELF machine {}", header.e_machine),
+        };
+        return Err(ElfError::WrongMachine { path: path.into(), found, host: host.platform() });
+    }
+    if interpreter.is_some() || !needed.is_empty() {
+        return Err(ElfError::Dynamic { path: path.into(), interpreter, needed });
+    }
+    let linkage = if e_type == ET_EXEC { Linkage::Static } else { Linkage::StaticPie };
+    Ok(StaticElf { path: path.into(), linkage, machine: host.platform() })
 }
 
 /// [`check_static`] on bytes already in memory; `path` names them in errors.
@@ -144,26 +248,9 @@ pub fn check_static_bytes(path: &Path, bytes: &[u8], host: &Arch) -> Result<Stat
     }
     let elf =
         Elf::parse(bytes).map_err(|e| ElfError::Malformed { path: path.into(), reason: e.to_string() })?;
-    let e_type = elf.header.e_type;
-    if e_type != ET_EXEC && e_type != ET_DYN {
-        return Err(ElfError::NotExecutable { path: path.into(), e_type });
-    }
-    let found = identify(&elf);
-    let machine_ok = found.is_some_and(|a| a.is_native_on(host));
-    if !machine_ok {
-        let found = match found {
-            Some(a) => a.platform(),
-            None => format!("ELF machine {}", elf.header.e_machine),
-        };
-        return Err(ElfError::WrongMachine { path: path.into(), found, host: host.platform() });
-    }
     let interpreter = elf.interpreter.map(str::to_string);
     let needed: Vec<String> = elf.libraries.iter().map(|s| s.to_string()).collect();
-    if interpreter.is_some() || !needed.is_empty() {
-        return Err(ElfError::Dynamic { path: path.into(), interpreter, needed });
-    }
-    let linkage = if e_type == ET_EXEC { Linkage::Static } else { Linkage::StaticPie };
-    Ok(StaticElf { path: path.into(), linkage, machine: host.platform() })
+    verdict(path, &elf.header, interpreter, needed, host)
 }
 
 #[cfg(test)]

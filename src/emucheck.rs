@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::arch::Arch;
 use crate::binfmt::{Flags, Registration};
-use crate::host::{self, Capabilities, HostBinfmt};
+use crate::host::{self, HostBinfmt};
 use crate::sandbox::{self, SandboxError, Workdir};
 use crate::testprog;
 
@@ -86,8 +86,6 @@ pub enum CheckError {
 
 /// Inputs shared by the checks of one command.
 pub struct Context {
-    /// Kernel and namespace facts.
-    pub caps: Capabilities,
     /// The host's current registrations (read only).
     pub host_binfmt: HostBinfmt,
     /// An interpreter path the user gave, used instead of searching.
@@ -109,26 +107,34 @@ pub fn check(arch: &Arch, ctx: &Context) -> Result<Passed, CheckError> {
     } else {
         let search = host::find_interpreter(arch, ctx.interpreter.as_deref());
         let host_entry = ctx.host_binfmt.entry_for(arch);
-        match (search.usable(), &ctx.caps.sandbox, host_entry) {
-            (Some(interp), Ok(()), _) => {
-                let reg = Registration::for_arch(arch, &interp.path, Flags::parse("F").expect("F"));
-                let out = sandbox::run(&wd, &[reg], &program, &[], TIMEOUT)
-                    .map_err(|source| CheckError::Sandbox { platform: platform.clone(), source })?;
-                (Method::Sandbox, Some(interp.path.clone()), out)
-            }
-            (_, _, Some(entry)) => {
+        // Try the sandbox first; if the namespace itself cannot be set up
+        // (old kernel, user namespaces off), use a host entry if there is one.
+        let sandboxed = search.usable().map(|interp| {
+            let reg = Registration::for_arch(arch, &interp.path, Flags::parse("F").expect("F"));
+            (interp.path.clone(), sandbox::run(&wd, &[reg], &program, &[], TIMEOUT))
+        });
+        match (sandboxed, host_entry) {
+            (Some((path, Ok(out))), _) => (Method::Sandbox, Some(path), out),
+            (Some((_, Err(e))), Some(entry)) if e.is_setup_failure() => {
+                tracing::info!("{platform}: sandbox unavailable ({e}); using host entry {}", entry.name);
                 let out = run_plain(&program)
                     .map_err(|source| CheckError::Sandbox { platform: platform.clone(), source })?;
                 (Method::HostEntry(entry.name.clone()), None, out)
             }
-            (None, _, None) => return Err(CheckError::NoInterpreter(search.problem(arch))),
-            (Some(_), Err(why), None) => {
+            (Some((_, Err(e))), None) if e.is_setup_failure() => {
                 return Err(CheckError::NoWayToRun {
                     platform,
                     short: arch.short_name(),
-                    sandbox: why.clone(),
+                    sandbox: e.to_string(),
                 })
             }
+            (Some((_, Err(source))), _) => return Err(CheckError::Sandbox { platform, source }),
+            (None, Some(entry)) => {
+                let out = run_plain(&program)
+                    .map_err(|source| CheckError::Sandbox { platform: platform.clone(), source })?;
+                (Method::HostEntry(entry.name.clone()), None, out)
+            }
+            (None, None) => return Err(CheckError::NoInterpreter(search.problem(arch))),
         }
     };
     verify(arch, host, method, interpreter, &output)

@@ -103,6 +103,14 @@ pub enum SandboxError {
     },
 }
 
+impl SandboxError {
+    /// Whether the namespace or its binfmt_misc instance could not be made:
+    /// the machine cannot sandbox at all, as opposed to a failed program.
+    pub fn is_setup_failure(&self) -> bool {
+        matches!(self, SandboxError::Step { step, .. } if *step != Step::Register)
+    }
+}
+
 /// Everything the child needs, prepared before fork.
 struct Plan {
     uid_map: Vec<u8>,
@@ -351,6 +359,9 @@ pub fn wait_output(
     timeout: Duration,
 ) -> Result<Output, SandboxError> {
     let start = Instant::now();
+    // Poll with a growing pause: the check programs end within
+    // milliseconds, so a fixed coarse sleep would dominate their run time.
+    let mut pause = Duration::from_micros(50);
     loop {
         match child.try_wait() {
             Ok(Some(_)) => break,
@@ -359,7 +370,10 @@ pub fn wait_output(
                 let _ = child.wait();
                 return Err(SandboxError::Timeout { program: program.into(), timeout });
             }
-            Ok(None) => std::thread::sleep(Duration::from_millis(2)),
+            Ok(None) => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(10));
+            }
             Err(source) => {
                 return Err(SandboxError::Io { what: format!("waiting for {}", program.display()), source })
             }

@@ -199,11 +199,7 @@ fn check(names: &[String], qemu: Option<PathBuf>, format: Format) -> Result<i32>
     if qemu.is_some() && unique.len() != 1 {
         bail!("--qemu names one interpreter, so give exactly one ARCH");
     }
-    let ctx = Context {
-        caps: Capabilities::probe(),
-        host_binfmt: HostBinfmt::read(&BinfmtFs::default()),
-        interpreter: qemu,
-    };
+    let ctx = Context { host_binfmt: HostBinfmt::read(&BinfmtFs::default()), interpreter: qemu };
     let mut rows = Vec::new();
     for a in unique {
         let spin = output::spinner(format!("checking {}", a.platform()));

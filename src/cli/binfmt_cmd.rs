@@ -61,6 +61,28 @@ pub enum BinfmtCommand {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
+    /// Turn the qemu-<target> entries of architectures back on.
+    Enable {
+        #[command(flatten)]
+        target: Target,
+        /// Architecture, or `all`.
+        #[arg(long, value_name = "ARCH|all")]
+        arch: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Turn the qemu-<target> entries of architectures off, keeping them.
+    Disable {
+        #[command(flatten)]
+        target: Target,
+        /// Architecture, or `all`.
+        #[arg(long, value_name = "ARCH|all")]
+        arch: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
     /// Remove the qemu-<target> entries of architectures.
     Unregister {
         #[command(flatten)]
@@ -121,7 +143,13 @@ pub fn run(cmd: BinfmtCommand) -> Result<i32> {
             register(&target, &arch, flags, qemu, dry_run, export, format)
         }
         BinfmtCommand::Unregister { target, arch, dry_run, format } => {
-            unregister(&target, &arch, dry_run, format)
+            change(&target, &arch, Change::Remove { dry_run }, format)
+        }
+        BinfmtCommand::Enable { target, arch, format } => {
+            change(&target, &arch, Change::Enable(true), format)
+        }
+        BinfmtCommand::Disable { target, arch, format } => {
+            change(&target, &arch, Change::Enable(false), format)
         }
     }
 }
@@ -359,11 +387,23 @@ fn print_rows(rows: &[RegisterRow], format: Format) -> Result<()> {
     Ok(())
 }
 
-fn unregister(target: &Target, name: &str, dry_run: bool, format: Format) -> Result<i32> {
+/// What `change` does to each entry.
+#[derive(Clone, Copy)]
+enum Change {
+    Remove { dry_run: bool },
+    Enable(bool),
+}
+
+/// Remove, enable or disable the qemu-<target> entries `name` stands for.
+fn change(target: &Target, name: &str, what: Change, format: Format) -> Result<i32> {
     let arches = targets(name)?;
     let fs = BinfmtFs::new(&target.binfmt_dir);
-    if !dry_run {
-        guard_host(&fs, "unregistering from")?;
+    let verb = match what {
+        Change::Remove { .. } => "unregistering from",
+        Change::Enable(_) => "changing",
+    };
+    if !matches!(what, Change::Remove { dry_run: true }) {
+        guard_host(&fs, verb)?;
     }
     let current = HostBinfmt::read(&fs);
     if let Some(err) = current.error {
@@ -378,11 +418,20 @@ fn unregister(target: &Target, name: &str, dry_run: bool, format: Format) -> Res
             }
             bail!("no binfmt_misc entry named {} at {}", a.binfmt_name(), fs.root().display());
         };
-        let outcome = if dry_run {
-            "would-remove"
-        } else {
-            fs.remove(&entry.name)?;
-            "removed"
+        let outcome = match what {
+            Change::Remove { dry_run: true } => "would-remove",
+            Change::Remove { dry_run: false } => {
+                fs.remove(&entry.name)?;
+                "removed"
+            }
+            Change::Enable(on) => {
+                fs.set_enabled(&entry.name, on)?;
+                if on {
+                    "enabled"
+                } else {
+                    "disabled"
+                }
+            }
         };
         rows.push(RegisterRow {
             name: entry.name.clone(),
