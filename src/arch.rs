@@ -168,68 +168,67 @@ macro_rules! be_magic {
     }};
 }
 
-// Masks as qemu-binfmt-conf.sh writes them. Common to all: byte 7 (OS/ABI)
-// is ignored, and the low bit of e_type so that ET_DYN (PIE) matches too.
-const MASK_LE: [u8; 20] = [
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe,
-    0xff, 0xff, 0xff,
-];
-const MASK_X86: [u8; 20] = [
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xfe, 0xfe, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe,
-    0xff, 0xff, 0xff,
-];
-const MASK_PPC64LE: [u8; 20] = [
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfc, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe,
-    0xff, 0xff, 0x00,
-];
-const MASK_BE_ABI: [u8; 20] = [
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfc, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xfe, 0xff, 0xff,
-];
-const MASK_MIPS64EL: [u8; 20] = [
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe,
-    0xff, 0xff, 0xff,
-];
-const MASK_MIPS64: [u8; 20] = [
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xfe, 0xff, 0xff,
-];
-const MASK_LOONGARCH: [u8; 20] = [
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfc, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe,
-    0xff, 0xff, 0xff,
-];
+/// The 20-byte masks of qemu-binfmt-conf.sh differ in four places only;
+/// everything else must match exactly.
+/// - `osabi`: byte 7 (EI_OSABI), ignored (0x00) or only its low bits (0xfc);
+/// - `abiversion`: byte 8 (EI_ABIVERSION);
+/// - `x86`: x86 entries also ignore the low bit of EI_DATA and EI_VERSION;
+/// - `machine_hi`: the high byte of a little-endian e_machine (0x00 for
+///   ppc64le, whose entry ignores it).
+///
+/// The low bit of e_type is always ignored so that ET_DYN (PIE) matches.
+const fn mask(endian: Endian, osabi: u8, abiversion: u8, x86: bool, machine_hi: u8) -> [u8; 20] {
+    let mut m = [0xff; 20];
+    if x86 {
+        m[5] = 0xfe;
+        m[6] = 0xfe;
+    }
+    m[7] = osabi;
+    m[8] = abiversion;
+    match endian {
+        Endian::Little => {
+            m[16] = 0xfe;
+            m[19] = machine_hi;
+        }
+        Endian::Big => m[17] = 0xfe,
+    }
+    m
+}
 
-/// The 32-bit MIPS entries extend over e_flags (bytes 36..40) so that the
-/// n32 ABI bit (EF_MIPS_ABI2, 0x20) is clear: n32 binaries go to qemu-mipsn32.
+const MASK_LE: [u8; 20] = mask(Endian::Little, 0x00, 0xff, false, 0xff);
+const MASK_X86: [u8; 20] = mask(Endian::Little, 0x00, 0xff, true, 0xff);
+const MASK_PPC64LE: [u8; 20] = mask(Endian::Little, 0xfc, 0xff, false, 0x00);
+const MASK_BE_ABI: [u8; 20] = mask(Endian::Big, 0xfc, 0xff, false, 0xff);
+const MASK_MIPS64EL: [u8; 20] = mask(Endian::Little, 0x00, 0xfe, false, 0xff);
+const MASK_MIPS64: [u8; 20] = mask(Endian::Big, 0x00, 0xfe, false, 0xff);
+const MASK_LOONGARCH: [u8; 20] = mask(Endian::Little, 0xfc, 0x00, false, 0xff);
+
 /// QEMU's little-endian entry stops at byte 36, the big-endian one at 39:
 /// each ends at the e_flags byte that holds the n32 bit.
 const fn mips32<const N: usize>(be: bool) -> ([u8; N], [u8; N]) {
     let mut magic = [0u8; N];
     let mut mask = [0u8; N];
-    let head: [u8; 16] = if be { elf_ident!(1, 2) } else { elf_ident!(1, 1) };
+    let (head, base) = if be {
+        (elf_ident!(1, 2), self::mask(Endian::Big, 0x00, 0xfe, false, 0xff))
+    } else {
+        (elf_ident!(1, 1), self::mask(Endian::Little, 0x00, 0xfe, false, 0xff))
+    };
     let mut i = 0;
-    while i < 16 {
-        magic[i] = head[i];
-        mask[i] = 0xff;
+    while i < 20 {
+        magic[i] = if i < 16 { head[i] } else { 0 };
+        mask[i] = base[i];
         i += 1;
     }
-    mask[7] = 0x00;
-    mask[8] = 0xfe;
+    // e_type ET_EXEC and e_machine EM_MIPS, then the n32 bit of e_flags.
     if be {
         magic[17] = 0x02;
         magic[19] = EM_MIPS as u8;
-        mask[16] = 0xff;
-        mask[17] = 0xfe;
         mask[39] = 0x20;
     } else {
         magic[16] = 0x02;
         magic[18] = EM_MIPS as u8;
-        mask[16] = 0xfe;
-        mask[17] = 0xff;
         mask[36] = 0x20;
     }
-    mask[18] = 0xff;
-    mask[19] = 0xff;
     (magic, mask)
 }
 

@@ -96,248 +96,214 @@ pub fn parse_output(stdout: &[u8]) -> String {
 }
 
 /// The instructions: uname(BUF); write(1, BUF + MACHINE, FIELD_LEN); exit(0).
+/// One program for every architecture; only the encodings differ.
 fn code(arch: &Arch) -> Vec<u8> {
-    let s = arch.syscalls;
-    let field = BUF + MACHINE;
+    let enc: &dyn Encoder = match arch.qemu.isa {
+        Isa::X86_64 => &X86_64,
+        Isa::I386 => &I386,
+        Isa::Aarch64 => &Aarch64,
+        Isa::Arm => &Arm,
+        Isa::Ppc64 => &Ppc,
+        Isa::S390x => &S390x,
+        Isa::Riscv64 => &Riscv64,
+        Isa::Mips => &Mips,
+        Isa::LoongArch64 => &LoongArch64,
+    };
+    let s: Syscalls = arch.syscalls;
+    let [a0, a1, a2] = enc.args();
     let mut w = Writer::new(arch.elf.endian);
-    match arch.qemu.isa {
-        Isa::X86_64 => x86_64(&mut w, s, field),
-        Isa::I386 => i386(&mut w, s, field),
-        Isa::Aarch64 => aarch64(&mut w, s, field),
-        Isa::Arm => arm(&mut w, s, field),
-        Isa::Ppc64 => ppc(&mut w, s, field),
-        Isa::S390x => s390x(&mut w, s, field),
-        Isa::Riscv64 => riscv64(&mut w, s, field),
-        Isa::Mips => mips(&mut w, s, field),
-        Isa::LoongArch64 => loongarch64(&mut w, s, field),
-    }
+    enc.li(&mut w, a0, BUF);
+    enc.syscall(&mut w, s.uname);
+    enc.li(&mut w, a0, 1);
+    enc.li(&mut w, a1, BUF + MACHINE);
+    enc.li(&mut w, a2, FIELD_LEN);
+    enc.syscall(&mut w, s.write);
+    enc.li(&mut w, a0, 0);
+    enc.syscall(&mut w, s.exit);
     w.out
 }
 
-fn x86_64(w: &mut Writer, s: Syscalls, field: u32) {
-    let mov = |w: &mut Writer, op: u8, v: u32| {
-        w.bytes(&[op]);
-        w.out.extend_from_slice(&v.to_le_bytes());
-    };
-    const EAX: u8 = 0xb8;
-    const EDX: u8 = 0xba;
-    const ESI: u8 = 0xbe;
-    const EDI: u8 = 0xbf;
-    const SYSCALL: [u8; 2] = [0x0f, 0x05];
-    mov(w, EAX, s.uname);
-    mov(w, EDI, BUF);
-    w.bytes(&SYSCALL);
-    mov(w, EAX, s.write);
-    mov(w, EDI, 1);
-    mov(w, ESI, field);
-    mov(w, EDX, FIELD_LEN);
-    w.bytes(&SYSCALL);
-    mov(w, EAX, s.exit);
-    w.bytes(&[0x31, 0xff]); // xor edi, edi
-    w.bytes(&SYSCALL);
+/// The two things the program needs from an instruction set: put a 32-bit
+/// constant in a register, and make a system call.
+trait Encoder {
+    /// Registers of the first three system call arguments.
+    fn args(&self) -> [u32; 3];
+    /// Load `v` (below 2^31) into register `reg`.
+    fn li(&self, w: &mut Writer, reg: u32, v: u32);
+    /// Invoke system call `nr`.
+    fn syscall(&self, w: &mut Writer, nr: u32);
 }
 
-fn i386(w: &mut Writer, s: Syscalls, field: u32) {
-    let mov = |w: &mut Writer, op: u8, v: u32| {
-        w.bytes(&[op]);
-        w.out.extend_from_slice(&v.to_le_bytes());
-    };
-    const EAX: u8 = 0xb8;
-    const ECX: u8 = 0xb9;
-    const EDX: u8 = 0xba;
-    const EBX: u8 = 0xbb;
-    const INT80: [u8; 2] = [0xcd, 0x80];
-    mov(w, EAX, s.uname);
-    mov(w, EBX, BUF);
-    w.bytes(&INT80);
-    mov(w, EAX, s.write);
-    mov(w, EBX, 1);
-    mov(w, ECX, field);
-    mov(w, EDX, FIELD_LEN);
-    w.bytes(&INT80);
-    mov(w, EAX, s.exit);
-    w.bytes(&[0x31, 0xdb]); // xor ebx, ebx
-    w.bytes(&INT80);
+struct X86_64;
+struct I386;
+struct Aarch64;
+struct Arm;
+struct Ppc;
+struct S390x;
+struct Riscv64;
+struct Mips;
+struct LoongArch64;
+
+/// `mov r32, imm32` (B8+r), the same on i386 and x86-64 (zero-extends).
+fn x86_mov(w: &mut Writer, reg: u32, v: u32) {
+    w.bytes(&[0xb8 + reg as u8]);
+    w.out.extend_from_slice(&v.to_le_bytes());
 }
 
-fn aarch64(w: &mut Writer, s: Syscalls, field: u32) {
-    // movz/movk xd, #imm16, lsl #(16*hw)
-    let li = |w: &mut Writer, rd: u32, v: u32| {
-        w.u32(0xd280_0000 | (v & 0xffff) << 5 | rd);
+const EAX: u32 = 0;
+
+impl Encoder for X86_64 {
+    fn args(&self) -> [u32; 3] {
+        [7, 6, 2] // edi, esi, edx
+    }
+    fn li(&self, w: &mut Writer, reg: u32, v: u32) {
+        x86_mov(w, reg, v);
+    }
+    fn syscall(&self, w: &mut Writer, nr: u32) {
+        x86_mov(w, EAX, nr);
+        w.bytes(&[0x0f, 0x05]); // syscall
+    }
+}
+
+impl Encoder for I386 {
+    fn args(&self) -> [u32; 3] {
+        [3, 1, 2] // ebx, ecx, edx
+    }
+    fn li(&self, w: &mut Writer, reg: u32, v: u32) {
+        x86_mov(w, reg, v);
+    }
+    fn syscall(&self, w: &mut Writer, nr: u32) {
+        x86_mov(w, EAX, nr);
+        w.bytes(&[0xcd, 0x80]); // int 0x80
+    }
+}
+
+impl Encoder for Aarch64 {
+    fn args(&self) -> [u32; 3] {
+        [0, 1, 2]
+    }
+    fn li(&self, w: &mut Writer, rd: u32, v: u32) {
+        w.u32(0xd280_0000 | (v & 0xffff) << 5 | rd); // movz xd, #lo
         if v >> 16 != 0 {
-            w.u32(0xf2a0_0000 | (v >> 16) << 5 | rd);
+            w.u32(0xf2a0_0000 | (v >> 16) << 5 | rd); // movk xd, #hi, lsl 16
         }
-    };
-    const SVC0: u32 = 0xd400_0001;
-    li(w, 0, BUF);
-    li(w, 8, s.uname);
-    w.u32(SVC0);
-    li(w, 0, 1);
-    li(w, 1, field);
-    li(w, 2, FIELD_LEN);
-    li(w, 8, s.write);
-    w.u32(SVC0);
-    li(w, 0, 0);
-    li(w, 8, s.exit);
-    w.u32(SVC0);
+    }
+    fn syscall(&self, w: &mut Writer, nr: u32) {
+        self.li(w, 8, nr);
+        w.u32(0xd400_0001); // svc #0
+    }
 }
 
-fn arm(w: &mut Writer, s: Syscalls, field: u32) {
-    // ARMv5-compatible A32: small constants by `mov rd, #imm8`, addresses
-    // from a literal pool with `ldr rd, [pc, #off]` (no movw before v6T2).
-    let mov = |w: &mut Writer, rd: u32, imm8: u32| {
-        assert!(imm8 < 256);
-        w.u32(0xe3a0_0000 | rd << 12 | imm8);
-    };
-    const SVC0: u32 = 0xef00_0000;
-    // Instruction indices of the two literal loads and the pool.
-    const POOL: u32 = 11;
-    let ldr = |w: &mut Writer, rd: u32, at: u32, lit: u32| {
-        // pc reads as the instruction's address + 8.
-        let off = (POOL + lit) * 4 - (at * 4 + 8);
-        w.u32(0xe59f_0000 | rd << 12 | off);
-    };
-    ldr(w, 0, 0, 0); // 0: r0 = BUF
-    mov(w, 7, s.uname); // 1
-    w.u32(SVC0); // 2
-    mov(w, 0, 1); // 3
-    ldr(w, 1, 4, 1); // 4: r1 = field
-    mov(w, 2, FIELD_LEN); // 5
-    mov(w, 7, s.write); // 6
-    w.u32(SVC0); // 7
-    mov(w, 0, 0); // 8
-    mov(w, 7, s.exit); // 9
-    w.u32(SVC0); // 10
-    w.u32(BUF); // 11: pool
-    w.u32(field); // 12
+impl Encoder for Arm {
+    fn args(&self) -> [u32; 3] {
+        [0, 1, 2]
+    }
+    /// ARMv5-compatible A32 (no movw before v6T2): `mov` the low byte, then
+    /// `orr` each other non-zero byte as a rotated 8-bit immediate.
+    fn li(&self, w: &mut Writer, rd: u32, v: u32) {
+        w.u32(0xe3a0_0000 | rd << 12 | (v & 0xff)); // mov rd, #b0
+        for (byte, rot) in [(1, 12), (2, 8), (3, 4)] {
+            let b = (v >> (8 * byte)) & 0xff;
+            if b != 0 {
+                w.u32(0xe380_0000 | rd << 16 | rd << 12 | rot << 8 | b); // orr rd, rd, #b ror 2*rot
+            }
+        }
+    }
+    fn syscall(&self, w: &mut Writer, nr: u32) {
+        self.li(w, 7, nr); // EABI: number in r7
+        w.u32(0xef00_0000); // svc 0
+    }
 }
 
-fn ppc(w: &mut Writer, s: Syscalls, field: u32) {
-    let li = |w: &mut Writer, rd: u32, v: u32| {
+impl Encoder for Ppc {
+    fn args(&self) -> [u32; 3] {
+        [3, 4, 5]
+    }
+    fn li(&self, w: &mut Writer, rd: u32, v: u32) {
         if v < 0x8000 {
-            w.u32(0x3800_0000 | rd << 21 | v); // addi rd, 0, v
+            w.u32(0x3800_0000 | rd << 21 | v); // li rd, v
         } else {
-            w.u32(0x3c00_0000 | rd << 21 | v >> 16); // addis rd, 0, hi
-            w.u32(0x6000_0000 | rd << 21 | rd << 16 | (v & 0xffff)); // ori
+            w.u32(0x3c00_0000 | rd << 21 | v >> 16); // lis rd, hi
+            w.u32(0x6000_0000 | rd << 21 | rd << 16 | (v & 0xffff)); // ori rd, rd, lo
         }
-    };
-    const SC: u32 = 0x4400_0002;
-    li(w, 3, BUF);
-    li(w, 0, s.uname);
-    w.u32(SC);
-    li(w, 3, 1);
-    li(w, 4, field);
-    li(w, 5, FIELD_LEN);
-    li(w, 0, s.write);
-    w.u32(SC);
-    li(w, 3, 0);
-    li(w, 0, s.exit);
-    w.u32(SC);
+    }
+    fn syscall(&self, w: &mut Writer, nr: u32) {
+        self.li(w, 0, nr);
+        w.u32(0x4400_0002); // sc
+    }
 }
 
-fn s390x(w: &mut Writer, s: Syscalls, field: u32) {
-    // lgfi r, imm32 (RIL-a, C0 r1 1); svc n takes the syscall number as
-    // its immediate when it is below 256.
-    let lgfi = |w: &mut Writer, r: u8, v: u32| {
-        w.bytes(&[0xc0, r << 4 | 1]);
+impl Encoder for S390x {
+    fn args(&self) -> [u32; 3] {
+        [2, 3, 4]
+    }
+    fn li(&self, w: &mut Writer, r: u32, v: u32) {
+        w.bytes(&[0xc0, (r as u8) << 4 | 1]); // lgfi r, imm32
         w.out.extend_from_slice(&v.to_be_bytes());
-    };
-    let svc = |w: &mut Writer, n: u32| {
-        assert!(n < 256);
-        w.bytes(&[0x0a, n as u8]);
-    };
-    lgfi(w, 2, BUF);
-    svc(w, s.uname);
-    lgfi(w, 2, 1);
-    lgfi(w, 3, field);
-    lgfi(w, 4, FIELD_LEN);
-    svc(w, s.write);
-    lgfi(w, 2, 0);
-    svc(w, s.exit);
+    }
+    fn syscall(&self, w: &mut Writer, nr: u32) {
+        assert!(nr < 256, "svc takes numbers below 256 as its immediate");
+        w.bytes(&[0x0a, nr as u8]); // svc nr
+    }
 }
 
-fn riscv64(w: &mut Writer, s: Syscalls, field: u32) {
-    let li = |w: &mut Writer, rd: u32, v: u32| {
+impl Encoder for Riscv64 {
+    fn args(&self) -> [u32; 3] {
+        [10, 11, 12] // a0, a1, a2
+    }
+    fn li(&self, w: &mut Writer, rd: u32, v: u32) {
         let v = v as i32;
         let lo = (v << 20) >> 20; // sign-extended low 12 bits
         let hi = v.wrapping_sub(lo) as u32;
-        if hi != 0 {
+        let src = if hi != 0 {
             w.u32(hi | rd << 7 | 0x37); // lui rd, hi
-            w.u32((lo as u32 & 0xfff) << 20 | rd << 15 | rd << 7 | 0x13); // addi rd, rd, lo
+            rd
         } else {
-            w.u32((lo as u32 & 0xfff) << 20 | rd << 7 | 0x13); // addi rd, x0, lo
-        }
-    };
-    const ECALL: u32 = 0x0000_0073;
-    const A0: u32 = 10;
-    const A1: u32 = 11;
-    const A2: u32 = 12;
-    const A7: u32 = 17;
-    li(w, A0, BUF);
-    li(w, A7, s.uname);
-    w.u32(ECALL);
-    li(w, A0, 1);
-    li(w, A1, field);
-    li(w, A2, FIELD_LEN);
-    li(w, A7, s.write);
-    w.u32(ECALL);
-    li(w, A0, 0);
-    li(w, A7, s.exit);
-    w.u32(ECALL);
+            0
+        };
+        w.u32((lo as u32 & 0xfff) << 20 | src << 15 | rd << 7 | 0x13); // addi rd, src, lo
+    }
+    fn syscall(&self, w: &mut Writer, nr: u32) {
+        self.li(w, 17, nr); // a7
+        w.u32(0x0000_0073); // ecall
+    }
 }
 
-fn mips(w: &mut Writer, s: Syscalls, field: u32) {
-    let li = |w: &mut Writer, rt: u32, v: u32| {
+impl Encoder for Mips {
+    fn args(&self) -> [u32; 3] {
+        [4, 5, 6] // a0, a1, a2
+    }
+    fn li(&self, w: &mut Writer, rt: u32, v: u32) {
         if v < 0x8000 {
             w.u32(0x2400_0000 | rt << 16 | v); // addiu rt, zero, v
         } else {
             w.u32(0x3c00_0000 | rt << 16 | v >> 16); // lui rt, hi
-            w.u32(0x3400_0000 | rt << 21 | rt << 16 | (v & 0xffff)); // ori
+            w.u32(0x3400_0000 | rt << 21 | rt << 16 | (v & 0xffff)); // ori rt, rt, lo
         }
-    };
-    const SYSCALL: u32 = 0x0000_000c;
-    const V0: u32 = 2;
-    const A0: u32 = 4;
-    const A1: u32 = 5;
-    const A2: u32 = 6;
-    li(w, A0, BUF);
-    li(w, V0, s.uname);
-    w.u32(SYSCALL);
-    li(w, A0, 1);
-    li(w, A1, field);
-    li(w, A2, FIELD_LEN);
-    li(w, V0, s.write);
-    w.u32(SYSCALL);
-    li(w, A0, 0);
-    li(w, V0, s.exit);
-    w.u32(SYSCALL);
+    }
+    fn syscall(&self, w: &mut Writer, nr: u32) {
+        self.li(w, 2, nr); // v0
+        w.u32(0x0000_000c); // syscall
+    }
 }
 
-fn loongarch64(w: &mut Writer, s: Syscalls, field: u32) {
-    let li = |w: &mut Writer, rd: u32, v: u32| {
-        if v >> 12 != 0 {
+impl Encoder for LoongArch64 {
+    fn args(&self) -> [u32; 3] {
+        [4, 5, 6] // a0, a1, a2
+    }
+    fn li(&self, w: &mut Writer, rd: u32, v: u32) {
+        let src = if v >> 12 != 0 {
             w.u32(0x1400_0000 | (v >> 12) << 5 | rd); // lu12i.w rd, hi20
-            w.u32(0x0380_0000 | (v & 0xfff) << 10 | rd << 5 | rd); // ori rd, rd, lo12
+            rd
         } else {
-            w.u32(0x0380_0000 | (v & 0xfff) << 10 | rd); // ori rd, zero, v
-        }
-    };
-    const SYSCALL0: u32 = 0x002b_0000;
-    const A0: u32 = 4;
-    const A1: u32 = 5;
-    const A2: u32 = 6;
-    const A7: u32 = 11;
-    li(w, A0, BUF);
-    li(w, A7, s.uname);
-    w.u32(SYSCALL0);
-    li(w, A0, 1);
-    li(w, A1, field);
-    li(w, A2, FIELD_LEN);
-    li(w, A7, s.write);
-    w.u32(SYSCALL0);
-    li(w, A0, 0);
-    li(w, A7, s.exit);
-    w.u32(SYSCALL0);
+            0
+        };
+        w.u32(0x0380_0000 | (v & 0xfff) << 10 | src << 5 | rd); // ori rd, src, lo12
+    }
+    fn syscall(&self, w: &mut Writer, nr: u32) {
+        self.li(w, 11, nr); // a7
+        w.u32(0x002b_0000); // syscall 0
+    }
 }
 
 /// Byte sink in the target's byte order.

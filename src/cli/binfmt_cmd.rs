@@ -62,41 +62,30 @@ pub enum BinfmtCommand {
         format: Format,
     },
     /// Turn the qemu-<target> entries of architectures back on.
-    Enable {
-        #[command(flatten)]
-        target: Target,
-        /// Architecture, or `all`.
-        #[arg(long, value_name = "ARCH|all")]
-        arch: String,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t)]
-        format: Format,
-    },
+    Enable(#[command(flatten)] Selection),
     /// Turn the qemu-<target> entries of architectures off, keeping them.
-    Disable {
-        #[command(flatten)]
-        target: Target,
-        /// Architecture, or `all`.
-        #[arg(long, value_name = "ARCH|all")]
-        arch: String,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t)]
-        format: Format,
-    },
+    Disable(#[command(flatten)] Selection),
     /// Remove the qemu-<target> entries of architectures.
     Unregister {
         #[command(flatten)]
-        target: Target,
-        /// Architecture to unregister, or `all`.
-        #[arg(long, value_name = "ARCH|all")]
-        arch: String,
+        sel: Selection,
         /// Print what would be removed; change nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t)]
-        format: Format,
     },
+}
+
+/// The entries an enable, disable or unregister works on.
+#[derive(Debug, Args)]
+pub struct Selection {
+    #[command(flatten)]
+    target: Target,
+    /// Architecture, or `all`.
+    #[arg(long, value_name = "ARCH|all")]
+    arch: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
 }
 
 /// Which binfmt_misc instance to work on.
@@ -142,15 +131,9 @@ pub fn run(cmd: BinfmtCommand) -> Result<i32> {
             };
             register(&target, &arch, flags, qemu, dry_run, export, format)
         }
-        BinfmtCommand::Unregister { target, arch, dry_run, format } => {
-            change(&target, &arch, Change::Remove { dry_run }, format)
-        }
-        BinfmtCommand::Enable { target, arch, format } => {
-            change(&target, &arch, Change::Enable(true), format)
-        }
-        BinfmtCommand::Disable { target, arch, format } => {
-            change(&target, &arch, Change::Enable(false), format)
-        }
+        BinfmtCommand::Unregister { sel, dry_run } => change(&sel, Change::Remove { dry_run }),
+        BinfmtCommand::Enable(sel) => change(&sel, Change::Enable(true)),
+        BinfmtCommand::Disable(sel) => change(&sel, Change::Enable(false)),
     }
 }
 
@@ -395,9 +378,10 @@ enum Change {
 }
 
 /// Remove, enable or disable the qemu-<target> entries `name` stands for.
-fn change(target: &Target, name: &str, what: Change, format: Format) -> Result<i32> {
+fn change(sel: &Selection, what: Change) -> Result<i32> {
+    let name = sel.arch.as_str();
     let arches = targets(name)?;
-    let fs = BinfmtFs::new(&target.binfmt_dir);
+    let fs = BinfmtFs::new(&sel.target.binfmt_dir);
     let verb = match what {
         Change::Remove { .. } => "unregistering from",
         Change::Enable(_) => "changing",
@@ -443,7 +427,7 @@ fn change(target: &Target, name: &str, what: Change, format: Format) -> Result<i
             detail: None,
         });
     }
-    print_rows(&rows, format)?;
+    print_rows(&rows, sel.format)?;
     Ok(exit::OK)
 }
 
