@@ -336,6 +336,7 @@ impl BinfmtFs {
     /// the initial one it is the host's.
     pub fn mount(&self) -> Result<(), BinfmtError> {
         use nix::mount::{mount, MsFlags};
+        tracing::debug!("mounting binfmt_misc on {}", self.root.display());
         mount(
             Some("binfmt_misc"),
             &self.root,
@@ -401,6 +402,7 @@ impl BinfmtFs {
         let line = reg.line()?;
         self.require_mounted()?;
         let path = self.root.join("register");
+        tracing::debug!("writing {}: {line}", path.display());
         match write_once(&path, line.as_bytes()) {
             Ok(()) => Ok(()),
             Err(Errno::EEXIST) => Err(BinfmtError::Exists(reg.name.clone())),

@@ -76,6 +76,10 @@ pub fn find_interpreter(arch: &Arch, explicit: Option<&Path>) -> InterpreterSear
             seen.push(real);
         }
         let check = elf::check_static(&path, host);
+        match &check {
+            Ok(info) => tracing::debug!("interpreter candidate {}: {}", path.display(), info.linkage),
+            Err(e) => tracing::debug!("interpreter candidate rejected: {e}"),
+        }
         candidates.push(Candidate { path, check });
     }
     InterpreterSearch { candidates }

@@ -311,6 +311,10 @@ pub fn run(
     timeout: Duration,
 ) -> Result<Output, SandboxError> {
     let plan = Plan::new(&wd.mountpoint(), regs)?;
+    for line in &plan.lines {
+        tracing::debug!("sandbox registers {}", String::from_utf8_lossy(line));
+    }
+    tracing::debug!("sandbox runs {}", program.display());
     let mut cmd = Command::new(program);
     cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let (read, write) = pipe()?;
