@@ -17,10 +17,17 @@
 #![warn(missing_docs)]
 
 pub mod arch;
+pub mod auth;
 pub mod binfmt;
 pub mod cli;
 pub mod elf;
 pub mod emucheck;
 pub mod host;
+pub mod inspect;
+pub mod manifest;
+pub mod platform;
+pub mod reference;
+pub mod registries;
+pub mod registry;
 pub mod sandbox;
 pub mod testprog;

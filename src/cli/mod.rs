@@ -4,6 +4,7 @@
 
 mod arch_cmd;
 mod binfmt_cmd;
+mod inspect_cmd;
 pub mod output;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +32,8 @@ enum Command {
     /// The host's binfmt_misc registrations for QEMU.
     #[command(subcommand)]
     Binfmt(binfmt_cmd::BinfmtCommand),
+    /// Show an image's details for one architecture, without pulling it.
+    Inspect(inspect_cmd::InspectArgs),
 }
 
 /// Exit codes, as documented in README.md.
@@ -39,8 +42,14 @@ pub mod exit {
     pub const OK: i32 = 0;
     /// The command ran and something failed (an error, or a failed check).
     pub const FAILED: i32 = 1;
-    /// Bad usage (clap's own code for argument errors).
+    /// Bad usage or bad input (clap's own code for argument errors).
     pub const USAGE: i32 = 2;
+    /// The image, tag or platform does not exist.
+    pub const NOT_FOUND: i32 = 3;
+    /// Authentication needed or refused.
+    pub const AUTH: i32 = 4;
+    /// The registry could not be reached.
+    pub const NETWORK: i32 = 5;
 }
 
 /// Parse the process arguments, run the command, return the exit code.
@@ -50,6 +59,7 @@ pub fn run() -> i32 {
     let result = match cli.command {
         Command::Arch(cmd) => arch_cmd::run(cmd),
         Command::Binfmt(cmd) => binfmt_cmd::run(cmd),
+        Command::Inspect(args) => inspect_cmd::run(args),
     };
     match result {
         Ok(code) => code,
