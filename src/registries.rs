@@ -170,7 +170,7 @@ impl Registries {
     }
 
     /// Parse registries.conf text, for tests and callers with text in hand.
-    pub fn from_str(text: &str) -> Result<Registries, RegistriesError> {
+    pub fn parse_str(text: &str) -> Result<Registries, RegistriesError> {
         let conf: ConfFile = toml::from_str(text)
             .map_err(|e| RegistriesError::Parse { path: "<text>".into(), why: e.message().to_string() })?;
         let mut out = Registries::default();
@@ -323,7 +323,7 @@ blocked = true
 
     #[test]
     fn aliases_decide_short_names() {
-        let r = Registries::from_str(CONF).unwrap();
+        let r = Registries::parse_str(CONF).unwrap();
         let (img, how) = r.resolve("fedora-toolbox:42").unwrap();
         assert_eq!(img.to_string(), "registry.fedoraproject.org/fedora-toolbox:42");
         assert_eq!(how, Resolution::Alias);
@@ -333,20 +333,20 @@ blocked = true
 
     #[test]
     fn an_ambiguous_short_name_lists_the_choices() {
-        let r = Registries::from_str(CONF).unwrap();
+        let r = Registries::parse_str(CONF).unwrap();
         let e = r.resolve("fedora").unwrap_err().to_string();
         assert!(e.contains("registry.fedoraproject.org/fedora or docker.io/library/fedora"), "{e}");
     }
 
     #[test]
     fn one_search_registry_or_none() {
-        let r = Registries::from_str("unqualified-search-registries = [\"docker.io\"]").unwrap();
+        let r = Registries::parse_str("unqualified-search-registries = [\"docker.io\"]").unwrap();
         let (img, how) = r.resolve("fedora").unwrap();
         assert_eq!(
             (img.to_string(), how),
             ("docker.io/library/fedora:latest".into(), Resolution::SearchRegistry)
         );
-        let r = Registries::from_str("").unwrap();
+        let r = Registries::parse_str("").unwrap();
         assert!(matches!(r.resolve("fedora"), Err(RegistriesError::NoSearchRegistries(_))));
         // No configuration at all: Docker's shorthand.
         let (img, how) = Registries::default().resolve("fedora").unwrap();
@@ -358,7 +358,7 @@ blocked = true
 
     #[test]
     fn insecure_blocked_rewritten_and_mirrored() {
-        let r = Registries::from_str(CONF).unwrap();
+        let r = Registries::parse_str(CONF).unwrap();
         let (img, _) = r.resolve("127.0.0.1:5000/multi:1").unwrap();
         let ep = r.endpoints(&img, None).unwrap();
         assert_eq!(ep.len(), 1);
@@ -388,7 +388,7 @@ blocked = true
 
     #[test]
     fn bad_toml_names_the_file() {
-        let e = Registries::from_str("unqualified-search-registries = 3").unwrap_err();
+        let e = Registries::parse_str("unqualified-search-registries = 3").unwrap_err();
         assert!(e.to_string().starts_with("cannot parse <text>:"), "{e}");
     }
 }
