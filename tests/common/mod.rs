@@ -96,3 +96,6 @@ pub fn host_binfmt_snapshot() -> (bool, Vec<(String, String)>) {
 pub fn have_qemu(arch: &mtbx::arch::Arch) -> bool {
     mtbx::host::find_interpreter(arch, None).usable().is_some()
 }
+
+pub mod fixtures;
+pub mod registry;
