@@ -10,9 +10,11 @@ SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 
 # Runtime: qemu-user-static (the emulators). Tests: gcc and libc6-dev (they
-# compile static and dynamic programs), util-linux (unshare, setpriv).
-# Build: musl-tools (C parts of dependencies for the static target).
-PACKAGES=(qemu-user-static gcc libc6-dev util-linux musl-tools)
+# compile static and dynamic programs), util-linux (unshare, setpriv),
+# docker-registry and skopeo (vendor-tests hold mtbx against them),
+# ca-certificates. Build: musl-tools (C parts of dependencies, such as
+# aws-lc and mimalloc, for the static target).
+PACKAGES=(qemu-user-static gcc libc6-dev util-linux musl-tools docker-registry skopeo ca-certificates)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

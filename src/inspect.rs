@@ -134,6 +134,7 @@ pub async fn inspect(req: &Request, regs: &Registries, opts: &Options) -> Result
     let mut last: Option<InspectError> = None;
     for ep in endpoints {
         let client = Client::new(ep, opts)?;
+        tracing::debug!("client ready for {}", client.endpoint.image.registry);
         match inspect_at(&client, req, &wanted).await {
             Ok(found) => return Ok(found),
             // A mirror that lacks the image or is down: try the next place.
@@ -153,6 +154,7 @@ async fn inspect_at(client: &Client, req: &Request, wanted: &Wanted) -> Result<I
     let image = client.endpoint.image.clone();
     let bad = |why: String| InspectError::BadManifest { image: image.to_string(), why };
     let (top_bytes, top_digest) = client.manifest(&image).await?;
+    tracing::debug!("top manifest {top_digest}");
     let top = Manifest::parse(&top_bytes).map_err(|e| bad(e.to_string()))?;
     let (index, manifest_digest, manifest, entry_platform) = match top {
         Manifest::Index { manifests, .. } => {
@@ -179,7 +181,9 @@ async fn inspect_at(client: &Client, req: &Request, wanted: &Wanted) -> Result<I
     let Manifest::Image { media_type, config: config_desc, layers } = manifest else {
         unreachable!("indexes were handled above")
     };
+    tracing::debug!("image manifest {manifest_digest}");
     let config_bytes = client.small_blob(&image, &config_desc, MAX_CONFIG_BYTES).await?;
+    tracing::debug!("config {}", config_desc.digest);
     let config = ImageConfig::parse(&config_bytes).map_err(|e| bad(e.to_string()))?;
     let config_platform = crate::manifest::Platform {
         architecture: config.architecture.clone(),

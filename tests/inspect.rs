@@ -303,3 +303,31 @@ fn short_names_through_registries_conf() {
     fail(&inspect(&p, &format!("{}/multi:1", reg.addr)), 2, "is blocked in registries.conf");
     assert!(reg.log.lock().unwrap().iter().all(|l| !l.contains("quay.io")));
 }
+
+#[test]
+fn mirrors_are_tried_first_and_skipped_when_they_lack_the_image() {
+    let primary = FixtureRegistry::fixtures(Auth::None);
+    let empty = tempfile::tempdir().unwrap();
+    let mirror = FixtureRegistry::start(empty.path(), Auth::None);
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("registries.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[registry]]\nlocation = \"{0}\"\ninsecure = true\n[[registry.mirror]]\nlocation = \"{1}\"\ninsecure = true\n",
+            primary.addr, mirror.addr
+        ),
+    )
+    .unwrap();
+    let out = mtbx(&["inspect", &format!("{}/multi:1", primary.addr), "--format", "json"])
+        .args(["--registries-conf", conf.to_str().unwrap()])
+        .env("HOME", "/nonexistent")
+        .output()
+        .unwrap();
+    let j = ok_json(&out);
+    assert_eq!(j["Name"], format!("{}/multi", primary.addr));
+    assert!(
+        mirror.log.lock().unwrap().iter().any(|l| l.contains("/v2/multi/manifests/1")),
+        "mirror asked first"
+    );
+}

@@ -54,6 +54,7 @@ pub mod exit {
 
 /// Parse the process arguments, run the command, return the exit code.
 pub fn run() -> i32 {
+    crate::registry::prefer_system_ca_bundle();
     let cli = Cli::parse();
     init_logging(cli.log_level);
     let result = match cli.command {
@@ -77,11 +78,15 @@ pub fn report_error(err: &anyhow::Error) {
 }
 
 fn init_logging(level: tracing::Level) {
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)
         .with_ansi(output::color_stderr())
-        .with_target(false)
-        .without_time()
-        .try_init();
+        .with_target(false);
+    // Time since start at debug and trace: where a slow command spends it.
+    let _ = if level >= tracing::Level::DEBUG {
+        builder.with_timer(tracing_subscriber::fmt::time::uptime()).try_init()
+    } else {
+        builder.without_time().try_init()
+    };
 }
