@@ -185,12 +185,7 @@ async fn inspect_at(client: &Client, req: &Request, wanted: &Wanted) -> Result<I
     let config_bytes = client.small_blob(&image, &config_desc, MAX_CONFIG_BYTES).await?;
     tracing::debug!("config {}", config_desc.digest);
     let config = ImageConfig::parse(&config_bytes).map_err(|e| bad(e.to_string()))?;
-    let config_platform = crate::manifest::Platform {
-        architecture: config.architecture.clone(),
-        os: config.os.clone(),
-        variant: config.variant.clone(),
-        os_version: None,
-    };
+    let config_platform = config.platform();
     match &entry_platform {
         // The config must agree with the index entry it was reached by.
         Some(p) if p.architecture != config.architecture || (!config.os.is_empty() && p.os != config.os) => {
@@ -304,13 +299,7 @@ impl Inspection {
 
     /// The selected platform as the config states it.
     pub fn selected_platform(&self) -> String {
-        crate::manifest::Platform {
-            architecture: self.config.architecture.clone(),
-            os: self.config.os.clone(),
-            variant: self.config.variant.clone(),
-            os_version: None,
-        }
-        .display()
+        self.config.platform().display()
     }
 
     /// Total compressed size of the layers.

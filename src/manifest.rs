@@ -212,6 +212,16 @@ pub struct RootFs {
 }
 
 impl ImageConfig {
+    /// The platform the config states.
+    pub fn platform(&self) -> Platform {
+        Platform {
+            architecture: self.architecture.clone(),
+            os: self.os.clone(),
+            variant: self.variant.clone(),
+            os_version: None,
+        }
+    }
+
     /// Parse config bytes.
     pub fn parse(bytes: &[u8]) -> Result<ImageConfig, ManifestError> {
         serde_json::from_slice(bytes).map_err(|e| ManifestError::Malformed(format!("image config: {e}")))
