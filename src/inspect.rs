@@ -133,9 +133,11 @@ pub async fn inspect(req: &Request, regs: &Registries, opts: &Options) -> Result
     let endpoints = regs.endpoints(&image, opts.tls_verify)?;
     let mut last: Option<InspectError> = None;
     for ep in endpoints {
-        let client = Client::new(ep, opts)?;
-        tracing::debug!("client ready for {}", client.endpoint.image.registry);
-        match inspect_at(&client, req, &wanted).await {
+        let attempt = async {
+            let client = Client::connect(ep, opts).await?;
+            inspect_at(&client, req, &wanted).await
+        };
+        match attempt.await {
             Ok(found) => return Ok(found),
             // A mirror that lacks the image or is down: try the next place.
             Err(InspectError::Registry(e))

@@ -1,8 +1,15 @@
-//! Talking to a registry: oci-client (rustls) underneath, with what a
-//! command-line user needs on top: credentials from auth files, plain http
-//! only for registries marked insecure, mirrors tried in order, retries
-//! with backoff on 429/5xx and dropped connections, size caps, and errors
-//! sorted into kinds that map to distinct exit codes.
+//! Talking to a registry, with what a command-line user needs: credentials
+//! from auth files, plain http only for registries marked insecure,
+//! retries with backoff on 429/5xx and dropped connections, size caps,
+//! digest checks, and errors sorted into kinds with distinct exit codes.
+//!
+//! One `GET /v2/` decides the transport. A registry that challenges goes
+//! through oci-client (rustls), whose bearer-token and basic flows and
+//! token cache do the auth. A registry that does not (a local registry,
+//! registry.fedoraproject.org) gets plain requests on the same reqwest
+//! stack: oci-client would re-probe `/v2/` before every request there,
+//! which doubled inspect's round trips, and it buffers a whole body before
+//! a size cap can be applied, where the open path refuses while streaming.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,7 +19,7 @@ use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
 
 use crate::auth::{self, Credentials};
-use crate::manifest::{Descriptor, ACCEPT, MAX_MANIFEST_BYTES};
+use crate::manifest::{sha256_digest, Descriptor, ACCEPT, MAX_MANIFEST_BYTES};
 use crate::reference::ImageRef;
 use crate::registries::Endpoint;
 
@@ -140,10 +147,26 @@ pub struct Options {
     pub authfile: Option<PathBuf>,
 }
 
+/// A failed attempt: the error, and whether trying again may help.
+struct Failure {
+    transient: bool,
+    error: RegistryError,
+}
+
+/// How requests reach the registry.
+enum Transport {
+    /// The registry wants credentials or tokens: oci-client's auth flows
+    /// (bearer challenge, token cache, basic) handle every request.
+    Oci { client: oci_client::Client, auth: RegistryAuth },
+    /// The registry answered `GET /v2/` without a challenge: plain
+    /// requests. oci-client would probe `/v2/` again before each request
+    /// (it caches tokens, not "no auth needed"), doubling the round trips.
+    Open { http: reqwest::Client, base: String },
+}
+
 /// A client for one endpoint (registry host), with its credentials.
 pub struct Client {
-    inner: oci_client::Client,
-    auth: RegistryAuth,
+    transport: Transport,
     auth_source: Option<String>,
     tried: Vec<PathBuf>,
     /// The endpoint this client talks to.
@@ -151,60 +174,98 @@ pub struct Client {
 }
 
 impl Client {
-    /// Set up a client for `endpoint`, with credentials from `--creds` or
-    /// the auth files.
-    pub fn new(endpoint: Endpoint, opts: &Options) -> Result<Client, RegistryError> {
+    /// Set up a client for `endpoint`: probe `GET /v2/` once, then use
+    /// oci-client's auth flows if the registry asks for credentials, with
+    /// credentials from `--creds` or the auth files.
+    pub async fn connect(endpoint: Endpoint, opts: &Options) -> Result<Client, RegistryError> {
         let image = &endpoint.image;
-        let config = ClientConfig {
-            protocol: if endpoint.insecure {
-                ClientProtocol::HttpsExcept(vec![image.registry.clone()])
-            } else {
-                ClientProtocol::Https
-            },
-            accept_invalid_certificates: endpoint.insecure,
-            platform_resolver: None,
-            connect_timeout: Some(Duration::from_secs(10)),
-            read_timeout: Some(Duration::from_secs(60)),
-            user_agent: concat!("mtbx/", env!("CARGO_PKG_VERSION")),
-            ..ClientConfig::default()
-        };
-        let inner = oci_client::Client::try_from(config)
-            .map_err(|e| RegistryError::BadInput(format!("cannot set up the registry client: {e}")))?;
         let tried = auth::auth_files(opts.authfile.as_deref());
         let creds: Option<Credentials> = match &opts.creds {
             Some(c) => Some(auth::parse_creds(c).map_err(|e| RegistryError::BadInput(e.to_string()))?),
             None => auth::lookup(image, &tried, opts.authfile.as_deref())
                 .map_err(|e| RegistryError::BadInput(e.to_string()))?,
         };
-        let (auth, auth_source) = match creds {
-            Some(c) => {
-                tracing::debug!("credentials for {} from {}", image.registry, c.source);
-                (RegistryAuth::Basic(c.username, c.password), Some(c.source))
-            }
-            None => (RegistryAuth::Anonymous, None),
-        };
-        Ok(Client { inner, auth, auth_source, tried, endpoint })
+        let auth_source = creds.as_ref().map(|c| c.source.clone());
+        let scheme = if endpoint.insecure { "http" } else { "https" };
+        let base = format!("{scheme}://{}/v2/", image.registry);
+        let http = reqwest::Client::builder()
+            .danger_accept_invalid_certs(endpoint.insecure)
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(60))
+            .user_agent(concat!("mtbx/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| RegistryError::BadInput(format!("cannot set up the http client: {}", chain(&e))))?;
+        let mut client =
+            Client { transport: Transport::Open { http, base: base.clone() }, auth_source, tried, endpoint };
+        let challenged = client
+            .retry("registry API", || async {
+                let Transport::Open { http, .. } = &client.transport else { unreachable!() };
+                let res = http.get(&base).send().await.map_err(|e| client.net_failure(&e))?;
+                match res.status().as_u16() {
+                    200 => Ok(false),
+                    401 | 403 => Ok(true),
+                    code => {
+                        Err(client.status_failure("registry API", code, res.text().await.unwrap_or_default()))
+                    }
+                }
+            })
+            .await?;
+        tracing::debug!(
+            "{} {}",
+            client.endpoint.image.registry,
+            if challenged { "requires auth" } else { "is open" }
+        );
+        if challenged {
+            client.transport = Transport::Oci {
+                client: oci_client(&client.endpoint)?,
+                auth: match creds {
+                    Some(c) => RegistryAuth::Basic(c.username, c.password),
+                    None => RegistryAuth::Anonymous,
+                },
+            };
+        }
+        Ok(client)
     }
 
     /// The manifest `image` names (by digest if it has one, else by tag),
-    /// exactly as served, with its digest. oci-client checks the bytes
-    /// against the registry's Docker-Content-Digest and against the digest
-    /// asked for.
+    /// exactly as served, with its digest, checked against the registry's
+    /// Docker-Content-Digest and against the digest asked for.
     pub async fn manifest(&self, image: &ImageRef) -> Result<(Vec<u8>, String), RegistryError> {
         let what = format!("manifest {image}");
-        let oci = image.to_oci();
-        let (bytes, digest) =
-            self.retry(&what, || self.inner.pull_manifest_raw(&oci, &self.auth, ACCEPT)).await?;
+        let reference = image.digest.clone().unwrap_or_else(|| image.tag_or_latest().to_string());
+        let (bytes, digest) = match &self.transport {
+            Transport::Oci { client, auth } => {
+                let oci = image.to_oci();
+                self.retry(&what, || async {
+                    client.pull_manifest_raw(&oci, auth, ACCEPT).await.map_err(|e| self.oci_failure(&what, e))
+                })
+                .await
+                .map(|(b, d)| (b.to_vec(), d))?
+            }
+            Transport::Open { .. } => {
+                let path = format!("{}/manifests/{reference}", image.repository);
+                let (bytes, header) =
+                    self.retry(&what, || self.get(&what, &path, Some(ACCEPT), MAX_MANIFEST_BYTES)).await?;
+                let digest = sha256_digest(&bytes);
+                if let Some(h) = header.filter(|h| *h != digest) {
+                    return Err(self.bad(&what, format!("digest mismatch: served {digest}, header says {h}")));
+                }
+                (bytes, digest)
+            }
+        };
         if bytes.len() > MAX_MANIFEST_BYTES {
             return Err(
                 self.bad(&what, format!("{} bytes exceeds the {MAX_MANIFEST_BYTES}-byte limit", bytes.len()))
             );
         }
-        Ok((bytes.to_vec(), digest))
+        if let Some(want) = image.digest.as_ref().filter(|d| **d != digest) {
+            return Err(self.bad(&what, format!("digest mismatch: asked for {want}, got {digest}")));
+        }
+        Ok((bytes, digest))
     }
 
-    /// A small blob (a config) in memory, refused if its descriptor says it
-    /// is over `cap` bytes; oci-client checks the digest.
+    /// A small blob (a config) in memory, refused if it is over `cap`
+    /// bytes; its digest and size are checked.
     pub async fn small_blob(
         &self,
         image: &ImageRef,
@@ -215,19 +276,35 @@ impl Client {
         if desc.size > cap {
             return Err(self.bad(&what, format!("{} bytes exceeds the {cap}-byte limit", desc.size)));
         }
-        let oci = image.to_oci();
-        let layer = oci_client::manifest::OciDescriptor {
-            media_type: desc.media_type.clone(),
-            digest: desc.digest.clone(),
-            size: desc.size as i64,
-            ..Default::default()
+        let bytes = match &self.transport {
+            Transport::Oci { client, .. } => {
+                let oci = image.to_oci();
+                let layer = oci_client::manifest::OciDescriptor {
+                    media_type: desc.media_type.clone(),
+                    digest: desc.digest.clone(),
+                    size: desc.size as i64,
+                    ..Default::default()
+                };
+                self.retry(&what, || async {
+                    let mut buf: Vec<u8> = Vec::with_capacity(desc.size as usize);
+                    client
+                        .pull_blob(&oci, &layer, &mut buf)
+                        .await
+                        .map(|()| buf)
+                        .map_err(|e| self.oci_failure(&what, e))
+                })
+                .await?
+            }
+            Transport::Open { .. } => {
+                let path = format!("{}/blobs/{}", image.repository, desc.digest);
+                let (bytes, _) = self.retry(&what, || self.get(&what, &path, None, cap as usize)).await?;
+                let got = sha256_digest(&bytes);
+                if got != desc.digest {
+                    return Err(self.bad(&what, format!("digest mismatch: got {got}")));
+                }
+                bytes
+            }
         };
-        let bytes = self
-            .retry(&what, || async {
-                let mut buf: Vec<u8> = Vec::with_capacity(desc.size as usize);
-                self.inner.pull_blob(&oci, &layer, &mut buf).await.map(|()| buf)
-            })
-            .await?;
         if bytes.len() as u64 != desc.size {
             return Err(
                 self.bad(&what, format!("{} bytes, but the manifest says {}", bytes.len(), desc.size))
@@ -238,17 +315,41 @@ impl Client {
 
     /// Every tag of the repository, following pagination.
     pub async fn tags(&self, image: &ImageRef) -> Result<Vec<String>, RegistryError> {
-        let oci = image.to_oci();
+        const PAGE: usize = 1000;
         let mut out: Vec<String> = Vec::new();
         let mut last: Option<String> = None;
         loop {
-            let page = self
-                .retry("tag list", || self.inner.list_tags(&oci, &self.auth, Some(1000), last.as_deref()))
-                .await?;
-            let n = page.tags.len();
-            let next = page.tags.last().cloned();
-            out.extend(page.tags);
-            if n < 1000 || next.is_none() || next == last {
+            let page: Vec<String> = match &self.transport {
+                Transport::Oci { client, auth } => {
+                    let oci = image.to_oci();
+                    self.retry("tag list", || async {
+                        client
+                            .list_tags(&oci, auth, Some(PAGE), last.as_deref())
+                            .await
+                            .map(|t| t.tags)
+                            .map_err(|e| self.oci_failure("tag list", e))
+                    })
+                    .await?
+                }
+                Transport::Open { .. } => {
+                    let mut path = format!("{}/tags/list?n={PAGE}", image.repository);
+                    if let Some(l) = &last {
+                        path.push_str(&format!("&last={l}"));
+                    }
+                    let (bytes, _) =
+                        self.retry("tag list", || self.get("tag list", &path, None, 16 << 20)).await?;
+                    let doc: serde_json::Value =
+                        serde_json::from_slice(&bytes).map_err(|e| self.bad("tag list", e.to_string()))?;
+                    doc["tags"]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(|t| t.as_str().map(String::from)).collect())
+                        .unwrap_or_default()
+                }
+            };
+            let n = page.len();
+            let next = page.last().cloned();
+            out.extend(page);
+            if n < PAGE || next.is_none() || next == last {
                 break;
             }
             last = next;
@@ -256,43 +357,111 @@ impl Client {
         Ok(out)
     }
 
+    /// GET `base + path` on an open registry, reading at most `cap` bytes
+    /// of body (refused beyond that while streaming, never buffered whole).
+    async fn get(
+        &self,
+        what: &str,
+        path: &str,
+        accept: Option<&[&str]>,
+        cap: usize,
+    ) -> Result<(Vec<u8>, Option<String>), Failure> {
+        let Transport::Open { http, base } = &self.transport else { unreachable!("open registries only") };
+        let mut req = http.get(format!("{base}{path}"));
+        if let Some(types) = accept {
+            req = req.header(reqwest::header::ACCEPT, types.join(", "));
+        }
+        let mut res = req.send().await.map_err(|e| self.net_failure(&e))?;
+        let code = res.status().as_u16();
+        if code != 200 {
+            let body = res.text().await.unwrap_or_default();
+            return Err(self.status_failure(what, code, body));
+        }
+        let header =
+            res.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let mut body = Vec::new();
+        while let Some(chunk) = res.chunk().await.map_err(|e| self.net_failure(&e))? {
+            if body.len() + chunk.len() > cap {
+                return Err(Failure {
+                    transient: false,
+                    error: self.bad(what, format!("the body exceeds the {cap}-byte limit")),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((body, header))
+    }
+
     fn bad(&self, what: &str, why: String) -> RegistryError {
         RegistryError::BadResponse { registry: self.endpoint.image.registry.clone(), what: what.into(), why }
+    }
+
+    fn not_found(&self, what: &str) -> RegistryError {
+        RegistryError::NotFound { what: what.to_string(), registry: self.endpoint.image.registry.clone() }
+    }
+
+    fn unauthorized(&self) -> RegistryError {
+        RegistryError::Unauthorized {
+            registry: self.endpoint.image.registry.clone(),
+            tried: self.tried.clone(),
+            used: self.auth_source.clone(),
+        }
+    }
+
+    /// An HTTP status other than 200, by the same rules on both transports.
+    fn status_failure(&self, what: &str, code: u16, body: String) -> Failure {
+        let error = match code {
+            404 => self.not_found(what),
+            401 | 403 => self.unauthorized(),
+            429 | 500.. => RegistryError::Unreachable {
+                registry: self.endpoint.image.registry.clone(),
+                why: format!("HTTP {code} after {ATTEMPTS} attempts: {}", body.trim()),
+            },
+            _ => self.bad(what, format!("HTTP {code}: {}", body.trim())),
+        };
+        Failure { transient: code == 429 || code >= 500, error }
+    }
+
+    /// A connection-level failure: always worth another attempt.
+    fn net_failure(&self, e: &(dyn std::error::Error + 'static)) -> Failure {
+        let mut why = chain(e);
+        if !self.endpoint.insecure {
+            why.push_str("; if it serves plain http, pass --tls-verify=false or set insecure = true for it in registries.conf");
+        }
+        Failure {
+            transient: true,
+            error: RegistryError::Unreachable { registry: self.endpoint.image.registry.clone(), why },
+        }
     }
 
     /// Run `op`, retrying transient failures with exponential backoff.
     async fn retry<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, RegistryError>
     where
         F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T, OciDistributionError>>,
+        Fut: std::future::Future<Output = Result<T, Failure>>,
     {
         let mut pause = BACKOFF;
         for attempt in 1..=ATTEMPTS {
             match op().await {
                 Ok(v) => return Ok(v),
-                Err(e) if attempt < ATTEMPTS && transient(&e) => {
-                    tracing::info!("{what}: {} (attempt {attempt} of {ATTEMPTS}; retrying)", chain(&e));
+                Err(f) if attempt < ATTEMPTS && f.transient => {
+                    tracing::info!("{what}: {} (attempt {attempt} of {ATTEMPTS}; retrying)", f.error);
                     tokio::time::sleep(pause).await;
                     pause *= 2;
                 }
-                Err(e) => return Err(self.classify(what, e)),
+                Err(f) => return Err(f.error),
             }
         }
         unreachable!("the last attempt returns")
     }
 
-    fn classify(&self, what: &str, e: OciDistributionError) -> RegistryError {
-        let registry = self.endpoint.image.registry.clone();
-        let not_found = || RegistryError::NotFound { what: what.to_string(), registry: registry.clone() };
-        let unauthorized = || RegistryError::Unauthorized {
-            registry: registry.clone(),
-            tried: self.tried.clone(),
-            used: self.auth_source.clone(),
-        };
-        match &e {
+    /// oci-client's errors, sorted by the same rules as the open path's.
+    fn oci_failure(&self, what: &str, e: OciDistributionError) -> Failure {
+        let transient = transient(&e);
+        let error = match &e {
             OciDistributionError::UnauthorizedError { .. }
-            | OciDistributionError::AuthenticationFailure(_) => unauthorized(),
-            OciDistributionError::ImageManifestNotFoundError(_) => not_found(),
+            | OciDistributionError::AuthenticationFailure(_) => self.unauthorized(),
+            OciDistributionError::ImageManifestNotFoundError(_) => self.not_found(what),
             OciDistributionError::RegistryError { envelope, .. } => {
                 let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|x| &x.code).collect();
                 if codes.iter().any(|c| {
@@ -301,34 +470,46 @@ impl Client {
                         OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::BlobUnknown
                     )
                 }) {
-                    not_found()
+                    self.not_found(what)
                 } else if codes.iter().any(|c| matches!(c, OciErrorCode::Unauthorized | OciErrorCode::Denied))
                 {
-                    unauthorized()
+                    self.unauthorized()
+                } else if codes.iter().any(|c| matches!(c, OciErrorCode::Toomanyrequests)) {
+                    return self.status_failure(what, 429, envelope.to_string());
                 } else {
                     self.bad(what, envelope.to_string())
                 }
             }
-            OciDistributionError::ServerError { code: 404, .. } => not_found(),
-            OciDistributionError::ServerError { code: 401 | 403, .. } => unauthorized(),
-            OciDistributionError::ServerError { code, message, .. } if *code == 429 || *code >= 500 => {
-                RegistryError::Unreachable {
-                    registry,
-                    why: format!("HTTP {code} after {ATTEMPTS} attempts: {}", message.trim()),
-                }
+            OciDistributionError::ServerError { code, message, .. } => {
+                return self.status_failure(what, *code, message.clone());
             }
             OciDistributionError::RequestError(_) | OciDistributionError::IoError(_) => {
-                let mut why = chain(&e);
-                if !self.endpoint.insecure {
-                    why.push_str(
-                        "; if it serves plain http, pass --tls-verify=false or set insecure = true for it in registries.conf",
-                    );
-                }
-                RegistryError::Unreachable { registry, why }
+                return self.net_failure(&e);
             }
             _ => self.bad(what, chain(&e)),
-        }
+        };
+        Failure { transient, error }
     }
+}
+
+/// oci-client for a registry that wants credentials: http only where the
+/// endpoint is insecure.
+fn oci_client(endpoint: &Endpoint) -> Result<oci_client::Client, RegistryError> {
+    let config = ClientConfig {
+        protocol: if endpoint.insecure {
+            ClientProtocol::HttpsExcept(vec![endpoint.image.registry.clone()])
+        } else {
+            ClientProtocol::Https
+        },
+        accept_invalid_certificates: endpoint.insecure,
+        platform_resolver: None,
+        connect_timeout: Some(Duration::from_secs(10)),
+        read_timeout: Some(Duration::from_secs(60)),
+        user_agent: concat!("mtbx/", env!("CARGO_PKG_VERSION")),
+        ..ClientConfig::default()
+    };
+    oci_client::Client::try_from(config)
+        .map_err(|e| RegistryError::BadInput(format!("cannot set up the registry client: {e}")))
 }
 
 /// Whether a failure may go away if tried again.

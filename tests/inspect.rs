@@ -250,14 +250,38 @@ fn transient_failures_are_retried() {
     fail(&run(&reg, "multi:1", &[]), 5, "HTTP 503 after 4 attempts");
 }
 
+/// Both transports: open registries (mtbx's own requests) and registries
+/// that want a token (oci-client's).
 #[test]
 fn corrupt_and_oversized_manifests_are_refused() {
+    for auth in [Auth::None, Auth::Token(None)] {
+        let reg = FixtureRegistry::fixtures(auth.clone());
+        reg.faults.corrupt_manifests.store(true, Ordering::SeqCst);
+        fail(&run(&reg, "multi:1", &[]), 1, "igest");
+        let reg = FixtureRegistry::fixtures(auth);
+        reg.faults.huge_manifests.store(true, Ordering::SeqCst);
+        fail(&run(&reg, "multi:1", &[]), 1, "exceeds the 4194304-byte limit");
+    }
+}
+
+#[test]
+fn faults_behind_token_auth_are_retried_too() {
+    let reg = FixtureRegistry::fixtures(Auth::Token(None));
+    reg.faults.fail.store(2, Ordering::SeqCst);
+    ok_json(&run(&reg, "multi:1", &["--format", "json"]));
+    reg.faults.drop.store(2, Ordering::SeqCst);
+    ok_json(&run(&reg, "multi:1", &["--format", "json"]));
+}
+
+/// An open registry costs one probe and then one request per document:
+/// no probe before every request.
+#[test]
+fn an_open_registry_is_probed_once() {
     let reg = FixtureRegistry::fixtures(Auth::None);
-    reg.faults.corrupt_manifests.store(true, Ordering::SeqCst);
-    fail(&run(&reg, "multi:1", &[]), 1, "igest");
-    let reg = FixtureRegistry::fixtures(Auth::None);
-    reg.faults.huge_manifests.store(true, Ordering::SeqCst);
-    fail(&run(&reg, "multi:1", &[]), 1, "exceeds the 4194304-byte limit");
+    ok_json(&run(&reg, "multi:1", &["--arch", "arm64", "--format", "json"]));
+    let log = reg.log.lock().unwrap().clone();
+    assert_eq!(log.iter().filter(|l| l.as_str() == "GET /v2/").count(), 1, "{log:?}");
+    assert_eq!(log.len(), 4, "probe, index, manifest, config: {log:?}");
 }
 
 #[test]

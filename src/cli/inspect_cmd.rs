@@ -95,6 +95,11 @@ pub fn run(args: InspectArgs) -> Result<i32> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let spin = output::spinner(format!("inspecting {}", args.image));
     let result = rt.block_on(inspect::inspect(&req, &regs, &opts));
+    tracing::debug!("inspect done");
+    // Nothing left to do on the runtime: do not wait for its blocking
+    // threads (a DNS lookup thread lingers) to be torn down.
+    rt.shutdown_background();
+    tracing::debug!("runtime down");
     spin.finish_and_clear();
     let found = match result {
         Ok(f) => f,

@@ -62,6 +62,7 @@ pub fn run() -> i32 {
         Command::Binfmt(cmd) => binfmt_cmd::run(cmd),
         Command::Inspect(args) => inspect_cmd::run(args),
     };
+    tracing::debug!("command finished");
     match result {
         Ok(code) => code,
         Err(err) => {
