@@ -184,3 +184,45 @@ fn arch_list_tells_the_truth_about_the_host() {
     assert!(table.lines().next().unwrap().starts_with("PLATFORM  UNAME"), "{table}");
     assert!(table.contains("\namd64 "), "{table}");
 }
+
+/// Where no user namespace can be made (here: a namespace whose
+/// user.max_user_namespaces is 0), the check falls back to an existing
+/// registration of the namespace mtbx runs in, says so, and otherwise says
+/// what to run. `arch list` reports the sandbox as unavailable.
+#[test]
+fn without_a_sandbox_the_check_uses_an_existing_entry_or_says_what_to_run() {
+    let name = "without_a_sandbox_the_check_uses_an_existing_entry_or_says_what_to_run";
+    if let Err(why) = userns_binfmt() {
+        return skip(name, &why);
+    }
+    for a in ["arm64", "riscv64"] {
+        if !common::have_qemu(Arch::parse(a).unwrap()) {
+            return skip(name, &format!("no static qemu for {a}"));
+        }
+    }
+    let out = common::in_userns(
+        r#"echo 0 > /proc/sys/user/max_user_namespaces
+        mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+        "$MTBX" arch list --format json > "$W/list.json"
+        "$MTBX" binfmt register --arch arm64 --persistent > /dev/null
+        if "$MTBX" arch check arm64 riscv64 --format json > "$W/check.json" 2> "$W/err.txt"; then exit 40; fi
+        cat "$W/list.json"; echo ---; cat "$W/check.json"; echo ---; cat "$W/err.txt""#,
+    );
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let parts: Vec<&str> = stdout.split("---\n").collect();
+    let list: serde_json::Value = serde_json::from_str(parts[0]).unwrap();
+    assert_eq!(list["sandbox_available"], false);
+    assert!(list["sandbox_problem"].as_str().unwrap().contains("creating a user namespace failed"));
+    let rows: serde_json::Value = serde_json::from_str(parts[1]).unwrap();
+    assert_eq!(rows[0]["passed"], true, "{rows}");
+    assert_eq!(rows[0]["uname"], "aarch64");
+    assert_eq!(rows[0]["method"], serde_json::json!({"kind": "host-entry", "entry": "qemu-aarch64"}));
+    assert_eq!(rows[1]["passed"], false);
+    let err = parts[2];
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("riscv64: cannot emulate") && err.contains("mtbx binfmt register --arch riscv64"),
+        "{err}"
+    );
+}
