@@ -246,15 +246,19 @@ impl Registries {
     }
 
     /// Where to fetch `image` from, in order: mirrors, then the (possibly
-    /// rewritten) location. `tls_verify = Some(false)` makes all insecure.
+    /// rewritten) location. An explicit `tls_verify` wins over
+    /// registries.conf either way, as with podman's `--tls-verify`.
     pub fn endpoints(
         &self,
         image: &ImageRef,
         tls_verify: Option<bool>,
     ) -> Result<Vec<Endpoint>, RegistriesError> {
-        let force_insecure = tls_verify == Some(false);
+        let insecure_if = |insecure: bool| match tls_verify {
+            Some(verify) => !verify,
+            None => insecure,
+        };
         let Some(reg) = self.find(image) else {
-            return Ok(vec![Endpoint { image: image.clone(), insecure: force_insecure }]);
+            return Ok(vec![Endpoint { image: image.clone(), insecure: insecure_if(false) }]);
         };
         if reg.blocked {
             return Err(RegistriesError::Blocked(reg.prefix.clone()));
@@ -276,9 +280,9 @@ impl Registries {
         let mut out: Vec<Endpoint> = reg
             .mirrors
             .iter()
-            .map(|(loc, insecure)| Endpoint { image: rewrite(loc), insecure: *insecure || force_insecure })
+            .map(|(loc, insecure)| Endpoint { image: rewrite(loc), insecure: insecure_if(*insecure) })
             .collect();
-        out.push(Endpoint { image: rewrite(&reg.location), insecure: reg.insecure || force_insecure });
+        out.push(Endpoint { image: rewrite(&reg.location), insecure: insecure_if(reg.insecure) });
         Ok(out)
     }
 }
@@ -363,6 +367,7 @@ blocked = true
         let ep = r.endpoints(&img, None).unwrap();
         assert_eq!(ep.len(), 1);
         assert!(ep[0].insecure);
+        assert!(!r.endpoints(&img, Some(true)).unwrap()[0].insecure, "--tls-verify=true wins");
 
         let (img, _) = r.resolve("example.com/internal/tool:2").unwrap();
         let ep = r.endpoints(&img, None).unwrap();

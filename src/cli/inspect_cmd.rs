@@ -11,7 +11,7 @@ use clap::Args;
 use super::exit;
 use super::output::{self, Format};
 use crate::arch::Arch;
-use crate::inspect::{self, human_size, InspectError, Request};
+use crate::inspect::{self, human_size, Request};
 use crate::registries::Registries;
 use crate::registry::{ErrorKind, Options};
 
@@ -103,7 +103,7 @@ pub fn run(args: InspectArgs) -> Result<i32> {
     spin.finish_and_clear();
     let found = match result {
         Ok(f) => f,
-        Err(e) => return Ok(fail(&e.to_string(), kind(&e))),
+        Err(e) => return Ok(fail(&e.to_string(), e.kind())),
     };
     let mut out = std::io::stdout().lock();
     if args.raw {
@@ -151,10 +151,6 @@ pub fn run(args: InspectArgs) -> Result<i32> {
         field(&mut out, "Tags", &tags.join(", "))?;
     }
     Ok(exit::OK)
-}
-
-fn kind(e: &InspectError) -> ErrorKind {
-    e.kind()
 }
 
 fn fail(msg: &str, kind: ErrorKind) -> i32 {
