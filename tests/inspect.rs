@@ -355,3 +355,34 @@ fn mirrors_are_tried_first_and_skipped_when_they_lack_the_image() {
         "mirror asked first"
     );
 }
+
+#[test]
+fn tags_through_the_token_transport() {
+    let reg = FixtureRegistry::fixtures(Auth::Token(None));
+    let j = ok_json(&run(&reg, "fedora-toolbox:42", &["--tags", "--arch", "arm64", "--format", "json"]));
+    assert_eq!(j["RepoTags"], serde_json::json!(["42", "42-x86_64", "42-aarch64"]));
+}
+
+#[test]
+fn by_digest_and_by_tag_plus_digest() {
+    for auth in [Auth::None, Auth::Token(None)] {
+        let reg = FixtureRegistry::fixtures(auth);
+        let (digest, _) = entry("multi", "ppc64le", None);
+        // A per-arch manifest by digest is a single-platform image.
+        let j = ok_json(&run(&reg, &format!("multi@{digest}"), &["--arch", "ppc64le", "--format", "json"]));
+        assert_eq!(j["Digest"], digest);
+        assert_eq!(j["Architecture"], "ppc64le");
+        // Tag and digest: the digest decides.
+        let index = tag_digest("multi", "1");
+        let j = ok_json(&run(
+            &reg,
+            &format!("multi:nosuchtag@{index}"),
+            &["--arch", "s390x", "--format", "json"],
+        ));
+        assert_eq!(j["Digest"], index);
+        assert_eq!(j["Architecture"], "s390x");
+        // A digest the registry does not have.
+        let missing = format!("sha256:{}", "0".repeat(64));
+        fail(&run(&reg, &format!("multi@{missing}"), &[]), 3, "not found");
+    }
+}
