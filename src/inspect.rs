@@ -85,7 +85,6 @@ impl InspectError {
     /// The kind, for exit codes.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            InspectError::Registries(RegistriesError::Blocked(_)) => ErrorKind::BadInput,
             InspectError::Registries(_) | InspectError::Conflict(_) => ErrorKind::BadInput,
             InspectError::Registry(e) => e.kind(),
             InspectError::NoPlatform { .. } | InspectError::SingleArchMismatch { .. } => ErrorKind::NotFound,
@@ -99,8 +98,6 @@ impl InspectError {
 pub struct Inspection {
     /// The resolved reference (after registries.conf rewrites).
     pub image: ImageRef,
-    /// The platform asked for.
-    pub wanted: Wanted,
     /// The top-level manifest bytes as served.
     pub top_bytes: Vec<u8>,
     /// Their digest.
@@ -161,8 +158,7 @@ async fn inspect_at(client: &Client, req: &Request, wanted: &Wanted) -> Result<I
     let (index, manifest_digest, manifest, entry_platform) = match top {
         Manifest::Index { manifests, .. } => {
             let Some(entry) = platform::select(&manifests, wanted).cloned() else {
-                let mut offered: Vec<String> =
-                    manifests.iter().filter_map(|e| e.platform.as_ref().map(|p| p.display())).collect();
+                let mut offered = platforms_of(&manifests);
                 offered.dedup();
                 return Err(InspectError::NoPlatform {
                     image: image.to_string(),
@@ -213,7 +209,6 @@ async fn inspect_at(client: &Client, req: &Request, wanted: &Wanted) -> Result<I
     let tags = if req.tags { Some(client.tags(&image).await?) } else { None };
     Ok(Inspection {
         image,
-        wanted: wanted.clone(),
         top_bytes,
         top_digest,
         index,
@@ -225,6 +220,12 @@ async fn inspect_at(client: &Client, req: &Request, wanted: &Wanted) -> Result<I
         config,
         tags,
     })
+}
+
+/// The platforms of index entries, in index order (entries without one,
+/// such as some artifacts, are left out).
+fn platforms_of(entries: &[IndexEntry]) -> Vec<String> {
+    entries.iter().filter_map(|e| e.platform.as_ref().map(|p| p.display())).collect()
 }
 
 /// One layer, as skopeo's LayersData shows it.
@@ -292,9 +293,7 @@ impl Inspection {
     /// Every platform on offer, in index order.
     pub fn platforms(&self) -> Vec<String> {
         match &self.index {
-            Some(entries) => {
-                entries.iter().filter_map(|e| e.platform.as_ref().map(|p| p.display())).collect()
-            }
+            Some(entries) => platforms_of(entries),
             None => vec![self.selected_platform()],
         }
     }
@@ -312,6 +311,7 @@ impl Inspection {
     /// The JSON report.
     pub fn report(&self) -> Report {
         let run = self.config.config.clone().unwrap_or_default();
+        let compressed_size = self.compressed_size();
         Report {
             name: self.image.name(),
             digest: self.top_digest.clone(),
@@ -339,8 +339,8 @@ impl Inspection {
             media_type: self.media_type.clone(),
             platform: self.selected_platform(),
             platforms: self.platforms(),
-            compressed_size: self.compressed_size(),
-            compressed_size_human: human_size(self.compressed_size()),
+            compressed_size,
+            compressed_size_human: human_size(compressed_size),
         }
     }
 }

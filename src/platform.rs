@@ -18,11 +18,6 @@ pub struct Wanted {
 }
 
 impl Wanted {
-    /// `linux/<arch>` with the row's own variant.
-    pub fn linux(arch: &'static Arch) -> Wanted {
-        Wanted { os: "linux".into(), arch, variant: None }
-    }
-
     /// The variant being asked for, if any.
     pub fn variant(&self) -> Option<&str> {
         self.variant.as_deref().or(self.arch.variant)
@@ -57,7 +52,8 @@ impl Wanted {
     pub fn matches_config(&self, arch: &str, os: &str, variant: Option<&str>) -> bool {
         let os_ok = os.is_empty() || os == self.os;
         let variant_ok = match (variant.filter(|v| !v.is_empty()), self.variant()) {
-            (Some(have), Some(want)) => self.preferences().contains(&Some(have.to_string())) || have == want,
+            // The preferences start with the variant asked for.
+            (Some(have), Some(_)) => self.preferences().contains(&Some(have.to_string())),
             _ => true,
         };
         arch == self.arch.oci && os_ok && variant_ok

@@ -59,11 +59,6 @@ impl ImageRef {
         self.tag.as_deref().unwrap_or("latest")
     }
 
-    /// The same repository with another tag and no digest.
-    pub fn with_tag(&self, tag: &str) -> ImageRef {
-        ImageRef { tag: Some(tag.to_string()), digest: None, ..self.clone() }
-    }
-
     /// `registry/repository` without tag or digest.
     pub fn name(&self) -> String {
         format!("{}/{}", self.registry, self.repository)

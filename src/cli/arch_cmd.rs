@@ -181,19 +181,14 @@ struct CheckRow {
 }
 
 fn check(names: &[String], qemu: Option<PathBuf>, format: Format) -> Result<i32> {
-    let mut arches: Vec<&'static Arch> = Vec::new();
-    for n in names {
-        if n == "all" {
-            arches.extend(ARCHES.iter());
-        } else {
-            arches.push(Arch::parse(n)?);
-        }
-    }
-    arches.dedup_by(|a, b| std::ptr::eq(*a, *b));
     let mut unique: Vec<&'static Arch> = Vec::new();
-    for a in arches {
-        if !unique.iter().any(|u| std::ptr::eq(*u, a)) {
-            unique.push(a);
+    for n in names {
+        let named: Vec<&'static Arch> =
+            if n == "all" { ARCHES.iter().collect() } else { vec![Arch::parse(n)?] };
+        for a in named {
+            if !unique.iter().any(|u| std::ptr::eq(*u, a)) {
+                unique.push(a);
+            }
         }
     }
     if qemu.is_some() && unique.len() != 1 {
