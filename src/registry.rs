@@ -40,9 +40,9 @@ const CA_BUNDLES: &[&str] = &[
 /// Point rustls at the system's CA bundle file unless the user chose
 /// (`SSL_CERT_FILE` / `SSL_CERT_DIR`). Left alone, rustls-native-certs
 /// reads the bundle *and* every hashed file in /etc/ssl/certs (the same
-/// certificates again, ~300 files on Debian), and oci-client builds two
-/// TLS clients: that was two thirds of an inspect's run time. Call it
-/// first thing in `main`, while the process has one thread.
+/// certificates again, ~300 files on Debian), for every TLS client built
+/// (oci-client builds two). Call it in a registry command before it starts
+/// any thread: it changes the process environment.
 pub fn prefer_system_ca_bundle() {
     if std::env::var_os("SSL_CERT_FILE").is_some() || std::env::var_os("SSL_CERT_DIR").is_some() {
         return;

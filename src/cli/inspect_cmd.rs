@@ -72,6 +72,8 @@ pub fn code_for(kind: ErrorKind) -> i32 {
 }
 
 pub fn run(args: InspectArgs) -> Result<i32> {
+    // Before the runtime and the spinner start threads.
+    crate::registry::prefer_system_ca_bundle();
     let arch = match &args.arch {
         Some(a) => match Arch::parse(a) {
             Ok(a) => Some(a),

@@ -54,7 +54,6 @@ pub mod exit {
 
 /// Parse the process arguments, run the command, return the exit code.
 pub fn run() -> i32 {
-    crate::registry::prefer_system_ca_bundle();
     let cli = Cli::parse();
     init_logging(cli.log_level);
     let result = match cli.command {
