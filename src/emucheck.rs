@@ -96,43 +96,35 @@ pub struct Context {
 pub fn check(arch: &Arch, ctx: &Context) -> Result<Passed, CheckError> {
     let platform = arch.platform();
     let host = Arch::host();
-    let wd = Workdir::new().map_err(|source| CheckError::Sandbox { platform: platform.clone(), source })?;
-    let program = write_program(wd.path(), arch)
-        .map_err(|source| CheckError::Sandbox { platform: platform.clone(), source })?;
+    let failed = |source| CheckError::Sandbox { platform: platform.clone(), source };
+    let wd = Workdir::new().map_err(failed)?;
+    let program = write_program(wd.path(), arch).map_err(failed)?;
 
     let (method, interpreter, output) = if arch.is_native_on(host) {
-        let out = run_plain(&program)
-            .map_err(|source| CheckError::Sandbox { platform: platform.clone(), source })?;
-        (Method::Native, None, out)
+        (Method::Native, None, run_plain(&program).map_err(failed)?)
     } else {
         let search = host::find_interpreter(arch, ctx.interpreter.as_deref());
-        let host_entry = ctx.host_binfmt.entry_for(arch);
         // Try the sandbox first; if the namespace itself cannot be set up
         // (old kernel, user namespaces off), use a host entry if there is one.
         let sandboxed = search.usable().map(|interp| {
             let reg = Registration::for_arch(arch, &interp.path, Flags::parse("F").expect("F"));
             (interp.path.clone(), sandbox::run(&wd, &[reg], &program, &[], TIMEOUT))
         });
-        match (sandboxed, host_entry) {
+        match (sandboxed, ctx.host_binfmt.entry_for(arch)) {
             (Some((path, Ok(out))), _) => (Method::Sandbox, Some(path), out),
-            (Some((_, Err(e))), Some(entry)) if e.is_setup_failure() => {
-                tracing::info!("{platform}: sandbox unavailable ({e}); using host entry {}", entry.name);
-                let out = run_plain(&program)
-                    .map_err(|source| CheckError::Sandbox { platform: platform.clone(), source })?;
-                (Method::HostEntry(entry.name.clone()), None, out)
-            }
-            (Some((_, Err(e))), None) if e.is_setup_failure() => {
+            (Some((_, Err(e))), _) if !e.is_setup_failure() => return Err(failed(e)),
+            (Some((_, Err(e))), None) => {
                 return Err(CheckError::NoWayToRun {
-                    platform,
+                    platform: platform.clone(),
                     short: arch.short_name(),
                     sandbox: e.to_string(),
                 })
             }
-            (Some((_, Err(source))), _) => return Err(CheckError::Sandbox { platform, source }),
-            (None, Some(entry)) => {
-                let out = run_plain(&program)
-                    .map_err(|source| CheckError::Sandbox { platform: platform.clone(), source })?;
-                (Method::HostEntry(entry.name.clone()), None, out)
+            (tried, Some(entry)) => {
+                if let Some((_, Err(e))) = &tried {
+                    tracing::info!("{platform}: sandbox unavailable ({e}); using host entry {}", entry.name);
+                }
+                (Method::HostEntry(entry.name.clone()), None, run_plain(&program).map_err(failed)?)
             }
             (None, None) => return Err(CheckError::NoInterpreter(search.problem(arch))),
         }

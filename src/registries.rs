@@ -265,9 +265,12 @@ impl Registries {
         }
         let rewrite = |location: &str| -> ImageRef {
             let full = image.name();
-            let rest =
-                if reg.prefix.starts_with("*.") { "" } else { &full[reg.prefix.len().min(full.len())..] };
-            let new = if reg.prefix.starts_with("*.") { full.clone() } else { format!("{location}{rest}") };
+            // A wildcard prefix names hosts, not a path to rewrite.
+            let new = if reg.prefix.starts_with("*.") {
+                full
+            } else {
+                format!("{location}{}", &full[reg.prefix.len().min(full.len())..])
+            };
             match reference::parse(&new) {
                 Ok(Parsed::Qualified(mut r)) => {
                     r.tag = image.tag.clone();
