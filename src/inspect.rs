@@ -106,6 +106,8 @@ pub struct Inspection {
     pub index: Option<Vec<IndexEntry>>,
     /// The selected image manifest's digest.
     pub manifest_digest: String,
+    /// Its bytes as served (the same as `top_bytes` without an index).
+    pub manifest_bytes: Vec<u8>,
     /// Its media type.
     pub media_type: String,
     /// Its config descriptor.
@@ -122,6 +124,16 @@ pub struct Inspection {
 
 /// Inspect an image on its registry, trying mirrors first.
 pub async fn inspect(req: &Request, regs: &Registries, opts: &Options) -> Result<Inspection, InspectError> {
+    locate(req, regs, opts).await.map(|(_, found)| found)
+}
+
+/// Inspect, and keep the client of the endpoint that had the image: a
+/// pull downloads the layers from the same place.
+pub async fn locate(
+    req: &Request,
+    regs: &Registries,
+    opts: &Options,
+) -> Result<(Client, Inspection), InspectError> {
     let (image, how) = regs.resolve(&req.image)?;
     tracing::debug!("{} resolved to {image} ({how:?})", req.image);
     let arch = platform::choose_arch(&image, req.arch)?;
@@ -132,7 +144,8 @@ pub async fn inspect(req: &Request, regs: &Registries, opts: &Options) -> Result
     for ep in endpoints {
         let attempt = async {
             let client = Client::connect(ep, opts).await?;
-            inspect_at(&client, req, &wanted).await
+            let found = inspect_at(&client, req, &wanted).await?;
+            Ok::<_, InspectError>((client, found))
         };
         match attempt.await {
             Ok(found) => return Ok(found),
@@ -155,7 +168,7 @@ async fn inspect_at(client: &Client, req: &Request, wanted: &Wanted) -> Result<I
     let (top_bytes, top_digest) = client.manifest(&image).await?;
     tracing::debug!("top manifest {top_digest}");
     let top = Manifest::parse(&top_bytes).map_err(|e| bad(e.to_string()))?;
-    let (index, manifest_digest, manifest, entry_platform) = match top {
+    let (index, manifest_digest, manifest_bytes, manifest, entry_platform) = match top {
         Manifest::Index { manifests, .. } => {
             let Some(entry) = platform::select(&manifests, wanted).cloned() else {
                 let mut offered = platforms_of(&manifests);
@@ -172,9 +185,9 @@ async fn inspect_at(client: &Client, req: &Request, wanted: &Wanted) -> Result<I
             if matches!(m, Manifest::Index { .. }) {
                 return Err(bad("an index entry points at another index".into()));
             }
-            (Some(manifests), digest, m, entry.platform.clone())
+            (Some(manifests), digest, bytes, m, entry.platform.clone())
         }
-        m => (None, top_digest.clone(), m, None),
+        m => (None, top_digest.clone(), top_bytes.clone(), m, None),
     };
     let Manifest::Image { media_type, config: config_desc, layers } = manifest else {
         unreachable!("indexes were handled above")
@@ -213,6 +226,7 @@ async fn inspect_at(client: &Client, req: &Request, wanted: &Wanted) -> Result<I
         top_digest,
         index,
         manifest_digest,
+        manifest_bytes,
         media_type,
         config_desc,
         layers,

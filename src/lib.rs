@@ -13,6 +13,9 @@
 //!   binfmt_misc instance.
 //! - [`testprog`]: tiny generated programs, one per architecture.
 //! - [`emucheck`]: prove that an architecture runs.
+//! - [`inspect`], [`registry`]: what an image is, from its registry.
+//! - [`storage`]: podman's containers-storage, written natively.
+//! - [`pull`]: an image of any platform, streamed into that storage.
 
 #![warn(missing_docs)]
 
@@ -22,12 +25,16 @@ pub mod binfmt;
 pub mod cli;
 pub mod elf;
 pub mod emucheck;
+pub mod fsutil;
 pub mod host;
 pub mod inspect;
 pub mod manifest;
 pub mod platform;
+pub mod pull;
 pub mod reference;
 pub mod registries;
 pub mod registry;
 pub mod sandbox;
+pub mod storage;
 pub mod testprog;
+pub mod userns;

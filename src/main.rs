@@ -7,5 +7,7 @@
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    // A rootless pull's second half starts here, before any thread exists.
+    mtbx::userns::child_handshake();
     std::process::exit(mtbx::cli::run());
 }

@@ -313,6 +313,139 @@ impl Client {
         Ok(bytes)
     }
 
+    /// Stream a blob into `tx`, chunk by chunk, in order. A connection that
+    /// drops mid-blob is resumed where it stopped (HTTP Range; a registry
+    /// that ignores Range has the bytes already sent skipped), so the reader
+    /// sees one continuous stream; it checks the digest itself. Stops
+    /// quietly when the reader hangs up (its own error is the one to show).
+    /// `on_bytes` is told of every chunk, for progress.
+    pub async fn blob_into(
+        &self,
+        image: &ImageRef,
+        desc: &Descriptor,
+        tx: &tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
+        on_bytes: &(dyn Fn(u64) + Sync),
+    ) -> Result<(), RegistryError> {
+        let what = format!("blob {}", desc.digest);
+        let mut offset = 0u64;
+        let mut failures = 0u32;
+        let mut pause = BACKOFF;
+        loop {
+            let before = offset;
+            match self.blob_attempt(image, desc, &what, &mut offset, tx, on_bytes).await {
+                Ok(()) => return Ok(()),
+                Err(f) if f.transient => {
+                    if offset > before {
+                        // Progress was made: this is a new run of failures.
+                        failures = 0;
+                        pause = BACKOFF;
+                    }
+                    failures += 1;
+                    if failures >= ATTEMPTS {
+                        return Err(f.error);
+                    }
+                    tracing::info!("{what}: {} (at byte {offset}; resuming)", f.error);
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                Err(f) => return Err(f.error),
+            }
+        }
+    }
+
+    async fn blob_attempt(
+        &self,
+        image: &ImageRef,
+        desc: &Descriptor,
+        what: &str,
+        offset: &mut u64,
+        tx: &tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
+        on_bytes: &(dyn Fn(u64) + Sync),
+    ) -> Result<(), Failure> {
+        use futures_util::StreamExt;
+        // Bytes of the response to drop before forwarding: a full response
+        // to a resumed request repeats what was already sent.
+        let (mut stream, mut skip): (
+            futures_util::stream::BoxStream<'_, std::io::Result<bytes::Bytes>>,
+            u64,
+        ) = match &self.transport {
+            Transport::Open { http, base } => {
+                let mut req = http.get(format!("{base}{}/blobs/{}", image.repository, desc.digest));
+                if *offset > 0 {
+                    req = req.header(reqwest::header::RANGE, format!("bytes={offset}-"));
+                }
+                let res = req.send().await.map_err(|e| self.net_failure(&e))?;
+                let code = res.status().as_u16();
+                let skip = match code {
+                    200 => *offset,
+                    206 if *offset > 0 => 0,
+                    _ => {
+                        let body = res.text().await.unwrap_or_default();
+                        return Err(self.status_failure(what, code, body));
+                    }
+                };
+                (res.bytes_stream().map(|r| r.map_err(std::io::Error::other)).boxed(), skip)
+            }
+            Transport::Oci { client, .. } => {
+                let oci = image.to_oci();
+                let layer = oci_client::manifest::OciDescriptor {
+                    media_type: desc.media_type.clone(),
+                    digest: desc.digest.clone(),
+                    size: desc.size as i64,
+                    ..Default::default()
+                };
+                if *offset == 0 {
+                    let s =
+                        client.pull_blob_stream(&oci, &layer).await.map_err(|e| self.oci_failure(what, e))?;
+                    (s.stream, 0)
+                } else {
+                    let r = client
+                        .pull_blob_stream_partial(
+                            &oci,
+                            &layer,
+                            *offset,
+                            Some(desc.size.saturating_sub(*offset)),
+                        )
+                        .await
+                        .map_err(|e| self.oci_failure(what, e))?;
+                    match r {
+                        oci_client::client::BlobResponse::Full(s) => (s.stream, *offset),
+                        oci_client::client::BlobResponse::Partial(s) => (s.stream, 0),
+                    }
+                }
+            }
+        };
+        while let Some(chunk) = stream.next().await {
+            let mut chunk = chunk.map_err(|e| self.net_failure(&e))?;
+            if skip > 0 {
+                let n = skip.min(chunk.len() as u64);
+                skip -= n;
+                chunk = chunk.slice(n as usize..);
+                if chunk.is_empty() {
+                    continue;
+                }
+            }
+            *offset += chunk.len() as u64;
+            if *offset > desc.size {
+                return Err(Failure {
+                    transient: false,
+                    error: self.bad(what, format!("more than the {} bytes the manifest promises", desc.size)),
+                });
+            }
+            on_bytes(chunk.len() as u64);
+            if tx.send(Ok(chunk)).await.is_err() {
+                return Ok(());
+            }
+        }
+        if *offset < desc.size {
+            return Err(self.net_failure(&std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("the connection ended after {offset} of {} bytes", desc.size),
+            )));
+        }
+        Ok(())
+    }
+
     /// Every tag of the repository, following pagination.
     pub async fn tags(&self, image: &ImageRef) -> Result<Vec<String>, RegistryError> {
         const PAGE: usize = 1000;

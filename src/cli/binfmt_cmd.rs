@@ -6,7 +6,6 @@
 //! touch only when run as root; inside a user namespace with its own
 //! instance they need no privilege on the host at all.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context as _, Result};
@@ -285,7 +284,7 @@ fn register(
         if let Some((ExportFormat::Systemd, dir)) = &export {
             let path = dir.join(format!("{}.conf", reg.name));
             if !dry_run {
-                write_atomic(&path, format!("{line}\n").as_bytes())
+                crate::fsutil::write_atomic(&path, format!("{line}\n").as_bytes(), 0o644)
                     .with_context(|| format!("cannot write {}", path.display()))?;
             }
             let outcome = if dry_run { "would-export" } else { "exported" };
@@ -429,20 +428,4 @@ fn change(sel: &Selection, what: Change) -> Result<i32> {
     }
     print_rows(&rows, sel.format)?;
     Ok(exit::OK)
-}
-
-/// Write a file atomically: a temporary file in the same directory, fsync,
-/// rename. A reader sees the old file or the new one, never half of it.
-pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new().prefix(".mtbx-").tempfile_in(dir)?;
-    tmp.write_all(data)?;
-    tmp.as_file().sync_all()?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
-    }
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }

@@ -3,34 +3,20 @@
 //! error, not a silent substitute).
 
 use std::io::Write;
-use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
 
 use super::exit;
+use super::image_args::ImageArgs;
 use super::output::{self, Format};
-use crate::arch::Arch;
-use crate::inspect::{self, human_size, Request};
-use crate::registries::Registries;
-use crate::registry::{ErrorKind, Options};
+use crate::inspect::{self, human_size};
+use crate::registry::ErrorKind;
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// Image reference: registry/repo[:tag][@digest], or a short name that
-    /// registries.conf resolves.
-    #[arg(value_name = "IMAGE")]
-    image: String,
-    /// Architecture to select (any name `mtbx arch list` shows); default:
-    /// the tag's architecture for toolbox images, else this host's.
-    #[arg(long, value_name = "ARCH")]
-    arch: Option<String>,
-    /// Variant to select instead of the architecture's default (v6, v7, v8).
-    #[arg(long, value_name = "VARIANT")]
-    variant: Option<String>,
-    /// OS to select (default: linux).
-    #[arg(long, value_name = "OS")]
-    os: Option<String>,
+    #[command(flatten)]
+    image: ImageArgs,
     /// Print the manifest exactly as the registry served it.
     #[arg(long, conflicts_with_all = ["config", "platforms"])]
     raw: bool,
@@ -43,18 +29,6 @@ pub struct InspectArgs {
     /// Also list the repository's tags (a request per page of tags).
     #[arg(long)]
     tags: bool,
-    /// Verify TLS and require https (`--tls-verify=false` allows http).
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
-    tls_verify: Option<bool>,
-    /// Credentials USER:PASSWORD.
-    #[arg(long, value_name = "USER:PASSWORD")]
-    creds: Option<String>,
-    /// Auth file to use instead of the default ones.
-    #[arg(long, value_name = "FILE")]
-    authfile: Option<PathBuf>,
-    /// registries.conf to use instead of the system's and user's files.
-    #[arg(long, value_name = "FILE")]
-    registries_conf: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     format: Format,
@@ -74,28 +48,17 @@ pub fn code_for(kind: ErrorKind) -> i32 {
 pub fn run(args: InspectArgs) -> Result<i32> {
     // Before the runtime and the spinner start threads.
     crate::registry::prefer_system_ca_bundle();
-    let arch = match &args.arch {
-        Some(a) => match Arch::parse(a) {
-            Ok(a) => Some(a),
-            Err(e) => return Ok(fail(&e.to_string(), ErrorKind::BadInput)),
-        },
-        None => None,
-    };
-    let regs = match Registries::load(args.registries_conf.as_deref()) {
+    let req = match args.image.request(args.tags) {
         Ok(r) => r,
         Err(e) => return Ok(fail(&e.to_string(), ErrorKind::BadInput)),
     };
-    let req = Request {
-        image: args.image.clone(),
-        arch,
-        variant: args.variant.clone(),
-        os: args.os.clone(),
-        tags: args.tags,
+    let regs = match args.image.registries() {
+        Ok(r) => r,
+        Err(e) => return Ok(fail(&e.to_string(), ErrorKind::BadInput)),
     };
-    let opts =
-        Options { tls_verify: args.tls_verify, creds: args.creds.clone(), authfile: args.authfile.clone() };
+    let opts = args.image.options();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let spin = output::spinner(format!("inspecting {}", args.image));
+    let spin = output::spinner(format!("inspecting {}", args.image.image));
     let result = rt.block_on(inspect::inspect(&req, &regs, &opts));
     tracing::debug!("inspect done");
     // Nothing left to do on the runtime: do not wait for its blocking
@@ -155,7 +118,8 @@ pub fn run(args: InspectArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
-fn fail(msg: &str, kind: ErrorKind) -> i32 {
+/// Report an error and give the exit code for its kind.
+pub fn fail(msg: &str, kind: ErrorKind) -> i32 {
     super::report_error(&anyhow::anyhow!("{msg}"));
     code_for(kind)
 }

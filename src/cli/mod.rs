@@ -4,8 +4,11 @@
 
 mod arch_cmd;
 mod binfmt_cmd;
+mod image_args;
+mod images_cmd;
 mod inspect_cmd;
 pub mod output;
+mod pull_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -34,6 +37,10 @@ enum Command {
     Binfmt(binfmt_cmd::BinfmtCommand),
     /// Show an image's details for one architecture, without pulling it.
     Inspect(inspect_cmd::InspectArgs),
+    /// Download an image of any architecture into podman's storage.
+    Pull(pull_cmd::PullArgs),
+    /// List the images in podman's storage, with their architecture.
+    Images(images_cmd::ImagesArgs),
 }
 
 /// Exit codes, as documented in README.md.
@@ -60,6 +67,8 @@ pub fn run() -> i32 {
         Command::Arch(cmd) => arch_cmd::run(cmd),
         Command::Binfmt(cmd) => binfmt_cmd::run(cmd),
         Command::Inspect(args) => inspect_cmd::run(args),
+        Command::Pull(args) => pull_cmd::run(args),
+        Command::Images(args) => images_cmd::run(args),
     };
     tracing::debug!("command finished");
     match result {

@@ -1,0 +1,65 @@
+//! Arguments every command that fetches an image takes (inspect, pull):
+//! which platform, and how to reach and authenticate to the registry.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::arch::{Arch, UnknownArch};
+use crate::inspect::Request;
+use crate::registries::{Registries, RegistriesError};
+use crate::registry::Options;
+
+#[derive(Debug, Args)]
+pub struct ImageArgs {
+    /// Image reference: registry/repo[:tag][@digest], or a short name that
+    /// registries.conf resolves.
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+    /// Architecture to select (any name `mtbx arch list` shows); default:
+    /// the tag's architecture for toolbox images, else this host's.
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<String>,
+    /// Variant to select instead of the architecture's default (v6, v7, v8).
+    #[arg(long, value_name = "VARIANT")]
+    pub variant: Option<String>,
+    /// OS to select (default: linux).
+    #[arg(long, value_name = "OS")]
+    pub os: Option<String>,
+    /// Verify TLS and require https (`--tls-verify=false` allows http).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub tls_verify: Option<bool>,
+    /// Credentials USER:PASSWORD.
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub creds: Option<String>,
+    /// Auth file to use instead of the default ones.
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+    /// registries.conf to use instead of the system's and user's files.
+    #[arg(long, value_name = "FILE")]
+    pub registries_conf: Option<PathBuf>,
+}
+
+impl ImageArgs {
+    /// The inspect request these arguments describe.
+    pub fn request(&self, tags: bool) -> Result<Request, UnknownArch> {
+        let arch = self.arch.as_deref().map(Arch::parse).transpose()?;
+        Ok(Request {
+            image: self.image.clone(),
+            arch,
+            variant: self.variant.clone(),
+            os: self.os.clone(),
+            tags,
+        })
+    }
+
+    /// Registry options.
+    pub fn options(&self) -> Options {
+        Options { tls_verify: self.tls_verify, creds: self.creds.clone(), authfile: self.authfile.clone() }
+    }
+
+    /// registries.conf, from --registries-conf or the usual files.
+    pub fn registries(&self) -> Result<Registries, RegistriesError> {
+        Registries::load(self.registries_conf.as_deref())
+    }
+}

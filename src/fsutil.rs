@@ -1,0 +1,47 @@
+//! File-system helpers shared by every module that writes state other
+//! programs read: a reader must see the old file or the new one, never half.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+/// Replace `path` with `data` atomically: a temporary file in the same
+/// directory, written, synced and given `mode`, then renamed over the
+/// target. A crash leaves either the old content or the new.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::Builder::new().prefix(".mtbx-").tempfile_in(dir)?;
+    tmp.write_all(data)?;
+    tmp.as_file().set_permissions(std::fs::Permissions::from_mode(mode))?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Create `path` and its missing parents with `mode` (the parents too,
+/// as containers/storage creates its directories 0700).
+pub fn mkdir_all(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(mode).create(path)
+}
+
+/// Whether process `pid` still exists (a signal 0 probe; EPERM means it
+/// exists but belongs to someone else).
+pub fn pid_alive(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 only checks for existence.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Random bytes from the kernel, for lock tokens and link names.
+pub fn random_bytes(buf: &mut [u8]) {
+    let mut filled = 0;
+    while filled < buf.len() {
+        // SAFETY: the pointer and length describe the unfilled tail of buf.
+        let n = unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
+        if n > 0 {
+            filled += n as usize;
+        }
+    }
+}

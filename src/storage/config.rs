@@ -1,0 +1,252 @@
+//! Where podman keeps its images: containers-storage.conf(5) read the way
+//! containers/storage reads it, so mtbx writes the very store `podman
+//! images` lists, for root and for rootless users alike.
+//!
+//! Files: `$CONTAINERS_STORAGE_CONF` alone when set; otherwise, for root,
+//! /etc/containers/storage.conf, else /usr/share/containers/storage.conf;
+//! for a rootless user, `$XDG_CONFIG_HOME/containers/storage.conf` (or
+//! ~/.config/...) when it exists, else the system file, whose graphroot and
+//! runroot do not apply to rootless users (only `rootless_storage_path`
+//! does). `$STORAGE_DRIVER` overrides the driver, as it does for podman.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::StorageError;
+
+/// The graph drivers mtbx writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    /// Each layer holds only its diff; podman mounts them with overlayfs.
+    Overlay,
+    /// Each layer is a full copy of its parent with its diff applied.
+    Vfs,
+}
+
+impl Driver {
+    /// The name in storage.conf and in the store's directory names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Driver::Overlay => "overlay",
+            Driver::Vfs => "vfs",
+        }
+    }
+
+    fn parse(name: &str) -> Result<Driver, StorageError> {
+        match name {
+            "overlay" | "overlay2" => Ok(Driver::Overlay),
+            "vfs" => Ok(Driver::Vfs),
+            other => Err(StorageError::Config(format!(
+                "storage driver \"{other}\" is not supported by mtbx (overlay and vfs are); \
+                 set driver = \"overlay\" in storage.conf or pull with podman"
+            ))),
+        }
+    }
+}
+
+/// Who the store belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// The system store, written as real root.
+    Root,
+    /// A rootless user's store: files are owned by ids of the user's
+    /// namespace (0 = the user, 1.. = the /etc/subuid range).
+    Rootless {
+        /// The user's real uid.
+        uid: u32,
+        /// Their home directory.
+        home: PathBuf,
+    },
+}
+
+/// The resolved storage settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageConfig {
+    /// Where layers and images live.
+    pub graph_root: PathBuf,
+    /// Where podman keeps transient state (reported; mtbx writes nothing there).
+    pub run_root: PathBuf,
+    /// The driver.
+    pub driver: Driver,
+    /// Whose store it is.
+    pub owner: Owner,
+    /// The file the settings came from, if any.
+    pub source: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ConfFile {
+    #[serde(default)]
+    storage: StorageTable,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct StorageTable {
+    driver: Option<String>,
+    graphroot: Option<String>,
+    runroot: Option<String>,
+    rootless_storage_path: Option<String>,
+}
+
+impl StorageConfig {
+    /// The settings for `owner`, from the files podman reads and the
+    /// process environment.
+    pub fn load(owner: Owner) -> Result<StorageConfig, StorageError> {
+        let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let explicit = env("CONTAINERS_STORAGE_CONF");
+        let user_file = match &owner {
+            Owner::Rootless { home, .. } => {
+                let base = env("XDG_CONFIG_HOME").unwrap_or_else(|| home.join(".config"));
+                Some(base.join("containers/storage.conf")).filter(|p| p.exists())
+            }
+            Owner::Root => None,
+        };
+        let system = ["/etc/containers/storage.conf", "/usr/share/containers/storage.conf"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists());
+        let (source, table, own_file) = match (explicit, user_file, system) {
+            (Some(p), _, _) => (Some(p.clone()), read(&p)?, true),
+            (None, Some(p), _) => (Some(p.clone()), read(&p)?, true),
+            (None, None, Some(p)) => (Some(p.clone()), read(&p)?, matches!(owner, Owner::Root)),
+            (None, None, None) => (None, StorageTable::default(), false),
+        };
+        Self::resolve(owner, source, table, own_file, env("XDG_DATA_HOME"), env("XDG_RUNTIME_DIR"))
+    }
+
+    fn resolve(
+        owner: Owner,
+        source: Option<PathBuf>,
+        table: StorageTable,
+        own_file: bool,
+        xdg_data: Option<PathBuf>,
+        xdg_runtime: Option<PathBuf>,
+    ) -> Result<StorageConfig, StorageError> {
+        let (graph_root, run_root) = match &owner {
+            Owner::Root => (
+                table.graphroot.clone().map(PathBuf::from).unwrap_or("/var/lib/containers/storage".into()),
+                table.runroot.clone().map(PathBuf::from).unwrap_or("/run/containers/storage".into()),
+            ),
+            Owner::Rootless { uid, home } => {
+                let default_graph = || {
+                    xdg_data.clone().unwrap_or_else(|| home.join(".local/share")).join("containers/storage")
+                };
+                let graph = match (own_file, &table.graphroot, &table.rootless_storage_path) {
+                    (true, Some(g), _) => PathBuf::from(g),
+                    (_, _, Some(p)) => PathBuf::from(
+                        p.replace("$HOME", &home.to_string_lossy())
+                            .replace("$UID", &uid.to_string())
+                            .replace("$USER", &std::env::var("USER").unwrap_or_default()),
+                    ),
+                    _ => default_graph(),
+                };
+                let run = match (own_file, &table.runroot) {
+                    (true, Some(r)) => PathBuf::from(r),
+                    _ => xdg_runtime
+                        .filter(|d| d.is_dir())
+                        .map(|d| d.join("containers"))
+                        .unwrap_or_else(|| PathBuf::from(format!("/tmp/containers-user-{uid}/containers"))),
+                };
+                (graph, run)
+            }
+        };
+        let configured = std::env::var("STORAGE_DRIVER").ok().filter(|d| !d.is_empty()).or(table.driver);
+        let driver = match configured {
+            Some(name) => Driver::parse(&name)?,
+            None => prior_driver(&graph_root).unwrap_or(default_driver(&owner)),
+        };
+        Ok(StorageConfig { graph_root, run_root, driver, owner, source })
+    }
+
+    /// The store of the user running mtbx (before any user namespace).
+    pub fn for_current_user() -> Result<StorageConfig, StorageError> {
+        Self::load(current_owner())
+    }
+}
+
+/// Root, or the rootless user this process runs as (or acts for, inside
+/// the user namespace mtbx makes for rootless pulls).
+pub fn current_owner() -> Owner {
+    // SAFETY: getuid cannot fail.
+    let uid = crate::userns::rootless_uid().unwrap_or_else(|| unsafe { libc::getuid() });
+    if uid == 0 {
+        return Owner::Root;
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"));
+    Owner::Rootless { uid, home }
+}
+
+/// A driver that already has a store in `graph_root` wins, as in
+/// containers/storage (it scans for existing driver directories).
+fn prior_driver(graph_root: &Path) -> Option<Driver> {
+    [Driver::Overlay, Driver::Vfs]
+        .into_iter()
+        .find(|d| graph_root.join(format!("{}-layers", d.name())).join("layers.json").exists())
+}
+
+/// What podman picks on a fresh store: overlay for root; for rootless users
+/// overlay only through fuse-overlayfs (podman 4 falls back to vfs without it).
+fn default_driver(owner: &Owner) -> Driver {
+    match owner {
+        Owner::Root => Driver::Overlay,
+        Owner::Rootless { .. } if find_on_path("fuse-overlayfs").is_some() => Driver::Overlay,
+        Owner::Rootless { .. } => Driver::Vfs,
+    }
+}
+
+/// The first executable `name` on PATH.
+pub fn find_on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+fn read(path: &Path) -> Result<StorageTable, StorageError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| StorageError::Config(format!("cannot read {}: {e}", path.display())))?;
+    let conf: ConfFile = toml::from_str(&text)
+        .map_err(|e| StorageError::Config(format!("{} is not valid storage.conf: {e}", path.display())))?;
+    Ok(conf.storage)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(text: &str) -> StorageTable {
+        toml::from_str::<ConfFile>(text).unwrap().storage
+    }
+
+    #[test]
+    fn root_defaults_and_file_values() {
+        let c =
+            StorageConfig::resolve(Owner::Root, None, StorageTable::default(), false, None, None).unwrap();
+        assert_eq!(c.graph_root, PathBuf::from("/var/lib/containers/storage"));
+        assert_eq!(c.run_root, PathBuf::from("/run/containers/storage"));
+        let t = table("[storage]\ndriver = \"vfs\"\ngraphroot = \"/g\"\nrunroot = \"/r\"\n");
+        let c = StorageConfig::resolve(Owner::Root, None, t, true, None, None).unwrap();
+        assert_eq!((c.graph_root, c.run_root, c.driver), ("/g".into(), "/r".into(), Driver::Vfs));
+    }
+
+    #[test]
+    fn rootless_ignores_system_graphroot_but_honours_rootless_storage_path() {
+        let owner = Owner::Rootless { uid: 1001, home: "/home/u".into() };
+        let t = table("[storage]\ngraphroot = \"/var/lib/x\"\n");
+        let c = StorageConfig::resolve(owner.clone(), None, t, false, None, None).unwrap();
+        assert_eq!(c.graph_root, PathBuf::from("/home/u/.local/share/containers/storage"));
+        assert_eq!(c.run_root, PathBuf::from("/tmp/containers-user-1001/containers"));
+        let t = table("[storage]\nrootless_storage_path = \"$HOME/store-$UID\"\n");
+        let c = StorageConfig::resolve(owner.clone(), None, t, false, Some("/x".into()), None).unwrap();
+        assert_eq!(c.graph_root, PathBuf::from("/home/u/store-1001"));
+        let c = StorageConfig::resolve(owner, None, StorageTable::default(), false, Some("/x".into()), None)
+            .unwrap();
+        assert_eq!(c.graph_root, PathBuf::from("/x/containers/storage"));
+    }
+
+    #[test]
+    fn unsupported_driver_is_a_clear_error() {
+        let t = table("[storage]\ndriver = \"btrfs\"\n");
+        let e = StorageConfig::resolve(Owner::Root, None, t, true, None, None).unwrap_err();
+        assert!(e.to_string().contains("\"btrfs\" is not supported"), "{e}");
+    }
+}

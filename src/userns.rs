@@ -1,0 +1,167 @@
+//! Rootless pulls: files in a rootless user's store must belong to the ids
+//! of podman's user namespace for that user (0 = the user, 1.. = the user's
+//! /etc/subuid range). mtbx gets the same namespace the way podman does:
+//! it starts itself again in a new user namespace and has the setuid
+//! helpers newuidmap/newgidmap write the maps, then the copy runs as root
+//! of that namespace and writes owners exactly as the layers say.
+//!
+//! Handshake: the child, first thing in `main` (still single-threaded, as
+//! unshare(CLONE_NEWUSER) requires), unshares, writes one byte to the
+//! "ready" pipe and waits on the "go" pipe; the parent writes the maps in
+//! between. The child keeps the full capability set it got by creating the
+//! namespace.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::Command;
+
+use nix::fcntl::OFlag;
+use nix::sched::{unshare, CloneFlags};
+use nix::unistd::{getgid, getuid, pipe2, User};
+
+/// Set in the child: "go-fd,ready-fd".
+const ENV_FDS: &str = "_MTBX_USERNS_FDS";
+/// Set in the child: the real uid of the rootless user it acts for.
+const ENV_UID: &str = "_MTBX_ROOTLESS_UID";
+
+/// Failures setting up the namespace; the message says what to install or
+/// configure.
+#[derive(Debug, thiserror::Error)]
+pub enum UsernsError {
+    /// No subordinate ids for the user.
+    #[error("user {user} has no range in {file}: rootless podman and mtbx need one (as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {user})")]
+    NoRange {
+        /// The user.
+        user: String,
+        /// /etc/subuid or /etc/subgid.
+        file: &'static str,
+    },
+    /// newuidmap/newgidmap missing.
+    #[error("{0} is not installed: install the uidmap package (Debian/Ubuntu) or shadow-utils (Fedora)")]
+    NoHelper(&'static str),
+    /// A helper or system call failed.
+    #[error("cannot set up the user namespace: {0}")]
+    Setup(String),
+}
+
+/// The rootless user this process acts for, when it is the namespace child.
+pub fn rootless_uid() -> Option<u32> {
+    std::env::var(ENV_UID).ok().and_then(|v| v.parse().ok())
+}
+
+/// Child side: when started by [`reexec`], enter the namespace and wait
+/// for the maps. Call first thing in `main`. Exits on failure.
+pub fn child_handshake() {
+    let Ok(fds) = std::env::var(ENV_FDS) else { return };
+    // SAFETY: single-threaded at this point; removing our own marker.
+    unsafe { std::env::remove_var(ENV_FDS) };
+    let parse = |s: Option<&str>| s.and_then(|v| v.parse::<i32>().ok());
+    let mut it = fds.split(',');
+    let (Some(go), Some(ready)) = (parse(it.next()), parse(it.next())) else {
+        eprintln!("mtbx: error: bad {ENV_FDS}");
+        std::process::exit(1);
+    };
+    // SAFETY: the parent passed these descriptors to us and nothing else owns them.
+    let (mut go, mut ready) = unsafe { (std::fs::File::from_raw_fd(go), std::fs::File::from_raw_fd(ready)) };
+    if let Err(e) = unshare(CloneFlags::CLONE_NEWUSER) {
+        eprintln!("mtbx: error: cannot create a user namespace: {e}");
+        std::process::exit(1);
+    }
+    let _ = ready.write_all(b"1");
+    drop(ready);
+    let mut b = [0u8; 1];
+    if go.read(&mut b).ok() != Some(1) || b[0] != b'1' {
+        // The parent failed and said why.
+        std::process::exit(1);
+    }
+}
+
+fn ranges(file: &'static str, user: &str, id: u32) -> Result<(u64, u64), UsernsError> {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.trim().split(':');
+            let (who, start, count) = (f.next()?, f.next()?.parse().ok()?, f.next()?.parse().ok()?);
+            (who == user || who == id.to_string()).then_some((start, count))
+        })
+        .next()
+        .ok_or(UsernsError::NoRange { user: user.to_string(), file })
+}
+
+fn helper(name: &'static str) -> Result<PathBuf, UsernsError> {
+    crate::storage::config::find_on_path(name)
+        .or_else(|| Some(PathBuf::from("/usr/bin").join(name)).filter(|p| p.exists()))
+        .ok_or(UsernsError::NoHelper(name))
+}
+
+/// Run this same command again as root of a user namespace mapped like
+/// podman's for the calling user, and return its exit code.
+pub fn reexec() -> Result<i32, UsernsError> {
+    let (uid, gid) = (getuid().as_raw(), getgid().as_raw());
+    let user = User::from_uid(getuid()).ok().flatten().map(|u| u.name).unwrap_or_else(|| uid.to_string());
+    let (us, uc) = ranges("/etc/subuid", &user, uid)?;
+    let (gs, gc) = ranges("/etc/subgid", &user, uid)?;
+    let (newuidmap, newgidmap) = (helper("newuidmap")?, helper("newgidmap")?);
+    let setup = |what: &str, e: &dyn std::fmt::Display| UsernsError::Setup(format!("{what}: {e}"));
+    let (go_r, go_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| setup("pipe", &e))?;
+    let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| setup("pipe", &e))?;
+    let (gfd, rfd) = (go_r.as_raw_fd(), ready_w.as_raw_fd());
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.args(std::env::args_os().skip(1)).env(ENV_FDS, format!("{gfd},{rfd}")).env(ENV_UID, uid.to_string());
+    // SAFETY: only async-signal-safe fcntl calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            for fd in [gfd, rfd] {
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(|e| setup("cannot start mtbx again", &e))?;
+    drop(go_r);
+    drop(ready_w);
+    let mut ready = std::fs::File::from(ready_r);
+    let mut b = [0u8; 1];
+    if ready.read(&mut b).ok() != Some(1) {
+        let status = child.wait().map_err(|e| setup("wait", &e))?;
+        return Ok(code_of(status));
+    }
+    let pid = child.id().to_string();
+    let map = |tool: &PathBuf, id: u32, start: u64, count: u64| -> Result<(), UsernsError> {
+        let out = Command::new(tool)
+            .args([pid.as_str(), "0", &id.to_string(), "1", "1", &start.to_string(), &count.to_string()])
+            .output()
+            .map_err(|e| setup(&tool.display().to_string(), &e))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(UsernsError::Setup(format!(
+                "{} failed: {}",
+                tool.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )))
+        }
+    };
+    let mut go = std::fs::File::from(go_w);
+    if let Err(e) = map(&newuidmap, uid, us, uc).and_then(|()| map(&newgidmap, gid, gs, gc)) {
+        drop(go);
+        let _ = child.wait();
+        return Err(e);
+    }
+    go.write_all(b"1").map_err(|e| setup("pipe", &e))?;
+    drop(go);
+    // The child handles Ctrl-C itself (it is in the same process group);
+    // wait for it to finish, whatever signals arrive here.
+    // SAFETY: ignoring SIGINT in this process only.
+    unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+    let status = child.wait().map_err(|e| setup("wait", &e))?;
+    Ok(code_of(status))
+}
+
+fn code_of(status: std::process::ExitStatus) -> i32 {
+    status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
