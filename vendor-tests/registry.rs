@@ -11,129 +11,22 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
+use common::real_registry::RealRegistry;
 use common::registry::{fixtures_root, tags};
 use common::{mtbx, skip, text};
 use serde_json::Value;
 
-struct RealRegistry {
-    child: Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for RealRegistry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// A real registry with every fixture layout pushed under its own name.
+fn registry_with_fixtures(test: &str) -> Option<RealRegistry> {
+    let reg = RealRegistry::start(test)?;
+    for layout in std::fs::read_dir(fixtures_root()).unwrap() {
+        let dir = layout.unwrap().path();
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        reg.push_layout(&dir, &name);
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-impl RealRegistry {
-    fn start(test: &str) -> Option<RealRegistry> {
-        if Command::new("docker-registry").arg("--version").output().is_err() {
-            skip(test, "docker-registry not installed (apt-get install docker-registry)");
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let addr = format!("127.0.0.1:{port}");
-        let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n  secret: mtbx-test\n",
-                dir.path().join("store").display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let reg = RealRegistry { child, addr, _dir: dir };
-        let start = Instant::now();
-        while std::net::TcpStream::connect(&reg.addr).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(30), "docker-registry did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        reg.push_fixtures();
-        Some(reg)
-    }
-
-    /// Push every fixture layout, blobs first, then manifests by digest,
-    /// then each tag.
-    fn push_fixtures(&self) {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async {
-            let client = oci_client::Client::try_from(oci_client::client::ClientConfig {
-                protocol: oci_client::client::ClientProtocol::Http,
-                ..Default::default()
-            })
-            .unwrap();
-            for layout in std::fs::read_dir(fixtures_root()).unwrap() {
-                let dir = layout.unwrap().path();
-                let name = dir.file_name().unwrap().to_string_lossy().into_owned();
-                let base = oci_client::Reference::with_tag(self.addr.clone(), name.clone(), "1".into());
-                client
-                    .auth(
-                        &base,
-                        &oci_client::secrets::RegistryAuth::Anonymous,
-                        oci_client::RegistryOperation::Push,
-                    )
-                    .await
-                    .unwrap();
-                for (tag, digest) in tags(&dir) {
-                    push_manifest(&client, &dir, &self.addr, &name, &digest).await;
-                    let bytes = std::fs::read(dir.join("blobs/sha256").join(&digest[7..])).unwrap();
-                    let media: Value = serde_json::from_slice(&bytes).unwrap();
-                    let r = oci_client::Reference::with_tag(self.addr.clone(), name.clone(), tag);
-                    client
-                        .push_manifest_raw(&r, bytes, media["mediaType"].as_str().unwrap().parse().unwrap())
-                        .await
-                        .unwrap();
-                }
-            }
-        });
-    }
-}
-
-fn push_manifest<'a>(
-    client: &'a oci_client::Client,
-    dir: &'a std::path::Path,
-    addr: &'a str,
-    name: &'a str,
-    digest: &'a str,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>> {
-    Box::pin(async move {
-        let read = |d: &str| std::fs::read(dir.join("blobs/sha256").join(&d[7..])).unwrap();
-        let bytes = read(digest);
-        let m: Value = serde_json::from_slice(&bytes).unwrap();
-        let r = oci_client::Reference::with_digest(addr.into(), name.into(), digest.into());
-        if let Some(entries) = m["manifests"].as_array() {
-            for e in entries {
-                push_manifest(client, dir, addr, name, e["digest"].as_str().unwrap()).await;
-            }
-        } else {
-            let mut blobs = vec![m["config"]["digest"].as_str().unwrap().to_string()];
-            blobs.extend(
-                m["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().to_string()),
-            );
-            for b in blobs {
-                client.push_blob(&r, read(&b), &b).await.unwrap();
-            }
-        }
-        client.push_manifest_raw(&r, bytes, m["mediaType"].as_str().unwrap().parse().unwrap()).await.unwrap();
-    })
+    Some(reg)
 }
 
 fn mtbx_inspect(addr: &str, image: &str, arch: &str) -> std::process::Output {
@@ -150,7 +43,7 @@ fn skopeo(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn inspect_reports_what_was_pushed_to_the_real_registry() {
-    let Some(reg) = RealRegistry::start("inspect_reports_what_was_pushed_to_the_real_registry") else {
+    let Some(reg) = registry_with_fixtures("inspect_reports_what_was_pushed_to_the_real_registry") else {
         return;
     };
     let want_index = tags(&fixtures_root().join("multi"))[0].1.clone();
@@ -176,7 +69,7 @@ fn mtbx_and_skopeo_agree() {
     if Command::new("skopeo").arg("--version").output().is_err() {
         return skip(test, "skopeo not installed (apt-get install skopeo)");
     }
-    let Some(reg) = RealRegistry::start(test) else { return };
+    let Some(reg) = registry_with_fixtures(test) else { return };
     let cases: &[(&str, &[&str])] = &[
         ("multi:1", &["amd64", "arm64", "arm", "ppc64le", "s390x", "386", "riscv64"]),
         ("dockerlist:1", &["amd64", "arm64"]),

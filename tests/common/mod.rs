@@ -98,4 +98,7 @@ pub fn have_qemu(arch: &mtbx::arch::Arch) -> bool {
 }
 
 pub mod fixtures;
+pub mod images;
+pub mod podman;
+pub mod real_registry;
 pub mod registry;

@@ -1,0 +1,312 @@
+//! `mtbx pull` against the real tools: images pushed into the real
+//! distribution registry, pulled by mtbx into a containers-storage of the
+//! test's own, then read, run, saved and removed by real podman; and the
+//! same image pulled by podman itself, compared record by record.
+//!
+//! Rootful tests need root (CI runs as root); the rootless test runs as
+//! the user scripts/setup.sh creates, with /etc/subuid ranges.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::process::Command;
+
+use common::images::{image, index, Comp, E};
+use common::podman::PodmanEnv;
+use common::real_registry::RealRegistry;
+use common::{skip, text};
+use serde_json::Value;
+
+fn busybox(test: &str) -> Option<Vec<u8>> {
+    match std::fs::read("/bin/busybox") {
+        Ok(b) => Some(b),
+        Err(_) => {
+            skip(test, "busybox-static not installed (apt-get install busybox-static)");
+            None
+        }
+    }
+}
+
+/// The rich test image: three layers (gzip, zstd, plain tar) with modes,
+/// owners, an xattr, a hardlink, symlinks, a whiteout and an opaque
+/// directory, and busybox to look at them with.
+fn rich_amd64(bb: &[u8]) -> common::images::Built {
+    let mut base = vec![E::Dir("bin", 0o755), E::File("bin/busybox", 0o755, bb.to_vec())];
+    for tool in ["sh", "cat", "ls", "stat", "readlink", "test", "["] {
+        base.push(E::Symlink(Box::leak(format!("bin/{tool}").into_boxed_str()), "busybox"));
+    }
+    base.extend([
+        E::Dir("etc", 0o755),
+        E::File("etc/motd", 0o644, b"hello from mtbx\n".to_vec()),
+        E::Dir("data", 0o755),
+        E::File("data/secret", 0o640, b"s\n".to_vec()),
+        E::File("data/tool", 0o4755, b"#!/bin/sh\necho tool\n".to_vec()),
+        E::File("data/gone", 0o644, b"bye\n".to_vec()),
+        E::Hardlink("data/hard", "data/secret"),
+        E::Owned("data/owned", 0o600, 1234, 4321, b"o\n".to_vec()),
+        E::Xattr("data/x", b"x\n".to_vec(), "user.mtbx", b"yes"),
+        E::Symlink("data/link", "../etc/motd"),
+        E::Dir("opq", 0o755),
+        E::File("opq/a", 0o644, b"a\n".to_vec()),
+    ]);
+    let second = vec![
+        E::Whiteout("data/gone"),
+        E::Opaque("opq"),
+        E::File("opq/b", 0o644, b"b\n".to_vec()),
+        E::File("etc/motd", 0o644, b"changed\n".to_vec()),
+    ];
+    let third = vec![E::File("data/new", 0o644, b"new\n".to_vec()), E::Dir("empty", 0o700)];
+    image("amd64", None, &[(base, Comp::Gzip), (second, Comp::Zstd), (third, Comp::Plain)])
+}
+
+fn hello(arch: &str) -> common::images::Built {
+    let a = mtbx::arch::Arch::parse(arch).unwrap();
+    let prog = mtbx::testprog::program(a);
+    let (oci, variant) = (a.oci, a.variant.filter(|_| !a.default_variant || a.oci == "arm"));
+    image(oci, variant, &[(vec![E::File("hello", 0o755, prog)], Comp::Gzip)])
+}
+
+const SCRIPT: &str = "cat /etc/motd; ls /opq; ls /data; \
+    stat -c '%n %a %u %g' /data/secret /data/tool /data/owned /empty; \
+    [ \"$(stat -c %i /data/secret)\" = \"$(stat -c %i /data/hard)\" ] && echo hardlinked; \
+    readlink /data/link; cat /data/link";
+
+const EXPECTED: &str = "changed\nb\nhard\nlink\nnew\nowned\nsecret\ntool\nx\n\
+    /data/secret 640 0 0\n/data/tool 4755 0 0\n/data/owned 600 1234 4321\n/empty 700 0 0\n\
+    hardlinked\n../etc/motd\nchanged\n";
+
+fn pull_ok(env: &PodmanEnv, args: &[&str]) -> Value {
+    let mut all = vec!["pull", "-y", "--tls-verify=false", "--format", "json"];
+    all.extend_from_slice(args);
+    let out = env.run_mtbx(&all);
+    assert!(out.status.success(), "mtbx {all:?}: {}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)))
+}
+
+#[test]
+fn podman_reads_runs_saves_and_removes_what_mtbx_pulled() {
+    let test = "podman_reads_runs_saves_and_removes_what_mtbx_pulled";
+    let Some(bb) = busybox(test) else { return };
+    let Some(env) = PodmanEnv::rootful(test) else { return };
+    let Some(reg) = RealRegistry::start(test) else { return };
+    let amd = rich_amd64(&bb);
+    let arm = hello("arm64");
+    reg.push("rich", "1", &index(&[&amd, &arm]));
+    let name = format!("{}/rich:1", reg.addr);
+
+    let r = pull_ok(&env, &[&name]);
+    assert_eq!(r["id"], amd.config_digest.trim_start_matches("sha256:"));
+    assert_eq!(r["name"], name);
+    assert_eq!(r["downloaded_layers"], 3);
+    assert_eq!(r["storage_driver"], "overlay");
+
+    let inspect: Value = serde_json::from_str(&env.podman_ok(&["image", "inspect", &name])).unwrap();
+    assert_eq!(inspect[0]["Id"], r["id"]);
+    assert_eq!(inspect[0]["Architecture"], "amd64");
+    assert_eq!(inspect[0]["RootFS"]["Layers"], serde_json::json!(amd.diff_ids));
+    assert_eq!(inspect[0]["RepoTags"], serde_json::json!([name]));
+
+    let out = env.podman_ok(&["run", "--rm", "--network", "none", &name, "sh", "-c", SCRIPT]);
+    assert_eq!(out, EXPECTED);
+
+    // Overlay's own forms of whiteouts, and no literal .wh. files (they
+    // would switch rootless podman to fuse-overlayfs for good).
+    let layers = env.layers_json();
+    let second = layers.as_array().unwrap().iter().find(|l| l["diff-digest"] == amd.diff_ids[1]).unwrap();
+    let diff = env.graph.join("overlay").join(second["id"].as_str().unwrap()).join("diff");
+    let gone = std::fs::symlink_metadata(diff.join("data/gone")).unwrap();
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    assert!(gone.file_type().is_char_device() && gone.rdev() == 0, "whiteout is a 0/0 char device");
+    assert_eq!(xattr(&diff.join("opq"), "trusted.overlay.opaque").as_deref(), Some(&b"y"[..]));
+    let base = layers.as_array().unwrap().iter().find(|l| l["diff-digest"] == amd.diff_ids[0]).unwrap();
+    let base_diff = env.graph.join("overlay").join(base["id"].as_str().unwrap()).join("diff");
+    assert_eq!(xattr(&base_diff.join("data/x"), "user.mtbx").as_deref(), Some(&b"yes"[..]));
+    let walk = Command::new("find").arg(&env.graph).args(["-name", ".wh.*"]).output().unwrap();
+    assert_eq!(text(&walk.stdout), "", "no literal whiteout files in the store");
+    assert_eq!(second["compression"], 4, "zstd layer recorded as zstd");
+    assert_eq!(base["compression"], 2);
+    assert_eq!(base["uidset"], serde_json::json!([0, 1234]));
+
+    // podman save rebuilds each layer's tar from tar-split: the bytes must
+    // hash to the diff_ids. (Uncompressed OCI: docker-archive cannot hold
+    // the zstd layer, and compressed blobs would hide the tar's digest.)
+    let saved = env.dir.path().join("saved.tar");
+    env.podman_ok(&[
+        "save",
+        "--format",
+        "oci-archive",
+        "--uncompressed",
+        "-o",
+        saved.to_str().unwrap(),
+        &name,
+    ]);
+    let mut found: Vec<String> = Vec::new();
+    let mut ar = tar::Archive::new(std::fs::File::open(&saved).unwrap());
+    for entry in ar.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().to_string_lossy().into_owned();
+        if path.starts_with("blobs/sha256/") && path.len() > "blobs/sha256/".len() {
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).unwrap();
+            let digest = common::fixtures::sha256(&bytes);
+            assert_eq!(format!("sha256:{}", &path["blobs/sha256/".len()..]), digest, "{path}");
+            found.push(digest);
+        }
+    }
+    for d in &amd.diff_ids {
+        assert!(found.contains(d), "podman save reproduces layer {d} bit for bit: {found:?}");
+    }
+
+    // A second pull downloads nothing.
+    let again = pull_ok(&env, &[&name]);
+    assert_eq!(again["downloaded_layers"], 0);
+
+    env.podman_ok(&["rmi", &name]);
+    assert_eq!(env.podman_ok(&["images", "-q"]), "");
+    assert_eq!(env.layers_json(), serde_json::json!([]), "podman removed every layer mtbx wrote");
+}
+
+fn xattr(path: &std::path::Path, key: &str) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let k = std::ffi::CString::new(key).unwrap();
+    let mut buf = vec![0u8; 256];
+    // SAFETY: valid strings and buffer.
+    let n = unsafe { libc::lgetxattr(p.as_ptr(), k.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    (n >= 0).then(|| buf[..n as usize].to_vec())
+}
+
+/// Records of layers.json/images.json without what differs by nature
+/// (creation times, podman's empty signature item).
+fn comparable(env: &PodmanEnv) -> (Vec<Value>, Vec<Value>) {
+    let mut layers: Vec<Value> = env.layers_json().as_array().unwrap().clone();
+    for l in &mut layers {
+        l.as_object_mut().unwrap().remove("created");
+    }
+    layers.sort_by_key(|l| l["id"].as_str().unwrap().to_string());
+    let mut images: Vec<Value> = env.images_json().as_array().unwrap().clone();
+    for i in &mut images {
+        let o = i.as_object_mut().unwrap();
+        for k in ["big-data-names", "big-data-sizes", "big-data-digests"] {
+            let v = o.get_mut(k).unwrap();
+            match v {
+                Value::Array(a) => a.retain(|n| !n.as_str().unwrap().starts_with("signature-")),
+                Value::Object(m) => m.retain(|n, _| !n.starts_with("signature-")),
+                _ => {}
+            }
+        }
+    }
+    (layers, images)
+}
+
+fn tar_splits(env: &PodmanEnv) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(env.graph.join("overlay-layers")).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".tar-split.gz") {
+            let mut text = Vec::new();
+            flate2::read::GzDecoder::new(std::fs::File::open(e.path()).unwrap())
+                .read_to_end(&mut text)
+                .unwrap();
+            out.insert(name, text);
+        }
+    }
+    out
+}
+
+#[test]
+fn records_and_tar_split_match_podmans_own_pull() {
+    let test = "records_and_tar_split_match_podmans_own_pull";
+    let Some(bb) = busybox(test) else { return };
+    let Some(ours) = PodmanEnv::rootful(test) else { return };
+    let theirs = PodmanEnv::rootful(test).unwrap();
+    let Some(reg) = RealRegistry::start(test) else { return };
+    let amd = rich_amd64(&bb);
+    let arm = hello("arm64");
+    reg.push("rich", "1", &index(&[&amd, &arm]));
+    let name = format!("{}/rich:1", reg.addr);
+    pull_ok(&ours, &[&name]);
+    theirs.podman_ok(&["pull", "-q", "--tls-verify=false", &name]);
+    let (ol, oi) = comparable(&ours);
+    let (tl, ti) = comparable(&theirs);
+    assert_eq!(ol, tl, "layers.json records");
+    assert_eq!(oi, ti, "images.json records");
+    assert_eq!(tar_splits(&ours), tar_splits(&theirs), "tar-split files, byte for byte");
+}
+
+#[test]
+fn a_foreign_pull_sits_beside_the_native_image_and_runs_under_qemu() {
+    let test = "a_foreign_pull_sits_beside_the_native_image_and_runs_under_qemu";
+    let Some(bb) = busybox(test) else { return };
+    let arm64 = mtbx::arch::Arch::parse("arm64").unwrap();
+    if !common::have_qemu(arm64) {
+        return skip(test, "qemu-aarch64-static not installed (apt-get install qemu-user-static)");
+    }
+    let Some(env) = PodmanEnv::rootful(test) else { return };
+    let Some(reg) = RealRegistry::start(test) else { return };
+    let amd = rich_amd64(&bb);
+    let arm = hello("arm64");
+    reg.push("rich", "1", &index(&[&amd, &arm]));
+    let name = format!("{}/rich:1", reg.addr);
+    let host_before = common::host_binfmt_snapshot();
+
+    let native = pull_ok(&env, &[&name]);
+    let foreign = pull_ok(&env, &["--arch", "arm64", &name]);
+    assert_eq!(foreign["name"], format!("{name}-arm64"));
+    assert_eq!(foreign["platform"], "linux/arm64");
+    assert_eq!(foreign["id"], arm.config_digest.trim_start_matches("sha256:"));
+    // Pulling the native one again leaves the foreign one alone, and back.
+    pull_ok(&env, &[&name]);
+    let listed = env.podman_ok(&["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"]);
+    let short = |v: &Value| v.as_str().unwrap()[..12].to_string();
+    assert!(listed.contains(&format!("{name} {}", short(&native["id"]))), "{listed}");
+    assert!(listed.contains(&format!("{name}-arm64 {}", short(&foreign["id"]))), "{listed}");
+    let ours = env.run_mtbx(&["images", "--format", "json"]);
+    assert!(ours.status.success(), "{}", text(&ours.stderr));
+    let rows: Value = serde_json::from_slice(&ours.stdout).unwrap();
+    let arch_of = |n: &str| {
+        rows.as_array().unwrap().iter().find(|r| r["names"][0] == n).map(|r| r["architecture"].clone())
+    };
+    assert_eq!(arch_of(&name), Some("amd64".into()));
+    assert_eq!(arch_of(&format!("{name}-arm64")), Some("arm64".into()));
+
+    // Run it: a private binfmt_misc in the container's own user namespace
+    // (never the host's), registered by a static shell, then the arm64
+    // program under qemu.
+    let qemu = mtbx::host::find_interpreter(arm64, None).usable().unwrap().path.clone();
+    let reg_line = mtbx::binfmt::Registration::for_arch(
+        arm64,
+        std::path::Path::new("/qemu"),
+        mtbx::binfmt::Flags::parse("F").unwrap(),
+    )
+    .line()
+    .unwrap();
+    let script = format!(
+        "mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc && echo '{reg_line}' > /proc/sys/fs/binfmt_misc/register && /hello"
+    );
+    let out = env.podman_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--privileged",
+        "--uidmap",
+        "0:100000:65536",
+        "--gidmap",
+        "0:100000:65536",
+        "-v",
+        "/bin/busybox:/busybox:ro",
+        "-v",
+        &format!("{}:/qemu:ro", qemu.display()),
+        "--entrypoint",
+        "/busybox",
+        &format!("{name}-arm64"),
+        "sh",
+        "-c",
+        &script,
+    ]);
+    assert_eq!(out.trim_end_matches('\0').trim(), "aarch64");
+    assert_eq!(common::host_binfmt_snapshot(), host_before, "the host's binfmt_misc is untouched");
+}
