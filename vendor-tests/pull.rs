@@ -201,9 +201,9 @@ fn comparable(env: &PodmanEnv) -> (Vec<Value>, Vec<Value>) {
     (layers, images)
 }
 
-fn tar_splits(env: &PodmanEnv) -> BTreeMap<String, Vec<u8>> {
+fn tar_splits(env: &PodmanEnv, driver: &str) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
-    for e in std::fs::read_dir(env.graph.join("overlay-layers")).unwrap().flatten() {
+    for e in std::fs::read_dir(env.graph.join(format!("{driver}-layers"))).unwrap().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if name.ends_with(".tar-split.gz") {
             let mut text = Vec::new();
@@ -233,7 +233,11 @@ fn records_and_tar_split_match_podmans_own_pull() {
     let (tl, ti) = comparable(&theirs);
     assert_eq!(ol, tl, "layers.json records");
     assert_eq!(oi, ti, "images.json records");
-    assert_eq!(tar_splits(&ours), tar_splits(&theirs), "tar-split files, byte for byte");
+    assert_eq!(
+        tar_splits(&ours, "overlay"),
+        tar_splits(&theirs, "overlay"),
+        "tar-split files, byte for byte"
+    );
 }
 
 #[test]
@@ -309,4 +313,51 @@ fn a_foreign_pull_sits_beside_the_native_image_and_runs_under_qemu() {
     ]);
     assert_eq!(out.trim_end_matches('\0').trim(), "aarch64");
     assert_eq!(common::host_binfmt_snapshot(), host_before, "the host's binfmt_misc is untouched");
+}
+
+#[test]
+fn rootless_pull_runs_in_rootless_podman_and_matches_its_own_pull() {
+    let test = "rootless_pull_runs_in_rootless_podman_and_matches_its_own_pull";
+    let Some(bb) = busybox(test) else { return };
+    let Some(env) = PodmanEnv::rootless(test) else { return };
+    let theirs = PodmanEnv::rootless(test).unwrap();
+    let Some(reg) = RealRegistry::start(test) else { return };
+    let amd = rich_amd64(&bb);
+    let arm = hello("arm64");
+    reg.push("rich", "1", &index(&[&amd, &arm]));
+    let name = format!("{}/rich:1", reg.addr);
+
+    let r = pull_ok(&env, &[&name]);
+    assert_eq!(r["storage_driver"], "vfs", "podman's rootless default here");
+    let user = env.user.clone().unwrap();
+    // Owners as podman's user namespace maps them: 0 -> the user, 1234 ->
+    // the user's subordinate range.
+    let top = env
+        .graph
+        .join("vfs/dir")
+        .join(env.layers_json().as_array().unwrap().last().unwrap()["id"].as_str().unwrap());
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(top.join("data/secret")).unwrap().uid(), user.uid);
+    let sub_start: u32 = std::fs::read_to_string("/etc/subuid")
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!("{}:", user.name)).and_then(|r| r.split(':').next()?.parse().ok())
+        })
+        .unwrap();
+    assert_eq!(std::fs::metadata(top.join("data/owned")).unwrap().uid(), sub_start + 1234 - 1);
+    assert!(!top.join("data/gone").exists() && !top.join("opq/a").exists() && top.join("opq/b").exists());
+
+    let out = env.podman_ok(&["run", "--rm", "--network", "none", &name, "sh", "-c", SCRIPT]);
+    assert_eq!(out, EXPECTED);
+
+    theirs.podman_ok(&["pull", "-q", "--tls-verify=false", &name]);
+    let (ol, oi) = comparable(&env);
+    let (tl, ti) = comparable(&theirs);
+    assert_eq!(ol, tl, "layers.json records");
+    assert_eq!(oi, ti, "images.json records");
+    assert_eq!(tar_splits(&env, "vfs"), tar_splits(&theirs, "vfs"), "tar-split files, byte for byte");
+
+    env.podman_ok(&["rmi", &name]);
+    assert_eq!(env.layers_json(), serde_json::json!([]));
 }

@@ -2,7 +2,8 @@
 //! containers/storage reads it, so mtbx writes the very store `podman
 //! images` lists, for root and for rootless users alike.
 //!
-//! Files: `$CONTAINERS_STORAGE_CONF` alone when set; otherwise, for root,
+//! Files: `$CONTAINERS_STORAGE_CONF` alone when set (for a rootless user
+//! it counts as the system file, as podman 4 treats it); otherwise, for root,
 //! /etc/containers/storage.conf, else /usr/share/containers/storage.conf;
 //! for a rootless user, `$XDG_CONFIG_HOME/containers/storage.conf` (or
 //! ~/.config/...) when it exists, else the system file, whose graphroot and
@@ -106,10 +107,14 @@ impl StorageConfig {
             .iter()
             .map(PathBuf::from)
             .find(|p| p.exists());
+        // For a rootless user only their own ~/.config file may set graphroot
+        // and runroot; CONTAINERS_STORAGE_CONF stands in for the system file
+        // (podman 4 then reads only rootless_storage_path and driver).
+        let is_root = matches!(owner, Owner::Root);
         let (source, table, own_file) = match (explicit, user_file, system) {
-            (Some(p), _, _) => (Some(p.clone()), read(&p)?, true),
+            (Some(p), _, _) => (Some(p.clone()), read(&p)?, is_root),
             (None, Some(p), _) => (Some(p.clone()), read(&p)?, true),
-            (None, None, Some(p)) => (Some(p.clone()), read(&p)?, matches!(owner, Owner::Root)),
+            (None, None, Some(p)) => (Some(p.clone()), read(&p)?, is_root),
             (None, None, None) => (None, StorageTable::default(), false),
         };
         Self::resolve(owner, source, table, own_file, env("XDG_DATA_HOME"), env("XDG_RUNTIME_DIR"))
@@ -178,19 +183,24 @@ pub fn current_owner() -> Owner {
 }
 
 /// A driver that already has a store in `graph_root` wins, as in
-/// containers/storage (it scans for existing driver directories).
+/// containers/storage: the one holding layers, else any whose layer
+/// directory podman already created (its first run creates them).
 fn prior_driver(graph_root: &Path) -> Option<Driver> {
-    [Driver::Overlay, Driver::Vfs]
-        .into_iter()
-        .find(|d| graph_root.join(format!("{}-layers", d.name())).join("layers.json").exists())
+    let drivers = [Driver::Overlay, Driver::Vfs];
+    let layers = |d: &Driver| graph_root.join(format!("{}-layers", d.name()));
+    drivers
+        .iter()
+        .find(|d| layers(d).join("layers.json").exists())
+        .or_else(|| drivers.iter().find(|d| layers(d).is_dir()))
+        .copied()
 }
 
-/// What podman picks on a fresh store: overlay for root; for rootless users
-/// overlay only through fuse-overlayfs (podman 4 falls back to vfs without it).
+/// What podman picks on a fresh store without a configured driver:
+/// overlay for root; vfs for rootless users (podman 4, as Debian 12 and
+/// Ubuntu 24.04 ship it; set `driver` in storage.conf to choose).
 fn default_driver(owner: &Owner) -> Driver {
     match owner {
         Owner::Root => Driver::Overlay,
-        Owner::Rootless { .. } if find_on_path("fuse-overlayfs").is_some() => Driver::Overlay,
         Owner::Rootless { .. } => Driver::Vfs,
     }
 }

@@ -273,8 +273,14 @@ impl Store {
         let name = format!("{}-{}", std::process::id(), hex(&rnd));
         let dir = self.staging_root().join(name);
         let staging = Staging { dir, driver: self.config.driver, committed: false };
-        let layer = staging.dir.join("layer");
-        mkdir_all(&layer, 0o700).map_err(io("cannot create a staging directory", &layer))?;
+        mkdir_all(&staging.dir, 0o700).map_err(io("cannot create a staging directory", &staging.dir))?;
+        if self.config.driver == Driver::Overlay {
+            let layer = staging.dir.join("layer");
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&layer)
+                .map_err(io("cannot create a staging directory", &layer))?;
+        }
         let root = staging.root();
         // containers/storage gives a base layer's root 0555 and a child its
         // parent's root mode. overlay ignores the tar's "./" entry, so its

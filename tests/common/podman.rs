@@ -54,7 +54,7 @@ impl PodmanEnv {
         Some(Self::make(Some("overlay"), None))
     }
 
-    /// A rootless environment for the test user (podman's default driver),
+    /// A rootless environment for the test user (vfs, podman's default),
     /// or None with a printed skip reason.
     pub fn rootless(test: &str) -> Option<PodmanEnv> {
         if !is_root() {
@@ -69,7 +69,9 @@ impl PodmanEnv {
             skip(test, &format!("no user {TEST_USER} with /etc/subuid and /etc/subgid ranges (scripts/setup.sh creates it)"));
             return None;
         };
-        Some(Self::make(None, Some(user)))
+        // podman 4 refuses a storage.conf without a driver for rootless
+        // use; vfs is what it picks here when there is no file at all.
+        Some(Self::make(Some("vfs"), Some(user)))
     }
 
     fn make(driver: Option<&str>, user: Option<TestUser>) -> PodmanEnv {
@@ -78,8 +80,13 @@ impl PodmanEnv {
         let run = dir.path().join("run");
         let storage_conf = dir.path().join("storage.conf");
         let containers_conf = dir.path().join("containers.conf");
-        let mut conf =
-            format!("[storage]\ngraphroot = \"{}\"\nrunroot = \"{}\"\n", graph.display(), run.display());
+        // Rootless podman takes only rootless_storage_path from this file.
+        let mut conf = match &user {
+            None => {
+                format!("[storage]\ngraphroot = \"{}\"\nrunroot = \"{}\"\n", graph.display(), run.display())
+            }
+            Some(_) => format!("[storage]\nrootless_storage_path = \"{}\"\n", graph.display()),
+        };
         if let Some(d) = driver {
             conf.push_str(&format!("driver = \"{d}\"\n"));
         }
