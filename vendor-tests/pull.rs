@@ -11,7 +11,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use common::images::{image, index, Comp, E};
 use common::podman::PodmanEnv;
@@ -360,4 +360,185 @@ fn rootless_pull_runs_in_rootless_podman_and_matches_its_own_pull() {
 
     env.podman_ok(&["rmi", &name]);
     assert_eq!(env.layers_json(), serde_json::json!([]));
+}
+
+/// Store state that must hold after anything: podman can list it, no
+/// layer is left incomplete, no staging directory is left behind once no
+/// mtbx runs.
+fn assert_store_sound(env: &PodmanEnv) {
+    env.podman_ok(&["images"]);
+    for l in env.layers_json().as_array().unwrap() {
+        assert!(l["flags"]["incomplete"].as_bool() != Some(true), "incomplete layer left: {l}");
+    }
+}
+
+#[test]
+fn hostile_layers_are_refused_and_leave_nothing_behind() {
+    let test = "hostile_layers_are_refused_and_leave_nothing_behind";
+    let Some(env) = PodmanEnv::rootful(test) else { return };
+    let Some(reg) = RealRegistry::start(test) else { return };
+    let outside = tempfile::tempdir().unwrap();
+    let target: &'static str = Box::leak(outside.path().display().to_string().into_boxed_str());
+    let cases: Vec<(&str, Vec<E>, &str)> = vec![
+        ("dotdot", vec![E::Raw("../../../escaped", b'0', "", b"x".to_vec())], "climbs out"),
+        (
+            "symlink",
+            vec![E::Symlink("evil", target), E::File("evil/pwned", 0o644, b"x".to_vec())],
+            "leads out",
+        ),
+        ("hardlink", vec![E::Raw("h", b'1', "../../../../etc/passwd", vec![])], "climbs out"),
+        (
+            "relsymlink",
+            vec![E::Symlink("up", "../../../../.."), E::Raw("up/tmp/pwned2", b'0', "", b"x".to_vec())],
+            "leads out",
+        ),
+    ];
+    for (repo, entries, why) in cases {
+        let img = image(
+            "amd64",
+            None,
+            &[(vec![E::File("ok", 0o644, b"fine".to_vec())], Comp::Gzip), (entries, Comp::Gzip)],
+        );
+        reg.push(repo, "1", &index(&[&img]));
+        let name = format!("{}/{repo}:1", reg.addr);
+        let out = env.run_mtbx(&["pull", "-y", "--tls-verify=false", &name]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{repo}: {err}");
+        assert!(err.contains(why) && err.lines().count() == 1, "{repo}: one clear line: {err}");
+        assert_store_sound(&env);
+        // Only the good base layer may be in the store; the bad one is not.
+        let layers = env.layers_json();
+        assert!(
+            layers.as_array().unwrap().iter().all(|l| l["diff-digest"] != img.diff_ids[1]),
+            "{repo}: the refused layer is not in the store"
+        );
+        assert_eq!(
+            env.podman(&["image", "exists", &name]).status().unwrap().code(),
+            Some(1),
+            "{repo}: no image"
+        );
+    }
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "nothing written outside");
+    assert!(!env.graph.join("../escaped").exists() && !env.dir.path().join("escaped").exists());
+    assert!(!std::path::Path::new("/tmp/pwned2").exists());
+    let staging = env.graph.join("overlay/mtbx-staging");
+    assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 0, "no staging left");
+}
+
+fn big_image(seed: u8) -> common::images::Built {
+    // Incompressible, so the download takes a while even on loopback.
+    let mut data = vec![0u8; 32 << 20];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ u64::from(seed);
+    for chunk in data.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    let bb = std::fs::read("/bin/busybox").unwrap();
+    let layers = vec![
+        (
+            vec![E::Dir("bin", 0o755), E::File("bin/busybox", 0o755, bb), E::Symlink("bin/cat", "busybox")],
+            Comp::Gzip,
+        ),
+        (vec![E::File("big", 0o644, data)], Comp::Plain),
+        (vec![E::File("marker", 0o644, format!("image {seed}\n").into_bytes())], Comp::Gzip),
+    ];
+    image("amd64", None, &layers)
+}
+
+#[test]
+fn a_pull_killed_at_any_point_leaves_a_store_podman_reads_and_the_next_pull_finishes() {
+    let test = "a_pull_killed_at_any_point_leaves_a_store_podman_reads_and_the_next_pull_finishes";
+    if busybox(test).is_none() {
+        return;
+    }
+    let Some(env) = PodmanEnv::rootful(test) else { return };
+    let Some(reg) = RealRegistry::start(test) else { return };
+    let img = big_image(1);
+    reg.push("big", "1", &index(&[&img]));
+    let name = format!("{}/big:1", reg.addr);
+    let staging = env.graph.join("overlay/mtbx-staging");
+    let staged = || std::fs::read_dir(&staging).map(|d| d.count()).unwrap_or(0) > 0;
+    // First a kill in the middle of extracting (a staging directory
+    // exists), then kills at fixed moments, whatever they hit.
+    let mut child =
+        env.mtbx(&["pull", "-y", "--tls-verify=false", &name]).stdout(Stdio::null()).spawn().unwrap();
+    let start = std::time::Instant::now();
+    while !staged() && start.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let _ = child.kill(); // SIGKILL
+    let _ = child.wait();
+    assert!(staged(), "the kill hit a pull in the middle of a layer");
+    assert_store_sound(&env);
+    for delay_ms in [5u64, 30, 80, 150, 300] {
+        let mut child =
+            env.mtbx(&["pull", "-y", "--tls-verify=false", &name]).stdout(Stdio::null()).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_store_sound(&env);
+        if env.podman(&["image", "exists", &name]).status().unwrap().success() {
+            break; // it finished before the kill
+        }
+    }
+    // A crash in the middle of a commit: a record flagged incomplete and a
+    // half-written directory, as a kill between the two steps leaves them.
+    let layers_path = env.graph.join("overlay-layers/layers.json");
+    let mut layers: Vec<Value> = env.layers_json().as_array().unwrap().clone();
+    let top_id = mtbx::storage::layer_id(
+        Some(&mtbx::storage::layer_id(
+            Some(&mtbx::storage::layer_id(None, &img.diff_ids[0])),
+            &img.diff_ids[1],
+        )),
+        &img.diff_ids[2],
+    );
+    if !layers.iter().any(|l| l["id"] == top_id.as_str()) {
+        layers.push(serde_json::json!({"id": top_id, "flags": {"incomplete": true}}));
+        std::fs::write(&layers_path, serde_json::to_vec(&layers).unwrap()).unwrap();
+        std::fs::create_dir_all(env.graph.join("overlay").join(&top_id).join("diff/half")).unwrap();
+    }
+    let out = env.run_mtbx(&["pull", "-y", "--tls-verify=false", "--format", "json", &name]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_store_sound(&env);
+    assert_eq!(env.podman_ok(&["run", "--rm", "--network", "none", &name, "cat", "/marker"]), "image 1\n");
+    assert!(!env.graph.join("overlay").join(&top_id).join("diff/half").exists());
+    assert!(!staged(), "dead runs' staging removed");
+}
+
+#[test]
+fn two_mtbx_pulls_and_a_podman_pull_at_once_lose_nothing() {
+    let test = "two_mtbx_pulls_and_a_podman_pull_at_once_lose_nothing";
+    if busybox(test).is_none() {
+        return;
+    }
+    let Some(env) = PodmanEnv::rootful(test) else { return };
+    let Some(reg) = RealRegistry::start(test) else { return };
+    // Three images sharing the busybox base layer.
+    let imgs: Vec<_> = (1..=3u8).map(big_image).collect();
+    for (i, img) in imgs.iter().enumerate() {
+        reg.push(&format!("c{i}"), "1", &index(&[img]));
+    }
+    let names: Vec<String> = (0..3).map(|i| format!("{}/c{i}:1", reg.addr)).collect();
+    let spawn = |mut c: Command| c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let a = spawn(env.mtbx(&["pull", "-y", "--tls-verify=false", &names[0]]));
+    let b = spawn(env.mtbx(&["pull", "-y", "--tls-verify=false", &names[1]]));
+    let c = spawn(env.podman(&["pull", "-q", "--tls-verify=false", &names[2]]));
+    for (who, child) in [("mtbx a", a), ("mtbx b", b), ("podman", c)] {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{who}: {}", text(&out.stderr));
+    }
+    assert_store_sound(&env);
+    for (i, n) in names.iter().enumerate() {
+        let got = env.podman_ok(&["run", "--rm", "--network", "none", n, "cat", "/marker"]);
+        assert_eq!(got, format!("image {}\n", i + 1));
+    }
+    let layers = env.layers_json();
+    let mut ids: Vec<&str> = layers.as_array().unwrap().iter().map(|l| l["id"].as_str().unwrap()).collect();
+    let n = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "no layer recorded twice");
+    assert_eq!(n, 7, "one shared base layer and two of each image's own");
 }
