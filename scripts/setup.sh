@@ -9,12 +9,17 @@ export PATH="$HOME/.cargo/bin:$PATH"
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 
-# Runtime: qemu-user-static (the emulators). Tests: gcc and libc6-dev (they
-# compile static and dynamic programs), util-linux (unshare, setpriv),
-# docker-registry and skopeo (vendor-tests hold mtbx against them),
-# ca-certificates. Build: musl-tools (C parts of dependencies, such as
-# aws-lc and mimalloc, for the static target).
-PACKAGES=(qemu-user-static gcc libc6-dev util-linux musl-tools docker-registry skopeo ca-certificates)
+# Runtime: podman (the container engine; mtbx writes its image store),
+# runc (podman's runtime here: crun fails on hybrid cgroups), uidmap
+# (newuidmap/newgidmap, for rootless pulls) and qemu-user-static (the
+# emulators). Tests: gcc and libc6-dev (they compile static and dynamic
+# programs), util-linux (unshare, setpriv, runuser), docker-registry and
+# skopeo (vendor-tests hold mtbx against them), busybox-static (a static
+# shell inside test images), ca-certificates. Build: musl-tools (C parts
+# of dependencies, such as aws-lc, zstd and mimalloc, for the static
+# target).
+PACKAGES=(podman runc uidmap catatonit slirp4netns qemu-user-static gcc libc6-dev util-linux musl-tools docker-registry skopeo
+    busybox-static ca-certificates)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -23,6 +28,17 @@ if [ "${#missing[@]}" -gt 0 ]; then
     echo "setup: installing ${missing[*]}" >&2
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+# Rootless tests run as this user, with subordinate id ranges as podman
+# needs them. Only as root (CI); elsewhere those tests print SKIPPED.
+if [ "$(id -u)" = 0 ] && ! id mtbxtest >/dev/null 2>&1; then
+    echo "setup: creating user mtbxtest for the rootless tests" >&2
+    useradd --create-home --shell /bin/bash mtbxtest
+fi
+if [ "$(id -u)" = 0 ] && id mtbxtest >/dev/null 2>&1; then
+    grep -q '^mtbxtest:' /etc/subuid || usermod --add-subuids 200000-265535 mtbxtest
+    grep -q '^mtbxtest:' /etc/subgid || usermod --add-subgids 200000-265535 mtbxtest
 fi
 
 TARGET="$(uname -m)-unknown-linux-musl"

@@ -542,3 +542,54 @@ fn two_mtbx_pulls_and_a_podman_pull_at_once_lose_nothing() {
     assert_eq!(ids.len(), n, "no layer recorded twice");
     assert_eq!(n, 7, "one shared base layer and two of each image's own");
 }
+
+/// Peak RSS in MiB of one `mtbx pull`, from the kernel's high-water mark
+/// of its own address space (VmHWM), sampled until it exits. (wait4's
+/// ru_maxrss would also count the test process's pages, which the child
+/// had between fork and exec.)
+fn pull_peak_rss(env: &PodmanEnv, name: &str) -> u64 {
+    let mut child =
+        env.mtbx(&["pull", "-q", "-y", "--tls-verify=false", name]).stdout(Stdio::null()).spawn().unwrap();
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0u64;
+    loop {
+        if let Ok(s) = std::fs::read_to_string(&status_file) {
+            if let Some(v) = s.lines().find_map(|l| l.strip_prefix("VmHWM:")) {
+                peak_kib = peak_kib.max(v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0));
+            }
+        }
+        if let Some(st) = child.try_wait().unwrap() {
+            assert!(st.success(), "pull of {name} failed");
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    peak_kib / 1024
+}
+
+#[test]
+fn memory_does_not_grow_with_the_image() {
+    let test = "memory_does_not_grow_with_the_image";
+    let Some(env) = PodmanEnv::rootful(test) else { return };
+    let Some(reg) = RealRegistry::start(test) else { return };
+    let sized = |mib: usize, seed: u64| {
+        let mut data = vec![0u8; mib << 20];
+        let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ seed;
+        for chunk in data.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+        }
+        image("amd64", None, &[(vec![E::File("blob", 0o644, data)], Comp::Plain)])
+    };
+    reg.push("small", "1", &index(&[&sized(1, 1)]));
+    reg.push("large", "1", &index(&[&sized(96, 2)]));
+    let small = pull_peak_rss(&env, &format!("{}/small:1", reg.addr));
+    let large = pull_peak_rss(&env, &format!("{}/large:1", reg.addr));
+    eprintln!("peak RSS: 1 MiB layer {small} MiB, 96 MiB layer {large} MiB");
+    assert!(
+        large < small + 24,
+        "a 96 MiB layer took {large} MiB of RSS, a 1 MiB layer {small} MiB: something buffers the layer"
+    );
+}
