@@ -344,22 +344,41 @@ fn extract(
     let mut split = TarSplitWriter::new(std::io::BufWriter::with_capacity(64 << 10, ts_file));
     let mut blob = Hashing::new(ChannelReader { rx, cur: bytes::Bytes::new() });
     let apply_err = |e: ApplyError| PullError::Apply { layer: layer.desc.digest.clone(), source: e };
-    let (stats, compression, diff_digest, diff_size) = {
+    let decoded = (|| {
         let mut buffered = BufReader::with_capacity(128 << 10, &mut blob);
-        let head = buffered.fill_buf().map_err(|e| apply_err(ApplyError::Read(e)))?;
+        let head = buffered.fill_buf().map_err(ApplyError::Read)?;
         let compression = Compression::sniff(head);
         let decoder: Box<dyn Read> = match compression {
             Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
-            Compression::Zstd => Box::new(
-                zstd::stream::read::Decoder::with_buffer(buffered)
-                    .map_err(|e| apply_err(ApplyError::Read(e)))?,
-            ),
+            Compression::Zstd => {
+                Box::new(zstd::stream::read::Decoder::with_buffer(buffered).map_err(ApplyError::Read)?)
+            }
             Compression::None => Box::new(buffered),
         };
         let mut diff = Hashing::new(decoder);
-        let stats = apply::apply(&mut diff, root.as_fd(), opts, &mut split).map_err(apply_err)?;
+        let stats = apply::apply(&mut diff, root.as_fd(), opts, &mut split)?;
         let (digest, size) = diff.finish();
-        (stats, compression, digest, size)
+        Ok((stats, compression, digest, size))
+    })();
+    let (stats, compression, diff_digest, diff_size) = match decoded {
+        Ok(v) => v,
+        // A stream that does not decode may simply be damaged in transit:
+        // read the rest and, if the blob's digest is wrong, say that.
+        Err(e @ (ApplyError::Read(_) | ApplyError::Corrupt(_))) => {
+            if std::io::copy(&mut blob, &mut std::io::sink()).is_ok() {
+                let (digest, _) = blob.finish();
+                if digest != layer.desc.digest {
+                    return Err(PullError::Mismatch {
+                        layer: layer.desc.digest.clone(),
+                        what: "the blob's digest",
+                        want: layer.desc.digest.clone(),
+                        got: digest,
+                    });
+                }
+            }
+            return Err(apply_err(e));
+        }
+        Err(e) => return Err(apply_err(e)),
     };
     // Whatever follows the compressed stream still belongs to the blob.
     std::io::copy(&mut blob, &mut std::io::sink()).map_err(|e| apply_err(ApplyError::Read(e)))?;

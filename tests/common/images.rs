@@ -31,6 +31,8 @@ pub enum E {
     Opaque(&'static str),
     /// A raw entry written byte for byte, names unchecked: (name, type, link, data).
     Raw(&'static str, u8, &'static str, Vec<u8>),
+    /// A file whose name needs a GNU long-name record (over 100 bytes).
+    Long(String, Vec<u8>),
 }
 
 /// How a layer blob is compressed.
@@ -87,6 +89,13 @@ pub fn tar_of(entries: &[E]) -> Vec<u8> {
             }
             E::Raw(p, kind, link, data) => {
                 b.append(&header(p, *kind, link, data.len() as u64, 0o644, 0, 0), &data[..]).unwrap()
+            }
+            E::Long(p, data) => {
+                let mut h = tar::Header::new_gnu();
+                h.set_size(data.len() as u64);
+                h.set_mode(0o644);
+                h.set_mtime(1_700_000_000);
+                b.append_data(&mut h, p, &data[..]).unwrap()
             }
         }
     }

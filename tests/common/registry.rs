@@ -38,6 +38,13 @@ pub struct Faults {
     pub drop: AtomicUsize,
     /// Serve manifests with one byte changed (digest header unchanged).
     pub corrupt_manifests: AtomicBool,
+    /// Blob responses that promise the whole blob but stop halfway and
+    /// close the connection.
+    pub cut_blobs: AtomicUsize,
+    /// When set, only these blobs are cut or corrupted.
+    pub cut_only: Mutex<Vec<String>>,
+    /// Flip a byte in every blob served.
+    pub corrupt_blobs: AtomicBool,
     /// Serve a 5 MiB manifest for every tag.
     pub huge_manifests: AtomicBool,
 }
@@ -131,14 +138,47 @@ fn serve(mut conn: TcpStream, ctx: &Ctx) -> std::io::Result<()> {
             let mut body = vec![0; len];
             reader.read_exact(&mut body)?;
         }
-        ctx.log.lock().unwrap().push(format!("{method} {path}"));
+        let range = headers.get("range").map(|r| format!(" range={r}")).unwrap_or_default();
+        ctx.log.lock().unwrap().push(format!("{method} {path}{range}"));
         if take(&ctx.faults.drop) {
             return Ok(()); // close without a word
         }
         let req = Request { method, path, headers };
-        let (status, headers, body) = route(&req, ctx);
+        let (status, mut headers, mut body) = route(&req, ctx);
+        let is_blob = status == 200 && req.path.contains("/blobs/");
+        let chosen = {
+            let only = ctx.faults.cut_only.lock().unwrap();
+            only.is_empty() || only.iter().any(|d| req.path.contains(d.as_str()))
+        };
+        if is_blob && chosen && ctx.faults.corrupt_blobs.load(Ordering::SeqCst) && !body.is_empty() {
+            let mid = body.len() / 2;
+            body[mid] ^= 0x55;
+        }
+        // Range requests on blobs, as the distribution registry serves them.
+        let mut status = status;
+        if let Some(start) = req
+            .headers
+            .get("range")
+            .and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse::<usize>().ok())
+        {
+            if is_blob && start < body.len() {
+                headers.push((
+                    "Content-Range".into(),
+                    format!("bytes {start}-{}/{}", body.len() - 1, body.len()),
+                ));
+                body = body.split_off(start);
+                status = 206;
+            }
+        }
+        if is_blob && chosen && take(&ctx.faults.cut_blobs) {
+            let out = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+            conn.write_all(out.as_bytes())?;
+            conn.write_all(&body[..body.len() / 2])?;
+            return Ok(());
+        }
         let reason = match status {
             200 => "OK",
+            206 => "Partial Content",
             401 => "Unauthorized",
             404 => "Not Found",
             429 => "Too Many Requests",
