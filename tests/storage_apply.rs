@@ -218,3 +218,22 @@ fn fix_checksum(tar: &mut [u8]) {
     let sum: u32 = tar[..512].iter().map(|&b| b as u32).sum();
     tar[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
 }
+
+#[test]
+fn a_directory_replaced_by_a_symlink_is_followed_inside_the_layer() {
+    let test = "a_directory_replaced_by_a_symlink_is_followed_inside_the_layer";
+    if !root_or_skip(test) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tar = tar_of(&[
+        E::Dir("b", 0o755),
+        E::File("a/one", 0o644, b"1".to_vec()),
+        E::Symlink("a", "b"),
+        E::File("a/two", 0o644, b"2".to_vec()),
+    ]);
+    let (_, r) = run(&tar, dir.path(), OVERLAY);
+    r.unwrap();
+    assert_eq!(std::fs::read(dir.path().join("b/two")).unwrap(), b"2", "written through the new symlink");
+    assert!(std::fs::symlink_metadata(dir.path().join("a")).unwrap().file_type().is_symlink());
+}
