@@ -7,22 +7,9 @@
 # if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-need=()
-for t in docker-registry skopeo hyperfine; do command -v "$t" >/dev/null || need+=("$t"); done
-[ "${#need[@]}" -eq 0 ] || apt-get install -y -qq "${need[@]}" >/dev/null
-bin="$PWD/$(scripts/setup.sh)"
-work="$(mktemp -d)"
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-cat > "$work/config.yml" <<YML
-version: 0.1
-log: {level: error, accesslog: {disabled: true}}
-storage: {filesystem: {rootdirectory: $work/store}}
-http: {addr: 127.0.0.1:$port, secret: bench}
-YML
-docker-registry serve "$work/config.yml" >/dev/null 2>&1 &
-reg=$!
-trap 'kill $reg; rm -rf "$work"' EXIT
-for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.05; done
+. benches/common.sh
+need_tools docker-registry skopeo hyperfine
+start_registry
 skopeo copy -q --all --dest-tls-verify=false oci:fixtures/oci/multi:1 "docker://127.0.0.1:$port/multi:1"
 img="127.0.0.1:$port/multi:1"
 hyperfine --warmup 3 --runs 30 --export-json "$work/r.json" \

@@ -8,23 +8,9 @@
 # hyperfine (installed here if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-need=()
-for t in docker-registry skopeo podman hyperfine; do command -v "$t" >/dev/null || need+=("$t"); done
-[ "${#need[@]}" -eq 0 ] || apt-get install -y -qq "${need[@]}" >/dev/null
-bin="$PWD/$(scripts/setup.sh)"
-work="$(mktemp -d)"
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-cat > "$work/config.yml" <<YML
-version: 0.1
-log: {level: error, accesslog: {disabled: true}}
-storage: {filesystem: {rootdirectory: $work/registry}}
-http: {addr: 127.0.0.1:$port, secret: bench}
-YML
-docker-registry serve "$work/config.yml" >/dev/null 2>&1 &
-reg=$!
-cleanup() { kill $reg; umount -l "$work/graph/overlay" 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.05; done
+. benches/common.sh
+need_tools docker-registry skopeo podman hyperfine
+start_registry
 cargo run --quiet --release --example make_bench_image -- "$work/layout"
 skopeo copy -q --all --dest-tls-verify=false "oci:$work/layout:1" "docker://127.0.0.1:$port/bench:1"
 img="127.0.0.1:$port/bench:1"

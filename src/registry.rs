@@ -279,12 +279,7 @@ impl Client {
         let bytes = match &self.transport {
             Transport::Oci { client, .. } => {
                 let oci = image.to_oci();
-                let layer = oci_client::manifest::OciDescriptor {
-                    media_type: desc.media_type.clone(),
-                    digest: desc.digest.clone(),
-                    size: desc.size as i64,
-                    ..Default::default()
-                };
+                let layer = oci_descriptor(desc);
                 self.retry(&what, || async {
                     let mut buf: Vec<u8> = Vec::with_capacity(desc.size as usize);
                     client
@@ -388,12 +383,7 @@ impl Client {
             }
             Transport::Oci { client, .. } => {
                 let oci = image.to_oci();
-                let layer = oci_client::manifest::OciDescriptor {
-                    media_type: desc.media_type.clone(),
-                    digest: desc.digest.clone(),
-                    size: desc.size as i64,
-                    ..Default::default()
-                };
+                let layer = oci_descriptor(desc);
                 if *offset == 0 {
                     let s =
                         client.pull_blob_stream(&oci, &layer).await.map_err(|e| self.oci_failure(what, e))?;
@@ -643,6 +633,16 @@ fn oci_client(endpoint: &Endpoint) -> Result<oci_client::Client, RegistryError> 
     };
     oci_client::Client::try_from(config)
         .map_err(|e| RegistryError::BadInput(format!("cannot set up the registry client: {e}")))
+}
+
+/// oci-client's form of a descriptor.
+fn oci_descriptor(desc: &Descriptor) -> oci_client::manifest::OciDescriptor {
+    oci_client::manifest::OciDescriptor {
+        media_type: desc.media_type.clone(),
+        digest: desc.digest.clone(),
+        size: desc.size as i64,
+        ..Default::default()
+    }
 }
 
 /// Whether a failure may go away if tried again.

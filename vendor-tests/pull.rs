@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::process::{Command, Stdio};
 
-use common::images::{image, index, Comp, E};
+use common::images::{image, index, Built, Comp, E};
 use common::podman::PodmanEnv;
 use common::real_registry::RealRegistry;
 use common::{skip, text};
@@ -32,7 +32,7 @@ fn busybox(test: &str) -> Option<Vec<u8>> {
 /// The rich test image: three layers (gzip, zstd, plain tar) with modes,
 /// owners, an xattr, a hardlink, symlinks, a whiteout and an opaque
 /// directory, and busybox to look at them with.
-fn rich_amd64(bb: &[u8]) -> common::images::Built {
+fn rich_amd64(bb: &[u8]) -> Built {
     let mut base = vec![E::Dir("bin", 0o755), E::File("bin/busybox", 0o755, bb.to_vec())];
     for tool in ["sh", "cat", "ls", "stat", "readlink", "test", "["] {
         base.push(E::Symlink(Box::leak(format!("bin/{tool}").into_boxed_str()), "busybox"));
@@ -61,11 +61,22 @@ fn rich_amd64(bb: &[u8]) -> common::images::Built {
     image("amd64", None, &[(base, Comp::Gzip), (second, Comp::Zstd), (third, Comp::Plain)])
 }
 
-fn hello(arch: &str) -> common::images::Built {
+fn hello(arch: &str) -> Built {
     let a = mtbx::arch::Arch::parse(arch).unwrap();
     let prog = mtbx::testprog::program(a);
     let (oci, variant) = (a.oci, a.variant.filter(|_| !a.default_variant || a.oci == "arm"));
     image(oci, variant, &[(vec![E::File("hello", 0o755, prog)], Comp::Gzip)])
+}
+
+/// A real registry holding the rich image and an arm64 one as `rich:1`;
+/// the registry, both images and the reference.
+fn rich_registry(test: &str, bb: &[u8]) -> Option<(RealRegistry, Built, Built, String)> {
+    let reg = RealRegistry::start(test)?;
+    let amd = rich_amd64(bb);
+    let arm = hello("arm64");
+    reg.push("rich", "1", &index(&[&amd, &arm]));
+    let name = format!("{}/rich:1", reg.addr);
+    Some((reg, amd, arm, name))
 }
 
 const SCRIPT: &str = "cat /etc/motd; ls /opq; ls /data; \
@@ -90,11 +101,7 @@ fn podman_reads_runs_saves_and_removes_what_mtbx_pulled() {
     let test = "podman_reads_runs_saves_and_removes_what_mtbx_pulled";
     let Some(bb) = busybox(test) else { return };
     let Some(env) = PodmanEnv::rootful(test) else { return };
-    let Some(reg) = RealRegistry::start(test) else { return };
-    let amd = rich_amd64(&bb);
-    let arm = hello("arm64");
-    reg.push("rich", "1", &index(&[&amd, &arm]));
-    let name = format!("{}/rich:1", reg.addr);
+    let Some((_reg, amd, _arm, name)) = rich_registry(test, &bb) else { return };
 
     let r = pull_ok(&env, &[&name]);
     assert_eq!(r["id"], amd.config_digest.trim_start_matches("sha256:"));
@@ -222,11 +229,7 @@ fn records_and_tar_split_match_podmans_own_pull() {
     let Some(bb) = busybox(test) else { return };
     let Some(ours) = PodmanEnv::rootful(test) else { return };
     let theirs = PodmanEnv::rootful(test).unwrap();
-    let Some(reg) = RealRegistry::start(test) else { return };
-    let amd = rich_amd64(&bb);
-    let arm = hello("arm64");
-    reg.push("rich", "1", &index(&[&amd, &arm]));
-    let name = format!("{}/rich:1", reg.addr);
+    let Some((_reg, _amd, _arm, name)) = rich_registry(test, &bb) else { return };
     pull_ok(&ours, &[&name]);
     theirs.podman_ok(&["pull", "-q", "--tls-verify=false", &name]);
     let (ol, oi) = comparable(&ours);
@@ -249,11 +252,7 @@ fn a_foreign_pull_sits_beside_the_native_image_and_runs_under_qemu() {
         return skip(test, "qemu-aarch64-static not installed (apt-get install qemu-user-static)");
     }
     let Some(env) = PodmanEnv::rootful(test) else { return };
-    let Some(reg) = RealRegistry::start(test) else { return };
-    let amd = rich_amd64(&bb);
-    let arm = hello("arm64");
-    reg.push("rich", "1", &index(&[&amd, &arm]));
-    let name = format!("{}/rich:1", reg.addr);
+    let Some((_reg, _amd, arm, name)) = rich_registry(test, &bb) else { return };
     let host_before = common::host_binfmt_snapshot();
 
     let native = pull_ok(&env, &[&name]);
@@ -321,11 +320,7 @@ fn rootless_pull_runs_in_rootless_podman_and_matches_its_own_pull() {
     let Some(bb) = busybox(test) else { return };
     let Some(env) = PodmanEnv::rootless(test) else { return };
     let theirs = PodmanEnv::rootless(test).unwrap();
-    let Some(reg) = RealRegistry::start(test) else { return };
-    let amd = rich_amd64(&bb);
-    let arm = hello("arm64");
-    reg.push("rich", "1", &index(&[&amd, &arm]));
-    let name = format!("{}/rich:1", reg.addr);
+    let Some((_reg, _amd, _arm, name)) = rich_registry(test, &bb) else { return };
 
     let r = pull_ok(&env, &[&name]);
     assert_eq!(r["storage_driver"], "vfs", "podman's rootless default here");
@@ -425,7 +420,7 @@ fn hostile_layers_are_refused_and_leave_nothing_behind() {
     assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 0, "no staging left");
 }
 
-fn big_image(seed: u8) -> common::images::Built {
+fn big_image(seed: u8) -> Built {
     // Incompressible, so the download takes a while even on loopback.
     let mut data = vec![0u8; 32 << 20];
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ u64::from(seed);
