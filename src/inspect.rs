@@ -71,6 +71,9 @@ pub enum InspectError {
         /// The config's platform.
         config: String,
     },
+    /// The skopeo proxy source failed.
+    #[error(transparent)]
+    Proxy(#[from] crate::proxy::ProxyError),
     /// A manifest that does not parse or is not what it should be.
     #[error("{image}: {why}")]
     BadManifest {
@@ -89,6 +92,7 @@ impl InspectError {
             InspectError::Registry(e) => e.kind(),
             InspectError::NoPlatform { .. } | InspectError::SingleArchMismatch { .. } => ErrorKind::NotFound,
             InspectError::Contradiction { .. } | InspectError::BadManifest { .. } => ErrorKind::BadResponse,
+            InspectError::Proxy(e) => e.kind(),
         }
     }
 }

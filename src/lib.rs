@@ -30,6 +30,7 @@ pub mod host;
 pub mod inspect;
 pub mod manifest;
 pub mod platform;
+pub mod proxy;
 pub mod pull;
 pub mod reference;
 pub mod registries;

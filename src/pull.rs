@@ -24,7 +24,8 @@ use sha2::{Digest, Sha256};
 use crate::arch::Arch;
 use crate::inspect::{self, InspectError, Inspection};
 use crate::manifest::Descriptor;
-use crate::platform;
+use crate::platform::{self, Wanted};
+use crate::proxy::{self, ProxySource};
 use crate::reference::ImageRef;
 use crate::registries::Registries;
 use crate::registry::{Client, ErrorKind, Options, RegistryError};
@@ -148,9 +149,44 @@ pub trait Observer: Send + Sync {
 pub struct Quiet;
 impl Observer for Quiet {}
 
+/// Where an image comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SourceKind {
+    /// mtbx's own registry client (the default; needs nothing else).
+    #[default]
+    Registry,
+    /// skopeo's image proxy, for oci:, oci-archive: and docker-archive:
+    /// references too (needs skopeo).
+    Proxy,
+}
+
+/// An opened source of blobs.
+enum Source {
+    Registry(Client),
+    Proxy(ProxySource),
+}
+
+impl Source {
+    async fn blob_into(
+        &self,
+        image: &ImageRef,
+        desc: &Descriptor,
+        tx: &tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
+        on_bytes: &(dyn Fn(u64) + Sync),
+    ) -> Result<(), PullError> {
+        match self {
+            Source::Registry(c) => Ok(c.blob_into(image, desc, tx, on_bytes).await?),
+            Source::Proxy(p) => p
+                .blob_into(&desc.digest, desc.size, tx, on_bytes)
+                .await
+                .map_err(|e| PullError::Inspect(e.into())),
+        }
+    }
+}
+
 /// A resolved pull, ready to run.
 pub struct Prepared {
-    client: Client,
+    source: Source,
     found: Inspection,
     plan: Plan,
     store: Arc<Store>,
@@ -162,8 +198,26 @@ pub async fn prepare(
     regs: &Registries,
     opts: &Options,
     store: Arc<Store>,
+    kind: SourceKind,
 ) -> Result<Prepared, PullError> {
-    let (client, found) = inspect::locate(req, regs, opts).await?;
+    let (source, found, arch) = match kind {
+        SourceKind::Registry => {
+            let (client, found) = inspect::locate(req, regs, opts).await?;
+            let arch = platform::choose_arch(&found.image, req.arch).map_err(InspectError::from)?;
+            (Source::Registry(client), found, arch)
+        }
+        SourceKind::Proxy => {
+            let (reference, name) = proxy::resolve(&req.image, regs)?;
+            let arch = platform::choose_arch(&name, req.arch).map_err(InspectError::from)?;
+            let wanted = Wanted {
+                os: req.os.clone().unwrap_or_else(|| "linux".into()),
+                arch,
+                variant: req.variant.clone(),
+            };
+            let (p, found) = proxy::open(&reference, name, &wanted, opts).await?;
+            (Source::Proxy(p), found, arch)
+        }
+    };
     let diff_ids = found.config.rootfs.as_ref().map(|r| r.diff_ids.clone()).unwrap_or_default();
     if diff_ids.len() != found.layers.len() || found.layers.is_empty() {
         return Err(PullError::BadImage(format!(
@@ -196,7 +250,6 @@ pub async fn prepare(
         });
         parent = Some(id);
     }
-    let arch = platform::choose_arch(&found.image, req.arch).map_err(InspectError::from)?;
     let native = std::ptr::eq(arch, Arch::host()) && req.variant.is_none();
     let plan = Plan {
         name: store_name(&found.image, arch, native, &found.manifest_digest),
@@ -206,7 +259,7 @@ pub async fn prepare(
         native,
         layers,
     };
-    Ok(Prepared { client, found, plan, store })
+    Ok(Prepared { source, found, plan, store })
 }
 
 /// The name an image is stored under: the reference's own for the host's
@@ -234,7 +287,7 @@ impl Prepared {
 
     /// Download what is missing and record the image; returns its id.
     pub async fn run(self, observer: Arc<dyn Observer>) -> Result<String, PullError> {
-        let Prepared { client, found, plan, store } = self;
+        let Prepared { source, found, plan, store } = self;
         let config = store.config();
         let rootless = matches!(config.owner, crate::storage::Owner::Rootless { .. });
         let opts = ApplyOptions {
@@ -246,17 +299,21 @@ impl Prepared {
             },
             rootless,
         };
-        let parallel = if config.driver == Driver::Vfs { 1 } else { PARALLEL_LAYERS };
+        // vfs layers build on each other; skopeo's proxy serves one blob at a time.
+        let parallel = match (config.driver, &source) {
+            (Driver::Vfs, _) | (_, Source::Proxy(_)) => 1,
+            _ => PARALLEL_LAYERS,
+        };
         let missing: Vec<(usize, PlannedLayer)> =
             plan.layers.iter().cloned().enumerate().filter(|(_, l)| !l.present).collect();
-        let client = &client;
+        let src = &source;
         let image = &found.image;
         let mut fetches = futures_util::stream::iter(missing.into_iter().map(|(index, layer)| {
             let store = store.clone();
             let observer = observer.clone();
             async move {
                 observer.layer_started(index, &layer);
-                let done = fetch_layer(client, image, &layer, index, store, opts, observer).await?;
+                let done = fetch_layer(src, image, &layer, index, store, opts, observer).await?;
                 Ok::<_, PullError>((index, done))
             }
         }))
@@ -288,6 +345,9 @@ impl Prepared {
         };
         let s = store.clone();
         tokio::task::spawn_blocking(move || s.commit_image(new)).await.expect("commit does not panic")?;
+        if let Source::Proxy(p) = source {
+            p.finish().await;
+        }
         Ok(plan.image_id)
     }
 }
@@ -296,7 +356,7 @@ impl Prepared {
 /// decoding and extraction on a blocking thread, joined by a small bounded
 /// channel (memory stays flat whatever the layer's size).
 async fn fetch_layer(
-    client: &Client,
+    source: &Source,
     image: &ImageRef,
     layer: &PlannedLayer,
     index: usize,
@@ -307,7 +367,7 @@ async fn fetch_layer(
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(16);
     let l = layer.clone();
     let extractor = tokio::task::spawn_blocking(move || extract(rx, &l, &store, opts));
-    let download = client.blob_into(image, &layer.desc, &tx, &|n| observer.layer_bytes(index, n)).await;
+    let download = source.blob_into(image, &layer.desc, &tx, &|n| observer.layer_bytes(index, n)).await;
     if download.is_err() {
         let _ = tx.send(Err(std::io::Error::other("download failed"))).await;
     }

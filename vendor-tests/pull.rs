@@ -588,3 +588,105 @@ fn memory_does_not_grow_with_the_image() {
         "a 96 MiB layer took {large} MiB of RSS, a 1 MiB layer {small} MiB: something buffers the layer"
     );
 }
+
+#[test]
+fn the_skopeo_proxy_source_feeds_the_same_store_writer() {
+    let test = "the_skopeo_proxy_source_feeds_the_same_store_writer";
+    if Command::new("skopeo").arg("--version").output().is_err() {
+        return skip(test, "skopeo not installed (apt-get install skopeo)");
+    }
+    let Some(bb) = busybox(test) else { return };
+    let Some(env) = PodmanEnv::rootful(test) else { return };
+    let native = PodmanEnv::rootful(test).unwrap();
+    let Some((reg, amd, arm, name)) = rich_registry(test, &bb) else { return };
+    // docker-archive cannot hold zstd layers: a gzip-only image for it.
+    let plain = image(
+        "amd64",
+        None,
+        &[
+            (
+                vec![
+                    E::Dir("bin", 0o755),
+                    E::File("bin/busybox", 0o755, bb.clone()),
+                    E::Symlink("bin/cat", "busybox"),
+                ],
+                Comp::Gzip,
+            ),
+            (vec![E::File("marker", 0o644, b"archived\n".to_vec())], Comp::Gzip),
+        ],
+    );
+    reg.push("plain", "1", &index(&[&plain]));
+    let skopeo = |args: &[&str]| {
+        let out = Command::new("skopeo").args(args).output().unwrap();
+        assert!(out.status.success(), "skopeo {args:?}: {}", text(&out.stderr));
+    };
+    let layout = env.dir.path().join("richlayout");
+    let archive = env.dir.path().join("rich-docker.tar");
+    skopeo(&[
+        "copy",
+        "-q",
+        "--all",
+        "--src-tls-verify=false",
+        &format!("docker://{name}"),
+        &format!("oci:{}:1", layout.display()),
+    ]);
+    skopeo(&[
+        "copy",
+        "-q",
+        "--src-tls-verify=false",
+        &format!("docker://{}/plain:1", reg.addr),
+        &format!("docker-archive:{}:rich/archived:7", archive.display()),
+    ]);
+
+    // oci: layout, as skopeo wrote it: the very image and layers of a
+    // native pull of the same image.
+    let r = pull_ok(&env, &["--source", "proxy", &format!("oci:{}:1", layout.display())]);
+    assert_eq!(r["name"], "localhost/richlayout:1");
+    assert_eq!(r["id"], amd.config_digest.trim_start_matches("sha256:"));
+    pull_ok(&native, &[&name]);
+    let ids = |e: &PodmanEnv| {
+        let mut v: Vec<String> = e
+            .layers_json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["id"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(ids(&env), ids(&native));
+    assert_eq!(
+        env.podman_ok(&["run", "--rm", "--network", "none", "localhost/richlayout:1", "sh", "-c", SCRIPT]),
+        EXPECTED
+    );
+
+    // docker-archive: named by the reference inside; its layers arrive
+    // uncompressed and its manifest converted, and it still runs.
+    let r = pull_ok(&env, &["--source", "proxy", &format!("docker-archive:{}", archive.display())]);
+    assert_eq!(
+        r["name"], "docker.io/rich/archived:7",
+        "the tag recorded in the archive, as podman load names it"
+    );
+    assert_eq!(
+        env.podman_ok(&["run", "--rm", "--network", "none", "docker.io/rich/archived:7", "cat", "/marker"]),
+        "archived\n"
+    );
+
+    // docker:// through skopeo, another platform: stored under its arch name.
+    let r = pull_ok(&env, &["--source", "proxy", "--arch", "arm64", &format!("docker://{name}")]);
+    assert_eq!(r["name"], format!("{name}-arm64"));
+    assert_eq!(r["id"], arm.config_digest.trim_start_matches("sha256:"));
+
+    // A platform the image does not have: refused, not silently swapped.
+    let out = env.run_mtbx(&[
+        "pull",
+        "-y",
+        "--source",
+        "proxy",
+        "--arch",
+        "s390x",
+        &format!("docker-archive:{}", archive.display()),
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+}

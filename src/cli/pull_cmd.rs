@@ -28,9 +28,21 @@ pub struct PullArgs {
     /// Print only the image id.
     #[arg(short, long)]
     quiet: bool,
+    /// Where to read the image: mtbx's own registry client, or skopeo's
+    /// image proxy (needs skopeo; also takes oci:DIR[:TAG],
+    /// oci-archive:FILE[:TAG] and docker-archive:FILE[:REF] references).
+    #[arg(long, value_enum, default_value_t)]
+    source: Source,
     /// Output format of the result.
     #[arg(long, value_enum, default_value_t)]
     format: Format,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+enum Source {
+    #[default]
+    Registry,
+    Proxy,
 }
 
 #[derive(Serialize)]
@@ -76,7 +88,11 @@ pub fn run(args: PullArgs) -> Result<i32> {
     } else {
         output::spinner(format!("resolving {}", args.image.image))
     };
-    let prepared = rt.block_on(pull::prepare(&req, &regs, &opts, store.clone()));
+    let kind = match args.source {
+        Source::Registry => pull::SourceKind::Registry,
+        Source::Proxy => pull::SourceKind::Proxy,
+    };
+    let prepared = rt.block_on(pull::prepare(&req, &regs, &opts, store.clone(), kind));
     spin.finish_and_clear();
     let prepared = match prepared {
         Ok(p) => p,
