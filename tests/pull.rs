@@ -156,3 +156,42 @@ fn bad_input_is_a_clear_error_with_its_exit_code() {
     assert!(text(&out.stderr).contains("not supported"), "{}", text(&out.stderr));
     assert!(store.layers().is_empty());
 }
+
+#[test]
+fn on_a_terminal_the_size_is_asked_about_first() {
+    let test = "on_a_terminal_the_size_is_asked_about_first";
+    let Some(store) = Store::new(test) else { return };
+    if std::process::Command::new("script").arg("--version").output().is_err() {
+        return skip(test, "script(1) not installed (bsdutils): it gives the pull a terminal");
+    }
+    let reg = FixtureRegistry::fixtures(Auth::None);
+    let image = format!("{}/multi:1", reg.addr);
+    // `script` runs the pull on a pseudo-terminal and passes our answer.
+    let on_tty = |answer: &str| {
+        let cmd = format!("{} pull --tls-verify=false --arch arm64 {image}", common::mtbx_bin().display());
+        let mut child = std::process::Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .env("CONTAINERS_STORAGE_CONF", store.dir.path().join("storage.conf"))
+            .env("CONTAINERS_REGISTRIES_CONF", "/nonexistent")
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(answer.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = on_tty("n\n");
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains(&format!("Download {image}-arm64 (linux/arm64/v8, ")) && shown.contains("? [y/N]"),
+        "{shown}"
+    );
+    assert!(shown.contains("cancelled"), "{shown}");
+    assert!(store.layers().is_empty(), "nothing downloaded after no");
+    let out = on_tty("y\n");
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    assert_eq!(store.layers().len(), 2);
+}

@@ -50,6 +50,8 @@ fn rich_amd64(bb: &[u8]) -> Built {
         E::Symlink("data/link", "../etc/motd"),
         E::Dir("opq", 0o755),
         E::File("opq/a", 0o644, b"a\n".to_vec()),
+        E::Dir("devnode", 0o755),
+        E::CharDev("devnode/null", 1, 3),
     ]);
     let second = vec![
         E::Whiteout("data/gone"),
@@ -117,6 +119,18 @@ fn podman_reads_runs_saves_and_removes_what_mtbx_pulled() {
 
     let out = env.podman_ok(&["run", "--rm", "--network", "none", &name, "sh", "-c", SCRIPT]);
     assert_eq!(out, EXPECTED);
+    let dev = env.podman_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &name,
+        "stat",
+        "-c",
+        "%F %t,%T",
+        "/devnode/null",
+    ]);
+    assert_eq!(dev, "character special file 1,3\n", "device nodes are created where they can be");
 
     // Overlay's own forms of whiteouts, and no literal .wh. files (they
     // would switch rootless podman to fuse-overlayfs for good).
@@ -342,6 +356,10 @@ fn rootless_pull_runs_in_rootless_podman_and_matches_its_own_pull() {
         .unwrap();
     assert_eq!(std::fs::metadata(top.join("data/owned")).unwrap().uid(), sub_start + 1234 - 1);
     assert!(!top.join("data/gone").exists() && !top.join("opq/a").exists() && top.join("opq/b").exists());
+    assert!(
+        !top.join("devnode/null").exists(),
+        "a device node cannot be created in a user namespace: skipped"
+    );
 
     let out = env.podman_ok(&["run", "--rm", "--network", "none", &name, "sh", "-c", SCRIPT]);
     assert_eq!(out, EXPECTED);

@@ -31,6 +31,8 @@ pub enum E {
     Opaque(&'static str),
     /// A raw entry written byte for byte, names unchecked: (name, type, link, data).
     Raw(&'static str, u8, &'static str, Vec<u8>),
+    /// A character device (major, minor).
+    CharDev(&'static str, u32, u32),
     /// A file whose name needs a GNU long-name record (over 100 bytes).
     Long(String, Vec<u8>),
 }
@@ -89,6 +91,13 @@ pub fn tar_of(entries: &[E]) -> Vec<u8> {
             }
             E::Raw(p, kind, link, data) => {
                 b.append(&header(p, *kind, link, data.len() as u64, 0o644, 0, 0), &data[..]).unwrap()
+            }
+            E::CharDev(p, major, minor) => {
+                let mut h = header(p, b'3', "", 0, 0o666, 0, 0);
+                h.set_device_major(*major).unwrap();
+                h.set_device_minor(*minor).unwrap();
+                h.set_cksum();
+                b.append(&h, &[][..]).unwrap()
             }
             E::Long(p, data) => {
                 let mut h = tar::Header::new_gnu();
