@@ -26,6 +26,13 @@ pub struct ImageArgs {
     /// OS to select (default: linux).
     #[arg(long, value_name = "OS")]
     pub os: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// How to reach and authenticate to a registry.
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
     /// Verify TLS and require https (`--tls-verify=false` allows http).
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub tls_verify: Option<bool>,
@@ -38,6 +45,27 @@ pub struct ImageArgs {
     /// registries.conf to use instead of the system's and user's files.
     #[arg(long, value_name = "FILE")]
     pub registries_conf: Option<PathBuf>,
+}
+
+impl RegistryArgs {
+    /// The same settings as command-line arguments, for a `mtbx pull`
+    /// started on the user's behalf.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut a = Vec::new();
+        if let Some(v) = self.tls_verify {
+            a.push(format!("--tls-verify={v}"));
+        }
+        if let Some(c) = &self.creds {
+            a.extend(["--creds".into(), c.clone()]);
+        }
+        if let Some(f) = &self.authfile {
+            a.extend(["--authfile".into(), f.display().to_string()]);
+        }
+        if let Some(f) = &self.registries_conf {
+            a.extend(["--registries-conf".into(), f.display().to_string()]);
+        }
+        a
+    }
 }
 
 impl ImageArgs {
@@ -55,11 +83,12 @@ impl ImageArgs {
 
     /// Registry options.
     pub fn options(&self) -> Options {
-        Options { tls_verify: self.tls_verify, creds: self.creds.clone(), authfile: self.authfile.clone() }
+        let r = &self.registry;
+        Options { tls_verify: r.tls_verify, creds: r.creds.clone(), authfile: r.authfile.clone() }
     }
 
     /// registries.conf, from --registries-conf or the usual files.
     pub fn registries(&self) -> Result<Registries, RegistriesError> {
-        Registries::load(self.registries_conf.as_deref())
+        Registries::load(self.registry.registries_conf.as_deref())
     }
 }

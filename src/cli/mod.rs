@@ -9,6 +9,7 @@ mod images_cmd;
 mod inspect_cmd;
 pub mod output;
 mod pull_cmd;
+mod toolbox_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -41,6 +42,24 @@ enum Command {
     Pull(pull_cmd::PullArgs),
     /// List the images in podman's storage, with their architecture.
     Images(images_cmd::ImagesArgs),
+    /// Create a toolbox container of any architecture.
+    Create(toolbox_cmd::CreateArgs),
+    /// Enter a toolbox container for an interactive shell.
+    Enter(toolbox_cmd::EnterArgs),
+    /// Run a command in a toolbox container.
+    Run(toolbox_cmd::RunArgs),
+    /// List mtbx's toolbox containers and their images, with architectures.
+    List(toolbox_cmd::ListArgs),
+    /// Remove toolbox containers.
+    Rm(toolbox_cmd::RmArgs),
+    /// Remove toolbox images.
+    Rmi(toolbox_cmd::RmiArgs),
+    /// The entrypoint of toolbox containers (runs inside them).
+    #[command(hide = true)]
+    InitContainer(toolbox_cmd::InitArgs),
+    /// Runs a command inside a toolbox container as the user.
+    #[command(hide = true)]
+    ContainerExec(toolbox_cmd::ExecArgs),
 }
 
 /// Exit codes, as documented in README.md.
@@ -69,6 +88,14 @@ pub fn run() -> i32 {
         Command::Inspect(args) => inspect_cmd::run(args),
         Command::Pull(args) => pull_cmd::run(args),
         Command::Images(args) => images_cmd::run(args),
+        Command::Create(args) => toolbox_cmd::create(args),
+        Command::Enter(args) => toolbox_cmd::enter(args),
+        Command::Run(args) => toolbox_cmd::run(args),
+        Command::List(args) => toolbox_cmd::list(args),
+        Command::Rm(args) => toolbox_cmd::rm(args),
+        Command::Rmi(args) => toolbox_cmd::rmi(args),
+        Command::InitContainer(args) => toolbox_cmd::init_container(args),
+        Command::ContainerExec(args) => toolbox_cmd::container_exec(args),
     };
     tracing::debug!("command finished");
     match result {

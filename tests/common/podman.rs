@@ -109,7 +109,9 @@ impl PodmanEnv {
         PodmanEnv { dir, graph, run, storage_conf, containers_conf, user }
     }
 
-    fn command(&self, program: &Path, args: &[&str]) -> Command {
+    /// `program` with this environment's podman settings (as the test user
+    /// when rootless).
+    pub fn command(&self, program: &Path, args: &[&str]) -> Command {
         let mut c = match &self.user {
             Some(u) => {
                 let mut c = Command::new("runuser");
@@ -138,12 +140,17 @@ impl PodmanEnv {
     }
 
     fn mtbx_path(&self) -> PathBuf {
+        self.reachable(&mtbx_bin(), "mtbx")
+    }
+
+    /// `bin`, or a copy of it the test user can execute.
+    pub fn reachable(&self, bin: &Path, name: &str) -> PathBuf {
         if self.user.is_none() {
-            return mtbx_bin();
+            return bin.to_path_buf();
         }
-        let p = self.dir.path().join("mtbx");
+        let p = self.dir.path().join(name);
         if !p.exists() {
-            std::fs::copy(mtbx_bin(), &p).unwrap();
+            std::fs::copy(bin, &p).unwrap();
         }
         p
     }

@@ -1,0 +1,585 @@
+//! `mtbx create / enter / run / list / rm / rmi`, and the two commands
+//! that run inside containers (`init-container`, `container-exec`, hidden
+//! from --help: people never type them).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
+use serde::Serialize;
+
+use super::exit;
+use super::image_args::RegistryArgs;
+use super::output::{self, Format, Table};
+use crate::arch::Arch;
+use crate::engine::{ContainerInfo, Podman};
+use crate::inspect::human_size;
+use crate::manifest::ImageConfig;
+use crate::platform;
+use crate::reference::{self, ImageRef, Parsed};
+use crate::registries::Registries;
+use crate::storage::{StorageConfig, Store};
+use crate::toolbox::{self, CreateSpec, HostUser, LABEL_ARCH, LABEL_TOOLBOX};
+
+/// Which container: a name, or what create would name it.
+#[derive(Debug, Args, Clone)]
+pub struct Which {
+    /// Architecture of the container.
+    #[arg(long, value_name = "ARCH")]
+    arch: Option<String>,
+    /// Distribution of the default image (fedora, ubuntu, debian, arch).
+    #[arg(long, short = 'd', value_name = "DISTRO")]
+    distro: Option<String>,
+    /// Release of that distribution.
+    #[arg(long, short = 'r', value_name = "RELEASE")]
+    release: Option<String>,
+    /// Image instead of a distribution's.
+    #[arg(long, short = 'i', value_name = "IMAGE")]
+    image: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Container name (default: from the image and architecture, as Toolbx names them).
+    #[arg(value_name = "NAME")]
+    name: Option<String>,
+    #[command(flatten)]
+    which: Which,
+    /// Variant of the architecture (v6, v7, v8).
+    #[arg(long, value_name = "VARIANT")]
+    variant: Option<String>,
+    /// The static QEMU interpreter to use instead of the one found on PATH.
+    #[arg(long, value_name = "FILE")]
+    qemu: Option<PathBuf>,
+    /// Answer yes to the download prompt.
+    #[arg(short = 'y', long)]
+    assumeyes: bool,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct EnterArgs {
+    /// Container name.
+    #[arg(value_name = "NAME")]
+    name: Option<String>,
+    #[command(flatten)]
+    which: Which,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Container name (`-c NAME`; default: from --arch/--distro/--release).
+    #[arg(long, short = 'c', value_name = "NAME")]
+    container: Option<String>,
+    #[command(flatten)]
+    which: Which,
+    /// The command and its arguments.
+    #[arg(value_name = "COMMAND", trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    command: Vec<std::ffi::OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Container names.
+    #[arg(value_name = "NAME")]
+    names: Vec<String>,
+    #[command(flatten)]
+    which: Which,
+    /// Remove running containers too.
+    #[arg(long, short = 'f')]
+    force: bool,
+    /// Every container mtbx made.
+    #[arg(long, short = 'a')]
+    all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RmiArgs {
+    /// Image names or ids.
+    #[arg(value_name = "IMAGE")]
+    images: Vec<String>,
+    /// Remove images that containers use too (with the containers).
+    #[arg(long, short = 'f')]
+    force: bool,
+    /// Every image `mtbx list` shows.
+    #[arg(long, short = 'a')]
+    all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    #[arg(long)]
+    arch: String,
+    #[arg(long)]
+    user: String,
+    #[arg(long)]
+    uid: u32,
+    #[arg(long)]
+    gid: u32,
+    #[arg(long)]
+    home: PathBuf,
+    #[arg(long)]
+    shell: PathBuf,
+    #[arg(long)]
+    qemu: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    #[arg(long)]
+    uid: u32,
+    #[arg(long)]
+    gid: u32,
+    #[arg(long)]
+    user: String,
+    #[arg(long)]
+    home: PathBuf,
+    #[arg(long)]
+    workdir: Option<PathBuf>,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<std::ffi::OsString>,
+}
+
+/// The image, its parsed reference, the architecture and whether it is native.
+fn resolve_which(w: &Which, variant: Option<&str>) -> Result<(String, ImageRef, &'static Arch, bool)> {
+    let image = match &w.image {
+        Some(i) => i.clone(),
+        None => toolbox::distro_image(w.distro.as_deref(), w.release.as_deref())?,
+    };
+    let parsed = match reference::parse(&image)? {
+        Parsed::Qualified(r) => r,
+        Parsed::Short { .. } => Registries::load(None)?.resolve(&image)?.0,
+    };
+    let flag = w.arch.as_deref().map(Arch::parse).transpose()?;
+    let arch = platform::choose_arch(&parsed, flag)?;
+    let native = std::ptr::eq(arch, Arch::host()) && variant.is_none();
+    Ok((image, parsed, arch, native))
+}
+
+fn usage(e: anyhow::Error) -> i32 {
+    super::report_error(&e);
+    exit::USAGE
+}
+
+fn failed(e: anyhow::Error) -> i32 {
+    super::report_error(&e);
+    exit::FAILED
+}
+
+pub fn create(args: CreateArgs) -> Result<i32> {
+    let podman = match Podman::find() {
+        Ok(p) => p,
+        Err(e) => return Ok(failed(e.into())),
+    };
+    let (image, parsed, arch, native) = match resolve_which(&args.which, args.variant.as_deref()) {
+        Ok(v) => v,
+        Err(e) => return Ok(usage(e)),
+    };
+    let name = args.name.clone().unwrap_or_else(|| toolbox::container_name(&parsed, arch, native));
+    if let Err(e) = toolbox::check_name(&name) {
+        return Ok(usage(e.into()));
+    }
+    if podman.container_exists(&name) {
+        return Ok(failed(anyhow!(
+            "a container named {name} already exists: enter it with `mtbx enter {name}`, or remove it with `mtbx rm {name}`"
+        )));
+    }
+    // The host check, before anything is downloaded.
+    let qemu = if native {
+        None
+    } else {
+        match check_host(arch, args.qemu.as_deref()) {
+            Ok(q) => Some(q),
+            Err(e) => return Ok(failed(e)),
+        }
+    };
+    let mtbx = match static_self() {
+        Ok(p) => p,
+        Err(e) => return Ok(failed(e)),
+    };
+    let user = HostUser::current()?;
+    // The pull runs as its own mtbx process: rootless, it enters a user
+    // namespace, which this process (it runs podman next) must not.
+    let mut pull = std::process::Command::new(&mtbx);
+    pull.args(["pull", "--format", "json", "--arch", &arch.platform()]);
+    if let Some(v) = &args.variant {
+        pull.args(["--variant", v]);
+    }
+    if args.assumeyes {
+        pull.arg("-y");
+    }
+    // Its prompt, progress and errors reach the user; its report comes here.
+    pull.args(args.registry.to_args()).arg(&image).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    let out = pull.spawn().and_then(|c| c.wait_with_output()).context("cannot start mtbx pull")?;
+    if !out.status.success() {
+        return Ok(out.status.code().unwrap_or(exit::FAILED));
+    }
+    let pulled: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("reading mtbx pull's report")?;
+    let stored = pulled["name"].as_str().ok_or_else(|| anyhow!("mtbx pull reported no name"))?.to_string();
+    let stamp_dir = toolbox::stamp_dir(&name);
+    std::fs::create_dir_all(&stamp_dir).with_context(|| format!("cannot create {}", stamp_dir.display()))?;
+    let spec = CreateSpec {
+        name: name.clone(),
+        image: stored.clone(),
+        arch,
+        qemu,
+        mtbx,
+        user,
+        rootless: !nix::unistd::getuid().is_root(),
+        stamp_dir: stamp_dir.clone(),
+    };
+    if let Err(e) = podman.output(&toolbox::create_args(&spec)) {
+        let _ = std::fs::remove_dir_all(&stamp_dir);
+        return Ok(failed(e.into()));
+    }
+    eprintln!("Created container {name} ({}) from {stored}", arch.platform());
+    eprintln!("Enter it with: mtbx enter {name}");
+    println!("{name}");
+    Ok(exit::OK)
+}
+
+/// A usable static interpreter, and a way for the kernel to use it: a
+/// kernel with per-namespace binfmt_misc, or a host entry.
+fn check_host(arch: &'static Arch, explicit: Option<&std::path::Path>) -> Result<PathBuf> {
+    let search = crate::host::find_interpreter(arch, explicit);
+    let Some(found) = search.usable() else { bail!("{}", search.problem(arch)) };
+    let kernel = crate::host::kernel_version();
+    if !crate::host::kernel_has_userns_binfmt(kernel) {
+        let host = crate::host::HostBinfmt::read(&crate::binfmt::BinfmtFs::default());
+        if host.entry_for(arch).is_none() {
+            bail!(
+                "this kernel ({}) gives containers no binfmt_misc of their own (Linux >= 6.7 does) and the host has no entry for {}: run `sudo mtbx binfmt register --arch {} --persistent`",
+                kernel.map(|(a, b)| format!("{a}.{b}")).unwrap_or_else(|| "unknown".into()),
+                arch.platform(),
+                arch.short_name()
+            );
+        }
+    }
+    Ok(std::fs::canonicalize(&found.path).unwrap_or_else(|_| found.path.clone()))
+}
+
+/// This very binary, which must be static to run inside any container.
+fn static_self() -> Result<PathBuf> {
+    let me = std::env::current_exe().context("cannot find the mtbx binary")?;
+    crate::elf::check_static(&me, Arch::host()).map_err(|e| {
+        anyhow!("containers need the static mtbx build ({e}); build it with scripts/setup.sh and run target/*-musl/release/mtbx")
+    })?;
+    Ok(me)
+}
+
+/// mtbx's containers (they carry the arch label).
+fn mtbx_containers(podman: &Podman) -> Result<Vec<ContainerInfo>> {
+    Ok(podman.containers(LABEL_ARCH)?)
+}
+
+fn find_container(podman: &Podman, name: Option<&str>, which: &Which) -> Result<ContainerInfo> {
+    let name = match name {
+        Some(n) => n.to_string(),
+        None => {
+            let (_, parsed, arch, native) = resolve_which(which, None)?;
+            toolbox::container_name(&parsed, arch, native)
+        }
+    };
+    mtbx_containers(podman)?.into_iter().find(|c| c.name() == name).ok_or_else(|| {
+        let create = match &which.arch {
+            Some(a) => format!("mtbx create --arch {a} {name}"),
+            None => format!("mtbx create {name}"),
+        };
+        anyhow!("there is no mtbx container named {name}: create it with `{create}` (`mtbx list` shows them)")
+    })
+}
+
+/// Start the container if needed and wait until init-container is done;
+/// on failure, what init-container logged.
+fn ensure_ready(podman: &Podman, c: &ContainerInfo) -> Result<()> {
+    let stamp = toolbox::stamp_file(&toolbox::stamp_dir(c.name()));
+    if toolbox::is_ready(&stamp) {
+        return Ok(());
+    }
+    podman.output(&["start", c.name()])?;
+    let spin = output::spinner(format!("starting {}", c.name()));
+    let start = Instant::now();
+    let result = loop {
+        if toolbox::is_ready(&stamp) {
+            break Ok(());
+        }
+        let running = podman.output(&["container", "inspect", "--format", "{{.State.Running}}", c.name()])?;
+        if running.trim() != "true" || start.elapsed() > Duration::from_secs(60) {
+            let logs = podman.output(&["logs", c.name()]).unwrap_or_default();
+            let why: Vec<&str> =
+                logs.lines().filter_map(|l| l.strip_prefix(crate::initc::ERROR_PREFIX)).collect();
+            let why = if why.is_empty() {
+                logs.lines().last().unwrap_or("no log").to_string()
+            } else {
+                why.join("; ")
+            };
+            break Err(anyhow!("container {} did not start: {why}", c.name()));
+        }
+        std::thread::sleep(Duration::from_millis(30));
+    };
+    spin.finish_and_clear();
+    for l in podman.output(&["logs", c.name()]).unwrap_or_default().lines() {
+        if let Some(w) = l.strip_prefix("mtbx-init: warning: ") {
+            output::warn(w);
+        }
+    }
+    result
+}
+
+/// `podman exec` of container-exec as the user, in the current directory,
+/// with a terminal when there is one; the command's exit code.
+fn exec_in(podman: &Podman, c: &ContainerInfo, command: &[std::ffi::OsString], tty: bool) -> Result<i32> {
+    let user = HostUser::current()?;
+    let cwd = std::env::current_dir().ok();
+    let mut args: Vec<std::ffi::OsString> = vec!["exec".into(), "--interactive".into()];
+    if tty {
+        args.push("--tty".into());
+    }
+    for var in toolbox::PASSED_ENV {
+        if let Some(v) = std::env::var_os(var) {
+            let mut kv = std::ffi::OsString::from(format!("{var}="));
+            kv.push(v);
+            args.extend(["--env".into(), kv]);
+        }
+    }
+    args.push(c.name().into());
+    args.push(format!("{}/mtbx", toolbox::HOST_DIR).into());
+    args.push("container-exec".into());
+    for (k, v) in [
+        ("--uid", user.uid.to_string()),
+        ("--gid", user.gid.to_string()),
+        ("--user", user.name.clone()),
+        ("--home", user.home.display().to_string()),
+    ] {
+        args.push(k.into());
+        args.push(v.into());
+    }
+    if let Some(d) = cwd {
+        args.push("--workdir".into());
+        args.push(d.into());
+    }
+    args.push("--".into());
+    args.extend(command.iter().cloned());
+    let status = podman.command(&args).status().context("cannot run podman exec")?;
+    Ok(status.code().unwrap_or(exit::FAILED))
+}
+
+pub fn enter(args: EnterArgs) -> Result<i32> {
+    run_in(args.name.as_deref(), &args.which, &[], true)
+}
+
+pub fn run(args: RunArgs) -> Result<i32> {
+    let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    run_in(args.container.as_deref(), &args.which, &args.command, tty)
+}
+
+fn run_in(name: Option<&str>, which: &Which, command: &[std::ffi::OsString], tty: bool) -> Result<i32> {
+    let podman = match Podman::find() {
+        Ok(p) => p,
+        Err(e) => return Ok(failed(e.into())),
+    };
+    let c = match find_container(&podman, name, which) {
+        Ok(c) => c,
+        Err(e) => return Ok(failed(e)),
+    };
+    if let Err(e) = ensure_ready(&podman, &c) {
+        return Ok(failed(e));
+    }
+    exec_in(&podman, &c, command, tty)
+}
+
+#[derive(Serialize)]
+struct ContainerRow {
+    name: String,
+    arch: String,
+    image: String,
+    status: String,
+    created: i64,
+}
+
+#[derive(Serialize)]
+struct ImageRow {
+    name: String,
+    id: String,
+    arch: String,
+    size: u64,
+    created: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Listing {
+    containers: Vec<ContainerRow>,
+    images: Vec<ImageRow>,
+}
+
+fn listing(podman: &Podman) -> Result<Listing> {
+    let containers: Vec<ContainerRow> = mtbx_containers(podman)?
+        .into_iter()
+        .map(|c| ContainerRow {
+            name: c.name().to_string(),
+            arch: c.label(LABEL_ARCH).unwrap_or("-").to_string(),
+            image: c.image.clone(),
+            status: c.state.clone(),
+            created: c.created,
+        })
+        .collect();
+    let store = Store::open(StorageConfig::for_current_user()?)?;
+    let mut images = Vec::new();
+    for i in store.images()? {
+        let config = i.config.as_deref().and_then(|c| ImageConfig::parse(c).ok()).unwrap_or_default();
+        let toolbox_label = config
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.as_ref())
+            .is_some_and(|l| l.get(LABEL_TOOLBOX).is_some_and(|v| v == "true"));
+        let used = i.record.names.iter().any(|n| containers.iter().any(|c| &c.image == n));
+        if !(toolbox_label || used) {
+            continue;
+        }
+        let p = config.platform();
+        images.push(ImageRow {
+            name: i.record.names.first().cloned().unwrap_or_else(|| "<none>".into()),
+            id: i.record.id.clone(),
+            arch: match &p.variant {
+                Some(v) if !v.is_empty() => format!("{}/{v}", p.architecture),
+                _ => p.architecture.clone(),
+            },
+            size: i.size,
+            created: i.record.created.clone(),
+        });
+    }
+    Ok(Listing { containers, images })
+}
+
+pub fn list(args: ListArgs) -> Result<i32> {
+    let podman = match Podman::find() {
+        Ok(p) => p,
+        Err(e) => return Ok(failed(e.into())),
+    };
+    let l = listing(&podman)?;
+    if args.format == Format::Json {
+        output::print_json(&l)?;
+        return Ok(exit::OK);
+    }
+    let color = output::color_stdout();
+    let mut t = Table::new(&["NAME", "ARCH", "IMAGE", "STATUS", "CREATED"]);
+    for c in &l.containers {
+        t.row(vec![c.name.clone(), c.arch.clone(), c.image.clone(), c.status.clone(), created(c.created)]);
+    }
+    print!("{}", t.render(color));
+    println!();
+    let mut t = Table::new(&["IMAGE", "IMAGE ID", "ARCH", "SIZE", "CREATED"]);
+    for i in &l.images {
+        t.row(vec![
+            i.name.clone(),
+            i.id.chars().take(12).collect(),
+            i.arch.clone(),
+            human_size(i.size),
+            i.created.as_deref().map(|c| c.chars().take(10).collect()).unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    print!("{}", t.render(color));
+    Ok(exit::OK)
+}
+
+fn created(secs: i64) -> String {
+    crate::storage::records::rfc3339(secs, 0).chars().take(16).collect::<String>().replace('T', " ")
+}
+
+pub fn rm(args: RmArgs) -> Result<i32> {
+    let podman = match Podman::find() {
+        Ok(p) => p,
+        Err(e) => return Ok(failed(e.into())),
+    };
+    let ours = mtbx_containers(&podman)?;
+    let names: Vec<String> = if args.all {
+        ours.iter().map(|c| c.name().to_string()).collect()
+    } else if !args.names.is_empty() {
+        for n in &args.names {
+            if !ours.iter().any(|c| c.name() == n) {
+                return Ok(failed(anyhow!("there is no mtbx container named {n} (`mtbx list` shows them)")));
+            }
+        }
+        args.names.clone()
+    } else {
+        match find_container(&podman, None, &args.which) {
+            Ok(c) => vec![c.name().to_string()],
+            Err(e) => return Ok(failed(e)),
+        }
+    };
+    for n in &names {
+        let mut a = vec!["rm"];
+        if args.force {
+            a.push("--force");
+        }
+        a.push(n);
+        if let Err(e) = podman.output(&a) {
+            let hint = if args.force { "" } else { " (a running container needs --force)" };
+            return Ok(failed(anyhow!("{e}{hint}")));
+        }
+        let _ = std::fs::remove_dir_all(toolbox::stamp_dir(n));
+        println!("{n}");
+    }
+    Ok(exit::OK)
+}
+
+pub fn rmi(args: RmiArgs) -> Result<i32> {
+    let podman = match Podman::find() {
+        Ok(p) => p,
+        Err(e) => return Ok(failed(e.into())),
+    };
+    let images: Vec<String> = if args.all {
+        listing(&podman)?.images.into_iter().map(|i| i.id).collect()
+    } else {
+        args.images.clone()
+    };
+    if images.is_empty() {
+        return Ok(usage(anyhow!("name the images to remove, or pass --all")));
+    }
+    let mut a: Vec<&str> = vec!["rmi"];
+    if args.force {
+        a.push("--force");
+    }
+    a.extend(images.iter().map(String::as_str));
+    match podman.output(&a) {
+        Ok(out) => {
+            print!("{out}");
+            Ok(exit::OK)
+        }
+        Err(e) => Ok(failed(e.into())),
+    }
+}
+
+pub fn init_container(args: InitArgs) -> Result<i32> {
+    let arch = Arch::parse(&args.arch)?;
+    let init = crate::initc::InitArgs {
+        arch,
+        user: HostUser { name: args.user, uid: args.uid, gid: args.gid, home: args.home, shell: args.shell },
+        qemu: args.qemu,
+    };
+    Ok(crate::initc::init_container(&init))
+}
+
+pub fn container_exec(args: ExecArgs) -> Result<i32> {
+    let a = crate::initc::ExecArgs {
+        uid: args.uid,
+        gid: args.gid,
+        user: args.user,
+        home: args.home,
+        workdir: args.workdir,
+        command: args.command,
+    };
+    Ok(crate::initc::container_exec(&a))
+}

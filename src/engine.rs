@@ -1,0 +1,127 @@
+//! podman, the container engine, driven as a subprocess with stable
+//! arguments; anything read back is `--format json` (or a Go template of
+//! one field), never screen-scraped.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use serde::Deserialize;
+
+/// podman failures; the message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// podman is not installed.
+    #[error("podman is not installed; mtbx runs containers with it: install podman (apt-get install podman / dnf install podman)")]
+    Missing,
+    /// podman ran and failed.
+    #[error("podman {args} failed: {stderr}")]
+    Failed {
+        /// The arguments, for the message.
+        args: String,
+        /// What podman said.
+        stderr: String,
+    },
+    /// podman's output was not what its --format promised.
+    #[error("cannot read podman's output for {args}: {why}")]
+    Parse {
+        /// The arguments.
+        args: String,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+/// A container as `podman ps --format json` lists it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerInfo {
+    /// Its id.
+    pub id: String,
+    /// Its names (one).
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// The image reference it was created from.
+    #[serde(default)]
+    pub image: String,
+    /// running, exited, created, ...
+    #[serde(default)]
+    pub state: String,
+    /// Creation time, unix seconds.
+    #[serde(default)]
+    pub created: i64,
+    /// Its labels.
+    #[serde(default)]
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
+}
+
+impl ContainerInfo {
+    /// Its name.
+    pub fn name(&self) -> &str {
+        self.names.first().map(String::as_str).unwrap_or(&self.id)
+    }
+
+    /// A label's value.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels.as_ref()?.get(key).map(String::as_str)
+    }
+}
+
+/// The podman on PATH.
+#[derive(Debug, Clone)]
+pub struct Podman {
+    bin: PathBuf,
+}
+
+impl Podman {
+    /// Find podman on PATH.
+    pub fn find() -> Result<Podman, EngineError> {
+        crate::storage::config::find_on_path("podman").map(|bin| Podman { bin }).ok_or(EngineError::Missing)
+    }
+
+    /// A podman command with these arguments (for callers that pass the
+    /// terminal through).
+    pub fn command<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.args(args);
+        c
+    }
+
+    /// Run podman quietly; its stdout on success.
+    pub fn output<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Result<String, EngineError> {
+        let shown =
+            || args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ");
+        let out = self
+            .command(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| EngineError::Failed { args: shown(), stderr: e.to_string() })?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+            let last = last.strip_prefix("Error: ").unwrap_or(last);
+            return Err(EngineError::Failed { args: shown(), stderr: last.to_string() });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Containers carrying `label` (key=value), all states.
+    pub fn containers(&self, label: &str) -> Result<Vec<ContainerInfo>, EngineError> {
+        let args = ["ps", "--all", "--format", "json", "--filter", &format!("label={label}")];
+        let text = self.output(&args)?;
+        if text.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        serde_json::from_str(&text)
+            .map_err(|e| EngineError::Parse { args: args.join(" "), why: e.to_string() })
+    }
+
+    /// Whether a container of this name exists.
+    pub fn container_exists(&self, name: &str) -> bool {
+        self.command(&["container", "exists", name])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}

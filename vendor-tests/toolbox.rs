@@ -1,0 +1,244 @@
+//! Toolbox containers end to end: real podman, real qemu-user-static, the
+//! real distribution registry on 127.0.0.1 holding a multi-arch image made
+//! of Debian's busybox-static for each architecture, and the static mtbx
+//! (containers run it inside; scripts/test.sh names it in MTBX_STATIC_BIN).
+//! Rootful tests need root; the rootless one runs as the user
+//! scripts/setup.sh creates. Every container registers QEMU in its own
+//! binfmt_misc: the host's stays as it was.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use common::images::{image, index, Built, Comp, E};
+use common::podman::PodmanEnv;
+use common::real_registry::RealRegistry;
+use common::{skip, text};
+
+/// (OCI platform, Debian architecture, what `uname -m` says inside).
+const PLATFORMS: &[(&str, &str, &str)] = &[
+    ("amd64", "amd64", "x86_64"),
+    ("arm64", "arm64", "aarch64"),
+    ("ppc64le", "ppc64el", "ppc64le"),
+    ("s390x", "s390x", "s390x"),
+    ("arm/v7", "armhf", "armv7l"),
+    ("386", "i386", "i686"),
+];
+
+fn assets() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-assets/busybox")
+}
+
+fn static_mtbx(test: &str) -> Option<PathBuf> {
+    match std::env::var_os("MTBX_STATIC_BIN").map(PathBuf::from).filter(|p| p.is_file()) {
+        Some(p) => Some(p),
+        None => {
+            skip(test, "needs the static mtbx build in MTBX_STATIC_BIN (scripts/test.sh sets it)");
+            None
+        }
+    }
+}
+
+/// The platforms whose busybox (scripts/setup.sh downloads them) and QEMU
+/// are here.
+fn available(test: &str) -> Vec<(&'static str, &'static str, &'static str)> {
+    let mut out = Vec::new();
+    for &(p, deb, uname) in PLATFORMS {
+        let arch = mtbx::arch::Arch::parse(p).unwrap();
+        let native = std::ptr::eq(arch, mtbx::arch::Arch::host());
+        if !assets().join(deb).join("busybox").is_file() {
+            skip(
+                test,
+                &format!("no busybox for {p} in {} (scripts/setup.sh downloads it)", assets().display()),
+            );
+        } else if !native && !common::have_qemu(arch) {
+            skip(test, &format!("no static QEMU for {p} (apt-get install qemu-user-static)"));
+        } else {
+            out.push((p, deb, uname));
+        }
+    }
+    out
+}
+
+/// A toolbox-like image for one platform: busybox setuid root (so `su`
+/// works where the C flag is set), its applets, a root account without
+/// password, the toolbox label.
+fn busybox_image(platform: &str, deb: &str) -> Built {
+    let bb = std::fs::read(assets().join(deb).join("busybox")).unwrap();
+    let mut entries = vec![E::Dir("bin", 0o755), E::File("bin/busybox", 0o4755, bb)];
+    for applet in
+        ["sh", "uname", "id", "cat", "ls", "pwd", "su", "env", "true", "false", "whoami", "echo", "stat"]
+    {
+        entries.push(E::Symlink(Box::leak(format!("bin/{applet}").into_boxed_str()), "busybox"));
+    }
+    entries.extend([
+        E::Dir("etc", 0o755),
+        E::File("etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\n".to_vec()),
+        E::File("etc/group", 0o644, b"root:x:0:\n".to_vec()),
+        E::File("etc/shadow", 0o600, b"root::19000:0:99999:7:::\n".to_vec()),
+        E::Dir("tmp", 0o1777),
+        E::Dir("root", 0o700),
+    ]);
+    let (oci, variant) = platform.split_once('/').map_or((platform, None), |(a, v)| (a, Some(v)));
+    image(oci, variant, &[(entries, Comp::Gzip)])
+}
+
+struct Setup {
+    env: PodmanEnv,
+    _reg: RealRegistry,
+    image: String,
+    mtbx: PathBuf,
+    platforms: Vec<(&'static str, &'static str, &'static str)>,
+}
+
+impl Setup {
+    fn new(test: &str, rootless: bool) -> Option<Setup> {
+        let mtbx = static_mtbx(test)?;
+        let env = if rootless { PodmanEnv::rootless(test)? } else { PodmanEnv::rootful(test)? };
+        let platforms = available(test);
+        if platforms.is_empty() {
+            return None;
+        }
+        let reg = RealRegistry::start(test)?;
+        let built: Vec<Built> = platforms.iter().map(|(p, deb, _)| busybox_image(p, deb)).collect();
+        reg.push("tb", "1", &index(&built.iter().collect::<Vec<_>>()));
+        let image = format!("{}/tb:1", reg.addr);
+        let mtbx = env.reachable(&mtbx, "mtbx-static");
+        Some(Setup { env, _reg: reg, image, mtbx, platforms })
+    }
+
+    fn mtbx(&self, args: &[&str]) -> Command {
+        let mut c = self.env.command(&self.mtbx, args);
+        // From the home directory, which the container has too.
+        match &self.env.user {
+            Some(u) => c.current_dir(&u.home),
+            None => c.current_dir(mtbx::toolbox::HostUser::current().unwrap().home),
+        };
+        c
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.mtbx(args).output().unwrap();
+        assert!(out.status.success(), "mtbx {args:?}: {}{}", text(&out.stdout), text(&out.stderr));
+        text(&out.stdout)
+    }
+
+    fn create(&self, arch: &str) -> String {
+        self.ok(&["create", "-y", "--tls-verify=false", "--image", &self.image, "--arch", arch])
+            .trim()
+            .to_string()
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = self.mtbx(&["rm", "--all", "--force"]).output();
+    }
+}
+
+fn code(o: &Output) -> Option<i32> {
+    o.status.code()
+}
+
+#[test]
+fn rootful_containers_of_six_architectures_run_as_the_user() {
+    let test = "rootful_containers_of_six_architectures_run_as_the_user";
+    let Some(s) = Setup::new(test, false) else { return };
+    let host_before = common::host_binfmt_snapshot();
+    let user = mtbx::toolbox::HostUser::current().unwrap();
+    for &(platform, _, uname) in &s.platforms {
+        let name = s.create(platform);
+        let out = s.ok(&["run", "-c", &name, "uname", "-m"]);
+        assert_eq!(out.trim(), uname, "{platform}: uname -m in {name}");
+        // The user inside is the host user, in the host user's home.
+        let who = s.ok(&["run", "-c", &name, "sh", "-c", "id -un; id -u; echo $HOME; pwd"]);
+        let home = user.home.display().to_string();
+        assert_eq!(who, format!("{}\n{}\n{home}\n{home}\n", user.name, user.uid), "{platform}");
+    }
+    let (arm, _, _) = *s.platforms.iter().find(|p| p.0 == "arm64").expect("arm64 is available");
+    let name = format!("tb-1-{arm}");
+    // Exit codes, stdin and stdout pass through.
+    let out = s.mtbx(&["run", "-c", &name, "sh", "-c", "exit 7"]).output().unwrap();
+    assert_eq!(code(&out), Some(7));
+    let mut child =
+        s.mtbx(&["run", "-c", &name, "cat"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"through qemu\n").unwrap();
+    assert_eq!(text(&child.wait_with_output().unwrap().stdout), "through qemu\n");
+    // A setuid program (su needs its setuid bit honoured: binfmt flag C).
+    assert_eq!(s.ok(&["run", "-c", &name, "su", "-c", "id -u", "root"]).trim(), "0");
+    // list shows the architecture; --arch finds the container by itself.
+    let listed: serde_json::Value = serde_json::from_str(&s.ok(&["list", "--format", "json"])).unwrap();
+    let row =
+        listed["containers"].as_array().unwrap().iter().find(|c| c["name"] == name.as_str()).unwrap().clone();
+    assert_eq!(row["arch"], "arm64/v8");
+    assert!(
+        listed["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["arch"] == "arm64" && i["name"] == format!("{}-arm64", s.image)),
+        "{listed}"
+    );
+    assert_eq!(s.ok(&["run", "--image", &s.image, "--arch", "arm64", "uname", "-m"]).trim(), "aarch64");
+    // rm, then it is gone.
+    s.ok(&["rm", "--force", &name]);
+    assert!(!s.env.podman(&["container", "exists", &name]).status().unwrap().success());
+    assert_eq!(common::host_binfmt_snapshot(), host_before, "the host's binfmt_misc is untouched");
+}
+
+#[test]
+fn bad_input_is_refused_and_leaves_nothing_behind() {
+    let test = "bad_input_is_refused_and_leaves_nothing_behind";
+    let Some(s) = Setup::new(test, false) else { return };
+    let before = s.env.podman_ok(&["images", "-q"]);
+    let attempt = |args: &[&str]| {
+        let mut all = vec!["create", "-y", "--tls-verify=false"];
+        all.extend_from_slice(args);
+        let out = s.mtbx(&all).output().unwrap();
+        let err = text(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(err.lines().filter(|l| l.contains("error")).count() == 1, "{args:?}: one error line: {err}");
+        assert_eq!(s.env.podman_ok(&["ps", "-aq"]), "", "{args:?}: no container left");
+        assert_eq!(s.env.podman_ok(&["images", "-q"]), before, "{args:?}: no image left");
+        (code(&out), err)
+    };
+    let (c, e) = attempt(&["--image", &s.image, "--arch", "vax"]);
+    assert_eq!(c, Some(2), "{e}");
+    let toolbox_tag = format!("{}/fedora-toolbox:42-aarch64", s._reg.addr);
+    let (c, e) = attempt(&["--image", &toolbox_tag, "--arch", "ppc64le"]);
+    assert!(c == Some(2) && e.contains("selects"), "contradicting --arch and tag: {e}");
+    let (c, e) = attempt(&["--image", &s.image, "--arch", "riscv64"]);
+    assert!(c == Some(3) || e.contains("riscv64"), "image without the platform: {e}");
+    let (_, e) =
+        attempt(&["--image", &s.image, "--arch", "arm64", "--qemu", "/nonexistent/qemu-aarch64-static"]);
+    assert!(e.contains("/nonexistent/qemu-aarch64-static"), "missing qemu: {e}");
+    let (_, e) = attempt(&["--image", &s.image, "--arch", "arm64", "--qemu", "/bin/ls"]);
+    assert!(e.contains("static"), "dynamic qemu: {e}");
+    // A name already taken.
+    let name = s.create("arm64");
+    let out = s
+        .mtbx(&["create", "-y", "--tls-verify=false", "--image", &s.image, "--arch", "arm64", &name])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), Some(1));
+    assert!(text(&out.stderr).contains("already exists"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn rootless_containers_run_as_the_user_with_setuid_working() {
+    let test = "rootless_containers_run_as_the_user_with_setuid_working";
+    let Some(s) = Setup::new(test, true) else { return };
+    let user = s.env.user.clone().unwrap();
+    let host_before = common::host_binfmt_snapshot();
+    let name = s.create("arm64");
+    assert_eq!(s.ok(&["run", "-c", &name, "uname", "-m"]).trim(), "aarch64");
+    let who = s.ok(&["run", "-c", &name, "sh", "-c", "id -un; id -u; echo $HOME"]);
+    assert_eq!(who, format!("{}\n{}\n{}\n", user.name, user.uid, user.home.display()));
+    assert_eq!(s.ok(&["run", "-c", &name, "su", "-c", "id -u", "root"]).trim(), "0", "setuid su under qemu");
+    let out = s.mtbx(&["run", "-c", &name, "sh", "-c", "exit 3"]).output().unwrap();
+    assert_eq!(code(&out), Some(3));
+    assert_eq!(common::host_binfmt_snapshot(), host_before);
+}
