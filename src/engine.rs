@@ -115,6 +115,15 @@ impl Podman {
             .map_err(|e| EngineError::Parse { args: args.join(" "), why: e.to_string() })
     }
 
+    /// A container's log: what it wrote to stdout and to stderr (podman
+    /// replays each on its own stream).
+    pub fn logs(&self, name: &str) -> String {
+        match self.command(&["logs", name]).stdin(Stdio::null()).output() {
+            Ok(o) => format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
+            Err(_) => String::new(),
+        }
+    }
+
     /// Whether a container of this name exists.
     pub fn container_exists(&self, name: &str) -> bool {
         self.command(&["container", "exists", name])

@@ -133,13 +133,18 @@ fn verify(arch: &Arch) -> Result<(), InitError> {
     write().map_err(|e| InitError(format!("cannot write the check program: {e}")))?;
     let out = std::process::Command::new(&path).output();
     let _ = std::fs::remove_file(&path);
-    let out = out.map_err(|e| InitError(format!("a {} program does not run here: {e}", arch.platform())))?;
+    let out =
+        out.map_err(|e| InitError(format!("a program for {} does not run here: {e}", arch.platform())))?;
     let got = crate::testprog::parse_output(&out.stdout);
     if !out.status.success() || !arch.uname.contains(&got.as_str()) {
+        let said = String::from_utf8_lossy(&out.stderr);
+        let said = said.lines().next().unwrap_or("").trim();
         return Err(InitError(format!(
-            "a {} program ran but said {got:?} (exit {:?})",
+            "a program for {} printed {got:?} and exited with {}{}: is the interpreter really for {}?",
             arch.platform(),
-            out.status.code()
+            out.status.code().map_or("a signal".to_string(), |c| c.to_string()),
+            if said.is_empty() { String::new() } else { format!(" ({said})") },
+            arch.platform()
         )));
     }
     Ok(())

@@ -242,3 +242,62 @@ fn rootless_containers_run_as_the_user_with_setuid_working() {
     assert_eq!(code(&out), Some(3));
     assert_eq!(common::host_binfmt_snapshot(), host_before);
 }
+
+#[test]
+fn enter_gives_a_shell_on_a_terminal_and_init_failures_are_shown() {
+    let test = "enter_gives_a_shell_on_a_terminal_and_init_failures_are_shown";
+    if Command::new("script").arg("--version").output().is_err() {
+        return skip(test, "script(1) not installed (bsdutils): it gives enter a terminal");
+    }
+    let Some(s) = Setup::new(test, false) else { return };
+    let name = s.create("arm64");
+    // An interactive shell on a terminal: commands in, output and the
+    // shell's exit status out.
+    let cmd = format!("{} enter {name}", s.mtbx.display());
+    let mut child = s
+        .env
+        .command(Path::new("script"), &["-qec", &cmd, "/dev/null"])
+        .current_dir(mtbx::toolbox::HostUser::current().unwrap().home)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"echo inside-$(uname -m)-$((40+2)); exit 5\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(text(&out.stdout).contains("inside-aarch64-42"), "{}", text(&out.stdout));
+    assert_eq!(code(&out), Some(5));
+
+    // An interpreter for the wrong architecture is static, so create takes
+    // it; init-container's check then fails, and run says why.
+    let ppc = mtbx::host::find_interpreter(mtbx::arch::Arch::parse("ppc64le").unwrap(), None);
+    let Some(wrong) = ppc.usable() else { return skip(test, "no qemu-ppc64le-static") };
+    let q = wrong.path.display().to_string();
+    let bad = s.ok(&[
+        "create",
+        "-y",
+        "--tls-verify=false",
+        "--image",
+        &s.image,
+        "--arch",
+        "arm64",
+        "--qemu",
+        &q,
+        "wrongqemu",
+    ]);
+    assert_eq!(bad.trim(), "wrongqemu");
+    let out = s.mtbx(&["run", "-c", "wrongqemu", "true"]).output().unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(code(&out), Some(1), "{err}");
+    assert!(
+        err.contains("did not start") && err.contains("a program for arm64/v8"),
+        "init-container's own words: {err}"
+    );
+
+    // rmi of an image a container uses needs --force, then both are gone.
+    let img = format!("{}-arm64", s.image);
+    let out = s.mtbx(&["rmi", &img]).output().unwrap();
+    assert_eq!(code(&out), Some(1), "{}", text(&out.stderr));
+    s.ok(&["rmi", "--force", &img]);
+    assert!(!s.env.podman(&["image", "exists", &img]).status().unwrap().success());
+}

@@ -317,7 +317,7 @@ fn ensure_ready(podman: &Podman, c: &ContainerInfo) -> Result<()> {
         }
         let running = podman.output(&["container", "inspect", "--format", "{{.State.Running}}", c.name()])?;
         if running.trim() != "true" || start.elapsed() > Duration::from_secs(60) {
-            let logs = podman.output(&["logs", c.name()]).unwrap_or_default();
+            let logs = podman.logs(c.name());
             let why: Vec<&str> =
                 logs.lines().filter_map(|l| l.strip_prefix(crate::initc::ERROR_PREFIX)).collect();
             let why = if why.is_empty() {
@@ -330,7 +330,7 @@ fn ensure_ready(podman: &Podman, c: &ContainerInfo) -> Result<()> {
         std::thread::sleep(Duration::from_millis(30));
     };
     spin.finish_and_clear();
-    for l in podman.output(&["logs", c.name()]).unwrap_or_default().lines() {
+    for l in podman.logs(c.name()).lines() {
         if let Some(w) = l.strip_prefix("mtbx-init: warning: ") {
             output::warn(w);
         }
