@@ -340,7 +340,7 @@ fn ensure_ready(podman: &Podman, c: &ContainerInfo) -> Result<()> {
 
 /// `podman exec` of container-exec as the user, in the current directory,
 /// with a terminal when there is one; the command's exit code.
-fn exec_in(podman: &Podman, c: &ContainerInfo, command: &[std::ffi::OsString], tty: bool) -> Result<i32> {
+fn exec_in(podman: &Podman, name: &str, command: &[std::ffi::OsString], tty: bool) -> Result<i32> {
     let user = HostUser::current()?;
     let cwd = std::env::current_dir().ok();
     let mut args: Vec<std::ffi::OsString> = vec!["exec".into(), "--interactive".into()];
@@ -354,7 +354,7 @@ fn exec_in(podman: &Podman, c: &ContainerInfo, command: &[std::ffi::OsString], t
             args.extend(["--env".into(), kv]);
         }
     }
-    args.push(c.name().into());
+    args.push(name.into());
     args.push(format!("{}/mtbx", toolbox::HOST_DIR).into());
     args.push("container-exec".into());
     for (k, v) in [
@@ -390,14 +390,25 @@ fn run_in(name: Option<&str>, which: &Which, command: &[std::ffi::OsString], tty
         Ok(p) => p,
         Err(e) => return Ok(failed(e.into())),
     };
-    let c = match find_container(&podman, name, which) {
-        Ok(c) => c,
-        Err(e) => return Ok(failed(e)),
+    let name = match name {
+        Some(n) => n.to_string(),
+        None => match resolve_which(which, None) {
+            Ok((_, parsed, arch, native)) => toolbox::container_name(&parsed, arch, native),
+            Err(e) => return Ok(usage(e)),
+        },
     };
-    if let Err(e) = ensure_ready(&podman, &c) {
-        return Ok(failed(e));
+    // A current stamp proves a running, set-up mtbx container: then a
+    // command costs one podman exec. Otherwise find it, start it, wait.
+    if !toolbox::is_ready(&toolbox::stamp_file(&toolbox::stamp_dir(&name))) {
+        let c = match find_container(&podman, Some(&name), which) {
+            Ok(c) => c,
+            Err(e) => return Ok(failed(e)),
+        };
+        if let Err(e) = ensure_ready(&podman, &c) {
+            return Ok(failed(e));
+        }
     }
-    exec_in(&podman, &c, command, tty)
+    exec_in(&podman, &name, command, tty)
 }
 
 #[derive(Serialize)]
