@@ -15,7 +15,12 @@
 //! - [`emucheck`]: prove that an architecture runs.
 //! - [`inspect`], [`registry`]: what an image is, from its registry.
 //! - [`storage`]: podman's containers-storage, written natively.
-//! - [`pull`]: an image of any platform, streamed into that storage.
+//! - [`pull`]: an image of any platform, streamed into that storage;
+//!   [`proxy`]: skopeo's image proxy as a second source;
+//!   [`userns`]: the user namespace rootless pulls run in.
+//! - [`toolbox`]: what a toolbox container is made of (names, images,
+//!   podman arguments, readiness); [`engine`]: podman as a subprocess;
+//!   [`initc`]: what runs inside the containers.
 
 #![warn(missing_docs)]
 

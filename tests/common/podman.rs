@@ -40,31 +40,30 @@ fn podman_installed() -> bool {
     Command::new("podman").arg("--version").output().is_ok_and(|o| o.status.success())
 }
 
+/// Root and podman, or a printed skip reason.
+fn root_and_podman(test: &str, why_root: &str) -> Option<()> {
+    if !is_root() {
+        skip(test, why_root);
+        return None;
+    }
+    if !podman_installed() {
+        skip(test, "podman not installed (apt-get install podman runc uidmap)");
+        return None;
+    }
+    Some(())
+}
+
 impl PodmanEnv {
     /// A rootful environment (overlay), or None with a printed skip reason.
     pub fn rootful(test: &str) -> Option<PodmanEnv> {
-        if !is_root() {
-            skip(test, "needs root (rootful podman and containers-storage)");
-            return None;
-        }
-        if !podman_installed() {
-            skip(test, "podman not installed (apt-get install podman runc)");
-            return None;
-        }
+        root_and_podman(test, "needs root (rootful podman and containers-storage)")?;
         Some(Self::make(Some("overlay"), None))
     }
 
     /// A rootless environment for the test user (vfs, podman's default),
     /// or None with a printed skip reason.
     pub fn rootless(test: &str) -> Option<PodmanEnv> {
-        if !is_root() {
-            skip(test, "needs root to act as the rootless test user");
-            return None;
-        }
-        if !podman_installed() {
-            skip(test, "podman not installed (apt-get install podman runc uidmap)");
-            return None;
-        }
+        root_and_podman(test, "needs root to act as the rootless test user")?;
         let Some(user) = test_user() else {
             skip(test, &format!("no user {TEST_USER} with /etc/subuid and /etc/subgid ranges (scripts/setup.sh creates it)"));
             return None;
