@@ -172,6 +172,8 @@ pub fn create_args(spec: &CreateSpec) -> Vec<String> {
         "--privileged",
         "--security-opt",
         "label=disable",
+        "--ulimit",
+        "host",
         "--user",
         "root:root",
     ]
@@ -243,6 +245,24 @@ pub fn stamp_dir(name: &str) -> PathBuf {
             .unwrap_or_else(|| PathBuf::from(format!("/tmp/mtbx-{uid}")))
     };
     base.join(name)
+}
+
+/// Create a container's stamp directory. Its parent is made 0700 and must
+/// belong to this user: under /tmp someone else could have made it first.
+pub fn make_stamp_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let parent = dir.parent().unwrap_or(Path::new("/"));
+    crate::fsutil::mkdir_all(parent, 0o700)?;
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let owner = std::fs::symlink_metadata(parent)?.uid();
+    if owner != uid {
+        return Err(std::io::Error::other(format!(
+            "{} belongs to uid {owner}, not to you; remove it",
+            parent.display()
+        )));
+    }
+    std::fs::create_dir_all(dir)
 }
 
 /// The stamp file in a stamp directory.

@@ -228,17 +228,20 @@ fn bad_input_is_refused_and_leaves_nothing_behind() {
 }
 
 #[test]
-fn rootless_containers_run_as_the_user_with_setuid_working() {
-    let test = "rootless_containers_run_as_the_user_with_setuid_working";
+fn rootless_containers_of_six_architectures_run_as_the_user_with_setuid_working() {
+    let test = "rootless_containers_of_six_architectures_run_as_the_user_with_setuid_working";
     let Some(s) = Setup::new(test, true) else { return };
     let user = s.env.user.clone().unwrap();
     let host_before = common::host_binfmt_snapshot();
-    let name = s.create("arm64");
-    assert_eq!(s.ok(&["run", "-c", &name, "uname", "-m"]).trim(), "aarch64");
-    let who = s.ok(&["run", "-c", &name, "sh", "-c", "id -un; id -u; echo $HOME"]);
+    for &(platform, _, uname) in &s.platforms {
+        let name = s.create(platform);
+        assert_eq!(s.ok(&["run", "-c", &name, "uname", "-m"]).trim(), uname, "{platform}");
+    }
+    let name = "tb-1-arm64";
+    let who = s.ok(&["run", "-c", name, "sh", "-c", "id -un; id -u; echo $HOME"]);
     assert_eq!(who, format!("{}\n{}\n{}\n", user.name, user.uid, user.home.display()));
-    assert_eq!(s.ok(&["run", "-c", &name, "su", "-c", "id -u", "root"]).trim(), "0", "setuid su under qemu");
-    let out = s.mtbx(&["run", "-c", &name, "sh", "-c", "exit 3"]).output().unwrap();
+    assert_eq!(s.ok(&["run", "-c", name, "su", "-c", "id -u", "root"]).trim(), "0", "setuid su under qemu");
+    let out = s.mtbx(&["run", "-c", name, "sh", "-c", "exit 3"]).output().unwrap();
     assert_eq!(code(&out), Some(3));
     assert_eq!(common::host_binfmt_snapshot(), host_before);
 }

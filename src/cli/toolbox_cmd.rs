@@ -229,7 +229,7 @@ pub fn create(args: CreateArgs) -> Result<i32> {
         serde_json::from_slice(&out.stdout).context("reading mtbx pull's report")?;
     let stored = pulled["name"].as_str().ok_or_else(|| anyhow!("mtbx pull reported no name"))?.to_string();
     let stamp_dir = toolbox::stamp_dir(&name);
-    std::fs::create_dir_all(&stamp_dir).with_context(|| format!("cannot create {}", stamp_dir.display()))?;
+    toolbox::make_stamp_dir(&stamp_dir).with_context(|| format!("cannot create {}", stamp_dir.display()))?;
     let spec = CreateSpec {
         name: name.clone(),
         image: stored.clone(),
