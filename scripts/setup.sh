@@ -9,7 +9,8 @@ export PATH="$HOME/.cargo/bin:$PATH"
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 
-# Runtime: podman (the container engine; mtbx writes its image store),
+# Runtime: podman (the container engine; mtbx writes its image store)
+# with netavark (the network stack this was tested with),
 # runc (podman's runtime here: crun fails on hybrid cgroups), uidmap
 # (newuidmap/newgidmap, for rootless pulls) and qemu-user-static (the
 # emulators). Tests: gcc and libc6-dev (they compile static and dynamic
@@ -18,7 +19,7 @@ SUDO=""
 # shell inside test images), ca-certificates. Build: musl-tools (C parts
 # of dependencies, such as aws-lc, zstd and mimalloc, for the static
 # target).
-PACKAGES=(podman runc uidmap catatonit slirp4netns qemu-user-static gcc libc6-dev util-linux musl-tools docker-registry skopeo
+PACKAGES=(podman runc netavark uidmap catatonit slirp4netns qemu-user-static gcc libc6-dev util-linux musl-tools docker-registry skopeo
     busybox-static ca-certificates)
 missing=()
 for p in "${PACKAGES[@]}"; do
