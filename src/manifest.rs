@@ -56,6 +56,14 @@ pub struct Platform {
 }
 
 impl Platform {
+    /// `arch[/variant]`, the ARCH column of `images` and `list`.
+    pub fn arch(&self) -> String {
+        match self.variant.as_deref().filter(|v| !v.is_empty()) {
+            Some(v) => format!("{}/{v}", self.architecture),
+            None => self.architecture.clone(),
+        }
+    }
+
     /// `os/arch[/variant]`, as podman and skopeo print platforms.
     pub fn display(&self) -> String {
         match self.variant.as_deref().filter(|v| !v.is_empty()) {

@@ -49,10 +49,7 @@ pub fn run(args: ImagesArgs) -> Result<i32> {
                 id: i.record.id.clone(),
                 names: i.record.names.clone(),
                 platform: platform.display(),
-                architecture: match &platform.variant {
-                    Some(v) if !v.is_empty() => format!("{}/{v}", platform.architecture),
-                    _ => platform.architecture.clone(),
-                },
+                architecture: platform.arch(),
                 created: i.record.created.clone(),
                 size: i.size,
                 digest: i.record.digest.clone(),

@@ -463,10 +463,7 @@ fn listing(podman: &Podman) -> Result<Listing> {
         images.push(ImageRow {
             name: i.record.names.first().cloned().unwrap_or_else(|| "<none>".into()),
             id: i.record.id.clone(),
-            arch: match &p.variant {
-                Some(v) if !v.is_empty() => format!("{}/{v}", p.architecture),
-                _ => p.architecture.clone(),
-            },
+            arch: p.arch(),
             size: i.size,
             created: i.record.created.clone(),
         });
