@@ -159,6 +159,10 @@ fn rootful_containers_of_six_architectures_run_as_the_user() {
     }
     let (arm, _, _) = *s.platforms.iter().find(|p| p.0 == "arm64").expect("arm64 is available");
     let name = format!("tb-1-{arm}");
+    // The host's name resolution and time zone, Toolbx's host name.
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    assert_eq!(s.ok(&["run", "-c", &name, "cat", "/etc/resolv.conf"]), host_resolv);
+    assert_eq!(s.ok(&["run", "-c", &name, "cat", "/proc/sys/kernel/hostname"]).trim(), "toolbx");
     // Exit codes, stdin and stdout pass through.
     let out = s.mtbx(&["run", "-c", &name, "sh", "-c", "exit 7"]).output().unwrap();
     assert_eq!(code(&out), Some(7));
