@@ -56,7 +56,11 @@ if [ "$(id -u)" = 0 ] && [ "$(dpkg --print-architecture)" = amd64 ]; then
         apt-get update -qq || echo "setup: apt-get update had errors; trying the download anyway" >&2
         tmp="$(mktemp -d)"
         for a in "${want[@]}"; do
-            (cd "$tmp" && apt-get download -qq "busybox-static:$a" >&2)
+            for try in 1 2 3; do
+                (cd "$tmp" && apt-get download -qq "busybox-static:$a" >&2) && break
+                echo "setup: download of busybox-static:$a failed (try $try of 3)" >&2
+                sleep 5
+            done
             mkdir -p "$tmp/x-$a" "$assets/$a"
             dpkg-deb -x "$tmp"/busybox-static_*_"$a".deb "$tmp/x-$a"
             cp "$tmp/x-$a/bin/busybox" "$assets/$a/busybox"
