@@ -74,6 +74,8 @@ fn setup(args: &InitArgs) -> Result<(), InitError> {
     let stamp = toolbox::stamp_file(Path::new(toolbox::STAMP_DIR));
     write_atomic(&stamp, toolbox::stamp_text().as_bytes(), 0o644)
         .map_err(|e| err("cannot write the ready stamp", &e))?;
+    // The user's, so that `mtbx rm` (run as the user) can remove it.
+    let _ = std::os::unix::fs::chown(&stamp, Some(args.user.uid), Some(args.user.gid));
     Ok(())
 }
 
@@ -269,12 +271,16 @@ pub struct ExecArgs {
 /// Become the user and exec the command; returns only on failure (127 for
 /// a command not found, as shells do).
 pub fn container_exec(a: &ExecArgs) -> i32 {
-    use nix::unistd::{setgid, setgroups, setuid, Gid, Uid};
+    use nix::unistd::{initgroups, setgid, setgroups, setuid, Gid, Uid};
     let shell = user_shell(&a.user).unwrap_or_else(|| "/bin/sh".into());
-    if let Err(e) = setgroups(&[Gid::from_raw(a.gid)])
-        .and_then(|()| setgid(Gid::from_raw(a.gid)))
-        .and_then(|()| setuid(Uid::from_raw(a.uid)))
-    {
+    let gid = Gid::from_raw(a.gid);
+    // The user's groups as the container's /etc/group lists them (wheel,
+    // sudo, ...); only the primary one when that cannot be read.
+    let groups = CString::new(a.user.as_bytes())
+        .map_err(|_| nix::errno::Errno::EINVAL)
+        .and_then(|name| initgroups(&name, gid))
+        .or_else(|_| setgroups(&[gid]));
+    if let Err(e) = groups.and_then(|()| setgid(gid)).and_then(|()| setuid(Uid::from_raw(a.uid))) {
         eprintln!("mtbx: error: cannot become {} inside the container: {e}", a.user);
         return 126;
     }

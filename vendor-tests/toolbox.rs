@@ -76,7 +76,11 @@ fn busybox_image(platform: &str, deb: &str) -> Built {
     entries.extend([
         E::Dir("etc", 0o755),
         E::File("etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\n".to_vec()),
-        E::File("etc/group", 0o644, b"root:x:0:\n".to_vec()),
+        E::File(
+            "etc/group",
+            0o644,
+            format!("root:x:0:\nwheel:x:10:root,{}\n", common::podman::TEST_USER).into_bytes(),
+        ),
         E::File("etc/shadow", 0o600, b"root::19000:0:99999:7:::\n".to_vec()),
         E::Dir("tmp", 0o1777),
         E::Dir("root", 0o700),
@@ -245,8 +249,16 @@ fn rootless_containers_of_six_architectures_run_as_the_user_with_setuid_working(
     let who = s.ok(&["run", "-c", name, "sh", "-c", "id -un; id -u; echo $HOME"]);
     assert_eq!(who, format!("{}\n{}\n{}\n", user.name, user.uid, user.home.display()));
     assert_eq!(s.ok(&["run", "-c", name, "su", "-c", "id -u", "root"]).trim(), "0", "setuid su under qemu");
+    assert!(
+        s.ok(&["run", "-c", name, "id", "-Gn"]).split_whitespace().any(|g| g == "wheel"),
+        "the user's groups"
+    );
     let out = s.mtbx(&["run", "-c", name, "sh", "-c", "exit 3"]).output().unwrap();
     assert_eq!(code(&out), Some(3));
+    // rm takes the readiness stamp with it, though the container wrote it.
+    s.ok(&["rm", "--force", name]);
+    let stamps = PathBuf::from(format!("/tmp/mtbx-{}/{name}", user.uid));
+    assert!(!stamps.exists(), "{} left behind", stamps.display());
     assert_eq!(common::host_binfmt_snapshot(), host_before);
 }
 
