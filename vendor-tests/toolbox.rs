@@ -91,7 +91,7 @@ fn busybox_image(platform: &str, deb: &str) -> Built {
 
 struct Setup {
     env: PodmanEnv,
-    _reg: RealRegistry,
+    reg: Option<RealRegistry>,
     image: String,
     mtbx: PathBuf,
     platforms: Vec<(&'static str, &'static str, &'static str)>,
@@ -110,7 +110,7 @@ impl Setup {
         reg.push("tb", "1", &index(&built.iter().collect::<Vec<_>>()));
         let image = format!("{}/tb:1", reg.addr);
         let mtbx = env.reachable(&mtbx, "mtbx-static");
-        Some(Setup { env, _reg: reg, image, mtbx, platforms })
+        Some(Setup { env, reg: Some(reg), image, mtbx, platforms })
     }
 
     fn mtbx(&self, args: &[&str]) -> Command {
@@ -194,6 +194,16 @@ fn rootful_containers_of_six_architectures_run_as_the_user() {
     // rm, then it is gone.
     s.ok(&["rm", "--force", &name]);
     assert!(!s.env.podman(&["container", "exists", &name]).status().unwrap().success());
+    // With the image in the store, create needs no registry (as Toolbx).
+    let mut s = s;
+    drop(s.reg.take());
+    let out = s.mtbx(&["create", "--image", &s.image, "--arch", "arm64"]).output().unwrap();
+    assert!(
+        out.status.success() && text(&out.stderr).contains("already in the image store"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(s.ok(&["run", "-c", &name, "uname", "-m"]).trim(), "aarch64");
     assert_eq!(common::host_binfmt_snapshot(), host_before, "the host's binfmt_misc is untouched");
 }
 
@@ -215,7 +225,7 @@ fn bad_input_is_refused_and_leaves_nothing_behind() {
     };
     let (c, e) = attempt(&["--image", &s.image, "--arch", "vax"]);
     assert_eq!(c, Some(2), "{e}");
-    let toolbox_tag = format!("{}/fedora-toolbox:42-aarch64", s._reg.addr);
+    let toolbox_tag = format!("{}/fedora-toolbox:42-aarch64", s.reg.as_ref().unwrap().addr);
     let (c, e) = attempt(&["--image", &toolbox_tag, "--arch", "ppc64le"]);
     assert!(c == Some(2) && e.contains("selects"), "contradicting --arch and tag: {e}");
     let (c, e) = attempt(&["--image", &s.image, "--arch", "riscv64"]);

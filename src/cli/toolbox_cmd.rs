@@ -209,25 +209,18 @@ pub fn create(args: CreateArgs) -> Result<i32> {
         Err(e) => return Ok(failed(e)),
     };
     let user = HostUser::current()?;
-    // The pull runs as its own mtbx process: rootless, it enters a user
-    // namespace, which this process (it runs podman next) must not.
-    let mut pull = std::process::Command::new(&mtbx);
-    pull.args(["pull", "--format", "json", "--arch", &arch.platform()]);
-    if let Some(v) = &args.variant {
-        pull.args(["--variant", v]);
-    }
-    if args.assumeyes {
-        pull.arg("-y");
-    }
-    // Its prompt, progress and errors reach the user; its report comes here.
-    pull.args(args.registry.to_args()).arg(&image).stdout(Stdio::piped()).stderr(Stdio::inherit());
-    let out = pull.spawn().and_then(|c| c.wait_with_output()).context("cannot start mtbx pull")?;
-    if !out.status.success() {
-        return Ok(out.status.code().unwrap_or(exit::FAILED));
-    }
-    let pulled: serde_json::Value =
-        serde_json::from_slice(&out.stdout).context("reading mtbx pull's report")?;
-    let stored = pulled["name"].as_str().ok_or_else(|| anyhow!("mtbx pull reported no name"))?.to_string();
+    // As Toolbx: an image already in the store is used as it is (so create
+    // works offline); otherwise it is pulled.
+    let stored = match local_image(&parsed, arch, native, args.variant.is_some()) {
+        Some(n) => {
+            eprintln!("Using {n}, already in the image store");
+            n
+        }
+        None => match pull_for_create(&mtbx, arch, &args, &image)? {
+            Ok(n) => n,
+            Err(code) => return Ok(code),
+        },
+    };
     let stamp_dir = toolbox::stamp_dir(&name);
     toolbox::make_stamp_dir(&stamp_dir).with_context(|| format!("cannot create {}", stamp_dir.display()))?;
     let spec = CreateSpec {
@@ -248,6 +241,45 @@ pub fn create(args: CreateArgs) -> Result<i32> {
     eprintln!("Enter it with: mtbx enter {name}");
     println!("{name}");
     Ok(exit::OK)
+}
+
+/// The store name a pull of this image would give, if the store has it.
+fn local_image(parsed: &ImageRef, arch: &'static Arch, native: bool, variant: bool) -> Option<String> {
+    if parsed.digest.is_some() || variant {
+        return None; // named by a digest only a registry can tell
+    }
+    let name = crate::pull::store_name(parsed, arch, native, "");
+    let store = Store::open(StorageConfig::for_current_user().ok()?).ok()?;
+    let images = store.images().ok()?;
+    images.iter().any(|i| i.record.names.contains(&name)).then_some(name)
+}
+
+/// Pull as its own mtbx process: rootless, the pull enters a user
+/// namespace, which this process (it runs podman next) must not. Its
+/// prompt, progress and errors reach the user; its report comes here.
+/// The stored name, or the pull's exit code.
+fn pull_for_create(
+    mtbx: &std::path::Path,
+    arch: &Arch,
+    args: &CreateArgs,
+    image: &str,
+) -> Result<Result<String, i32>> {
+    let mut pull = std::process::Command::new(mtbx);
+    pull.args(["pull", "--format", "json", "--arch", &arch.platform()]);
+    if let Some(v) = &args.variant {
+        pull.args(["--variant", v]);
+    }
+    if args.assumeyes {
+        pull.arg("-y");
+    }
+    pull.args(args.registry.to_args()).arg(image).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    let out = pull.spawn().and_then(|c| c.wait_with_output()).context("cannot start mtbx pull")?;
+    if !out.status.success() {
+        return Ok(Err(out.status.code().unwrap_or(exit::FAILED)));
+    }
+    let pulled: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("reading mtbx pull's report")?;
+    Ok(Ok(pulled["name"].as_str().ok_or_else(|| anyhow!("mtbx pull reported no name"))?.to_string()))
 }
 
 /// A usable static interpreter, and a way for the kernel to use it: a
