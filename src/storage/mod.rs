@@ -348,7 +348,7 @@ impl Store {
         let src = staging.dir.join("layer");
         std::fs::rename(&src, &dest).map_err(io("cannot move the layer into place", &dest))?;
         if self.config.driver == Driver::Overlay {
-            self.overlay_bookkeeping(&record, &layers)?;
+            self.overlay_bookkeeping(&record)?;
         }
         // The driver directory may be a mount of its own (podman bind-mounts
         // overlay/ onto itself), so the tar-split file is copied across.
@@ -367,7 +367,7 @@ impl Store {
         Ok(())
     }
 
-    fn overlay_bookkeeping(&self, record: &LayerRecord, layers: &[LayerRecord]) -> Result<(), StorageError> {
+    fn overlay_bookkeeping(&self, record: &LayerRecord) -> Result<(), StorageError> {
         let dir = self.layer_dir(&record.id);
         for sub in ["work", "merged"] {
             mkdir_all(&dir.join(sub), 0o700).map_err(io("cannot create the layer", &dir))?;
@@ -380,7 +380,6 @@ impl Store {
         match &record.parent {
             None => mkdir_all(&dir.join("empty"), 0o700).map_err(io("cannot create the layer", &dir))?,
             Some(p) => {
-                let _ = layers;
                 let pdir = self.layer_dir(p);
                 let plink = std::fs::read_to_string(pdir.join("link"))
                     .map_err(io("cannot read the parent's link", &pdir))?;
