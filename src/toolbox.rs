@@ -58,6 +58,9 @@ pub enum ToolboxError {
     /// The host user cannot be determined.
     #[error("cannot tell who you are: {0}")]
     NoUser(String),
+    /// The host cannot emulate the architecture; the message says how to fix it.
+    #[error("{0}")]
+    Host(String),
 }
 
 /// The image of `distro` at `release` (defaults when None).
@@ -295,6 +298,70 @@ pub fn is_ready(stamp: &Path) -> bool {
     }
 }
 
+/// A usable static interpreter for `arch` (the one given, or the first
+/// found), and a way for the kernel to hand it the container's programs: a
+/// kernel with per-namespace binfmt_misc (>= 6.7), or a host entry. Checked
+/// before anything is downloaded; the error says what to install or run.
+pub fn check_host(arch: &'static Arch, explicit: Option<&Path>) -> Result<PathBuf, ToolboxError> {
+    let search = crate::host::find_interpreter(arch, explicit);
+    let Some(found) = search.usable() else { return Err(ToolboxError::Host(search.problem(arch))) };
+    let kernel = crate::host::kernel_version();
+    if !crate::host::kernel_has_userns_binfmt(kernel) {
+        let host = crate::host::HostBinfmt::read(&crate::binfmt::BinfmtFs::default());
+        if host.entry_for(arch).is_none() {
+            return Err(ToolboxError::Host(format!(
+                "this kernel ({}) gives containers no binfmt_misc of their own (Linux >= 6.7 does) and the host has no entry for {}: run `sudo mtbx binfmt register --arch {} --persistent`",
+                kernel.map(|(a, b)| format!("{a}.{b}")).unwrap_or_else(|| "unknown".into()),
+                arch.platform(),
+                arch.short_name()
+            )));
+        }
+    }
+    Ok(std::fs::canonicalize(&found.path).unwrap_or_else(|_| found.path.clone()))
+}
+
+/// The `podman exec` arguments of `run`/`enter`: container-exec (inside)
+/// becomes `user`, goes to `cwd` when the container has it, and runs
+/// `command` (the login shell when empty), with `env` passed from the host.
+pub fn exec_args(
+    name: &str,
+    user: &HostUser,
+    cwd: Option<&Path>,
+    env: &[(&str, std::ffi::OsString)],
+    command: &[std::ffi::OsString],
+    tty: bool,
+) -> Vec<std::ffi::OsString> {
+    use std::ffi::OsString;
+    let mut args: Vec<OsString> = vec!["exec".into(), "--interactive".into()];
+    if tty {
+        args.push("--tty".into());
+    }
+    for (k, v) in env {
+        let mut kv = OsString::from(format!("{k}="));
+        kv.push(v);
+        args.extend(["--env".into(), kv]);
+    }
+    args.push(name.into());
+    args.push(format!("{HOST_DIR}/mtbx").into());
+    args.push("container-exec".into());
+    for (k, v) in [
+        ("--uid", user.uid.to_string()),
+        ("--gid", user.gid.to_string()),
+        ("--user", user.name.clone()),
+        ("--home", user.home.display().to_string()),
+    ] {
+        args.push(k.into());
+        args.push(v.into());
+    }
+    if let Some(d) = cwd {
+        args.push("--workdir".into());
+        args.push(d.into());
+    }
+    args.push("--".into());
+    args.extend(command.iter().cloned());
+    args
+}
+
 /// Environment variables passed from the host into `run`/`enter`.
 pub const PASSED_ENV: &[&str] = &[
     "TERM",
@@ -342,6 +409,29 @@ mod tests {
             "quay.io/toolbx/ubuntu-toolbox:22.04"
         );
         assert!(distro_image(Some("gentoo"), None).unwrap_err().to_string().contains("fedora, ubuntu"));
+    }
+
+    #[test]
+    fn exec_passes_the_user_the_directory_and_the_command_untouched() {
+        let u = HostUser {
+            name: "ann".into(),
+            uid: 1000,
+            gid: 100,
+            home: "/home/ann".into(),
+            shell: "/bin/sh".into(),
+        };
+        let env = [("TERM", std::ffi::OsString::from("xterm"))];
+        let cmd = ["sh".into(), "-c".into(), "echo --uid $1".into()];
+        let a = exec_args("box", &u, Some(Path::new("/home/ann/src")), &env, &cmd, false);
+        let a: Vec<String> = a.iter().map(|s| s.to_string_lossy().into_owned()).collect();
+        assert_eq!(
+            a.join(" "),
+            "exec --interactive --env TERM=xterm box /run/mtbx-host/mtbx container-exec --uid 1000 --gid 100 \
+             --user ann --home /home/ann --workdir /home/ann/src -- sh -c echo --uid $1"
+        );
+        let a = exec_args("box", &u, None, &[], &[], true);
+        assert_eq!(a[2], "--tty");
+        assert_eq!(a.last().unwrap(), "--", "an empty command means the login shell");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use clap::Args;
 use serde::Serialize;
 
@@ -199,9 +199,9 @@ pub fn create(args: CreateArgs) -> Result<i32> {
     let qemu = if native {
         None
     } else {
-        match check_host(arch, args.qemu.as_deref()) {
+        match toolbox::check_host(arch, args.qemu.as_deref()) {
             Ok(q) => Some(q),
-            Err(e) => return Ok(failed(e)),
+            Err(e) => return Ok(failed(e.into())),
         }
     };
     let mtbx = match static_self() {
@@ -282,26 +282,6 @@ fn pull_for_create(
     Ok(Ok(pulled["name"].as_str().ok_or_else(|| anyhow!("mtbx pull reported no name"))?.to_string()))
 }
 
-/// A usable static interpreter, and a way for the kernel to use it: a
-/// kernel with per-namespace binfmt_misc, or a host entry.
-fn check_host(arch: &'static Arch, explicit: Option<&std::path::Path>) -> Result<PathBuf> {
-    let search = crate::host::find_interpreter(arch, explicit);
-    let Some(found) = search.usable() else { bail!("{}", search.problem(arch)) };
-    let kernel = crate::host::kernel_version();
-    if !crate::host::kernel_has_userns_binfmt(kernel) {
-        let host = crate::host::HostBinfmt::read(&crate::binfmt::BinfmtFs::default());
-        if host.entry_for(arch).is_none() {
-            bail!(
-                "this kernel ({}) gives containers no binfmt_misc of their own (Linux >= 6.7 does) and the host has no entry for {}: run `sudo mtbx binfmt register --arch {} --persistent`",
-                kernel.map(|(a, b)| format!("{a}.{b}")).unwrap_or_else(|| "unknown".into()),
-                arch.platform(),
-                arch.short_name()
-            );
-        }
-    }
-    Ok(std::fs::canonicalize(&found.path).unwrap_or_else(|_| found.path.clone()))
-}
-
 /// This very binary, which must be static to run inside any container.
 fn static_self() -> Result<PathBuf> {
     let me = std::env::current_exe().context("cannot find the mtbx binary")?;
@@ -374,36 +354,10 @@ fn ensure_ready(podman: &Podman, c: &ContainerInfo) -> Result<()> {
 /// with a terminal when there is one; the command's exit code.
 fn exec_in(podman: &Podman, name: &str, command: &[std::ffi::OsString], tty: bool) -> Result<i32> {
     let user = HostUser::current()?;
+    let env: Vec<(&str, std::ffi::OsString)> =
+        toolbox::PASSED_ENV.iter().filter_map(|k| std::env::var_os(k).map(|v| (*k, v))).collect();
     let cwd = std::env::current_dir().ok();
-    let mut args: Vec<std::ffi::OsString> = vec!["exec".into(), "--interactive".into()];
-    if tty {
-        args.push("--tty".into());
-    }
-    for var in toolbox::PASSED_ENV {
-        if let Some(v) = std::env::var_os(var) {
-            let mut kv = std::ffi::OsString::from(format!("{var}="));
-            kv.push(v);
-            args.extend(["--env".into(), kv]);
-        }
-    }
-    args.push(name.into());
-    args.push(format!("{}/mtbx", toolbox::HOST_DIR).into());
-    args.push("container-exec".into());
-    for (k, v) in [
-        ("--uid", user.uid.to_string()),
-        ("--gid", user.gid.to_string()),
-        ("--user", user.name.clone()),
-        ("--home", user.home.display().to_string()),
-    ] {
-        args.push(k.into());
-        args.push(v.into());
-    }
-    if let Some(d) = cwd {
-        args.push("--workdir".into());
-        args.push(d.into());
-    }
-    args.push("--".into());
-    args.extend(command.iter().cloned());
+    let args = toolbox::exec_args(name, &user, cwd.as_deref(), &env, command, tty);
     let status = podman.command(&args).status().context("cannot run podman exec")?;
     Ok(status.code().unwrap_or(exit::FAILED))
 }
