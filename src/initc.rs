@@ -47,8 +47,22 @@ pub const ERROR_PREFIX: &str = "mtbx-init: error: ";
 /// The log line that marks success.
 pub const READY_LINE: &str = "mtbx-init: ready";
 
+/// Whether this process runs in a container mtbx created: podman's
+/// /run/.containerenv and mtbx's stamp mount are both there. init-container
+/// rewrites /etc/passwd and friends; on a host that would be a disaster.
+pub fn in_mtbx_container() -> bool {
+    Path::new("/run/.containerenv").is_file() && Path::new(toolbox::STAMP_DIR).is_dir()
+}
+
 /// Run init-container: set up, stamp, wait for SIGTERM. Returns the exit code.
 pub fn init_container(args: &InitArgs) -> i32 {
+    if !in_mtbx_container() {
+        eprintln!(
+            "mtbx: error: init-container is the entrypoint of containers `mtbx create` makes, and changes the system it runs on; this is not one (no /run/.containerenv and {})",
+            toolbox::STAMP_DIR
+        );
+        return 2;
+    }
     match setup(args) {
         Ok(()) => {
             say("", "ready");
