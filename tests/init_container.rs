@@ -5,8 +5,9 @@
 //! it, with its own mount namespace) mounts a binfmt_misc instance and
 //! registers arm64, standing in for "the host", and puts tmpfs over /etc,
 //! /tmp and /run with the files podman would provide, so nothing of the
-//! real host is written; the inner one runs init-container unprivileged, so
-//! its own mount fails, as on an old kernel.
+//! real host is written (mtbx is copied to /run first: the checkout may be
+//! under /tmp); the inner one runs init-container unprivileged, so its own
+//! mount fails, as on an old kernel.
 
 mod common;
 
@@ -56,11 +57,13 @@ fn without_an_instance_of_its_own_init_container_uses_an_ancestors_entry_and_say
     let out = in_userns(&format!(
         "mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
          echo '{line}' > /proc/sys/fs/binfmt_misc/register
-         for d in /etc /tmp /run; do mount -t tmpfs tmpfs $d; done
+         mount -t tmpfs tmpfs /run
+         cp \"$MTBX\" /run/mtbx
+         for d in /etc /tmp; do mount -t tmpfs tmpfs $d; done
          chmod 1777 /tmp
          printf 'root:x:0:0:root:/root:/bin/sh\\n' > /etc/passwd
          touch /run/.containerenv; mkdir /run/mtbx-stamp; chmod 777 /run/mtbx-stamp
-         unshare --user \"$MTBX\" init-container --arch arm64 --user ann --uid 1000 --gid 1000 \
+         unshare --user /run/mtbx init-container --arch arm64 --user ann --uid 1000 --gid 1000 \
              --home /home/ann --shell /bin/sh --qemu {q} &
          pid=$!
          for i in $(seq 200); do [ -f /run/mtbx-stamp/ready ] && break; sleep 0.05; done
