@@ -75,7 +75,7 @@ pub struct Podman {
 impl Podman {
     /// Find podman on PATH.
     pub fn find() -> Result<Podman, EngineError> {
-        crate::storage::config::find_on_path("podman").map(|bin| Podman { bin }).ok_or(EngineError::Missing)
+        crate::fsutil::find_on_path("podman").map(|bin| Podman { bin }).ok_or(EngineError::Missing)
     }
 
     /// A podman command with these arguments (for callers that pass the

@@ -26,6 +26,12 @@ pub fn mkdir_all(path: &Path, mode: u32) -> std::io::Result<()> {
     std::fs::DirBuilder::new().recursive(true).mode(mode).create(path)
 }
 
+/// The first executable `name` on PATH.
+pub fn find_on_path(name: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+}
+
 /// Whether process `pid` still exists (a signal 0 probe; EPERM means it
 /// exists but belongs to someone else).
 pub fn pid_alive(pid: i32) -> bool {

@@ -38,14 +38,15 @@ pub struct InitArgs {
 #[error("{0}")]
 pub struct InitError(String);
 
-fn say(level: &str, msg: &str) {
-    eprintln!("mtbx-init: {level}{msg}");
+/// A log line for create/enter: `prefix` is [`ERROR_PREFIX`] or [`WARNING_PREFIX`].
+fn say(prefix: &str, msg: &str) {
+    eprintln!("{prefix}{msg}");
 }
 
-/// The log line create/enter look for to show a failure.
+/// The log lines create/enter look for to show a failure.
 pub const ERROR_PREFIX: &str = "mtbx-init: error: ";
-/// The log line that marks success.
-pub const READY_LINE: &str = "mtbx-init: ready";
+/// The log lines enter/run pass on as warnings.
+pub const WARNING_PREFIX: &str = "mtbx-init: warning: ";
 
 /// Whether this process runs in a container mtbx created: podman's
 /// /run/.containerenv and mtbx's stamp mount are both there. init-container
@@ -65,12 +66,12 @@ pub fn init_container(args: &InitArgs) -> i32 {
     }
     match setup(args) {
         Ok(()) => {
-            say("", "ready");
+            eprintln!("mtbx-init: ready");
             wait_for_stop();
             0
         }
         Err(e) => {
-            say("error: ", &e.0);
+            say(ERROR_PREFIX, &e.0);
             1
         }
     }
@@ -106,7 +107,7 @@ fn register(arch: &Arch, qemu: &Path) -> Result<(), InitError> {
             match fs.register(&reg) {
                 Ok(()) => Ok(()),
                 Err(e) if fs.entry(&reg.name).is_ok() => {
-                    say("warning: ", &format!("{} already registered ({e}); using it", reg.name));
+                    say(WARNING_PREFIX, &format!("{} already registered ({e}); using it", reg.name));
                     Ok(())
                 }
                 Err(e) => Err(InitError(format!(
@@ -120,7 +121,7 @@ fn register(arch: &Arch, qemu: &Path) -> Result<(), InitError> {
             match host.entry_for(arch) {
                 Some(e) => {
                     say(
-                        "warning: ",
+                        WARNING_PREFIX,
                         &format!(
                             "no binfmt_misc of the container's own (Linux >= 6.7 gives one; {mount_err}); using the host's entry {}, whose interpreter must exist inside the container",
                             e.name
@@ -250,7 +251,7 @@ fn link_host_files() {
         let local = Path::new("/").join(f);
         let _ = std::fs::remove_file(&local);
         if let Err(e) = std::os::unix::fs::symlink(&target, &local) {
-            say("warning: ", &format!("cannot link {} to the host's: {e}", local.display()));
+            say(WARNING_PREFIX, &format!("cannot link {} to the host's: {e}", local.display()));
         }
     }
 }

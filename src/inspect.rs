@@ -29,6 +29,14 @@ pub struct Request {
     pub tags: bool,
 }
 
+impl Request {
+    /// The platform asked for, once the architecture is chosen (flag or
+    /// tag): the OS defaults to linux.
+    pub fn wanted(&self, arch: &'static Arch) -> Wanted {
+        Wanted { os: self.os.clone().unwrap_or_else(|| "linux".into()), arch, variant: self.variant.clone() }
+    }
+}
+
 /// Failures of inspect, each with a kind for the exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
@@ -141,8 +149,7 @@ pub async fn locate(
     let (image, how) = regs.resolve(&req.image)?;
     tracing::debug!("{} resolved to {image} ({how:?})", req.image);
     let arch = platform::choose_arch(&image, req.arch)?;
-    let wanted =
-        Wanted { os: req.os.clone().unwrap_or_else(|| "linux".into()), arch, variant: req.variant.clone() };
+    let wanted = req.wanted(arch);
     let endpoints = regs.endpoints(&image, opts.tls_verify)?;
     let mut last: Option<InspectError> = None;
     for ep in endpoints {

@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use crate::arch::Arch;
 use crate::inspect::{self, InspectError, Inspection};
 use crate::manifest::Descriptor;
-use crate::platform::{self, Wanted};
+use crate::platform;
 use crate::proxy::{self, ProxySource};
 use crate::reference::ImageRef;
 use crate::registries::Registries;
@@ -145,10 +145,6 @@ pub trait Observer: Send + Sync {
     fn layer_done(&self, _index: usize) {}
 }
 
-/// An observer that ignores everything.
-pub struct Quiet;
-impl Observer for Quiet {}
-
 /// Where an image comes from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum SourceKind {
@@ -209,12 +205,7 @@ pub async fn prepare(
         SourceKind::Proxy => {
             let (reference, name) = proxy::resolve(&req.image, regs)?;
             let arch = platform::choose_arch(&name, req.arch).map_err(InspectError::from)?;
-            let wanted = Wanted {
-                os: req.os.clone().unwrap_or_else(|| "linux".into()),
-                arch,
-                variant: req.variant.clone(),
-            };
-            let (p, found) = proxy::open(&reference, name, &wanted, opts).await?;
+            let (p, found) = proxy::open(&reference, name, &req.wanted(arch), opts).await?;
             (Source::Proxy(p), found, arch)
         }
     };

@@ -91,7 +91,7 @@ fn ranges(file: &'static str, user: &str, id: u32) -> Result<(u64, u64), UsernsE
 }
 
 fn helper(name: &'static str) -> Result<PathBuf, UsernsError> {
-    crate::storage::config::find_on_path(name)
+    crate::fsutil::find_on_path(name)
         .or_else(|| Some(PathBuf::from("/usr/bin").join(name)).filter(|p| p.exists()))
         .ok_or(UsernsError::NoHelper(name))
 }

@@ -69,6 +69,14 @@ impl RegistryArgs {
 }
 
 impl ImageArgs {
+    /// The request and the registries.conf it is resolved with: what both
+    /// inspect and pull start from. Either failing is bad input.
+    pub fn resolve(&self, tags: bool) -> Result<(Request, Registries), String> {
+        let req = self.request(tags).map_err(|e| e.to_string())?;
+        let regs = self.registries().map_err(|e| e.to_string())?;
+        Ok((req, regs))
+    }
+
     /// The inspect request these arguments describe.
     pub fn request(&self, tags: bool) -> Result<Request, UnknownArch> {
         let arch = self.arch.as_deref().map(Arch::parse).transpose()?;

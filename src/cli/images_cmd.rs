@@ -9,7 +9,6 @@ use super::exit;
 use super::inspect_cmd::fail;
 use super::output::{self, Format, Table};
 use crate::inspect::human_size;
-use crate::manifest::ImageConfig;
 use crate::registry::ErrorKind;
 use crate::storage::{StorageConfig, Store};
 
@@ -43,7 +42,7 @@ pub fn run(args: ImagesArgs) -> Result<i32> {
     let rows: Vec<ImageRow> = images
         .into_iter()
         .map(|i| {
-            let config = i.config.as_deref().and_then(|c| ImageConfig::parse(c).ok()).unwrap_or_default();
+            let config = i.parsed_config();
             let platform = config.platform();
             ImageRow {
                 id: i.record.id.clone(),

@@ -48,13 +48,9 @@ pub fn code_for(kind: ErrorKind) -> i32 {
 pub fn run(args: InspectArgs) -> Result<i32> {
     // Before the runtime and the spinner start threads.
     crate::registry::prefer_system_ca_bundle();
-    let req = match args.image.request(args.tags) {
-        Ok(r) => r,
-        Err(e) => return Ok(fail(&e.to_string(), ErrorKind::BadInput)),
-    };
-    let regs = match args.image.registries() {
-        Ok(r) => r,
-        Err(e) => return Ok(fail(&e.to_string(), ErrorKind::BadInput)),
+    let (req, regs) = match args.image.resolve(args.tags) {
+        Ok(v) => v,
+        Err(e) => return Ok(fail(&e, ErrorKind::BadInput)),
     };
     let opts = args.image.options();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

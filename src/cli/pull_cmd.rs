@@ -69,13 +69,9 @@ pub fn run(args: PullArgs) -> Result<i32> {
         };
     }
     crate::registry::prefer_system_ca_bundle();
-    let req = match args.image.request(false) {
-        Ok(r) => r,
-        Err(e) => return Ok(fail(&e.to_string(), ErrorKind::BadInput)),
-    };
-    let regs = match args.image.registries() {
-        Ok(r) => r,
-        Err(e) => return Ok(fail(&e.to_string(), ErrorKind::BadInput)),
+    let (req, regs) = match args.image.resolve(false) {
+        Ok(v) => v,
+        Err(e) => return Ok(fail(&e, ErrorKind::BadInput)),
     };
     let store = match StorageConfig::for_current_user().and_then(Store::open) {
         Ok(s) => Arc::new(s),

@@ -17,7 +17,6 @@ use super::output::{self, Format, Table};
 use crate::arch::Arch;
 use crate::engine::{ContainerInfo, Podman};
 use crate::inspect::human_size;
-use crate::manifest::ImageConfig;
 use crate::platform;
 use crate::reference::{self, ImageRef, Parsed};
 use crate::registries::Registries;
@@ -323,31 +322,29 @@ fn ensure_ready(podman: &Podman, c: &ContainerInfo) -> Result<()> {
     podman.output(&["start", c.name()])?;
     let spin = output::spinner(format!("starting {}", c.name()));
     let start = Instant::now();
-    let result = loop {
+    let started = loop {
         if toolbox::is_ready(&stamp) {
-            break Ok(());
+            break true;
         }
         let running = podman.output(&["container", "inspect", "--format", "{{.State.Running}}", c.name()])?;
         if running.trim() != "true" || start.elapsed() > Duration::from_secs(60) {
-            let logs = podman.logs(c.name());
-            let why: Vec<&str> =
-                logs.lines().filter_map(|l| l.strip_prefix(crate::initc::ERROR_PREFIX)).collect();
-            let why = if why.is_empty() {
-                logs.lines().last().unwrap_or("no log").to_string()
-            } else {
-                why.join("; ")
-            };
-            break Err(anyhow!("container {} did not start: {why}", c.name()));
+            break false;
         }
         std::thread::sleep(Duration::from_millis(30));
     };
     spin.finish_and_clear();
-    for l in podman.logs(c.name()).lines() {
-        if let Some(w) = l.strip_prefix("mtbx-init: warning: ") {
-            output::warn(w);
-        }
+    // init-container's log: its warnings either way, its error on failure.
+    let logs = podman.logs(c.name());
+    for w in logs.lines().filter_map(|l| l.strip_prefix(crate::initc::WARNING_PREFIX)) {
+        output::warn(w);
     }
-    result
+    if started {
+        return Ok(());
+    }
+    let why: Vec<&str> = logs.lines().filter_map(|l| l.strip_prefix(crate::initc::ERROR_PREFIX)).collect();
+    let why =
+        if why.is_empty() { logs.lines().last().unwrap_or("no log").to_string() } else { why.join("; ") };
+    Err(anyhow!("container {} did not start: {why}", c.name()))
 }
 
 /// `podman exec` of container-exec as the user, in the current directory,
@@ -435,7 +432,7 @@ fn listing(podman: &Podman) -> Result<Listing> {
     let store = Store::open(StorageConfig::for_current_user()?)?;
     let mut images = Vec::new();
     for i in store.images()? {
-        let config = i.config.as_deref().and_then(|c| ImageConfig::parse(c).ok()).unwrap_or_default();
+        let config = i.parsed_config();
         let toolbox_label = config
             .config
             .as_ref()

@@ -74,8 +74,6 @@ pub struct ApplyStats {
     pub uids: BTreeSet<u32>,
     /// Groups seen (`gidset`).
     pub gids: BTreeSet<u32>,
-    /// Entries applied.
-    pub entries: u64,
     /// Device nodes skipped because they cannot be created here.
     pub skipped_devices: u64,
 }
@@ -225,7 +223,6 @@ pub fn apply<R: Read, W: Write>(
             (numeric(&block[329..337], "devmajor")? as u32, numeric(&block[337..345], "devminor")? as u32);
         let mut crc = Crc64::default();
         a.entry(input, &name, kind, size, link.as_deref(), dev, &meta, &mut crc)?;
-        a.stats.entries += 1;
         let recorded_size = if header_only { hsize } else { size };
         split
             .file(&name, recorded_size, (recorded_size > 0).then(|| crc.value()))

@@ -205,12 +205,6 @@ fn default_driver(owner: &Owner) -> Driver {
     }
 }
 
-/// The first executable `name` on PATH.
-pub fn find_on_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
-}
-
 fn read(path: &Path) -> Result<StorageTable, StorageError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| StorageError::Config(format!("cannot read {}: {e}", path.display())))?;

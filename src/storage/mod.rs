@@ -156,6 +156,13 @@ pub struct ImageInfo {
     pub size: u64,
 }
 
+impl ImageInfo {
+    /// Its config, parsed; an unreadable one reads as empty (no platform).
+    pub fn parsed_config(&self) -> crate::manifest::ImageConfig {
+        self.config.as_deref().and_then(|c| crate::manifest::ImageConfig::parse(c).ok()).unwrap_or_default()
+    }
+}
+
 impl Store {
     /// Open the store `config` describes, creating its directories (0700)
     /// and lock files, and removing staging directories of dead mtbx runs.
@@ -235,11 +242,6 @@ impl Store {
     fn load_images(&self) -> Result<Vec<ImageRecord>, StorageError> {
         let p = self.images_json();
         records::load(&p).map_err(io("cannot read the image list", &p))
-    }
-
-    /// The complete layer with this id, if the store has one.
-    pub fn layer(&self, id: &str) -> Result<Option<LayerRecord>, StorageError> {
-        Ok(self.layers()?.into_iter().find(|l| l.id == id && !l.incomplete()))
     }
 
     /// Every image, with its config and size.

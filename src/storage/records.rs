@@ -8,8 +8,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-fn is_zero(n: &i64) -> bool {
-    *n == 0
+fn is_zero<T: Default + PartialEq>(n: &T) -> bool {
+    *n == T::default()
 }
 
 /// One layer of layers.json.
@@ -40,7 +40,7 @@ pub struct LayerRecord {
     pub diff_size: i64,
     /// The blob's compression: 0 none, 2 gzip, 4 zstd (containers/storage's
     /// archive.Compression numbers).
-    #[serde(default, skip_serializing_if = "is_zero_i32")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub compression: i32,
     /// Every uid that owns a file in the layer.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -54,10 +54,6 @@ pub struct LayerRecord {
     /// Fields mtbx does not interpret, kept verbatim.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
-}
-
-fn is_zero_i32(n: &i32) -> bool {
-    *n == 0
 }
 
 impl LayerRecord {

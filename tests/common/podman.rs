@@ -166,20 +166,19 @@ impl PodmanEnv {
         self.mtbx(args).output().unwrap()
     }
 
-    /// The driver directory name the store uses.
+    /// layers.json of whichever driver the store uses ([] when none).
     pub fn layers_json(&self) -> serde_json::Value {
-        for d in ["overlay", "vfs"] {
-            let p = self.graph.join(format!("{d}-layers/layers.json"));
-            if let Ok(b) = std::fs::read(&p) {
-                return serde_json::from_slice(&b).unwrap_or(serde_json::json!([]));
-            }
-        }
-        serde_json::json!([])
+        self.store_json("layers")
     }
 
+    /// images.json of whichever driver the store uses ([] when none).
     pub fn images_json(&self) -> serde_json::Value {
+        self.store_json("images")
+    }
+
+    fn store_json(&self, kind: &str) -> serde_json::Value {
         for d in ["overlay", "vfs"] {
-            let p = self.graph.join(format!("{d}-images/images.json"));
+            let p = self.graph.join(format!("{d}-{kind}/{kind}.json"));
             if let Ok(b) = std::fs::read(&p) {
                 return serde_json::from_slice(&b).unwrap_or(serde_json::json!([]));
             }
