@@ -41,6 +41,23 @@ pub struct Flags {
 }
 
 impl Flags {
+    /// What mtbx registers in a binfmt_misc instance of its own (the
+    /// sandbox of `arch check`): F, so the interpreter is opened now and
+    /// need not exist where the program runs; P, so the program sees the
+    /// argv[0] it was started with. Without P, QEMU hands the guest the
+    /// file's path instead: busybox applets reached through a re-exec pick
+    /// the wrong applet, `exec -a` does nothing and a login shell started
+    /// as `-bash` is not one. Debian registers its qemu-*-static with P too.
+    pub const SANDBOX: Flags =
+        Flags { preserve_argv0: true, open_binary: false, credentials: false, fix_binary: true };
+
+    /// What a toolbox container registers: the sandbox's flags plus C
+    /// (credentials from the binary, and so O), which setuid programs such
+    /// as sudo and su need under emulation. Safe there: the instance is the
+    /// container's own.
+    pub const CONTAINER: Flags =
+        Flags { preserve_argv0: true, open_binary: true, credentials: true, fix_binary: true };
+
     /// Parse flag letters in any order (`"FC"`, `"OCF"`); C implies O as in
     /// the kernel.
     pub fn parse(letters: &str) -> Result<Flags, BinfmtError> {
@@ -480,6 +497,8 @@ mod tests {
         assert_eq!(Flags::parse("").unwrap().to_string(), "");
         assert_eq!(Flags::parse("pocf").unwrap().to_string(), "POCF");
         assert!(Flags::parse("FX").is_err());
+        assert_eq!(Flags::SANDBOX.to_string(), "PF");
+        assert_eq!(Flags::CONTAINER.to_string(), "POCF");
     }
 
     #[test]

@@ -107,8 +107,8 @@ pub fn check(arch: &Arch, ctx: &Context) -> Result<Passed, CheckError> {
         // Try the sandbox first; if the namespace itself cannot be set up
         // (old kernel, user namespaces off), use a host entry if there is one.
         let sandboxed = search.usable().map(|interp| {
-            let reg = Registration::for_arch(arch, &interp.path, Flags::parse("F").expect("F"));
-            (interp.path.clone(), sandbox::run(&wd, &[reg], &program, &[], TIMEOUT))
+            let reg = Registration::for_arch(arch, &interp.path, Flags::SANDBOX);
+            (interp.path.clone(), sandbox::run(&wd, &[reg], &program, None, &[], TIMEOUT))
         });
         match (sandboxed, ctx.host_binfmt.entry_for(arch)) {
             (Some((path, Ok(out))), _) => (Method::Sandbox, Some(path), out),

@@ -3,7 +3,7 @@
 //! architecture:
 //!
 //! - `init-container`, the entrypoint: a binfmt_misc instance of the
-//!   container's own user namespace with QEMU registered (flags F and C,
+//!   container's own user namespace with QEMU registered (flags P, F and C,
 //!   so setuid programs such as sudo work), proof that a program of the
 //!   container's architecture runs, the host user set up, host files linked
 //!   in, a readiness stamp; then it waits to be stopped. It reports in
@@ -95,15 +95,14 @@ fn setup(args: &InitArgs) -> Result<(), InitError> {
 }
 
 /// The container's own binfmt_misc instance, with the interpreter
-/// registered F (opened now) and C (credentials from the binary). On a
+/// registered with [`Flags::CONTAINER`] (P, O, C, F). On a
 /// kernel without per-namespace instances, an entry the host already has
 /// is used, with a warning.
 fn register(arch: &Arch, qemu: &Path) -> Result<(), InitError> {
     let fs = BinfmtFs::default();
     match fs.mount() {
         Ok(()) => {
-            let flags = Flags::parse("FC").expect("valid flags");
-            let reg = Registration::for_arch(arch, qemu, flags);
+            let reg = Registration::for_arch(arch, qemu, Flags::CONTAINER);
             match fs.register(&reg) {
                 Ok(()) => Ok(()),
                 Err(e) if fs.entry(&reg.name).is_ok() => {

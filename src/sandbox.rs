@@ -300,13 +300,14 @@ pub fn probe() -> Result<(), SandboxError> {
     }
 }
 
-/// Run `program args...` inside a new user namespace whose own binfmt_misc
+/// Run `program args...` (started as `arg0` when given) inside a new user namespace whose own binfmt_misc
 /// instance holds exactly `regs`; capture its output. The host's instance
 /// is neither read nor written.
 pub fn run(
     wd: &Workdir,
     regs: &[Registration],
     program: &Path,
+    arg0: Option<&str>,
     args: &[&str],
     timeout: Duration,
 ) -> Result<Output, SandboxError> {
@@ -316,6 +317,9 @@ pub fn run(
     }
     tracing::debug!("sandbox runs {}", program.display());
     let mut cmd = Command::new(program);
+    if let Some(arg0) = arg0 {
+        cmd.arg0(arg0);
+    }
     cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let (read, write) = pipe()?;
     let wfd = write.as_raw_fd();

@@ -10,7 +10,9 @@ use std::process::Command;
 
 use common::{host_binfmt_snapshot, mtbx, skip, text, userns_binfmt};
 use mtbx::arch::{Arch, ARCHES};
-use mtbx::binfmt::BinfmtFs;
+use std::time::Duration;
+
+use mtbx::binfmt::{BinfmtFs, Flags};
 use mtbx::emucheck::{self, Context, Method};
 use mtbx::host::{Capabilities, HostBinfmt};
 
@@ -225,4 +227,43 @@ fn without_a_sandbox_the_check_uses_an_existing_entry_or_says_what_to_run() {
         err.contains("riscv64: cannot emulate") && err.contains("mtbx binfmt register --arch riscv64"),
         "{err}"
     );
+}
+
+/// The sandbox registers with P: a foreign program sees the argv[0] it was
+/// started with. Debian's arm64 busybox (setup.sh fetches it) runs the
+/// applet its argv[0] names; without P it would see its own path and print
+/// its usage instead. The same program through an entry without P shows
+/// the difference, so the test cannot pass by accident.
+#[test]
+fn the_sandbox_preserves_argv0() {
+    let name = "the_sandbox_preserves_argv0";
+    if let Err(why) = userns_binfmt() {
+        return skip(name, &why);
+    }
+    let arm64 = Arch::parse("arm64").unwrap();
+    if arm64.is_native_on(Arch::host()) {
+        return skip(name, "arm64 is this host's own architecture");
+    }
+    let busybox =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-assets/busybox/arm64/busybox");
+    if !common::have_qemu(arm64) || !busybox.exists() {
+        return skip(name, "needs qemu-aarch64-static and target/test-assets (scripts/setup.sh as root)");
+    }
+    let qemu = mtbx::host::find_interpreter(arm64, None).usable().unwrap().path.clone();
+    let wd = mtbx::sandbox::Workdir::new().unwrap();
+    let run = |flags| {
+        let reg = mtbx::binfmt::Registration::for_arch(arm64, &qemu, flags);
+        let out = mtbx::sandbox::run(
+            &wd,
+            &[reg],
+            &busybox,
+            Some("echo"),
+            &["argv0", "kept"],
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        text(&out.stdout)
+    };
+    assert_eq!(run(Flags::SANDBOX), "argv0 kept\n");
+    assert_ne!(run(Flags::parse("F").unwrap()), "argv0 kept\n", "without P argv[0] is the path");
 }

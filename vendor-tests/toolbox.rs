@@ -68,9 +68,10 @@ fn available(test: &str) -> Vec<(&'static str, &'static str, &'static str)> {
 fn busybox_image(platform: &str, deb: &str) -> Built {
     let bb = std::fs::read(assets().join(deb).join("busybox")).unwrap();
     let mut entries = vec![E::Dir("bin", 0o755), E::File("bin/busybox", 0o4755, bb)];
-    for applet in
-        ["sh", "uname", "id", "cat", "ls", "pwd", "su", "env", "true", "false", "whoami", "echo", "stat"]
-    {
+    for applet in [
+        "sh", "uname", "id", "cat", "ls", "pwd", "su", "env", "true", "false", "whoami", "echo", "stat",
+        "sleep",
+    ] {
         entries.push(E::Symlink(Box::leak(format!("bin/{applet}").into_boxed_str()), "busybox"));
     }
     entries.extend([
@@ -177,6 +178,10 @@ fn rootful_containers_of_six_architectures_run_as_the_user() {
     assert_eq!(text(&child.wait_with_output().unwrap().stdout), "through qemu\n");
     // A setuid program (su needs its setuid bit honoured: binfmt flag C).
     assert_eq!(s.ok(&["run", "-c", &name, "su", "-c", "id -u", "root"]).trim(), "0");
+    // argv[0] reaches the program as given (binfmt flag P): busybox's
+    // shell re-executes itself for a pipeline's applet, `exec -a` names a
+    // program, and an applet runs by the name it was called.
+    assert_argv0_preserved(&s, &name);
     // list shows the architecture; --arch finds the container by itself.
     let listed: serde_json::Value = serde_json::from_str(&s.ok(&["list", "--format", "json"])).unwrap();
     let row =
@@ -245,6 +250,18 @@ fn bad_input_is_refused_and_leaves_nothing_behind() {
     assert!(text(&out.stderr).contains("already exists"), "{}", text(&out.stderr));
 }
 
+/// Without binfmt_misc's P flag QEMU hands a foreign program its file's
+/// path as argv[0]: busybox then runs the wrong applet (a pipeline into
+/// `cat` executed the piped text), and `exec -a` is lost.
+fn assert_argv0_preserved(s: &Setup, name: &str) {
+    let piped = s.ok(&["run", "-c", name, "sh", "-c", "echo 'echo INJECTED' | cat"]);
+    assert_eq!(piped, "echo INJECTED\n", "{name}: a pipeline into cat");
+    let renamed =
+        s.mtbx(&["run", "-c", name, "sh", "-c", "exec -a echo /bin/busybox argv0-kept"]).output().unwrap();
+    assert_eq!(text(&renamed.stdout), "argv0-kept\n", "{name}: exec -a; stderr {}", text(&renamed.stderr));
+    assert_eq!(s.ok(&["run", "-c", name, "sh", "-c", "sleep 0 && echo slept"]), "slept\n", "{name}");
+}
+
 #[test]
 fn rootless_containers_of_six_architectures_run_as_the_user_with_setuid_working() {
     let test = "rootless_containers_of_six_architectures_run_as_the_user_with_setuid_working";
@@ -259,6 +276,7 @@ fn rootless_containers_of_six_architectures_run_as_the_user_with_setuid_working(
     let who = s.ok(&["run", "-c", name, "sh", "-c", "id -un; id -u; echo $HOME"]);
     assert_eq!(who, format!("{}\n{}\n{}\n", user.name, user.uid, user.home.display()));
     assert_eq!(s.ok(&["run", "-c", name, "su", "-c", "id -u", "root"]).trim(), "0", "setuid su under qemu");
+    assert_argv0_preserved(&s, name);
     assert!(
         s.ok(&["run", "-c", name, "id", "-Gn"]).split_whitespace().any(|g| g == "wheel"),
         "the user's groups"
