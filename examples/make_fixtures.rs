@@ -1,8 +1,7 @@
 //! Write the project's OCI test images into fixtures/oci/ (see
-//! tests/common/fixtures.rs): `cargo run --example make_fixtures`.
+//! tests/common/src/fixtures.rs): `cargo run --example make_fixtures`.
 
-#[path = "../tests/common/fixtures.rs"]
-mod fixtures;
+use common::fixtures;
 
 fn main() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/oci");

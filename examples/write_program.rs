@@ -9,8 +9,8 @@ fn main() -> anyhow::Result<()> {
     let (Some(arch), Some(out)) = (args.next(), args.next()) else {
         anyhow::bail!("usage: write_program ARCH FILE");
     };
-    let arch = mtbx::arch::Arch::parse(&arch)?;
-    std::fs::write(&out, mtbx::testprog::program(arch))?;
+    let arch = mtbx::emu::arch::Arch::parse(&arch)?;
+    std::fs::write(&out, mtbx::emu::testprog::program(arch))?;
     std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o755))?;
     Ok(())
 }

@@ -26,6 +26,6 @@ fn main() {
         mi_option_set(MI_OPTION_PURGE_DELAY, 0);
     }
     // A rootless pull's second half starts here, before any thread exists.
-    mtbx::userns::child_handshake();
+    mtbx::sys::userns::child_handshake();
     std::process::exit(mtbx::cli::run());
 }

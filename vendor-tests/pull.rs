@@ -6,9 +6,6 @@
 //! Rootful tests need root (CI runs as root); the rootless test runs as
 //! the user scripts/setup.sh creates, with /etc/subuid ranges.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -64,8 +61,8 @@ fn rich_amd64(bb: &[u8]) -> Built {
 }
 
 fn hello(arch: &str) -> Built {
-    let a = mtbx::arch::Arch::parse(arch).unwrap();
-    let prog = mtbx::testprog::program(a);
+    let a = mtbx::emu::arch::Arch::parse(arch).unwrap();
+    let prog = mtbx::emu::testprog::program(a);
     let (oci, variant) = (a.oci, a.variant.filter(|_| !a.default_variant || a.oci == "arm"));
     image(oci, variant, &[(vec![E::File("hello", 0o755, prog)], Comp::Gzip)])
 }
@@ -261,7 +258,7 @@ fn records_and_tar_split_match_podmans_own_pull() {
 fn a_foreign_pull_sits_beside_the_native_image_and_runs_under_qemu() {
     let test = "a_foreign_pull_sits_beside_the_native_image_and_runs_under_qemu";
     let Some(bb) = busybox(test) else { return };
-    let arm64 = mtbx::arch::Arch::parse("arm64").unwrap();
+    let arm64 = mtbx::emu::arch::Arch::parse("arm64").unwrap();
     if !common::have_qemu(arm64) {
         return skip(test, "qemu-aarch64-static not installed (apt-get install qemu-user-static)");
     }
@@ -292,11 +289,11 @@ fn a_foreign_pull_sits_beside_the_native_image_and_runs_under_qemu() {
     // Run it: a private binfmt_misc in the container's own user namespace
     // (never the host's), registered by a static shell, then the arm64
     // program under qemu.
-    let qemu = mtbx::host::find_interpreter(arm64, None).usable().unwrap().path.clone();
-    let reg_line = mtbx::binfmt::Registration::for_arch(
+    let qemu = mtbx::emu::host::find_interpreter(arm64, None).usable().unwrap().path.clone();
+    let reg_line = mtbx::emu::binfmt::Registration::for_arch(
         arm64,
         std::path::Path::new("/qemu"),
-        mtbx::binfmt::Flags::parse("F").unwrap(),
+        mtbx::emu::binfmt::Flags::parse("F").unwrap(),
     )
     .line()
     .unwrap();

@@ -7,14 +7,11 @@
 //! of them by its magic, and (2) mtbx's generated programs run through the
 //! vendor's entries and report the right `uname -m`.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 use common::{in_userns, skip, text, userns_binfmt};
-use mtbx::arch::{Arch, ARCHES};
+use mtbx::emu::arch::{Arch, ARCHES};
 
 fn vendor_confs() -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir("/usr/lib/binfmt.d")
@@ -77,7 +74,7 @@ fn mtbx_programs_run_through_vendor_entries() {
             continue;
         }
         let p = dir.path().join(a.short_name());
-        std::fs::write(&p, mtbx::testprog::program(a)).unwrap();
+        std::fs::write(&p, mtbx::emu::testprog::program(a)).unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         runs.push_str(&format!("{0} > {0}.out\n", p.display()));
         expected.push(a);
@@ -92,7 +89,7 @@ fn mtbx_programs_run_through_vendor_entries() {
     assert!(expected.len() >= 10, "only {} architectures compared", expected.len());
     for a in expected {
         let raw = std::fs::read(dir.path().join(format!("{}.out", a.short_name()))).unwrap();
-        let uname = mtbx::testprog::parse_output(&raw);
+        let uname = mtbx::emu::testprog::parse_output(&raw);
         assert!(a.uname.contains(&uname.as_str()), "{a}: vendor entry ran it as '{uname}'");
     }
 }

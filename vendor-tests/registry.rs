@@ -8,9 +8,6 @@
 //! installed, agree with `skopeo inspect --override-arch` on Digest,
 //! Architecture, Os, Layers and sizes.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::process::Command;
 
 use common::real_registry::RealRegistry;

@@ -6,9 +6,6 @@
 //! scripts/setup.sh creates. Every container registers QEMU in its own
 //! binfmt_misc: the host's stays as it was.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -46,8 +43,8 @@ fn static_mtbx(test: &str) -> Option<PathBuf> {
 fn available(test: &str) -> Vec<(&'static str, &'static str, &'static str)> {
     let mut out = Vec::new();
     for &(p, deb, uname) in PLATFORMS {
-        let arch = mtbx::arch::Arch::parse(p).unwrap();
-        let native = std::ptr::eq(arch, mtbx::arch::Arch::host());
+        let arch = mtbx::emu::arch::Arch::parse(p).unwrap();
+        let native = std::ptr::eq(arch, mtbx::emu::arch::Arch::host());
         if !assets().join(deb).join("busybox").is_file() {
             skip(
                 test,
@@ -317,7 +314,7 @@ fn enter_gives_a_shell_on_a_terminal_and_init_failures_are_shown() {
 
     // An interpreter for the wrong architecture is static, so create takes
     // it; init-container's check then fails, and run says why.
-    let ppc = mtbx::host::find_interpreter(mtbx::arch::Arch::parse("ppc64le").unwrap(), None);
+    let ppc = mtbx::emu::host::find_interpreter(mtbx::emu::arch::Arch::parse("ppc64le").unwrap(), None);
     let Some(wrong) = ppc.usable() else { return skip(test, "no qemu-ppc64le-static") };
     let q = wrong.path.display().to_string();
     let bad = s.ok(&[

@@ -8,10 +8,10 @@ use serde::Serialize;
 
 use super::exit;
 use super::output::{self, color_stdout, paint, Format, Style, Table};
-use crate::arch::{Arch, ARCHES};
-use crate::binfmt::BinfmtFs;
-use crate::emucheck::{self, Context, Method};
-use crate::host::{self, Capabilities, HostBinfmt};
+use crate::emu::arch::{Arch, ARCHES};
+use crate::emu::binfmt::BinfmtFs;
+use crate::emu::check::{self, Context, Method};
+use crate::emu::host::{self, Capabilities, HostBinfmt};
 
 #[derive(Debug, Subcommand)]
 pub enum ArchCommand {
@@ -198,7 +198,7 @@ fn check(names: &[String], qemu: Option<PathBuf>, format: Format) -> Result<i32>
     let mut rows = Vec::new();
     for a in unique {
         let spin = output::spinner(format!("checking {}", a.platform()));
-        let res = emucheck::check(a, &ctx);
+        let res = check::check(a, &ctx);
         spin.finish_and_clear();
         rows.push(match res {
             Ok(p) => CheckRow {

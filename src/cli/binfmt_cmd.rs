@@ -14,9 +14,9 @@ use serde::Serialize;
 
 use super::exit;
 use super::output::{self, color_stdout, Format, Table};
-use crate::arch::{self, Arch};
-use crate::binfmt::{BinfmtError, BinfmtFs, Flags, Registration, DEFAULT_ROOT};
-use crate::host::{self, HostBinfmt};
+use crate::emu::arch::{self, Arch};
+use crate::emu::binfmt::{BinfmtError, BinfmtFs, Flags, Registration, DEFAULT_ROOT};
+use crate::emu::host::{self, HostBinfmt};
 
 #[derive(Debug, Subcommand)]
 pub enum BinfmtCommand {

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::arch::{Arch, UnknownArch};
-use crate::inspect::Request;
-use crate::registries::{Registries, RegistriesError};
-use crate::registry::Options;
+use crate::emu::arch::{Arch, UnknownArch};
+use crate::image::inspect::Request;
+use crate::image::registries_conf::{Registries, RegistriesError};
+use crate::image::registry::Options;
 
 #[derive(Debug, Args)]
 pub struct ImageArgs {

@@ -8,8 +8,8 @@ use serde::Serialize;
 use super::exit;
 use super::inspect_cmd::fail;
 use super::output::{self, Format, Table};
-use crate::inspect::human_size;
-use crate::registry::ErrorKind;
+use crate::error::Kind;
+use crate::image::inspect::human_size;
 use crate::storage::{StorageConfig, Store};
 
 #[derive(Debug, Args)]
@@ -33,11 +33,11 @@ struct ImageRow {
 pub fn run(args: ImagesArgs) -> Result<i32> {
     let store = match StorageConfig::for_current_user().and_then(Store::open) {
         Ok(s) => s,
-        Err(e) => return Ok(fail(&e.to_string(), ErrorKind::BadInput)),
+        Err(e) => return Ok(fail(&e.to_string(), Kind::BadInput)),
     };
     let images = match store.images() {
         Ok(i) => i,
-        Err(e) => return Ok(fail(&e.to_string(), ErrorKind::BadResponse)),
+        Err(e) => return Ok(fail(&e.to_string(), Kind::Failed)),
     };
     let rows: Vec<ImageRow> = images
         .into_iter()

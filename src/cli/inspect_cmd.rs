@@ -10,8 +10,8 @@ use clap::Args;
 use super::exit;
 use super::image_args::ImageArgs;
 use super::output::{self, Format};
-use crate::inspect::{self, human_size};
-use crate::registry::ErrorKind;
+use crate::error::{Classify, Kind};
+use crate::image::inspect::{self, human_size};
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
@@ -34,23 +34,12 @@ pub struct InspectArgs {
     format: Format,
 }
 
-/// The exit code for an error kind (see README).
-pub fn code_for(kind: ErrorKind) -> i32 {
-    match kind {
-        ErrorKind::BadInput => exit::USAGE,
-        ErrorKind::NotFound => exit::NOT_FOUND,
-        ErrorKind::Auth => exit::AUTH,
-        ErrorKind::Network => exit::NETWORK,
-        ErrorKind::BadResponse => exit::FAILED,
-    }
-}
-
 pub fn run(args: InspectArgs) -> Result<i32> {
     // Before the runtime and the spinner start threads.
-    crate::registry::prefer_system_ca_bundle();
+    crate::image::registry::prefer_system_ca_bundle();
     let (req, regs) = match args.image.resolve(args.tags) {
         Ok(v) => v,
-        Err(e) => return Ok(fail(&e, ErrorKind::BadInput)),
+        Err(e) => return Ok(fail(&e, Kind::BadInput)),
     };
     let opts = args.image.options();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -115,7 +104,7 @@ pub fn run(args: InspectArgs) -> Result<i32> {
 }
 
 /// Report an error and give the exit code for its kind.
-pub fn fail(msg: &str, kind: ErrorKind) -> i32 {
+pub fn fail(msg: &str, kind: Kind) -> i32 {
     super::report_error(&anyhow::anyhow!("{msg}"));
-    code_for(kind)
+    kind.exit_code()
 }

@@ -13,9 +13,9 @@ use super::exit;
 use super::image_args::ImageArgs;
 use super::inspect_cmd::fail;
 use super::output::{self, Format};
-use crate::inspect::human_size;
+use crate::error::{Classify, Kind};
+use crate::image::inspect::human_size;
 use crate::pull::{self, Observer, PlannedLayer};
-use crate::registry::ErrorKind;
 use crate::storage::{Owner, StorageConfig, Store};
 
 #[derive(Debug, Args)]
@@ -61,21 +61,21 @@ pub fn run(args: PullArgs) -> Result<i32> {
     // Rootless: do the work as root of a user namespace mapped like
     // podman's, so layer files get the owners podman expects.
     if matches!(crate::storage::config::current_owner(), Owner::Rootless { .. })
-        && crate::userns::rootless_uid().is_none()
+        && crate::sys::userns::rootless_uid().is_none()
     {
-        return match crate::userns::reexec() {
+        return match crate::sys::userns::reexec() {
             Ok(code) => Ok(code),
-            Err(e) => Ok(fail(&e.to_string(), ErrorKind::BadInput)),
+            Err(e) => Ok(fail(&e.to_string(), Kind::BadInput)),
         };
     }
-    crate::registry::prefer_system_ca_bundle();
+    crate::image::registry::prefer_system_ca_bundle();
     let (req, regs) = match args.image.resolve(false) {
         Ok(v) => v,
-        Err(e) => return Ok(fail(&e, ErrorKind::BadInput)),
+        Err(e) => return Ok(fail(&e, Kind::BadInput)),
     };
     let store = match StorageConfig::for_current_user().and_then(Store::open) {
         Ok(s) => Arc::new(s),
-        Err(e) => return Ok(fail(&e.to_string(), ErrorKind::BadInput)),
+        Err(e) => return Ok(fail(&e.to_string(), Kind::BadInput)),
     };
     let opts = args.image.options();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

@@ -14,13 +14,13 @@ use serde::Serialize;
 use super::exit;
 use super::image_args::RegistryArgs;
 use super::output::{self, Format, Table};
-use crate::arch::Arch;
-use crate::engine::{ContainerInfo, Podman};
-use crate::inspect::human_size;
-use crate::platform;
-use crate::reference::{self, ImageRef, Parsed};
-use crate::registries::Registries;
+use crate::emu::arch::Arch;
+use crate::image::inspect::human_size;
+use crate::image::platform;
+use crate::image::reference::{self, ImageRef, Parsed};
+use crate::image::registries_conf::Registries;
 use crate::storage::{StorageConfig, Store};
+use crate::toolbox::engine::{ContainerInfo, Podman};
 use crate::toolbox::{self, CreateSpec, HostUser, LABEL_ARCH, LABEL_TOOLBOX};
 
 /// Which container: a name, or what create would name it.
@@ -284,7 +284,7 @@ fn pull_for_create(
 /// This very binary, which must be static to run inside any container.
 fn static_self() -> Result<PathBuf> {
     let me = std::env::current_exe().context("cannot find the mtbx binary")?;
-    crate::elf::check_static(&me, Arch::host()).map_err(|e| {
+    crate::emu::elf::check_static(&me, Arch::host()).map_err(|e| {
         anyhow!("containers need the static mtbx build ({e}); build it with scripts/setup.sh and run target/*-musl/release/mtbx")
     })?;
     Ok(me)
@@ -335,13 +335,14 @@ fn ensure_ready(podman: &Podman, c: &ContainerInfo) -> Result<()> {
     spin.finish_and_clear();
     // init-container's log: its warnings either way, its error on failure.
     let logs = podman.logs(c.name());
-    for w in logs.lines().filter_map(|l| l.strip_prefix(crate::initc::WARNING_PREFIX)) {
+    for w in logs.lines().filter_map(|l| l.strip_prefix(crate::toolbox::inside::WARNING_PREFIX)) {
         output::warn(w);
     }
     if started {
         return Ok(());
     }
-    let why: Vec<&str> = logs.lines().filter_map(|l| l.strip_prefix(crate::initc::ERROR_PREFIX)).collect();
+    let why: Vec<&str> =
+        logs.lines().filter_map(|l| l.strip_prefix(crate::toolbox::inside::ERROR_PREFIX)).collect();
     let why =
         if why.is_empty() { logs.lines().last().unwrap_or("no log").to_string() } else { why.join("; ") };
     Err(anyhow!("container {} did not start: {why}", c.name()))
@@ -555,16 +556,16 @@ pub fn rmi(args: RmiArgs) -> Result<i32> {
 
 pub fn init_container(args: InitArgs) -> Result<i32> {
     let arch = Arch::parse(&args.arch)?;
-    let init = crate::initc::InitArgs {
+    let init = crate::toolbox::inside::InitArgs {
         arch,
         user: HostUser { name: args.user, uid: args.uid, gid: args.gid, home: args.home, shell: args.shell },
         qemu: args.qemu,
     };
-    Ok(crate::initc::init_container(&init))
+    Ok(crate::toolbox::inside::init_container(&init))
 }
 
 pub fn container_exec(args: ExecArgs) -> Result<i32> {
-    let a = crate::initc::ExecArgs {
+    let a = crate::toolbox::inside::ExecArgs {
         uid: args.uid,
         gid: args.gid,
         user: args.user,
@@ -572,5 +573,5 @@ pub fn container_exec(args: ExecArgs) -> Result<i32> {
         workdir: args.workdir,
         command: args.command,
     };
-    Ok(crate::initc::container_exec(&a))
+    Ok(crate::toolbox::inside::container_exec(&a))
 }

@@ -174,7 +174,7 @@ impl StorageConfig {
 /// the user namespace mtbx makes for rootless pulls).
 pub fn current_owner() -> Owner {
     // SAFETY: getuid cannot fail.
-    let uid = crate::userns::rootless_uid().unwrap_or_else(|| unsafe { libc::getuid() });
+    let uid = crate::sys::userns::rootless_uid().unwrap_or_else(|| unsafe { libc::getuid() });
     if uid == 0 {
         return Owner::Root;
     }

@@ -158,8 +158,11 @@ pub struct ImageInfo {
 
 impl ImageInfo {
     /// Its config, parsed; an unreadable one reads as empty (no platform).
-    pub fn parsed_config(&self) -> crate::manifest::ImageConfig {
-        self.config.as_deref().and_then(|c| crate::manifest::ImageConfig::parse(c).ok()).unwrap_or_default()
+    pub fn parsed_config(&self) -> crate::image::manifest::ImageConfig {
+        self.config
+            .as_deref()
+            .and_then(|c| crate::image::manifest::ImageConfig::parse(c).ok())
+            .unwrap_or_default()
     }
 }
 
@@ -465,7 +468,7 @@ impl Store {
                 rec.big_data_names.push(key.clone());
             }
             rec.big_data_sizes.insert(key.clone(), bytes.len() as i64);
-            rec.big_data_digests.insert(key.clone(), crate::manifest::sha256_digest(bytes));
+            rec.big_data_digests.insert(key.clone(), crate::image::manifest::sha256_digest(bytes));
         }
         rec.names.retain(|n| *n != img.name);
         rec.names.insert(0, img.name.clone());

@@ -1,0 +1,20 @@
+//! Emulation: what it takes to run a program of one architecture on
+//! another, and the proof that it runs.
+//!
+//! - [`arch`]: the one table of platforms, names, ELF identities and
+//!   binfmt_misc magic. A new architecture is one row there.
+//! - [`elf`]: is an interpreter a static ELF for this machine?
+//! - [`binfmt`]: read and change a binfmt_misc instance with system calls.
+//! - [`host`]: what the host offers: interpreters, kernel, registrations.
+//! - [`sandbox`]: run a program in a user namespace with its own
+//!   binfmt_misc instance.
+//! - [`testprog`]: tiny generated programs, one per architecture.
+//! - [`check`]: prove that an architecture runs.
+
+pub mod arch;
+pub mod binfmt;
+pub mod check;
+pub mod elf;
+pub mod host;
+pub mod sandbox;
+pub mod testprog;

@@ -1,0 +1,20 @@
+//! Images where they live before a pull: in registries, or wherever
+//! skopeo's image proxy reads them.
+//!
+//! - [`reference`]: image references as podman reads them.
+//! - [`registries_conf`]: registries.conf (short names, mirrors, rewrites).
+//! - [`auth`]: credentials from auth files and flags.
+//! - [`manifest`]: OCI and Docker manifests, indexes and configs.
+//! - [`platform`]: choosing one platform of an index.
+//! - [`registry`]: the registry client (transports, retries, caps).
+//! - [`inspect`]: what an image is, resolved for one platform.
+//! - [`proxy`]: skopeo's image proxy as a second source.
+
+pub mod auth;
+pub mod inspect;
+pub mod manifest;
+pub mod platform;
+pub mod proxy;
+pub mod reference;
+pub mod registries_conf;
+pub mod registry;

@@ -1,0 +1,482 @@
+//! Toolbx-style containers of any architecture: which image and name a
+//! `create` means, the podman arguments that make a container feel like
+//! home, and how `run`/`enter` know the container is ready without asking
+//! podman (so a command in a running container costs one `podman exec`).
+//!
+//! Readiness: init-container (module [`crate::toolbox::inside`]) writes "PID
+//! STARTTIME" of itself into a stamp file on the host, bind-mounted into
+//! the container. The stamp is current exactly when that process still
+//! runs with that start time (containers share the host's PID namespace,
+//! as in Toolbx), so a stopped or restarted container never looks ready.
+
+pub mod engine;
+pub mod inside;
+
+use std::path::{Path, PathBuf};
+
+use crate::emu::arch::Arch;
+use crate::image::platform;
+use crate::image::reference::ImageRef;
+
+/// Toolbx's own label: `toolbox list` sees mtbx containers too.
+pub const LABEL_TOOLBOX: &str = "com.github.containers.toolbox";
+/// The platform an mtbx container runs (`arm64/v8`); list/enter/run/rm read it.
+pub const LABEL_ARCH: &str = "io.github.mtbx.arch";
+/// Where the static mtbx and the interpreter appear inside a container.
+pub const HOST_DIR: &str = "/run/mtbx-host";
+/// Where the readiness stamp directory appears inside a container.
+pub const STAMP_DIR: &str = "/run/mtbx-stamp";
+
+/// A distribution with toolbox images.
+#[derive(Debug, Clone, Copy)]
+pub struct Distro {
+    /// `--distro` value.
+    pub name: &'static str,
+    /// The release used when none is given.
+    pub default_release: &'static str,
+    /// Repository of its toolbox images (the tag is the release).
+    pub repository: &'static str,
+}
+
+/// The toolbox images mtbx knows by distribution, as Toolbx names them.
+pub const DISTROS: &[Distro] = &[
+    Distro { name: "fedora", default_release: "42", repository: "registry.fedoraproject.org/fedora-toolbox" },
+    Distro { name: "ubuntu", default_release: "24.04", repository: "quay.io/toolbx/ubuntu-toolbox" },
+    Distro { name: "debian", default_release: "12", repository: "quay.io/toolbx-images/debian-toolbox" },
+    Distro { name: "arch", default_release: "latest", repository: "quay.io/toolbx/arch-toolbox" },
+];
+
+/// The default distribution (Toolbx's).
+pub const DEFAULT_DISTRO: &str = "fedora";
+
+/// Bad input to create/enter/run/rm.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolboxError {
+    /// Unknown --distro.
+    #[error("unknown distribution '{0}'; mtbx knows {list} (or give --image)", list = DISTROS.iter().map(|d| d.name).collect::<Vec<_>>().join(", "))]
+    UnknownDistro(String),
+    /// A name podman will not take.
+    #[error("invalid container name '{0}': use letters, digits, '_', '.' and '-', starting with a letter or digit")]
+    BadName(String),
+    /// The host user cannot be determined.
+    #[error("cannot tell who you are: {0}")]
+    NoUser(String),
+    /// The host cannot emulate the architecture; the message says how to fix it.
+    #[error("{0}")]
+    Host(String),
+}
+
+/// The image of `distro` at `release` (defaults when None).
+pub fn distro_image(distro: Option<&str>, release: Option<&str>) -> Result<String, ToolboxError> {
+    let name = distro.unwrap_or(DEFAULT_DISTRO);
+    let d =
+        DISTROS.iter().find(|d| d.name == name).ok_or_else(|| ToolboxError::UnknownDistro(name.into()))?;
+    Ok(format!("{}:{}", d.repository, release.unwrap_or(d.default_release)))
+}
+
+/// The container name Toolbx would give: the image's last path component
+/// and tag (`fedora-toolbox-42`), with the architecture appended for a
+/// foreign one unless the tag already names it (`fedora-toolbox-42-arm64`).
+pub fn container_name(image: &ImageRef, arch: &Arch, native: bool) -> String {
+    let base = image.repository.rsplit('/').next().unwrap_or(&image.repository);
+    let mut name = format!("{base}-{}", image.tag_or_latest());
+    if !native && platform::arch_from_tag(image).is_none() {
+        name.push('-');
+        name.push_str(&arch.short_name());
+    }
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || "_.-".contains(c) { c } else { '-' }).collect()
+}
+
+/// Check a user-given container name against podman's rule.
+pub fn check_name(name: &str) -> Result<(), ToolboxError> {
+    let mut chars = name.chars();
+    let ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(ToolboxError::BadName(name.into()))
+    }
+}
+
+/// The host user the container is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostUser {
+    /// Login name.
+    pub name: String,
+    /// uid.
+    pub uid: u32,
+    /// Primary gid.
+    pub gid: u32,
+    /// Home directory.
+    pub home: PathBuf,
+    /// Login shell.
+    pub shell: PathBuf,
+}
+
+impl HostUser {
+    /// The user running mtbx.
+    pub fn current() -> Result<HostUser, ToolboxError> {
+        let uid = nix::unistd::getuid();
+        let u = nix::unistd::User::from_uid(uid)
+            .map_err(|e| ToolboxError::NoUser(e.to_string()))?
+            .ok_or_else(|| ToolboxError::NoUser(format!("uid {uid} has no passwd entry")))?;
+        Ok(HostUser { name: u.name, uid: u.uid.as_raw(), gid: u.gid.as_raw(), home: u.dir, shell: u.shell })
+    }
+}
+
+/// What a container is made of.
+#[derive(Debug, Clone)]
+pub struct CreateSpec {
+    /// Container name.
+    pub name: String,
+    /// Image name in the store.
+    pub image: String,
+    /// Its platform.
+    pub arch: &'static Arch,
+    /// The static interpreter, for a foreign platform.
+    pub qemu: Option<PathBuf>,
+    /// The static mtbx binary to bind-mount.
+    pub mtbx: PathBuf,
+    /// The user.
+    pub user: HostUser,
+    /// Rootless podman.
+    pub rootless: bool,
+    /// Host directory for the readiness stamp.
+    pub stamp_dir: PathBuf,
+}
+
+/// Path of the interpreter inside the container.
+pub fn qemu_in_container(arch: &Arch) -> String {
+    format!("{HOST_DIR}/qemu-{}", arch.qemu.name)
+}
+
+/// The `podman create` arguments for a toolbox container, as Toolbx makes
+/// them (host network, PID and IPC namespaces, privileged, the home and
+/// the whole host under /run/host) plus what emulation needs: a user
+/// namespace of its own (rootless: keep-id; rootful: an identity map of
+/// 65536 ids), so that init-container mounts a binfmt_misc instance private
+/// to the container; the interpreter and mtbx, read only; mtbx as the
+/// entrypoint.
+pub fn create_args(spec: &CreateSpec) -> Vec<String> {
+    let u = &spec.user;
+    let mut a: Vec<String> = [
+        "create",
+        "--cgroupns",
+        "host",
+        "--dns",
+        "none",
+        "--hostname",
+        "toolbx",
+        "--ipc",
+        "host",
+        "--network",
+        "host",
+        "--no-hosts",
+        "--pid",
+        "host",
+        "--privileged",
+        "--security-opt",
+        "label=disable",
+        "--ulimit",
+        "host",
+        "--user",
+        "root:root",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if spec.rootless {
+        a.extend(["--userns".into(), "keep-id".into()]);
+    } else {
+        a.extend(["--uidmap".into(), "0:0:65536".into(), "--gidmap".into(), "0:0:65536".into()]);
+    }
+    let mut vol = |src: &Path, dst: &str, opts: &str| {
+        a.push("--volume".into());
+        a.push(format!("{}:{dst}:{opts}", src.display()));
+    };
+    vol(Path::new("/"), "/run/host", "rslave");
+    vol(Path::new("/dev"), "/dev", "rslave");
+    vol(&u.home, &u.home.to_string_lossy(), "rslave");
+    if let Some(rt) = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).filter(|p| p.is_dir()) {
+        vol(&rt, &rt.to_string_lossy(), "rslave");
+    }
+    vol(&spec.mtbx, &format!("{HOST_DIR}/mtbx"), "ro");
+    if let Some(q) = &spec.qemu {
+        vol(q, &qemu_in_container(spec.arch), "ro");
+    }
+    vol(&spec.stamp_dir, STAMP_DIR, "rw");
+    a.extend([
+        "--label".into(),
+        format!("{LABEL_TOOLBOX}=true"),
+        "--label".into(),
+        format!("{LABEL_ARCH}={}", spec.arch.platform()),
+        "--name".into(),
+        spec.name.clone(),
+        "--entrypoint".into(),
+        format!("{HOST_DIR}/mtbx"),
+        spec.image.clone(),
+        "init-container".into(),
+        "--arch".into(),
+        spec.arch.platform(),
+        "--user".into(),
+        u.name.clone(),
+        "--uid".into(),
+        u.uid.to_string(),
+        "--gid".into(),
+        u.gid.to_string(),
+        "--home".into(),
+        u.home.display().to_string(),
+        "--shell".into(),
+        u.shell.display().to_string(),
+    ]);
+    if spec.qemu.is_some() {
+        a.extend(["--qemu".into(), qemu_in_container(spec.arch)]);
+    }
+    a
+}
+
+/// Host directory of a container's readiness stamp: /run/mtbx/<name> for
+/// root, `$XDG_RUNTIME_DIR/mtbx/<name>` (or /tmp/mtbx-<uid>/<name>) rootless.
+pub fn stamp_dir(name: &str) -> PathBuf {
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let base = if uid == 0 {
+        PathBuf::from("/run/mtbx")
+    } else {
+        std::env::var_os("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .filter(|p| p.is_dir())
+            .map(|p| p.join("mtbx"))
+            .unwrap_or_else(|| PathBuf::from(format!("/tmp/mtbx-{uid}")))
+    };
+    base.join(name)
+}
+
+/// Create a container's stamp directory. Its parent is made 0700 and must
+/// belong to this user: under /tmp someone else could have made it first.
+pub fn make_stamp_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let parent = dir.parent().unwrap_or(Path::new("/"));
+    crate::fsutil::mkdir_all(parent, 0o700)?;
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let owner = std::fs::symlink_metadata(parent)?.uid();
+    if owner != uid {
+        return Err(std::io::Error::other(format!(
+            "{} belongs to uid {owner}, not to you; remove it",
+            parent.display()
+        )));
+    }
+    std::fs::create_dir_all(dir)
+}
+
+/// The stamp file in a stamp directory.
+pub fn stamp_file(dir: &Path) -> PathBuf {
+    dir.join("ready")
+}
+
+/// The start time of process `pid` (field 22 of /proc/PID/stat), which with
+/// the pid identifies one process for good.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// The stamp text for this process.
+pub fn stamp_text() -> String {
+    let pid = std::process::id();
+    format!("{pid} {}\n", start_time(pid).unwrap_or(0))
+}
+
+/// Whether the stamp says a live init-container finished its setup.
+pub fn is_ready(stamp: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(stamp) else { return false };
+    let mut it = text.split_whitespace();
+    match (it.next().and_then(|p| p.parse().ok()), it.next().and_then(|t| t.parse::<u64>().ok())) {
+        (Some(pid), Some(t)) => start_time(pid) == Some(t),
+        _ => false,
+    }
+}
+
+/// A usable static interpreter for `arch` (the one given, or the first
+/// found), and a way for the kernel to hand it the container's programs: a
+/// kernel with per-namespace binfmt_misc (>= 6.7), or a host entry. Checked
+/// before anything is downloaded; the error says what to install or run.
+pub fn check_host(arch: &'static Arch, explicit: Option<&Path>) -> Result<PathBuf, ToolboxError> {
+    let search = crate::emu::host::find_interpreter(arch, explicit);
+    let Some(found) = search.usable() else { return Err(ToolboxError::Host(search.problem(arch))) };
+    let kernel = crate::emu::host::kernel_version();
+    if !crate::emu::host::kernel_has_userns_binfmt(kernel) {
+        let host = crate::emu::host::HostBinfmt::read(&crate::emu::binfmt::BinfmtFs::default());
+        if host.entry_for(arch).is_none() {
+            return Err(ToolboxError::Host(format!(
+                "this kernel ({}) gives containers no binfmt_misc of their own (Linux >= 6.7 does) and the host has no entry for {}: run `sudo mtbx binfmt register --arch {} --persistent`",
+                kernel.map(|(a, b)| format!("{a}.{b}")).unwrap_or_else(|| "unknown".into()),
+                arch.platform(),
+                arch.short_name()
+            )));
+        }
+    }
+    Ok(std::fs::canonicalize(&found.path).unwrap_or_else(|_| found.path.clone()))
+}
+
+/// The `podman exec` arguments of `run`/`enter`: container-exec (inside)
+/// becomes `user`, goes to `cwd` when the container has it, and runs
+/// `command` (the login shell when empty), with `env` passed from the host.
+pub fn exec_args(
+    name: &str,
+    user: &HostUser,
+    cwd: Option<&Path>,
+    env: &[(&str, std::ffi::OsString)],
+    command: &[std::ffi::OsString],
+    tty: bool,
+) -> Vec<std::ffi::OsString> {
+    use std::ffi::OsString;
+    let mut args: Vec<OsString> = vec!["exec".into(), "--interactive".into()];
+    if tty {
+        args.push("--tty".into());
+    }
+    for (k, v) in env {
+        let mut kv = OsString::from(format!("{k}="));
+        kv.push(v);
+        args.extend(["--env".into(), kv]);
+    }
+    args.push(name.into());
+    args.push(format!("{HOST_DIR}/mtbx").into());
+    args.push("container-exec".into());
+    for (k, v) in [
+        ("--uid", user.uid.to_string()),
+        ("--gid", user.gid.to_string()),
+        ("--user", user.name.clone()),
+        ("--home", user.home.display().to_string()),
+    ] {
+        args.push(k.into());
+        args.push(v.into());
+    }
+    if let Some(d) = cwd {
+        args.push("--workdir".into());
+        args.push(d.into());
+    }
+    args.push("--".into());
+    args.extend(command.iter().cloned());
+    args
+}
+
+/// Environment variables passed from the host into `run`/`enter`.
+pub const PASSED_ENV: &[&str] = &[
+    "TERM",
+    "COLORTERM",
+    "LANG",
+    "LC_ALL",
+    "DISPLAY",
+    "WAYLAND_DISPLAY",
+    "XDG_RUNTIME_DIR",
+    "DBUS_SESSION_BUS_ADDRESS",
+    "SSH_AUTH_SOCK",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::reference::{parse, Parsed};
+
+    fn r(s: &str) -> ImageRef {
+        match parse(s).unwrap() {
+            Parsed::Qualified(i) => i,
+            Parsed::Short { .. } => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn names_as_toolbx_gives_them() {
+        let arm64 = Arch::parse("arm64").unwrap();
+        let img = r("registry.fedoraproject.org/fedora-toolbox:42");
+        assert_eq!(container_name(&img, Arch::host(), true), "fedora-toolbox-42");
+        assert_eq!(container_name(&img, arm64, false), "fedora-toolbox-42-arm64");
+        let tagged = r("registry.fedoraproject.org/fedora-toolbox:42-aarch64");
+        assert_eq!(container_name(&tagged, arm64, false), "fedora-toolbox-42-aarch64");
+        assert_eq!(
+            container_name(&r("quay.io/x/my_img"), Arch::parse("arm/v6").unwrap(), false),
+            "my_img-latest-arm-v6"
+        );
+    }
+
+    #[test]
+    fn distro_defaults_and_unknowns() {
+        assert_eq!(distro_image(None, None).unwrap(), "registry.fedoraproject.org/fedora-toolbox:42");
+        assert_eq!(
+            distro_image(Some("ubuntu"), Some("22.04")).unwrap(),
+            "quay.io/toolbx/ubuntu-toolbox:22.04"
+        );
+        assert!(distro_image(Some("gentoo"), None).unwrap_err().to_string().contains("fedora, ubuntu"));
+    }
+
+    #[test]
+    fn exec_passes_the_user_the_directory_and_the_command_untouched() {
+        let u = HostUser {
+            name: "ann".into(),
+            uid: 1000,
+            gid: 100,
+            home: "/home/ann".into(),
+            shell: "/bin/sh".into(),
+        };
+        let env = [("TERM", std::ffi::OsString::from("xterm"))];
+        let cmd = ["sh".into(), "-c".into(), "echo --uid $1".into()];
+        let a = exec_args("box", &u, Some(Path::new("/home/ann/src")), &env, &cmd, false);
+        let a: Vec<String> = a.iter().map(|s| s.to_string_lossy().into_owned()).collect();
+        assert_eq!(
+            a.join(" "),
+            "exec --interactive --env TERM=xterm box /run/mtbx-host/mtbx container-exec --uid 1000 --gid 100 \
+             --user ann --home /home/ann --workdir /home/ann/src -- sh -c echo --uid $1"
+        );
+        let a = exec_args("box", &u, None, &[], &[], true);
+        assert_eq!(a[2], "--tty");
+        assert_eq!(a.last().unwrap(), "--", "an empty command means the login shell");
+    }
+
+    #[test]
+    fn names_podman_accepts() {
+        assert!(check_name("my-box.1_x").is_ok());
+        assert!(check_name("-x").is_err() && check_name("a b").is_err() && check_name("").is_err());
+    }
+
+    #[test]
+    fn a_stamp_is_current_only_for_a_live_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let stamp = stamp_file(dir.path());
+        assert!(!is_ready(&stamp));
+        std::fs::write(&stamp, stamp_text()).unwrap();
+        assert!(is_ready(&stamp));
+        std::fs::write(&stamp, format!("{} 1\n", std::process::id())).unwrap();
+        assert!(!is_ready(&stamp), "same pid, other start time: a reused pid");
+    }
+
+    #[test]
+    fn rootful_containers_get_a_user_namespace_of_their_own() {
+        let spec = CreateSpec {
+            name: "n".into(),
+            image: "img".into(),
+            arch: Arch::parse("arm64").unwrap(),
+            qemu: Some("/usr/bin/qemu-aarch64-static".into()),
+            mtbx: "/usr/bin/mtbx".into(),
+            user: HostUser {
+                name: "u".into(),
+                uid: 1000,
+                gid: 1000,
+                home: "/home/u".into(),
+                shell: "/bin/bash".into(),
+            },
+            rootless: false,
+            stamp_dir: "/run/mtbx/n".into(),
+        };
+        let a = create_args(&spec).join(" ");
+        assert!(a.contains("--uidmap 0:0:65536"), "{a}");
+        assert!(a.contains("--volume /usr/bin/qemu-aarch64-static:/run/mtbx-host/qemu-aarch64:ro"), "{a}");
+        assert!(a.ends_with("--qemu /run/mtbx-host/qemu-aarch64"), "{a}");
+        let a = create_args(&CreateSpec { rootless: true, ..spec }).join(" ");
+        assert!(a.contains("--userns keep-id") && !a.contains("--uidmap"), "{a}");
+    }
+}

@@ -1,0 +1,219 @@
+//! A podman of the test's own: a storage.conf and containers.conf in a
+//! temporary directory (graph root and run root inside it), given to both
+//! podman and mtbx through CONTAINERS_STORAGE_CONF / CONTAINERS_CONF, so
+//! tests never touch the machine's image store or /etc. The
+//! containers.conf carries this machine's quirks (DESIGN.md section 3).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use super::{mtbx_bin, skip, text};
+
+pub struct PodmanEnv {
+    pub dir: tempfile::TempDir,
+    pub graph: PathBuf,
+    pub run: PathBuf,
+    pub storage_conf: PathBuf,
+    pub containers_conf: PathBuf,
+    /// Run as this user (rootless tests), via runuser.
+    pub user: Option<TestUser>,
+}
+
+#[derive(Clone)]
+pub struct TestUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: PathBuf,
+}
+
+/// The user CI creates for rootless tests (scripts/setup.sh).
+pub const TEST_USER: &str = "mtbxtest";
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn podman_installed() -> bool {
+    Command::new("podman").arg("--version").output().is_ok_and(|o| o.status.success())
+}
+
+/// Root and podman, or a printed skip reason.
+fn root_and_podman(test: &str, why_root: &str) -> Option<()> {
+    if !is_root() {
+        skip(test, why_root);
+        return None;
+    }
+    if !podman_installed() {
+        skip(test, "podman not installed (apt-get install podman runc uidmap)");
+        return None;
+    }
+    Some(())
+}
+
+impl PodmanEnv {
+    /// A rootful environment (overlay), or None with a printed skip reason.
+    pub fn rootful(test: &str) -> Option<PodmanEnv> {
+        root_and_podman(test, "needs root (rootful podman and containers-storage)")?;
+        Some(Self::make(Some("overlay"), None))
+    }
+
+    /// A rootless environment for the test user (vfs, podman's default),
+    /// or None with a printed skip reason.
+    pub fn rootless(test: &str) -> Option<PodmanEnv> {
+        root_and_podman(test, "needs root to act as the rootless test user")?;
+        let Some(user) = test_user() else {
+            skip(test, &format!("no user {TEST_USER} with /etc/subuid and /etc/subgid ranges (scripts/setup.sh creates it)"));
+            return None;
+        };
+        // podman 4 refuses a storage.conf without a driver for rootless
+        // use; vfs is what it picks here when there is no file at all.
+        Some(Self::make(Some("vfs"), Some(user)))
+    }
+
+    fn make(driver: Option<&str>, user: Option<TestUser>) -> PodmanEnv {
+        let dir = tempfile::Builder::new().prefix("mtbx-podman-").tempdir().unwrap();
+        let graph = dir.path().join("graph");
+        let run = dir.path().join("run");
+        let storage_conf = dir.path().join("storage.conf");
+        let containers_conf = dir.path().join("containers.conf");
+        // Rootless podman takes only rootless_storage_path from this file.
+        let mut conf = match &user {
+            None => {
+                format!("[storage]\ngraphroot = \"{}\"\nrunroot = \"{}\"\n", graph.display(), run.display())
+            }
+            Some(_) => format!("[storage]\nrootless_storage_path = \"{}\"\n", graph.display()),
+        };
+        if let Some(d) = driver {
+            conf.push_str(&format!("driver = \"{d}\"\n"));
+        }
+        std::fs::write(&storage_conf, conf).unwrap();
+        std::fs::write(dir.path().join("registries.conf"), "").unwrap();
+        std::fs::write(
+            &containers_conf,
+            "[containers]\ndefault_ulimits = []\n[engine]\nruntime = \"runc\"\n",
+        )
+        .unwrap();
+        if let Some(u) = &user {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+            for d in [&graph, &run] {
+                std::fs::create_dir_all(d).unwrap();
+                std::os::unix::fs::chown(d, Some(u.uid), Some(u.gid)).unwrap();
+                std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).unwrap();
+            }
+        }
+        PodmanEnv { dir, graph, run, storage_conf, containers_conf, user }
+    }
+
+    /// `program` with this environment's podman settings (as the test user
+    /// when rootless).
+    pub fn command(&self, program: &Path, args: &[&str]) -> Command {
+        let mut c = match &self.user {
+            Some(u) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", &u.name, "--"]).arg(program);
+                c.env("HOME", &u.home).env("USER", &u.name).env_remove("XDG_RUNTIME_DIR");
+                c
+            }
+            None => Command::new(program),
+        };
+        c.args(args)
+            .env("CONTAINERS_STORAGE_CONF", &self.storage_conf)
+            .env("CONTAINERS_CONF", &self.containers_conf)
+            .env("CONTAINERS_REGISTRIES_CONF", self.dir.path().join("registries.conf"))
+            .env("NO_COLOR", "1")
+            .current_dir("/");
+        c
+    }
+
+    pub fn podman(&self, args: &[&str]) -> Command {
+        self.command(Path::new("podman"), args)
+    }
+
+    /// mtbx, from a copy the test user can execute.
+    pub fn mtbx(&self, args: &[&str]) -> Command {
+        self.command(&self.mtbx_path(), args)
+    }
+
+    fn mtbx_path(&self) -> PathBuf {
+        self.reachable(&mtbx_bin(), "mtbx")
+    }
+
+    /// `bin`, or a copy of it the test user can execute.
+    pub fn reachable(&self, bin: &Path, name: &str) -> PathBuf {
+        if self.user.is_none() {
+            return bin.to_path_buf();
+        }
+        let p = self.dir.path().join(name);
+        if !p.exists() {
+            std::fs::copy(bin, &p).unwrap();
+        }
+        p
+    }
+
+    /// Run podman, assert success, return stdout.
+    pub fn podman_ok(&self, args: &[&str]) -> String {
+        let out = self.podman(args).output().unwrap();
+        assert!(out.status.success(), "podman {args:?} failed: {}", text(&out.stderr));
+        text(&out.stdout)
+    }
+
+    /// Run mtbx, return its output.
+    pub fn run_mtbx(&self, args: &[&str]) -> Output {
+        self.mtbx(args).output().unwrap()
+    }
+
+    /// layers.json of whichever driver the store uses ([] when none).
+    pub fn layers_json(&self) -> serde_json::Value {
+        self.store_json("layers")
+    }
+
+    /// images.json of whichever driver the store uses ([] when none).
+    pub fn images_json(&self) -> serde_json::Value {
+        self.store_json("images")
+    }
+
+    fn store_json(&self, kind: &str) -> serde_json::Value {
+        for d in ["overlay", "vfs"] {
+            let p = self.graph.join(format!("{d}-{kind}/{kind}.json"));
+            if let Ok(b) = std::fs::read(&p) {
+                return serde_json::from_slice(&b).unwrap_or(serde_json::json!([]));
+            }
+        }
+        serde_json::json!([])
+    }
+}
+
+impl Drop for PodmanEnv {
+    fn drop(&mut self) {
+        // podman bind-mounts overlay/ onto itself and may leave it mounted.
+        let _ = Command::new("umount").arg("-l").arg(self.graph.join("overlay")).output();
+        if self.user.is_some() {
+            // The test user's files belong to its subordinate ids: remove
+            // them from inside its namespace.
+            let _ = self.podman(&["system", "reset", "-f"]).output();
+        }
+    }
+}
+
+pub fn test_user() -> Option<TestUser> {
+    let out = Command::new("id").args(["-u", TEST_USER]).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let uid: u32 = text(&out.stdout).trim().parse().ok()?;
+    let gid: u32 =
+        text(&Command::new("id").args(["-g", TEST_USER]).output().ok()?.stdout).trim().parse().ok()?;
+    let has_range = |f: &str| {
+        std::fs::read_to_string(f)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.starts_with(&format!("{TEST_USER}:")))
+    };
+    if !has_range("/etc/subuid") || !has_range("/etc/subgid") {
+        return None;
+    }
+    Some(TestUser { name: TEST_USER.into(), uid, gid, home: PathBuf::from(format!("/home/{TEST_USER}")) })
+}

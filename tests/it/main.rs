@@ -1,0 +1,16 @@
+//! mtbx's integration tests: one binary, a module per topic, run against
+//! the library and the built `mtbx` binary. The vendor tests (real
+//! registry, podman, skopeo) are the other binary, `vendor-tests/`; both
+//! share the helpers of `tests/common` (the `common` crate).
+
+mod binfmt_entries;
+mod binfmt_userns;
+mod elf_real_files;
+mod emulation;
+mod fixtures_valid;
+mod init_container;
+mod inspect;
+mod pull;
+mod storage_apply;
+mod table_vs_qemu;
+mod toolbox_cli;
