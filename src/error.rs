@@ -59,6 +59,18 @@ impl Classify for BadInput {
     }
 }
 
+/// A failure a child process already reported on stderr: nothing more is
+/// printed, and mtbx exits with the child's code.
+#[derive(Debug, thiserror::Error)]
+#[error("exited with code {0}")]
+pub struct Reported(pub i32);
+
+impl Classify for Reported {
+    fn kind(&self) -> Kind {
+        Kind::Failed
+    }
+}
+
 /// The kind of one error of the chain, if its type is known here.
 fn classify(e: &(dyn StdError + 'static)) -> Option<Kind> {
     macro_rules! known {
@@ -70,10 +82,17 @@ fn classify(e: &(dyn StdError + 'static)) -> Option<Kind> {
     }
     known!(
         BadInput,
+        crate::toolbox::ToolboxError,
+        crate::toolbox::service::ServiceError,
+        crate::toolbox::engine::EngineError,
         crate::image::registry::RegistryError,
         crate::image::inspect::InspectError,
         crate::image::proxy::ProxyError,
         crate::pull::PullError,
+        crate::storage::StorageError,
+        crate::emu::arch::UnknownArch,
+        crate::image::registries_conf::RegistriesError,
+        crate::sys::userns::UsernsError,
     );
     None
 }
@@ -82,4 +101,18 @@ fn classify(e: &(dyn StdError + 'static)) -> Option<Kind> {
 /// type knows one, [`Kind::Failed`] otherwise.
 pub fn kind_of(err: &anyhow::Error) -> Kind {
     err.chain().find_map(classify).unwrap_or(Kind::Failed)
+}
+
+/// The exit code for an error: a child's own code when it already
+/// reported the failure, else its kind's.
+pub fn exit_code(err: &anyhow::Error) -> i32 {
+    match already_reported(err) {
+        Some(code) => code,
+        None => kind_of(err).exit_code(),
+    }
+}
+
+/// The code of a failure a child process already reported, if it is one.
+pub fn already_reported(err: &anyhow::Error) -> Option<i32> {
+    err.chain().find_map(|e| e.downcast_ref::<Reported>()).map(|r| r.0)
 }

@@ -240,7 +240,7 @@ fn check(names: &[String], qemu: Option<PathBuf>, format: Format) -> Result<i32>
         print!("{}", t.render(color));
     }
     for r in rows.iter().filter(|r| !r.passed) {
-        super::report_error(&anyhow::anyhow!("{}", r.error.as_deref().unwrap_or("failed")));
+        super::report_error(&anyhow::anyhow!("{}", r.error.as_deref().unwrap_or("failed")), false);
     }
     Ok(if all_passed { exit::OK } else { exit::FAILED })
 }

@@ -71,9 +71,9 @@ impl RegistryArgs {
 impl ImageArgs {
     /// The request and the registries.conf it is resolved with: what both
     /// inspect and pull start from. Either failing is bad input.
-    pub fn resolve(&self, tags: bool) -> Result<(Request, Registries), String> {
-        let req = self.request(tags).map_err(|e| e.to_string())?;
-        let regs = self.registries().map_err(|e| e.to_string())?;
+    pub fn resolve(&self, tags: bool) -> anyhow::Result<(Request, Registries)> {
+        let req = self.request(tags)?;
+        let regs = self.registries()?;
         Ok((req, regs))
     }
 

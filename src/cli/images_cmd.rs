@@ -6,9 +6,7 @@ use clap::Args;
 use serde::Serialize;
 
 use super::exit;
-use super::inspect_cmd::fail;
 use super::output::{self, Format, Table};
-use crate::error::Kind;
 use crate::image::inspect::human_size;
 use crate::storage::{StorageConfig, Store};
 
@@ -31,14 +29,8 @@ struct ImageRow {
 }
 
 pub fn run(args: ImagesArgs) -> Result<i32> {
-    let store = match StorageConfig::for_current_user().and_then(Store::open) {
-        Ok(s) => s,
-        Err(e) => return Ok(fail(&e.to_string(), Kind::BadInput)),
-    };
-    let images = match store.images() {
-        Ok(i) => i,
-        Err(e) => return Ok(fail(&e.to_string(), Kind::Failed)),
-    };
+    let store = Store::open(StorageConfig::for_current_user()?)?;
+    let images = store.images()?;
     let rows: Vec<ImageRow> = images
         .into_iter()
         .map(|i| {

@@ -10,7 +10,6 @@ use clap::Args;
 use super::exit;
 use super::image_args::ImageArgs;
 use super::output::{self, Format};
-use crate::error::{Classify, Kind};
 use crate::image::inspect::{self, human_size};
 
 #[derive(Debug, Args)]
@@ -37,10 +36,7 @@ pub struct InspectArgs {
 pub fn run(args: InspectArgs) -> Result<i32> {
     // Before the runtime and the spinner start threads.
     crate::image::registry::prefer_system_ca_bundle();
-    let (req, regs) = match args.image.resolve(args.tags) {
-        Ok(v) => v,
-        Err(e) => return Ok(fail(&e, Kind::BadInput)),
-    };
+    let (req, regs) = args.image.resolve(args.tags)?;
     let opts = args.image.options();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let spin = output::spinner(format!("inspecting {}", args.image.image));
@@ -51,10 +47,7 @@ pub fn run(args: InspectArgs) -> Result<i32> {
     rt.shutdown_background();
     tracing::debug!("runtime down");
     spin.finish_and_clear();
-    let found = match result {
-        Ok(f) => f,
-        Err(e) => return Ok(fail(&e.to_string(), e.kind())),
-    };
+    let found = result?;
     let mut out = std::io::stdout().lock();
     if args.raw {
         out.write_all(&found.top_bytes)?;
@@ -101,10 +94,4 @@ pub fn run(args: InspectArgs) -> Result<i32> {
         field(&mut out, "Tags", &tags.join(", "))?;
     }
     Ok(exit::OK)
-}
-
-/// Report an error and give the exit code for its kind.
-pub fn fail(msg: &str, kind: Kind) -> i32 {
-    super::report_error(&anyhow::anyhow!("{msg}"));
-    kind.exit_code()
 }

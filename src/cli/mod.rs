@@ -62,20 +62,14 @@ enum Command {
     ContainerExec(toolbox_cmd::ExecArgs),
 }
 
-/// Exit codes, as documented in README.md.
+/// Exit codes, as documented in README.md: the ones commands return
+/// themselves; errors get theirs from [`crate::error::Kind`].
 pub mod exit {
+    use crate::error::Kind;
     /// Success.
     pub const OK: i32 = 0;
     /// The command ran and something failed (an error, or a failed check).
-    pub const FAILED: i32 = 1;
-    /// Bad usage or bad input (clap's own code for argument errors).
-    pub const USAGE: i32 = 2;
-    /// The image, tag or platform does not exist.
-    pub const NOT_FOUND: i32 = 3;
-    /// Authentication needed or refused.
-    pub const AUTH: i32 = 4;
-    /// The registry could not be reached.
-    pub const NETWORK: i32 = 5;
+    pub const FAILED: i32 = Kind::Failed.exit_code();
 }
 
 /// Parse the process arguments, run the command, return the exit code.
@@ -101,16 +95,24 @@ pub fn run() -> i32 {
     match result {
         Ok(code) => code,
         Err(err) => {
-            report_error(&err);
-            exit::FAILED
+            if crate::error::already_reported(&err).is_none() {
+                report_error(&err, cli.log_level >= tracing::Level::DEBUG);
+            }
+            crate::error::exit_code(&err)
         }
     }
 }
 
-/// Print an error chain as one line: `mtbx: error: outer: inner`.
-pub fn report_error(err: &anyhow::Error) {
+/// Print an error chain as one line, `mtbx: error: outer: inner`, and
+/// with `debug` each cause again on a `caused by:` line of its own.
+pub fn report_error(err: &anyhow::Error, debug: bool) {
     let head = paint("error:", Style::Red, output::color_stderr());
     eprintln!("mtbx: {head} {err:#}");
+    if debug {
+        for cause in err.chain().skip(1) {
+            eprintln!("  caused by: {cause}");
+        }
+    }
 }
 
 fn init_logging(level: tracing::Level) {

@@ -11,9 +11,7 @@ use serde::Serialize;
 
 use super::exit;
 use super::image_args::ImageArgs;
-use super::inspect_cmd::fail;
 use super::output::{self, Format};
-use crate::error::{Classify, Kind};
 use crate::image::inspect::human_size;
 use crate::pull::{self, Observer, PlannedLayer};
 use crate::storage::{Owner, StorageConfig, Store};
@@ -63,20 +61,11 @@ pub fn run(args: PullArgs) -> Result<i32> {
     if matches!(crate::storage::config::current_owner(), Owner::Rootless { .. })
         && crate::sys::userns::rootless_uid().is_none()
     {
-        return match crate::sys::userns::reexec() {
-            Ok(code) => Ok(code),
-            Err(e) => Ok(fail(&e.to_string(), Kind::BadInput)),
-        };
+        return Ok(crate::sys::userns::reexec()?);
     }
     crate::image::registry::prefer_system_ca_bundle();
-    let (req, regs) = match args.image.resolve(false) {
-        Ok(v) => v,
-        Err(e) => return Ok(fail(&e, Kind::BadInput)),
-    };
-    let store = match StorageConfig::for_current_user().and_then(Store::open) {
-        Ok(s) => Arc::new(s),
-        Err(e) => return Ok(fail(&e.to_string(), Kind::BadInput)),
-    };
+    let (req, regs) = args.image.resolve(false)?;
+    let store = Arc::new(Store::open(StorageConfig::for_current_user()?)?);
     let opts = args.image.options();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let spin = if args.quiet {
@@ -90,10 +79,7 @@ pub fn run(args: PullArgs) -> Result<i32> {
     };
     let prepared = rt.block_on(pull::prepare(&req, &regs, &opts, store.clone(), kind));
     spin.finish_and_clear();
-    let prepared = match prepared {
-        Ok(p) => p,
-        Err(e) => return Ok(fail(&e.to_string(), e.kind())),
-    };
+    let prepared = prepared?;
     let plan = prepared.plan().clone();
     let size = plan.download_size();
     if plan.missing() > 0
@@ -115,10 +101,7 @@ pub fn run(args: PullArgs) -> Result<i32> {
     let result = rt.block_on(prepared.run(bars.clone()));
     rt.shutdown_background();
     bars.finish();
-    let id = match result {
-        Ok(id) => id,
-        Err(e) => return Ok(fail(&e.to_string(), e.kind())),
-    };
+    let id = result?;
     if args.quiet {
         println!("{id}");
         return Ok(exit::OK);

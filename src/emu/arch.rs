@@ -427,6 +427,12 @@ pub static ARCHES: &[Arch] = &[
     },
 ];
 
+impl crate::error::Classify for UnknownArch {
+    fn kind(&self) -> crate::error::Kind {
+        crate::error::Kind::BadInput
+    }
+}
+
 /// An architecture name that is in no row of the table.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("unknown architecture '{given}'; valid names: {valid}")]

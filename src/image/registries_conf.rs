@@ -95,6 +95,12 @@ pub struct Endpoint {
     pub insecure: bool,
 }
 
+impl crate::error::Classify for RegistriesError {
+    fn kind(&self) -> crate::error::Kind {
+        crate::error::Kind::BadInput
+    }
+}
+
 /// Failures; each message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistriesError {

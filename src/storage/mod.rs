@@ -62,6 +62,15 @@ pub enum StorageError {
     },
 }
 
+impl crate::error::Classify for StorageError {
+    fn kind(&self) -> crate::error::Kind {
+        match self {
+            StorageError::Config(_) => crate::error::Kind::BadInput,
+            _ => crate::error::Kind::Failed,
+        }
+    }
+}
+
 fn io(what: impl Into<String>, path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
     let what = what.into();
     move |source| StorageError::Io { what, path: path.to_path_buf(), source }

@@ -4,3 +4,8 @@
 //! and [`userns`], the user namespace rootless pulls run in.
 
 pub mod userns;
+
+/// The real user id of this process.
+pub fn getuid() -> u32 {
+    nix::unistd::getuid().as_raw()
+}

@@ -46,6 +46,12 @@ pub enum UsernsError {
     Setup(String),
 }
 
+impl crate::error::Classify for UsernsError {
+    fn kind(&self) -> crate::error::Kind {
+        crate::error::Kind::BadInput
+    }
+}
+
 /// The rootless user this process acts for, when it is the namespace child.
 pub fn rootless_uid() -> Option<u32> {
     std::env::var(ENV_UID).ok().and_then(|v| v.parse().ok())

@@ -31,6 +31,12 @@ pub enum EngineError {
     },
 }
 
+impl crate::error::Classify for EngineError {
+    fn kind(&self) -> crate::error::Kind {
+        crate::error::Kind::Failed
+    }
+}
+
 /// A container as `podman ps --format json` lists it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]

@@ -11,6 +11,7 @@
 
 pub mod engine;
 pub mod inside;
+pub mod service;
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +23,10 @@ use crate::image::reference::ImageRef;
 pub const LABEL_TOOLBOX: &str = "com.github.containers.toolbox";
 /// The platform an mtbx container runs (`arm64/v8`); list/enter/run/rm read it.
 pub const LABEL_ARCH: &str = "io.github.mtbx.arch";
+/// The host directory of the container's readiness stamp, recorded at
+/// create: `run` under another environment (sudo -u, cron, ssh) may
+/// compute another one.
+pub const LABEL_STAMP_DIR: &str = "io.github.mtbx.stamp-dir";
 /// Where the static mtbx and the interpreter appear inside a container.
 pub const HOST_DIR: &str = "/run/mtbx-host";
 /// Where the readiness stamp directory appears inside a container.
@@ -112,6 +117,15 @@ pub struct HostUser {
     pub home: PathBuf,
     /// Login shell.
     pub shell: PathBuf,
+}
+
+impl crate::error::Classify for ToolboxError {
+    fn kind(&self) -> crate::error::Kind {
+        match self {
+            ToolboxError::UnknownDistro(_) | ToolboxError::BadName(_) => crate::error::Kind::BadInput,
+            ToolboxError::NoUser(_) | ToolboxError::Host(_) => crate::error::Kind::Failed,
+        }
+    }
 }
 
 impl HostUser {
@@ -211,6 +225,8 @@ pub fn create_args(spec: &CreateSpec) -> Vec<String> {
         format!("{LABEL_TOOLBOX}=true"),
         "--label".into(),
         format!("{LABEL_ARCH}={}", spec.arch.platform()),
+        "--label".into(),
+        format!("{LABEL_STAMP_DIR}={}", spec.stamp_dir.display()),
         "--name".into(),
         spec.name.clone(),
         "--entrypoint".into(),
@@ -239,8 +255,7 @@ pub fn create_args(spec: &CreateSpec) -> Vec<String> {
 /// Host directory of a container's readiness stamp: /run/mtbx/<name> for
 /// root, `$XDG_RUNTIME_DIR/mtbx/<name>` (or /tmp/mtbx-<uid>/<name>) rootless.
 pub fn stamp_dir(name: &str) -> PathBuf {
-    // SAFETY: getuid cannot fail.
-    let uid = unsafe { libc::getuid() };
+    let uid = crate::sys::getuid();
     let base = if uid == 0 {
         PathBuf::from("/run/mtbx")
     } else {
@@ -253,14 +268,15 @@ pub fn stamp_dir(name: &str) -> PathBuf {
     base.join(name)
 }
 
-/// Create a container's stamp directory. Its parent is made 0700 and must
-/// belong to this user: under /tmp someone else could have made it first.
-pub fn make_stamp_dir(dir: &Path) -> std::io::Result<()> {
+/// Create a container's stamp directory; whether this call made it (a
+/// concurrent create of the same name may have, and only the one that made
+/// it may remove it). Its parent is made 0700 and must belong to this user:
+/// under /tmp someone else could have made it first.
+pub fn make_stamp_dir(dir: &Path) -> std::io::Result<bool> {
     use std::os::unix::fs::MetadataExt;
     let parent = dir.parent().unwrap_or(Path::new("/"));
     crate::fsutil::mkdir_all(parent, 0o700)?;
-    // SAFETY: getuid cannot fail.
-    let uid = unsafe { libc::getuid() };
+    let uid = crate::sys::getuid();
     let owner = std::fs::symlink_metadata(parent)?.uid();
     if owner != uid {
         return Err(std::io::Error::other(format!(
@@ -268,7 +284,11 @@ pub fn make_stamp_dir(dir: &Path) -> std::io::Result<()> {
             parent.display()
         )));
     }
-    std::fs::create_dir_all(dir)
+    match std::fs::create_dir(dir) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// The stamp file in a stamp directory.
@@ -291,8 +311,18 @@ pub fn stamp_text() -> String {
     format!("{pid} {}\n", start_time(pid).unwrap_or(0))
 }
 
-/// Whether the stamp says a live init-container finished its setup.
+/// Whether the stamp says a live init-container finished its setup. The
+/// stamp and its directory must be the user's own and not writable by
+/// others: anyone who could write it could make `run` skip the checks.
 pub fn is_ready(stamp: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let uid = crate::sys::getuid();
+    let trusted = |p: &Path| {
+        std::fs::symlink_metadata(p).is_ok_and(|m| (m.uid() == uid || m.uid() == 0) && m.mode() & 0o022 == 0)
+    };
+    if !stamp.parent().is_some_and(trusted) || !trusted(stamp) {
+        return false;
+    }
     let Ok(text) = std::fs::read_to_string(stamp) else { return false };
     let mut it = text.split_whitespace();
     match (it.next().and_then(|p| p.parse().ok()), it.next().and_then(|t| t.parse::<u64>().ok())) {

@@ -1,0 +1,526 @@
+//! The toolbox workflow over the podman engine: what `create`, `enter`,
+//! `run`, `list`, `rm` and `rmi` do, as functions that return data and
+//! typed errors. The CLI only asks (prompts, spinners) and prints, and
+//! tests can drive the same steps without parsing output.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::engine::{ContainerInfo, EngineError, Podman};
+use super::{CreateSpec, HostUser, ToolboxError, LABEL_ARCH, LABEL_STAMP_DIR, LABEL_TOOLBOX};
+use crate::emu::arch::Arch;
+use crate::error::{Classify, Kind, Reported};
+use crate::image::platform;
+use crate::image::reference::{self, ImageRef, Parsed};
+use crate::image::registries_conf::Registries;
+use crate::storage::{StorageConfig, StorageError, Store};
+
+/// How long a starting container may take to become ready.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why a toolbox command failed; each says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// podman is missing or failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// A toolbox rule (names, distros, the host) refused.
+    #[error(transparent)]
+    Toolbox(#[from] ToolboxError),
+    /// The image or architecture asked for does not make sense.
+    #[error(transparent)]
+    Target(Box<dyn std::error::Error + Send + Sync>),
+    /// The name is taken.
+    #[error("a container named {0} already exists: enter it with `mtbx enter {0}`, or remove it with `mtbx rm {0}`")]
+    Exists(String),
+    /// No such mtbx container.
+    #[error("there is no mtbx container named {name}: create it with `{create}` (`mtbx list` shows them)")]
+    NoContainer {
+        /// The name looked for.
+        name: String,
+        /// The create command that would make it.
+        create: String,
+    },
+    /// The mtbx binary cannot go into a container.
+    #[error("containers need the static mtbx build ({why}); build it with scripts/setup.sh and run target/*-musl/release/mtbx")]
+    NotStatic {
+        /// What the ELF check found.
+        why: crate::emu::elf::ElfError,
+    },
+    /// init-container did not finish its setup.
+    #[error("container {name} did not start: {why}")]
+    NotStarted {
+        /// The container.
+        name: String,
+        /// init-container's own error lines, or the log's last line.
+        why: String,
+    },
+    /// A podman rm failed.
+    #[error("{source}{hint}")]
+    Remove {
+        /// podman's error.
+        source: EngineError,
+        /// What to try.
+        hint: &'static str,
+    },
+    /// Nothing named to remove.
+    #[error("name the images to remove, or pass --all")]
+    NothingToRemove,
+    /// The image store.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A file or process operation.
+    #[error("{what}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `mtbx pull` reported something that is not its JSON report.
+    #[error("cannot read mtbx pull's report")]
+    PullReport(#[source] serde_json::Error),
+    /// `mtbx pull` failed and said why on stderr.
+    #[error(transparent)]
+    Pull(#[from] Reported),
+}
+
+impl Classify for ServiceError {
+    fn kind(&self) -> Kind {
+        match self {
+            ServiceError::Toolbox(e) => e.kind(),
+            ServiceError::Target(_) | ServiceError::NothingToRemove => Kind::BadInput,
+            ServiceError::Pull(r) => r.kind(),
+            _ => Kind::Failed,
+        }
+    }
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServiceError {
+    let what = what.into();
+    move |source| ServiceError::Io { what, source }
+}
+
+/// Which container or image a command means, as the user said it.
+#[derive(Debug, Clone, Default)]
+pub struct Selector {
+    /// `--arch`.
+    pub arch: Option<String>,
+    /// `--distro`.
+    pub distro: Option<String>,
+    /// `--release`.
+    pub release: Option<String>,
+    /// `--image`.
+    pub image: Option<String>,
+}
+
+/// An image and architecture, resolved.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The image as the user (or the distro default) named it.
+    pub image: String,
+    /// Its parsed, qualified reference.
+    pub parsed: ImageRef,
+    /// The architecture.
+    pub arch: &'static Arch,
+    /// Whether it is the host's own platform.
+    pub native: bool,
+}
+
+impl Target {
+    /// The container name Toolbx would give it.
+    pub fn container_name(&self) -> String {
+        super::container_name(&self.parsed, self.arch, self.native)
+    }
+}
+
+/// The image and architecture a selector means: `--image` or the distro's
+/// image, short names through registries.conf, the architecture from
+/// `--arch` or the tag (never both contradicting).
+pub fn resolve(sel: &Selector, variant: Option<&str>) -> Result<Target, ServiceError> {
+    fn boxed<E: std::error::Error + Send + Sync + 'static>(e: E) -> ServiceError {
+        ServiceError::Target(Box::new(e))
+    }
+    let image = match &sel.image {
+        Some(i) => i.clone(),
+        None => super::distro_image(sel.distro.as_deref(), sel.release.as_deref()).map_err(boxed)?,
+    };
+    let parsed = match reference::parse(&image).map_err(boxed)? {
+        Parsed::Qualified(r) => r,
+        Parsed::Short { .. } => Registries::load(None).map_err(boxed)?.resolve(&image).map_err(boxed)?.0,
+    };
+    let flag = sel.arch.as_deref().map(Arch::parse).transpose().map_err(boxed)?;
+    let arch = platform::choose_arch(&parsed, flag).map_err(boxed)?;
+    let native = std::ptr::eq(arch, Arch::host()) && variant.is_none();
+    Ok(Target { image, parsed, arch, native })
+}
+
+/// What `create` is asked for.
+#[derive(Debug, Clone, Default)]
+pub struct CreateRequest {
+    /// The container name; default: Toolbx's name for the target.
+    pub name: Option<String>,
+    /// The image and architecture.
+    pub selector: Selector,
+    /// `--variant`.
+    pub variant: Option<String>,
+    /// `--qemu`.
+    pub qemu: Option<PathBuf>,
+}
+
+/// A create that passed every check, before any download.
+#[derive(Debug, Clone)]
+pub struct CreatePlan {
+    /// The container name.
+    pub name: String,
+    /// The image and architecture.
+    pub target: Target,
+    /// The interpreter, for a foreign architecture.
+    pub qemu: Option<PathBuf>,
+    /// The static mtbx to bind-mount.
+    pub mtbx: PathBuf,
+    /// The store's name for the image, when the store already has it.
+    pub local_image: Option<String>,
+}
+
+/// A created container.
+#[derive(Debug, Clone)]
+pub struct Created {
+    /// Its name.
+    pub name: String,
+    /// The image it was made from, as the store names it.
+    pub image: String,
+    /// Its platform.
+    pub platform: String,
+}
+
+/// The toolbox workflow, over one podman.
+#[derive(Debug, Clone)]
+pub struct Toolbox {
+    podman: Podman,
+}
+
+impl Toolbox {
+    /// The workflow over the podman on PATH.
+    pub fn new() -> Result<Toolbox, ServiceError> {
+        Ok(Toolbox { podman: Podman::find()? })
+    }
+
+    /// The engine underneath.
+    pub fn podman(&self) -> &Podman {
+        &self.podman
+    }
+
+    /// Everything create checks before it downloads anything: the name,
+    /// that it is free, the host's emulation, the static mtbx, and whether
+    /// the image is already in the store (then create works offline, as
+    /// Toolbx does).
+    pub fn plan_create(&self, req: &CreateRequest) -> Result<CreatePlan, ServiceError> {
+        let target = resolve(&req.selector, req.variant.as_deref())?;
+        let name = req.name.clone().unwrap_or_else(|| target.container_name());
+        super::check_name(&name)?;
+        if self.podman.container_exists(&name) {
+            return Err(ServiceError::Exists(name));
+        }
+        let qemu =
+            if target.native { None } else { Some(super::check_host(target.arch, req.qemu.as_deref())?) };
+        let mtbx = static_self()?;
+        let local_image = local_image(&target, req.variant.is_some());
+        Ok(CreatePlan { name, target, qemu, mtbx, local_image })
+    }
+
+    /// Create the container of a plan from `image` (the store's name).
+    /// The stamp directory is removed again on failure only when this
+    /// call made it: a concurrent create of the same name may have made it
+    /// and bind-mounted it into the container that won.
+    pub fn create(&self, plan: &CreatePlan, image: &str) -> Result<Created, ServiceError> {
+        let user = HostUser::current()?;
+        let stamp_dir = super::stamp_dir(&plan.name);
+        let made = super::make_stamp_dir(&stamp_dir)
+            .map_err(io(format!("cannot create {}", stamp_dir.display())))?;
+        let spec = CreateSpec {
+            name: plan.name.clone(),
+            image: image.to_string(),
+            arch: plan.target.arch,
+            qemu: plan.qemu.clone(),
+            mtbx: plan.mtbx.clone(),
+            user,
+            rootless: crate::sys::getuid() != 0,
+            stamp_dir: stamp_dir.clone(),
+        };
+        if let Err(e) = self.podman.output(&super::create_args(&spec)) {
+            if made {
+                let _ = std::fs::remove_dir_all(&stamp_dir);
+            }
+            return Err(e.into());
+        }
+        Ok(Created {
+            name: plan.name.clone(),
+            image: image.to_string(),
+            platform: plan.target.arch.platform(),
+        })
+    }
+
+    /// mtbx's containers (they carry the arch label).
+    pub fn containers(&self) -> Result<Vec<ContainerInfo>, ServiceError> {
+        Ok(self.podman.containers(LABEL_ARCH)?)
+    }
+
+    /// The container a name, or else a selector, means.
+    pub fn find(&self, name: Option<&str>, sel: &Selector) -> Result<ContainerInfo, ServiceError> {
+        let name = self.name_for(name, sel)?;
+        self.containers()?.into_iter().find(|c| c.name() == name).ok_or_else(|| {
+            let create = match &sel.arch {
+                Some(a) => format!("mtbx create --arch {a} {name}"),
+                None => format!("mtbx create {name}"),
+            };
+            ServiceError::NoContainer { name, create }
+        })
+    }
+
+    /// The name a `run`/`enter` means: the one given, or Toolbx's name
+    /// for the selector's image and architecture.
+    pub fn name_for(&self, name: Option<&str>, sel: &Selector) -> Result<String, ServiceError> {
+        match name {
+            Some(n) => Ok(n.to_string()),
+            None => Ok(resolve(sel, None)?.container_name()),
+        }
+    }
+
+    /// Start a container if needed and wait until init-container is done.
+    /// Returns init-container's warnings; on failure, its error lines.
+    pub fn start(&self, c: &ContainerInfo) -> Result<Vec<String>, ServiceError> {
+        let stamp = super::stamp_file(&stamp_dir_of(c));
+        if super::is_ready(&stamp) {
+            return Ok(Vec::new());
+        }
+        self.podman.output(&["start", c.name()])?;
+        let start = Instant::now();
+        let started = loop {
+            if super::is_ready(&stamp) {
+                break true;
+            }
+            let running =
+                self.podman.output(&["container", "inspect", "--format", "{{.State.Running}}", c.name()])?;
+            if running.trim() != "true" || start.elapsed() > START_TIMEOUT {
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(30));
+        };
+        let logs = self.podman.logs(c.name());
+        let warnings = logs
+            .lines()
+            .filter_map(|l| l.strip_prefix(super::inside::WARNING_PREFIX))
+            .map(str::to_string)
+            .collect();
+        if started {
+            return Ok(warnings);
+        }
+        let why: Vec<&str> =
+            logs.lines().filter_map(|l| l.strip_prefix(super::inside::ERROR_PREFIX)).collect();
+        let why =
+            if why.is_empty() { logs.lines().last().unwrap_or("no log").to_string() } else { why.join("; ") };
+        Err(ServiceError::NotStarted { name: c.name().to_string(), why })
+    }
+
+    /// What `list` shows: mtbx's containers, and the images that are
+    /// toolbox images or that those containers use.
+    pub fn listing(&self) -> Result<Listing, ServiceError> {
+        let containers: Vec<ContainerRow> = self
+            .containers()?
+            .into_iter()
+            .map(|c| ContainerRow {
+                name: c.name().to_string(),
+                arch: c.label(LABEL_ARCH).unwrap_or("-").to_string(),
+                image: c.image.clone(),
+                status: c.state.clone(),
+                created: c.created,
+            })
+            .collect();
+        let store = Store::open(StorageConfig::for_current_user()?)?;
+        let mut images = Vec::new();
+        for i in store.images()? {
+            let config = i.parsed_config();
+            let toolbox_label = config
+                .config
+                .as_ref()
+                .and_then(|c| c.labels.as_ref())
+                .is_some_and(|l| l.get(LABEL_TOOLBOX).is_some_and(|v| v == "true"));
+            let used = i.record.names.iter().any(|n| containers.iter().any(|c| &c.image == n));
+            if !(toolbox_label || used) {
+                continue;
+            }
+            images.push(ImageRow {
+                name: i.record.names.first().cloned().unwrap_or_else(|| "<none>".into()),
+                id: i.record.id.clone(),
+                arch: config.platform().arch(),
+                size: i.size,
+                created: i.record.created.clone(),
+            });
+        }
+        Ok(Listing { containers, images })
+    }
+
+    /// The containers `rm` means: all, the names given (each must be
+    /// mtbx's), or the selector's.
+    pub fn to_remove(
+        &self,
+        names: &[String],
+        all: bool,
+        sel: &Selector,
+    ) -> Result<Vec<String>, ServiceError> {
+        let ours = self.containers()?;
+        if all {
+            return Ok(ours.iter().map(|c| c.name().to_string()).collect());
+        }
+        if names.is_empty() {
+            return Ok(vec![self.find(None, sel)?.name().to_string()]);
+        }
+        for n in names {
+            if !ours.iter().any(|c| c.name() == n) {
+                return Err(ServiceError::NoContainer {
+                    name: n.clone(),
+                    create: format!("mtbx create {n}"),
+                });
+            }
+        }
+        Ok(names.to_vec())
+    }
+
+    /// Remove a container and its readiness stamp.
+    pub fn remove(&self, name: &str, force: bool) -> Result<(), ServiceError> {
+        let stamp_dir = self
+            .podman
+            .containers(LABEL_ARCH)
+            .ok()
+            .and_then(|cs| cs.into_iter().find(|c| c.name() == name))
+            .map(|c| stamp_dir_of(&c))
+            .unwrap_or_else(|| super::stamp_dir(name));
+        let mut a = vec!["rm"];
+        if force {
+            a.push("--force");
+        }
+        a.push(name);
+        self.podman.output(&a).map_err(|source| ServiceError::Remove {
+            source,
+            hint: if force { "" } else { " (a running container needs --force)" },
+        })?;
+        let _ = std::fs::remove_dir_all(stamp_dir);
+        Ok(())
+    }
+
+    /// Remove images (all that `list` shows with `all`); podman's report.
+    pub fn remove_images(&self, images: &[String], all: bool, force: bool) -> Result<String, ServiceError> {
+        let images: Vec<String> =
+            if all { self.listing()?.images.into_iter().map(|i| i.id).collect() } else { images.to_vec() };
+        if images.is_empty() {
+            return Err(ServiceError::NothingToRemove);
+        }
+        let mut a: Vec<&str> = vec!["rmi"];
+        if force {
+            a.push("--force");
+        }
+        a.extend(images.iter().map(String::as_str));
+        Ok(self.podman.output(&a)?)
+    }
+}
+
+/// The stamp directory of a container: the one recorded in its label when
+/// create recorded one (the run-time environment, such as
+/// XDG_RUNTIME_DIR under `sudo -u` or cron, may differ from create's),
+/// else where this environment puts it.
+pub fn stamp_dir_of(c: &ContainerInfo) -> PathBuf {
+    c.label(LABEL_STAMP_DIR).map(PathBuf::from).unwrap_or_else(|| super::stamp_dir(c.name()))
+}
+
+/// The store name a pull of the target would give, if the store has it.
+fn local_image(t: &Target, variant: bool) -> Option<String> {
+    if t.parsed.digest.is_some() || variant {
+        return None; // named by a digest only a registry can tell
+    }
+    let name = crate::pull::store_name(&t.parsed, t.arch, t.native, "");
+    let store = Store::open(StorageConfig::for_current_user().ok()?).ok()?;
+    let images = store.images().ok()?;
+    images.iter().any(|i| i.record.names.contains(&name)).then_some(name)
+}
+
+/// This very binary, which must be static to run inside any container.
+fn static_self() -> Result<PathBuf, ServiceError> {
+    let me = std::env::current_exe().map_err(io("cannot find the mtbx binary"))?;
+    crate::emu::elf::check_static(&me, Arch::host()).map_err(|why| ServiceError::NotStatic { why })?;
+    Ok(me)
+}
+
+/// Pull for create as its own mtbx process: rootless, the pull enters a
+/// user namespace, which this process (it runs podman next) must not. Its
+/// prompt, progress and errors reach the user; its JSON report comes here.
+/// `extra` are registry options to pass on. The store's name of the image.
+pub fn pull_for_create(
+    mtbx: &Path,
+    plan: &CreatePlan,
+    variant: Option<&str>,
+    assumeyes: bool,
+    extra: &[String],
+) -> Result<String, ServiceError> {
+    let mut pull = std::process::Command::new(mtbx);
+    pull.args(["pull", "--format", "json", "--arch", &plan.target.arch.platform()]);
+    if let Some(v) = variant {
+        pull.args(["--variant", v]);
+    }
+    if assumeyes {
+        pull.arg("-y");
+    }
+    pull.args(extra).arg(&plan.target.image).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    let out = pull.spawn().and_then(|c| c.wait_with_output()).map_err(io("cannot start mtbx pull"))?;
+    if !out.status.success() {
+        return Err(Reported(out.status.code().unwrap_or(1)).into());
+    }
+    let pulled: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(ServiceError::PullReport)?;
+    match pulled["name"].as_str() {
+        Some(n) => Ok(n.to_string()),
+        None => Err(ServiceError::PullReport(serde::de::Error::custom("no name in the report"))),
+    }
+}
+
+/// One container in `list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContainerRow {
+    /// Name.
+    pub name: String,
+    /// Platform (`arm64/v8`).
+    pub arch: String,
+    /// Image name.
+    pub image: String,
+    /// podman's state.
+    pub status: String,
+    /// Unix seconds.
+    pub created: i64,
+}
+
+/// One image in `list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageRow {
+    /// Its first name.
+    pub name: String,
+    /// Its id.
+    pub id: String,
+    /// Its architecture.
+    pub arch: String,
+    /// Bytes on disk.
+    pub size: u64,
+    /// Creation time, RFC 3339.
+    pub created: Option<String>,
+}
+
+/// What `list` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listing {
+    /// mtbx's containers.
+    pub containers: Vec<ContainerRow>,
+    /// Toolbox images and those the containers use.
+    pub images: Vec<ImageRow>,
+}
