@@ -93,6 +93,7 @@ fn classify(e: &(dyn StdError + 'static)) -> Option<Kind> {
         crate::emu::arch::UnknownArch,
         crate::image::registries_conf::RegistriesError,
         crate::sys::userns::UsernsError,
+        crate::emu::register::RegisterError,
     );
     None
 }

@@ -15,8 +15,9 @@ use serde::Serialize;
 use super::exit;
 use super::output::{self, color_stdout, Format, Table};
 use crate::emu::arch::{self, Arch};
-use crate::emu::binfmt::{BinfmtError, BinfmtFs, Flags, Registration, DEFAULT_ROOT};
+use crate::emu::binfmt::{BinfmtFs, Flags, DEFAULT_ROOT};
 use crate::emu::host::{self, HostBinfmt};
+use crate::emu::register::{Mode, Outcome, RegisterError, Request as RegisterRequest};
 
 #[derive(Debug, Subcommand)]
 pub enum BinfmtCommand {
@@ -230,19 +231,6 @@ fn guard_host(fs: &BinfmtFs, verb: &str) -> Result<()> {
     Ok(())
 }
 
-#[derive(Serialize)]
-struct RegisterRow {
-    name: String,
-    platform: String,
-    interpreter: Option<PathBuf>,
-    flags: String,
-    line: Option<String>,
-    /// registered, already-registered, served-by-other-entry, would-register,
-    /// exported, skipped
-    outcome: String,
-    detail: Option<String>,
-}
-
 fn register(
     target: &Target,
     name: &str,
@@ -252,13 +240,17 @@ fn register(
     export: Option<(ExportFormat, PathBuf)>,
     format: Format,
 ) -> Result<i32> {
-    let arches = targets(name)?;
-    if qemu.is_some() && arches.len() != 1 {
-        bail!("--qemu names one interpreter, so give one --arch, not all");
-    }
+    let mode = match export {
+        Some((ExportFormat::Systemd, dir)) => Mode::Systemd { dir, dry_run },
+        None if dry_run => Mode::DryRun,
+        None => Mode::Register,
+    };
     let fs = BinfmtFs::new(&target.binfmt_dir);
-    let touches_instance = !dry_run && export.is_none();
-    if touches_instance {
+    let req = RegisterRequest { arches: targets(name)?, all: name == "all", flags, qemu, mode };
+    if matches!(req.mode, Mode::Register) {
+        if req.qemu.is_some() && req.arches.len() != 1 {
+            return Err(RegisterError::OneQemuManyArches.into());
+        }
         guard_host(&fs, "registering in")?;
         if flags.credentials && host::in_initial_userns() {
             output::warn(
@@ -267,86 +259,12 @@ fn register(
         }
         fs.ensure_mounted().context("cannot prepare binfmt_misc")?;
     }
-    let current = HostBinfmt::read(&fs);
-    let mut rows = Vec::new();
-    let mut failed = false;
-    for a in arches {
-        let search = host::find_interpreter(a, qemu.as_deref());
-        let Some(interp) = search.usable() else {
-            if name == "all" {
-                rows.push(row(a, None, flags, None, "skipped", Some(search.problem(a))));
-                continue;
-            }
-            bail!("{}", search.problem(a));
-        };
-        let reg = Registration::for_arch(a, &interp.path, flags);
-        let line = reg.line()?;
-        if let Some((ExportFormat::Systemd, dir)) = &export {
-            let path = dir.join(format!("{}.conf", reg.name));
-            if !dry_run {
-                crate::fsutil::write_atomic(&path, format!("{line}\n").as_bytes(), 0o644)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-            }
-            let outcome = if dry_run { "would-export" } else { "exported" };
-            rows.push(row(a, Some(&reg), flags, Some(line), outcome, Some(path.display().to_string())));
-            continue;
-        }
-        if dry_run {
-            rows.push(row(a, Some(&reg), flags, Some(line), "would-register", None));
-            continue;
-        }
-        if let Some(e) = current.entries.iter().find(|e| e.name == reg.name) {
-            let same = e.interpreter == interp.path.to_string_lossy() && e.flags == flags;
-            if same && e.serves(a) {
-                rows.push(row(a, Some(&reg), flags, Some(line), "already-registered", None));
-                continue;
-            }
-            failed = true;
-            let why = format!(
-                "an entry named {} already exists (interpreter {}, flags {}); run `mtbx binfmt unregister --arch {}` first",
-                e.name, e.interpreter, e.flags, a.short_name()
-            );
-            rows.push(row(a, Some(&reg), flags, Some(line), "failed", Some(why)));
-            continue;
-        }
-        if let Some(other) = current.entries.iter().find(|e| e.enabled && e.serves(a)) {
-            let why = format!("already served by entry {} ({})", other.name, other.interpreter);
-            rows.push(row(a, Some(&reg), flags, Some(line), "served-by-other-entry", Some(why)));
-            continue;
-        }
-        match fs.register(&reg) {
-            Ok(()) => rows.push(row(a, Some(&reg), flags, Some(line), "registered", None)),
-            Err(e @ (BinfmtError::PermissionDenied(_) | BinfmtError::NotMounted(_))) => return Err(e.into()),
-            Err(e) => {
-                failed = true;
-                rows.push(row(a, Some(&reg), flags, Some(line), "failed", Some(e.to_string())));
-            }
-        }
-    }
+    let rows = crate::emu::register::register(&fs, &req)?;
     print_rows(&rows, format)?;
-    Ok(if failed { exit::FAILED } else { exit::OK })
+    Ok(if rows.iter().any(Outcome::failed) { exit::FAILED } else { exit::OK })
 }
 
-fn row(
-    a: &Arch,
-    reg: Option<&Registration>,
-    flags: Flags,
-    line: Option<String>,
-    outcome: &str,
-    detail: Option<String>,
-) -> RegisterRow {
-    RegisterRow {
-        name: a.binfmt_name(),
-        platform: a.platform(),
-        interpreter: reg.map(|r| r.interpreter.clone()),
-        flags: flags.to_string(),
-        line,
-        outcome: outcome.to_string(),
-        detail,
-    }
-}
-
-fn print_rows(rows: &[RegisterRow], format: Format) -> Result<()> {
+fn print_rows(rows: &[Outcome], format: Format) -> Result<()> {
     if format == Format::Json {
         return output::print_json(&rows);
     }
@@ -416,7 +334,7 @@ fn change(sel: &Selection, what: Change) -> Result<i32> {
                 }
             }
         };
-        rows.push(RegisterRow {
+        rows.push(Outcome {
             name: entry.name.clone(),
             platform: a.platform(),
             interpreter: Some(PathBuf::from(&entry.interpreter)),

@@ -10,11 +10,13 @@
 //!   binfmt_misc instance.
 //! - [`testprog`]: tiny generated programs, one per architecture.
 //! - [`check`]: prove that an architecture runs.
+//! - [`register`]: the policy of registering interpreters in an instance.
 
 pub mod arch;
 pub mod binfmt;
 pub mod check;
 pub mod elf;
 pub mod host;
+pub mod register;
 pub mod sandbox;
 pub mod testprog;
