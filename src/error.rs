@@ -1,9 +1,11 @@
-//! One path from an error to an exit code, in ripgrep's shape: library
-//! errors say what kind of failure they are ([`Classify`]), commands return
-//! `anyhow::Result` and use `?`, and [`report`] at the top prints one line
-//! and picks the code from the first classified error in the chain. So a
-//! new error type is one `impl Classify` and one line in [`classify`], and
-//! no command decides an exit code by hand.
+//! What kind of failure an error is, in ripgrep's shape: library errors
+//! say what kind they are ([`Classify`]), commands return `anyhow::Result`
+//! and use `?`, and one function at the top (`cli::errors`) prints one
+//! line and picks the exit code from the first classified error of the
+//! chain. So a new error type is one `impl Classify` plus one line in
+//! that function's list, and no command decides an exit code by hand.
+//! This module depends on nothing else of mtbx, so every subsystem can
+//! use it without a cycle.
 
 use std::error::Error as StdError;
 
@@ -69,51 +71,4 @@ impl Classify for Reported {
     fn kind(&self) -> Kind {
         Kind::Failed
     }
-}
-
-/// The kind of one error of the chain, if its type is known here.
-fn classify(e: &(dyn StdError + 'static)) -> Option<Kind> {
-    macro_rules! known {
-        ($($t:ty),* $(,)?) => {
-            $(if let Some(e) = e.downcast_ref::<$t>() {
-                return Some(e.kind());
-            })*
-        };
-    }
-    known!(
-        BadInput,
-        crate::toolbox::ToolboxError,
-        crate::toolbox::service::ServiceError,
-        crate::toolbox::engine::EngineError,
-        crate::image::registry::RegistryError,
-        crate::image::inspect::InspectError,
-        crate::image::proxy::ProxyError,
-        crate::pull::PullError,
-        crate::storage::StorageError,
-        crate::emu::arch::UnknownArch,
-        crate::image::registries_conf::RegistriesError,
-        crate::sys::userns::UsernsError,
-        crate::emu::register::RegisterError,
-    );
-    None
-}
-
-/// The kind of an error: that of the outermost error in its chain whose
-/// type knows one, [`Kind::Failed`] otherwise.
-pub fn kind_of(err: &anyhow::Error) -> Kind {
-    err.chain().find_map(classify).unwrap_or(Kind::Failed)
-}
-
-/// The exit code for an error: a child's own code when it already
-/// reported the failure, else its kind's.
-pub fn exit_code(err: &anyhow::Error) -> i32 {
-    match already_reported(err) {
-        Some(code) => code,
-        None => kind_of(err).exit_code(),
-    }
-}
-
-/// The code of a failure a child process already reported, if it is one.
-pub fn already_reported(err: &anyhow::Error) -> Option<i32> {
-    err.chain().find_map(|e| e.downcast_ref::<Reported>()).map(|r| r.0)
 }

@@ -247,6 +247,51 @@ fn bad_input_is_refused_and_leaves_nothing_behind() {
     assert!(text(&out.stderr).contains("already exists"), "{}", text(&out.stderr));
 }
 
+/// Two creates of one name at once: one wins, the other fails, and the
+/// winner's container works. (The loser used to remove the readiness stamp
+/// directory the winner had bind-mounted, so the winner never started.)
+fn concurrent_creates_leave_the_winner_working(rootless: bool) {
+    let test = if rootless {
+        "rootless_concurrent_creates_of_one_name_leave_the_winner_working"
+    } else {
+        "rootful_concurrent_creates_of_one_name_leave_the_winner_working"
+    };
+    let Some(s) = Setup::new(test, rootless) else { return };
+    // The image in the store first, so both creates race to podman create.
+    let first = s.create("arm64");
+    s.ok(&["rm", "--force", &first]);
+    for round in 0..3 {
+        let name = format!("race-{round}");
+        let args = ["create", "-y", "--tls-verify=false", "--image", &s.image, "--arch", "arm64", &name];
+        let children: Vec<_> = (0..2)
+            .map(|_| s.mtbx(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap())
+            .collect();
+        let outs: Vec<Output> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+        let won = outs.iter().filter(|o| o.status.success()).count();
+        assert_eq!(
+            won,
+            1,
+            "round {round}: exactly one create wins: {:?}",
+            outs.iter().map(|o| text(&o.stderr)).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            s.ok(&["run", "-c", &name, "uname", "-m"]).trim(),
+            "aarch64",
+            "round {round}: the winner runs"
+        );
+    }
+}
+
+#[test]
+fn rootful_concurrent_creates_of_one_name_leave_the_winner_working() {
+    concurrent_creates_leave_the_winner_working(false);
+}
+
+#[test]
+fn rootless_concurrent_creates_of_one_name_leave_the_winner_working() {
+    concurrent_creates_leave_the_winner_working(true);
+}
+
 /// Without binfmt_misc's P flag QEMU hands a foreign program its file's
 /// path as argv[0]: busybox then runs the wrong applet (a pipeline into
 /// `cat` executed the piped text), and `exec -a` is lost.

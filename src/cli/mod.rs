@@ -4,6 +4,7 @@
 
 mod arch_cmd;
 mod binfmt_cmd;
+mod errors;
 mod image_args;
 mod images_cmd;
 mod inspect_cmd;
@@ -95,10 +96,10 @@ pub fn run() -> i32 {
     match result {
         Ok(code) => code,
         Err(err) => {
-            if crate::error::already_reported(&err).is_none() {
+            if errors::already_reported(&err).is_none() {
                 report_error(&err, cli.log_level >= tracing::Level::DEBUG);
             }
-            crate::error::exit_code(&err)
+            errors::exit_code(&err)
         }
     }
 }

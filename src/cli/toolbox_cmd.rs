@@ -288,5 +288,5 @@ pub fn container_exec(args: ExecArgs) -> Result<i32> {
         workdir: args.workdir,
         command: args.command,
     };
-    Ok(crate::toolbox::inside::container_exec(&a))
+    match crate::toolbox::inside::container_exec(&a)? {}
 }

@@ -13,7 +13,6 @@
 //!   become the user, go to the directory, run the command.
 
 use std::ffi::{CString, OsString};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -283,9 +282,46 @@ pub struct ExecArgs {
     pub command: Vec<OsString>,
 }
 
-/// Become the user and exec the command; returns only on failure (127 for
-/// a command not found, as shells do).
-pub fn container_exec(a: &ExecArgs) -> i32 {
+/// Why container-exec could not run the command: 126 or 127 as shells
+/// say, so scripts tell a missing command from the command's own failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// Dropping to the user's ids failed.
+    #[error("cannot become {user} inside the container")]
+    Become {
+        /// The user.
+        user: String,
+        /// The failed call.
+        #[source]
+        source: nix::errno::Errno,
+    },
+    /// exec failed.
+    #[error("cannot run {command}")]
+    Run {
+        /// The command.
+        command: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl crate::error::Classify for ExecError {
+    fn kind(&self) -> crate::error::Kind {
+        match self {
+            ExecError::Run { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                crate::error::Kind::CommandNotFound
+            }
+            _ => crate::error::Kind::CannotExec,
+        }
+    }
+}
+
+/// Become the user and exec the command (the login shell when there is
+/// none); returns only on failure.
+pub fn container_exec(a: &ExecArgs) -> Result<std::convert::Infallible, ExecError> {
+    use std::os::unix::process::CommandExt;
+
     use nix::unistd::{initgroups, setgid, setgroups, setuid, Gid, Uid};
     let shell = user_shell(&a.user).unwrap_or_else(|| "/bin/sh".into());
     let gid = Gid::from_raw(a.gid);
@@ -295,31 +331,24 @@ pub fn container_exec(a: &ExecArgs) -> i32 {
         .map_err(|_| nix::errno::Errno::EINVAL)
         .and_then(|name| initgroups(&name, gid))
         .or_else(|_| setgroups(&[gid]));
-    if let Err(e) = groups.and_then(|()| setgid(gid)).and_then(|()| setuid(Uid::from_raw(a.uid))) {
-        eprintln!("mtbx: error: cannot become {} inside the container: {e}", a.user);
-        return 126;
-    }
+    groups
+        .and_then(|()| setgid(gid))
+        .and_then(|()| setuid(Uid::from_raw(a.uid)))
+        .map_err(|source| ExecError::Become { user: a.user.clone(), source })?;
     let dir = a.workdir.as_ref().filter(|d| d.is_dir()).unwrap_or(&a.home);
     let _ = std::env::set_current_dir(dir);
-    // SAFETY: single-threaded, just before exec.
-    unsafe {
-        std::env::set_var("HOME", &a.home);
-        std::env::set_var("USER", &a.user);
-        std::env::set_var("LOGNAME", &a.user);
-        std::env::set_var("SHELL", &shell);
-    }
-    let argv: Vec<CString> = if a.command.is_empty() {
-        vec![CString::new(shell.clone()).unwrap_or_default(), CString::new("-l").expect("no NUL")]
-    } else {
-        a.command.iter().map(|s| CString::new(s.as_bytes()).unwrap_or_default()).collect()
+    let (program, args): (std::ffi::OsString, Vec<std::ffi::OsString>) = match a.command.split_first() {
+        None => (shell.clone().into(), vec!["-l".into()]),
+        Some((p, rest)) => (p.clone(), rest.to_vec()),
     };
-    let e = nix::unistd::execvp(&argv[0], &argv).unwrap_err();
-    eprintln!("mtbx: error: cannot run {}: {e}", argv[0].to_string_lossy());
-    if e == nix::errno::Errno::ENOENT {
-        127
-    } else {
-        126
-    }
+    let source = std::process::Command::new(&program)
+        .args(args)
+        .env("HOME", &a.home)
+        .env("USER", &a.user)
+        .env("LOGNAME", &a.user)
+        .env("SHELL", &shell)
+        .exec();
+    Err(ExecError::Run { command: program.to_string_lossy().into_owned(), source })
 }
 
 fn user_shell(user: &str) -> Option<String> {

@@ -510,3 +510,49 @@ mod tests {
         assert!(a.contains("--userns keep-id") && !a.contains("--uidmap"), "{a}");
     }
 }
+
+#[cfg(test)]
+mod stamp_tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    /// The label create records wins over where this environment would
+    /// put the stamp (XDG_RUNTIME_DIR differs under sudo -u, cron, ssh).
+    #[test]
+    fn the_recorded_stamp_directory_wins() {
+        let json = format!(
+            r#"[{{"Id":"x","Names":["c1"],"Image":"i","State":"running","Created":0,"Labels":{{"{LABEL_STAMP_DIR}":"/somewhere/c1"}}}}]"#
+        );
+        let cs: Vec<engine::ContainerInfo> = serde_json::from_str(&json).unwrap();
+        assert_eq!(service::stamp_dir_of(&cs[0]), PathBuf::from("/somewhere/c1"));
+        let json = r#"[{"Id":"x","Names":["c2"],"Image":"i","State":"running","Created":0,"Labels":{}}]"#;
+        let cs: Vec<engine::ContainerInfo> = serde_json::from_str(json).unwrap();
+        assert_eq!(service::stamp_dir_of(&cs[0]), stamp_dir("c2"));
+    }
+
+    /// A stamp anyone could write proves nothing.
+    #[test]
+    fn a_stamp_others_can_write_is_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let stamp = stamp_file(dir.path());
+        std::fs::write(&stamp, stamp_text()).unwrap();
+        std::fs::set_permissions(&stamp, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(is_ready(&stamp), "this process's own stamp");
+        std::fs::set_permissions(&stamp, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(!is_ready(&stamp), "a world-writable stamp");
+        std::fs::set_permissions(&stamp, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(!is_ready(&stamp), "a stamp in a world-writable directory");
+    }
+
+    /// Only the create that made the stamp directory may remove it.
+    #[test]
+    fn make_stamp_dir_says_whether_it_made_it() {
+        let base = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let dir = base.path().join("c");
+        assert!(make_stamp_dir(&dir).unwrap());
+        assert!(!make_stamp_dir(&dir).unwrap());
+    }
+}

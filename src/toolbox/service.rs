@@ -85,7 +85,7 @@ pub enum ServiceError {
     #[error("cannot read mtbx pull's report")]
     PullReport(#[source] serde_json::Error),
     /// `mtbx pull` failed and said why on stderr.
-    #[error(transparent)]
+    #[error("mtbx pull failed")]
     Pull(#[from] Reported),
 }
 
@@ -234,9 +234,9 @@ impl Toolbox {
     }
 
     /// Create the container of a plan from `image` (the store's name).
-    /// The stamp directory is removed again on failure only when this
-    /// call made it: a concurrent create of the same name may have made it
-    /// and bind-mounted it into the container that won.
+    /// On failure the stamp directory is removed only when this call made
+    /// it and no container of that name exists: a concurrent create of the
+    /// same name may have won with it bind-mounted.
     pub fn create(&self, plan: &CreatePlan, image: &str) -> Result<Created, ServiceError> {
         let user = HostUser::current()?;
         let stamp_dir = super::stamp_dir(&plan.name);
@@ -253,7 +253,7 @@ impl Toolbox {
             stamp_dir: stamp_dir.clone(),
         };
         if let Err(e) = self.podman.output(&super::create_args(&spec)) {
-            if made {
+            if made && !self.podman.container_exists(&plan.name) {
                 let _ = std::fs::remove_dir_all(&stamp_dir);
             }
             return Err(e.into());

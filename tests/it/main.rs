@@ -3,6 +3,7 @@
 //! registry, podman, skopeo) are the other binary, `vendor-tests/`; both
 //! share the helpers of `tests/common` (the `common` crate).
 
+mod architecture;
 mod binfmt_entries;
 mod binfmt_userns;
 mod elf_real_files;

@@ -1,0 +1,55 @@
+//! The one place an error becomes an exit code: the error types mtbx
+//! knows are listed here (the top of the crate may depend on every
+//! subsystem; [`crate::error`] itself depends on none).
+
+use std::error::Error as StdError;
+
+use crate::error::{BadInput, Classify, Kind, Reported};
+
+/// The kind of one error of the chain, if its type is known here.
+fn classify(e: &(dyn StdError + 'static)) -> Option<Kind> {
+    macro_rules! known {
+        ($($t:ty),* $(,)?) => {
+            $(if let Some(e) = e.downcast_ref::<$t>() {
+                return Some(e.kind());
+            })*
+        };
+    }
+    known!(
+        BadInput,
+        crate::toolbox::ToolboxError,
+        crate::toolbox::service::ServiceError,
+        crate::toolbox::engine::EngineError,
+        crate::toolbox::inside::ExecError,
+        crate::image::registry::RegistryError,
+        crate::image::inspect::InspectError,
+        crate::image::proxy::ProxyError,
+        crate::pull::PullError,
+        crate::storage::StorageError,
+        crate::emu::arch::UnknownArch,
+        crate::image::registries_conf::RegistriesError,
+        crate::sys::userns::UsernsError,
+        crate::emu::register::RegisterError,
+    );
+    None
+}
+
+/// The kind of an error: that of the outermost error in its chain whose
+/// type knows one, [`Kind::Failed`] otherwise.
+pub fn kind_of(err: &anyhow::Error) -> Kind {
+    err.chain().find_map(classify).unwrap_or(Kind::Failed)
+}
+
+/// The exit code for an error: a child's own code when it already
+/// reported the failure, else its kind's.
+pub fn exit_code(err: &anyhow::Error) -> i32 {
+    match already_reported(err) {
+        Some(code) => code,
+        None => kind_of(err).exit_code(),
+    }
+}
+
+/// The code of a failure a child process already reported, if it is one.
+pub fn already_reported(err: &anyhow::Error) -> Option<i32> {
+    err.chain().find_map(|e| e.downcast_ref::<Reported>()).map(|r| r.0)
+}

@@ -1,0 +1,136 @@
+//! The dependency rules of docs/ARCHITECTURE.md, checked on the source:
+//! the subsystems (`src/<name>/` or `src/<name>.rs`) form a graph without
+//! cycles, so does every module two levels deep (`image::inspect`,
+//! `image::proxy`, ...), and `error` depends on nothing of mtbx. A change
+//! that adds a cycle fails here, naming it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+type Graph = BTreeMap<String, BTreeSet<String>>;
+
+fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            sources(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// The module path of a source file, `depth` components deep.
+fn module_of(src: &Path, file: &Path, depth: usize) -> Option<String> {
+    let rel = file.strip_prefix(src).unwrap().with_extension("");
+    let parts: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .filter(|c| c != "mod")
+        .collect();
+    if parts.first().is_some_and(|p| p == "lib" || p == "main") {
+        return None;
+    }
+    Some(parts.into_iter().take(depth).collect::<Vec<_>>().join("::"))
+}
+
+/// `crate::a::b...` paths outside `#[cfg(test)]` code, cut to `depth`.
+fn uses(text: &str, depth: usize) -> BTreeSet<String> {
+    // Code only: not tests, not comments (doc links name modules too).
+    let code: String = text
+        .split("#[cfg(test)]")
+        .next()
+        .unwrap_or("")
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let code = code.as_str();
+    let mut out = BTreeSet::new();
+    for (i, _) in code.match_indices("crate::") {
+        let path: String =
+            code[i + 7..].chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':').collect();
+        let parts: Vec<&str> = path.split("::").filter(|p| !p.is_empty()).collect();
+        // Only module names (lower case), not items reached through them.
+        let modules: Vec<&str> = parts
+            .iter()
+            .copied()
+            .take_while(|p| p.chars().all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit()))
+            .collect();
+        if !modules.is_empty() {
+            out.insert(modules.into_iter().take(depth).collect::<Vec<_>>().join("::"));
+        }
+    }
+    out
+}
+
+fn graph(depth: usize) -> Graph {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let mut g = Graph::new();
+    for f in files {
+        let Some(from) = module_of(&src, &f, depth) else { continue };
+        let text = std::fs::read_to_string(&f).unwrap();
+        for to in uses(&text, depth) {
+            // A module may use its own children and parents freely.
+            if to != from && !to.starts_with(&format!("{from}::")) && !from.starts_with(&format!("{to}::")) {
+                g.entry(from.clone()).or_default().insert(to);
+            }
+        }
+    }
+    g
+}
+
+/// A cycle of the graph, if there is one.
+fn cycle(g: &Graph) -> Option<Vec<String>> {
+    fn visit(n: &str, g: &Graph, path: &mut Vec<String>, done: &mut BTreeSet<String>) -> Option<Vec<String>> {
+        if let Some(i) = path.iter().position(|p| p == n) {
+            let mut c = path[i..].to_vec();
+            c.push(n.to_string());
+            return Some(c);
+        }
+        if done.contains(n) {
+            return None;
+        }
+        path.push(n.to_string());
+        for next in g.get(n).into_iter().flatten() {
+            if let Some(c) = visit(next, g, path, done) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        done.insert(n.to_string());
+        None
+    }
+    let mut done = BTreeSet::new();
+    g.keys().find_map(|n| visit(n, g, &mut Vec::new(), &mut done))
+}
+
+#[test]
+fn the_subsystems_depend_on_each_other_without_cycles() {
+    let g = graph(1);
+    assert!(g.contains_key("cli") && g.contains_key("toolbox"), "the source was not read: {g:?}");
+    if let Some(c) = cycle(&g) {
+        panic!("subsystem cycle: {}", c.join(" -> "));
+    }
+    assert!(!g.contains_key("error"), "error must depend on nothing of mtbx: {:?}", g.get("error"));
+}
+
+#[test]
+fn modules_depend_on_each_other_without_cycles() {
+    let g = graph(2);
+    if let Some(c) = cycle(&g) {
+        panic!("module cycle: {}", c.join(" -> "));
+    }
+}
+
+#[test]
+fn the_cycle_finder_finds_cycles() {
+    let mut g = Graph::new();
+    g.entry("a".into()).or_default().insert("b".into());
+    g.entry("b".into()).or_default().insert("c".into());
+    assert_eq!(cycle(&g), None);
+    g.entry("c".into()).or_default().insert("a".into());
+    assert_eq!(cycle(&g), Some(vec!["a".into(), "b".into(), "c".into(), "a".into()]));
+}
