@@ -11,7 +11,7 @@
 //!
 //! Names: a pull of the host's own platform keeps the reference's name, as
 //! podman does. Any other platform is stored under a name that carries it
-//! (`repo:42-arm64`, see DESIGN.md section 6), so it never takes the name
+//! (`repo:42-arm64`, see docs/podman.md, "Names"), so it never takes the name
 //! of the native image of the same reference.
 
 use std::io::{BufRead, BufReader, Read, Write};

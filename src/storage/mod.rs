@@ -12,7 +12,7 @@
 //! run) or an incomplete record (removed by podman or mtbx on their next
 //! write), never a layer that looks whole and is not.
 //!
-//! Layout and record formats: see DESIGN.md section 4 and containers/storage
+//! Layout and record formats: see docs/containers-storage.md and containers/storage
 //! (layers.go, images.go, drivers/overlay, drivers/vfs).
 
 pub mod apply;
@@ -545,7 +545,7 @@ mod tests {
 
     #[test]
     fn layer_ids_as_podman_computes_them() {
-        // From podman's own pull of fixtures/oci/multi (see DESIGN.md §4).
+        // From podman's own pull of fixtures/oci/multi (docs/containers-storage.md, "Identifiers").
         let base = layer_id(None, "sha256:bf632f8fe3e9d6513317f72b65c525d47421e34b303c2134ab040556b97107ad");
         assert_eq!(base, "bf632f8fe3e9d6513317f72b65c525d47421e34b303c2134ab040556b97107ad");
         let next =

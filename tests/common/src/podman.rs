@@ -2,7 +2,7 @@
 //! temporary directory (graph root and run root inside it), given to both
 //! podman and mtbx through CONTAINERS_STORAGE_CONF / CONTAINERS_CONF, so
 //! tests never touch the machine's image store or /etc. The
-//! containers.conf carries this machine's quirks (DESIGN.md section 3).
+//! containers.conf carries this machine's quirks (docs/podman.md, "Running podman on that machine").
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
