@@ -74,4 +74,9 @@ fi
 TARGET="$(uname -m)-unknown-linux-musl"
 rustup target list --installed | grep -qx "$TARGET" || rustup target add "$TARGET" >&2
 CC_x86_64_unknown_linux_musl=musl-gcc cargo build --quiet --release --locked --target "$TARGET" >&2
+# Manual pages (mtbx(1), toolbox(1) and one per command), generated from
+# the command-line definitions; `mtbx help CMD` and `toolbox help` open them.
+if [ "$(id -u)" = 0 ]; then
+    "target/$TARGET/release/mtbx" man-pages /usr/local/share/man/man1 2>/dev/null
+fi
 echo "target/$TARGET/release/mtbx"

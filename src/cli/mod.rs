@@ -4,6 +4,7 @@
 
 mod arch_cmd;
 mod binfmt_cmd;
+pub mod docs;
 mod errors;
 mod image_args;
 mod images_cmd;
@@ -11,6 +12,7 @@ mod inspect_cmd;
 pub mod output;
 mod pull_cmd;
 mod toolbox_cmd;
+pub mod toolbx;
 
 use clap::{Parser, Subcommand};
 
@@ -61,6 +63,13 @@ enum Command {
     /// Runs a command inside a toolbox container as the user.
     #[command(hide = true)]
     ContainerExec(toolbox_cmd::ExecArgs),
+    /// Writes the manual pages of mtbx and of `toolbox` mode into DIR
+    /// (scripts/setup.sh installs them).
+    #[command(hide = true)]
+    ManPages {
+        /// The directory (e.g. /usr/local/share/man/man1).
+        dir: std::path::PathBuf,
+    },
 }
 
 /// Exit codes, as documented in README.md: the ones commands return
@@ -74,8 +83,14 @@ pub mod exit {
 }
 
 /// Parse the process arguments, run the command, return the exit code.
+/// Invoked through a link named `toolbox`, mtbx is Toolbx ([`toolbx`]).
 pub fn run() -> i32 {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let invoked_as = args.first().map(std::path::Path::new).and_then(|p| p.file_name());
+    if invoked_as.is_some_and(|n| n == "toolbox") {
+        return toolbx::run(args);
+    }
+    let cli = Cli::parse_from(args);
     init_logging(cli.log_level);
     let result = match cli.command {
         Command::Arch(cmd) => arch_cmd::run(cmd),
@@ -91,6 +106,7 @@ pub fn run() -> i32 {
         Command::Rmi(args) => toolbox_cmd::rmi(args),
         Command::InitContainer(args) => toolbox_cmd::init_container(args),
         Command::ContainerExec(args) => toolbox_cmd::container_exec(args),
+        Command::ManPages { dir } => man_pages(&dir),
     };
     tracing::debug!("command finished");
     match result {
@@ -102,6 +118,14 @@ pub fn run() -> i32 {
             errors::exit_code(&err)
         }
     }
+}
+
+fn man_pages(dir: &std::path::Path) -> anyhow::Result<i32> {
+    use clap::CommandFactory;
+    let mut n = docs::write_pages(Cli::command(), dir)?.len();
+    n += docs::write_pages(toolbx::ToolbxCli::command(), dir)?.len();
+    eprintln!("wrote {n} manual pages to {}", dir.display());
+    Ok(exit::OK)
 }
 
 /// Print an error chain as one line, `mtbx: error: outer: inner`, and
@@ -116,7 +140,7 @@ pub fn report_error(err: &anyhow::Error, debug: bool) {
     }
 }
 
-fn init_logging(level: tracing::Level) {
+pub(crate) fn init_logging(level: tracing::Level) {
     let builder = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)

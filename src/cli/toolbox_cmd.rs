@@ -215,7 +215,7 @@ fn run_in(name: Option<&str>, which: &Which, command: &[std::ffi::OsString], tty
     if !toolbox::is_ready(&toolbox::stamp_file(&toolbox::stamp_dir(&name))) {
         let c = tb.find(Some(&name), &sel)?;
         let spin = output::spinner(format!("starting {}", c.name()));
-        let started = tb.start(&c);
+        let started = tb.start(&c, service::START_TIMEOUT);
         spin.finish_and_clear();
         for w in started? {
             output::warn(&w);

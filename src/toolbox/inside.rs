@@ -37,9 +37,31 @@ pub struct InitArgs {
 #[error("{0}")]
 pub struct InitError(String);
 
-/// A log line for create/enter: `prefix` is [`ERROR_PREFIX`] or [`WARNING_PREFIX`].
+/// Log lines for create/enter, each prefixed: `prefix` is
+/// [`ERROR_PREFIX`] or [`WARNING_PREFIX`].
 fn say(prefix: &str, msg: &str) {
-    eprintln!("{prefix}{msg}");
+    for line in msg.lines() {
+        eprintln!("{prefix}{line}");
+    }
+}
+
+/// Toolbx's test hooks for its entry point, honoured so the same tests
+/// exercise mtbx's failure paths: TOOLBX_DELAY_ENTRY_POINT=N waits N
+/// seconds before the set-up, TOOLBX_FAIL_ENTRY_POINT=N fails it (with a
+/// second line when N > 1).
+fn test_hooks() -> Result<(), InitError> {
+    let positive = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok()).filter(|n| *n > 0);
+    if let Some(secs) = positive("TOOLBX_DELAY_ENTRY_POINT") {
+        std::thread::sleep(std::time::Duration::from_secs(secs));
+    }
+    match positive("TOOLBX_FAIL_ENTRY_POINT") {
+        None => Ok(()),
+        Some(1) => Err(InitError("TOOLBX_FAIL_ENTRY_POINT is set".into())),
+        Some(_) => Err(InitError(
+            "TOOLBX_FAIL_ENTRY_POINT is set\nThis environment variable should only be set when testing."
+                .into(),
+        )),
+    }
 }
 
 /// The log lines create/enter look for to show a failure.
@@ -63,9 +85,12 @@ pub fn init_container(args: &InitArgs) -> i32 {
         );
         return 2;
     }
-    match setup(args) {
+    match test_hooks().and_then(|()| setup(args)) {
         Ok(()) => {
             eprintln!("mtbx-init: ready");
+            // Toolbx's last start-up line: tools that wait for a Toolbx
+            // container's set-up (its own tests among them) look for it.
+            eprintln!("Listening to file system and ticker events");
             wait_for_stop();
             0
         }

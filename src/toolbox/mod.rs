@@ -11,6 +11,7 @@
 
 pub mod engine;
 pub mod inside;
+pub mod naming;
 pub mod service;
 
 use std::path::{Path, PathBuf};
@@ -216,10 +217,22 @@ pub fn create_args(spec: &CreateSpec) -> Vec<String> {
         vol(&rt, &rt.to_string_lossy(), "rslave");
     }
     vol(&spec.mtbx, &format!("{HOST_DIR}/mtbx"), "ro");
+    // As Toolbx: `toolbox` inside runs commands on the host through
+    // flatpak-spawn and TOOLBOX_PATH (the host path it was invoked by).
+    vol(&spec.mtbx, "/usr/bin/toolbox", "ro");
     if let Some(q) = &spec.qemu {
         vol(q, &qemu_in_container(spec.arch), "ro");
     }
     vol(&spec.stamp_dir, STAMP_DIR, "rw");
+    a.extend(["--env".into(), format!("TOOLBOX_PATH={}", invoked_path().display())]);
+    for hook in ["TOOLBX_DELAY_ENTRY_POINT", "TOOLBX_FAIL_ENTRY_POINT"] {
+        if let Some(v) = std::env::var_os(hook) {
+            a.extend(["--env".into(), format!("{hook}={}", v.to_string_lossy())]);
+        }
+    }
+    if let Some(rt) = std::env::var_os("XDG_RUNTIME_DIR").filter(|_| spec.rootless) {
+        a.extend(["--env".into(), format!("XDG_RUNTIME_DIR={}", rt.to_string_lossy())]);
+    }
     a.extend([
         "--label".into(),
         format!("{LABEL_TOOLBOX}=true"),
@@ -250,6 +263,19 @@ pub fn create_args(spec: &CreateSpec) -> Vec<String> {
         a.extend(["--qemu".into(), qemu_in_container(spec.arch)]);
     }
     a
+}
+
+/// The host path this process was invoked by (`toolbox` or `mtbx`, as
+/// the user typed it), absolute; the executable's own path otherwise.
+pub fn invoked_path() -> PathBuf {
+    let arg0 = std::env::args_os().next().map(PathBuf::from).unwrap_or_default();
+    let found = if arg0.components().count() > 1 {
+        let name = arg0.file_name().map(PathBuf::from).unwrap_or_default();
+        arg0.parent().and_then(|d| std::fs::canonicalize(d).ok()).map(|d| d.join(name))
+    } else {
+        arg0.to_str().and_then(crate::fsutil::find_on_path)
+    };
+    found.or_else(|| std::env::current_exe().ok()).unwrap_or(arg0)
 }
 
 /// Host directory of a container's readiness stamp: /run/mtbx/<name> for

@@ -19,7 +19,7 @@ use crate::image::registries_conf::Registries;
 use crate::storage::{StorageConfig, StorageError, Store};
 
 /// How long a starting container may take to become ready.
-const START_TIMEOUT: Duration = Duration::from_secs(60);
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Why a toolbox command failed; each says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -51,12 +51,13 @@ pub enum ServiceError {
         why: crate::emu::elf::ElfError,
     },
     /// init-container did not finish its setup.
-    #[error("container {name} did not start: {why}")]
+    #[error("container {name} did not start: {}", why.join("; "))]
     NotStarted {
         /// The container.
         name: String,
-        /// init-container's own error lines, or the log's last line.
-        why: String,
+        /// init-container's own error lines, or the log's last line; none
+        /// when it timed out still running.
+        why: Vec<String>,
     },
     /// A podman rm failed.
     #[error("{source}{hint}")]
@@ -233,6 +234,21 @@ impl Toolbox {
         Ok(CreatePlan { name, target, qemu, mtbx, local_image })
     }
 
+    /// The plan for a container named `name` of `target`, with the host
+    /// checks create makes before any download (toolbox mode resolves the
+    /// name and target by Toolbx's rules, then comes here).
+    pub fn plan_for(
+        &self,
+        name: String,
+        target: Target,
+        qemu: Option<&Path>,
+    ) -> Result<CreatePlan, ServiceError> {
+        super::check_name(&name)?;
+        let qemu = if target.native { None } else { Some(super::check_host(target.arch, qemu)?) };
+        let mtbx = static_self()?;
+        Ok(CreatePlan { name, target, qemu, mtbx, local_image: None })
+    }
+
     /// Create the container of a plan from `image` (the store's name).
     /// On failure the stamp directory is removed only when this call made
     /// it and no container of that name exists: a concurrent create of the
@@ -293,7 +309,7 @@ impl Toolbox {
 
     /// Start a container if needed and wait until init-container is done.
     /// Returns init-container's warnings; on failure, its error lines.
-    pub fn start(&self, c: &ContainerInfo) -> Result<Vec<String>, ServiceError> {
+    pub fn start(&self, c: &ContainerInfo, timeout: Duration) -> Result<Vec<String>, ServiceError> {
         let stamp = super::stamp_file(&stamp_dir_of(c));
         if super::is_ready(&stamp) {
             return Ok(Vec::new());
@@ -306,7 +322,7 @@ impl Toolbox {
             }
             let running =
                 self.podman.output(&["container", "inspect", "--format", "{{.State.Running}}", c.name()])?;
-            if running.trim() != "true" || start.elapsed() > START_TIMEOUT {
+            if running.trim() != "true" || start.elapsed() > timeout {
                 break false;
             }
             std::thread::sleep(Duration::from_millis(30));
@@ -320,10 +336,14 @@ impl Toolbox {
         if started {
             return Ok(warnings);
         }
-        let why: Vec<&str> =
-            logs.lines().filter_map(|l| l.strip_prefix(super::inside::ERROR_PREFIX)).collect();
-        let why =
-            if why.is_empty() { logs.lines().last().unwrap_or("no log").to_string() } else { why.join("; ") };
+        let mut why: Vec<String> = logs
+            .lines()
+            .filter_map(|l| l.strip_prefix(super::inside::ERROR_PREFIX))
+            .map(str::to_string)
+            .collect();
+        if why.is_empty() {
+            why.push(logs.lines().last().unwrap_or("no log").to_string());
+        }
         Err(ServiceError::NotStarted { name: c.name().to_string(), why })
     }
 
@@ -477,6 +497,33 @@ pub fn pull_for_create(
     pull.args(extra).arg(&plan.target.image).stdout(Stdio::piped()).stderr(Stdio::inherit());
     let out = pull.spawn().and_then(|c| c.wait_with_output()).map_err(io("cannot start mtbx pull"))?;
     if !out.status.success() {
+        return Err(Reported(out.status.code().unwrap_or(1)).into());
+    }
+    let pulled: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(ServiceError::PullReport)?;
+    match pulled["name"].as_str() {
+        Some(n) => Ok(n.to_string()),
+        None => Err(ServiceError::PullReport(serde::de::Error::custom("no name in the report"))),
+    }
+}
+
+/// Pull `image` of `arch` as its own mtbx process (see
+/// [`pull_for_create`]), answering yes; with `quiet` its progress and
+/// errors are kept for the debug log instead of the terminal, for front
+/// ends that word failures themselves. The store's name of the image.
+pub fn pull_quietly(
+    mtbx: &Path,
+    image: &str,
+    arch: &Arch,
+    extra: &[String],
+    quiet: bool,
+) -> Result<String, ServiceError> {
+    let mut pull = std::process::Command::new(mtbx);
+    pull.args(["pull", "-y", "--format", "json", "--arch", &arch.platform()]).args(extra).arg(image);
+    pull.stdin(Stdio::null()).stdout(Stdio::piped());
+    pull.stderr(if quiet { Stdio::piped() } else { Stdio::inherit() });
+    let out = pull.spawn().and_then(|c| c.wait_with_output()).map_err(io("cannot start mtbx pull"))?;
+    if !out.status.success() {
+        tracing::debug!("mtbx pull: {}", String::from_utf8_lossy(&out.stderr).trim());
         return Err(Reported(out.status.code().unwrap_or(1)).into());
     }
     let pulled: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(ServiceError::PullReport)?;

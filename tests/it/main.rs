@@ -15,3 +15,4 @@ mod pull;
 mod storage_apply;
 mod table_vs_qemu;
 mod toolbox_cli;
+mod toolbx_mode;

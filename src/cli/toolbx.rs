@@ -1,0 +1,1146 @@
+//! `toolbox` mode: invoked through a link named `toolbox`, mtbx is Toolbx
+//! for its users and scripts (commands, flags, messages on the same
+//! streams, exit codes, container names), plus `--arch`. Toolbx's own
+//! system tests are the measure. The work is the library's (naming rules
+//! in [`crate::toolbox::naming`], the workflow in
+//! [`crate::toolbox::service`]); this module only speaks Toolbx.
+
+use std::ffi::OsString;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use crate::emu::arch::Arch;
+use crate::toolbox::engine::Podman;
+use crate::toolbox::naming::{self, Defaults, OsRelease, ResolveError, CONTAINER_NAME_REGEXP};
+use crate::toolbox::service::{self, CreatePlan, Target, Toolbox};
+use crate::toolbox::{self, HostUser, LABEL_ARCH, LABEL_TOOLBOX};
+
+const EXE: &str = "toolbox";
+
+/// The line Toolbx ends its usage errors with.
+fn usage_hint() -> String {
+    format!("Run '{EXE} --help' for usage.")
+}
+
+/// A failure, worded as Toolbx words it (without the `Error: ` prefix);
+/// printed on stderr, exit code 1 unless given.
+#[derive(Debug)]
+struct Fail {
+    message: String,
+    code: i32,
+}
+
+impl Fail {
+    fn new(message: impl Into<String>) -> Fail {
+        Fail { message: message.into(), code: 1 }
+    }
+
+    fn usage(first: impl std::fmt::Display) -> Fail {
+        Fail::new(format!("{first}\n{}", usage_hint()))
+    }
+}
+
+impl<E: std::error::Error> From<E> for Fail {
+    fn from(e: E) -> Fail {
+        let mut text = e.to_string();
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            text.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
+        Fail::new(text)
+    }
+}
+
+type Result<T> = std::result::Result<T, Fail>;
+
+/// Tool for interactive command line environments on Linux
+#[derive(Debug, Parser)]
+#[command(
+    name = "toolbox",
+    about = "Tool for interactive command line environments on Linux",
+    disable_help_flag = true,
+    disable_version_flag = true,
+    disable_help_subcommand = true
+)]
+pub struct ToolbxCli {
+    /// Automatically answer yes for all questions
+    #[arg(short = 'y', long, global = true)]
+    assumeyes: bool,
+    /// Log messages at the specified level: trace, debug, info, warn, error, fatal or panic
+    #[arg(long, global = true, value_name = "LEVEL")]
+    log_level: Option<String>,
+    /// Show the log output of Podman. The log level is handled by the log-level option
+    #[arg(long, global = true)]
+    log_podman: bool,
+    /// Set log-level to 'debug'
+    #[arg(short = 'v', long, global = true, action = ArgAction::Count)]
+    verbose: u8,
+    /// help for toolbox
+    #[arg(short = 'h', long, global = true)]
+    help: bool,
+    /// version for toolbox
+    #[arg(long)]
+    version: bool,
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Generate the autocompletion script for the specified shell
+    Completion {
+        #[arg(value_name = "SHELL")]
+        shells: Vec<String>,
+    },
+    /// Create a new Toolbx container
+    Create(CreateArgs),
+    /// Enter a Toolbx container for interactive use
+    Enter(EnterArgs),
+    /// Display help information about Toolbx
+    Help {
+        #[arg(value_name = "COMMAND")]
+        topics: Vec<String>,
+    },
+    /// Initialize a running container
+    #[command(hide = true)]
+    InitContainer(InitArgs),
+    /// List existing Toolbx containers and images
+    List(ListArgs),
+    /// Remove one or more Toolbx containers
+    Rm(RmArgs),
+    /// Remove one or more Toolbx images
+    Rmi(RmiArgs),
+    /// Run a command in an existing Toolbx container
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+struct CreateArgs {
+    /// Container name
+    #[arg(value_name = "CONTAINER")]
+    names: Vec<String>,
+    /// Path to a file with credentials for authenticating to the registry for private images
+    #[arg(long, value_name = "FILE")]
+    authfile: Option<PathBuf>,
+    /// Assign a different name to the Toolbx container
+    #[arg(short = 'c', long, value_name = "CONTAINER")]
+    container: Option<String>,
+    /// Create a Toolbx container for a different operating system distribution than the host
+    #[arg(short = 'd', long, value_name = "DISTRO")]
+    distro: Option<String>,
+    /// Change the name of the base image used to create the Toolbx container
+    #[arg(short = 'i', long, value_name = "IMAGE")]
+    image: Option<String>,
+    /// Create a Toolbx container for a different operating system release than the host
+    #[arg(short = 'r', long, value_name = "RELEASE")]
+    release: Option<String>,
+    /// Create a Toolbx container for a different CPU architecture (QEMU user-mode emulation)
+    #[arg(short = 'a', long, value_name = "ARCH")]
+    arch: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct EnterArgs {
+    /// Container name
+    #[arg(value_name = "CONTAINER")]
+    names: Vec<String>,
+    /// Enter a Toolbx container with the given name
+    #[arg(short = 'c', long, value_name = "CONTAINER")]
+    container: Option<String>,
+    /// Enter a Toolbx container for a different operating system distribution than the host
+    #[arg(short = 'd', long, value_name = "DISTRO")]
+    distro: Option<String>,
+    /// Enter a Toolbx container for a different operating system release than the host
+    #[arg(short = 'r', long, value_name = "RELEASE")]
+    release: Option<String>,
+    /// Enter the Toolbx container of this CPU architecture
+    #[arg(short = 'a', long, value_name = "ARCH")]
+    arch: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Run command inside a Toolbx container with the given name
+    #[arg(short = 'c', long, value_name = "CONTAINER")]
+    container: Option<String>,
+    /// Run command inside a Toolbx container for a different operating system distribution than the host
+    #[arg(short = 'd', long, value_name = "DISTRO")]
+    distro: Option<String>,
+    /// Pass down to command N additional file descriptors (in addition to 0, 1, 2)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    preserve_fds: u32,
+    /// Run command inside a Toolbx container for a different operating system release than the host
+    #[arg(short = 'r', long, value_name = "RELEASE")]
+    release: Option<String>,
+    /// Run command inside the Toolbx container of this CPU architecture
+    #[arg(short = 'a', long, value_name = "ARCH")]
+    arch: Option<String>,
+    /// The command and its arguments
+    #[arg(value_name = "COMMAND", trailing_var_arg = true)]
+    command: Vec<OsString>,
+}
+
+#[derive(Debug, Args)]
+struct ListArgs {
+    /// List only Toolbx containers, not images
+    #[arg(short = 'c', long)]
+    containers: bool,
+    /// List only Toolbx images, not containers
+    #[arg(short = 'i', long)]
+    images: bool,
+}
+
+#[derive(Debug, Args)]
+struct RmArgs {
+    /// Container names
+    #[arg(value_name = "CONTAINER")]
+    names: Vec<String>,
+    /// Remove all Toolbx containers
+    #[arg(short = 'a', long)]
+    all: bool,
+    /// Force the removal of running and paused Toolbx containers
+    #[arg(short = 'f', long)]
+    force: bool,
+}
+
+#[derive(Debug, Args)]
+struct RmiArgs {
+    /// Image names or ids
+    #[arg(value_name = "IMAGE")]
+    names: Vec<String>,
+    /// Remove all Toolbx images
+    #[arg(short = 'a', long)]
+    all: bool,
+    /// Force the removal of Toolbx images that are used by Toolbx containers
+    #[arg(short = 'f', long)]
+    force: bool,
+}
+
+/// Toolbx's init-container flags: it runs inside Toolbx's own containers;
+/// mtbx's containers run mtbx's entry point instead, so here it only
+/// parses and explains.
+#[derive(Debug, Args)]
+struct InitArgs {
+    #[arg(long)]
+    gid: Option<u32>,
+    #[arg(long)]
+    home: Option<String>,
+    #[arg(long)]
+    home_link: bool,
+    #[arg(long)]
+    media_link: bool,
+    #[arg(long)]
+    mnt_link: bool,
+    #[arg(long)]
+    monitor_host: bool,
+    #[arg(long)]
+    shell: Option<String>,
+    #[arg(long)]
+    uid: Option<u32>,
+    #[arg(long)]
+    user: Option<String>,
+}
+
+/// Global options after parsing.
+struct Globals {
+    assumeyes: bool,
+    verbose: bool,
+}
+
+/// The entry point of `toolbox` mode; the exit code.
+pub fn run(args: Vec<OsString>) -> i32 {
+    let matches = match ToolbxCli::command().try_get_matches_from(&args) {
+        Ok(m) => m,
+        Err(e) => return print_fail(&clap_failure(&e)),
+    };
+    let cli = match ToolbxCli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => return print_fail(&clap_failure(&e)),
+    };
+    if cli.version {
+        println!("{EXE} version {}", version());
+        return 0;
+    }
+    let level = if cli.verbose > 0 { Some("debug") } else { cli.log_level.as_deref() };
+    if let Some(l) = level {
+        match l.parse::<tracing::Level>() {
+            Ok(level) => super::init_logging(level),
+            Err(_) => {
+                return print_fail(&Fail::new(format!(
+                    "failed to parse log-level: not a valid logrus Level: \"{l}\""
+                )))
+            }
+        }
+    }
+    let g = Globals { assumeyes: cli.assumeyes, verbose: cli.verbose > 0 || level == Some("debug") };
+    if cli.help {
+        return show_help(cli.command.as_ref().map(command_name));
+    }
+    let Some(command) = cli.command else {
+        let mut text = String::from("missing command\n\n");
+        text.push_str(COMMON_COMMANDS);
+        text.push('\n');
+        text.push_str(&usage_hint());
+        return print_fail(&Fail::new(text));
+    };
+    if !matches!(command, Cmd::InitContainer(_) | Cmd::Completion { .. }) && inside_container() {
+        return forward_to_host(&args[1..]);
+    }
+    let result = match command {
+        Cmd::Completion { shells } => completion(&shells),
+        Cmd::Create(a) => create(a, &g),
+        Cmd::Enter(a) => enter(a, &g),
+        Cmd::Help { topics } => return show_help(topics.first().map(String::as_str)),
+        Cmd::InitContainer(_) => Err(Fail::new(
+            "the 'init-container' command can only be used inside Toolbx containers made by Toolbx itself; mtbx's containers have their own entry point",
+        )),
+        Cmd::List(a) => list(a),
+        Cmd::Rm(a) => rm(a),
+        Cmd::Rmi(a) => rmi(a),
+        Cmd::Run(a) => run_cmd(a, &g),
+    };
+    match result {
+        Ok(code) => code,
+        Err(f) => print_fail(&f),
+    }
+}
+
+fn command_name(c: &Cmd) -> &'static str {
+    match c {
+        Cmd::Completion { .. } => "completion",
+        Cmd::Create(_) => "create",
+        Cmd::Enter(_) => "enter",
+        Cmd::Help { .. } => "help",
+        Cmd::InitContainer(_) => "init-container",
+        Cmd::List(_) => "list",
+        Cmd::Rm(_) => "rm",
+        Cmd::Rmi(_) => "rmi",
+        Cmd::Run(_) => "run",
+    }
+}
+
+fn print_fail(f: &Fail) -> i32 {
+    if !f.message.is_empty() {
+        eprintln!("Error: {}", f.message);
+    }
+    f.code
+}
+
+/// Toolbx's version format: `0.N` (and `.P` when there is a patch level).
+fn version() -> String {
+    let v = env!("CARGO_PKG_VERSION");
+    let mut parts = v.split('.');
+    let (major, minor, patch) =
+        (parts.next().unwrap_or("0"), parts.next().unwrap_or("1"), parts.next().unwrap_or("0"));
+    if patch == "0" {
+        format!("{major}.{minor}")
+    } else {
+        format!("{major}.{minor}.{patch}")
+    }
+}
+
+/// cobra's words for argument errors, which Toolbx users and scripts see.
+fn clap_failure(e: &clap::Error) -> Fail {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let ctx = |k: ContextKind| match e.get(k) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        Some(ContextValue::Strings(v)) => v.first().cloned(),
+        _ => None,
+    };
+    let flag_words = |arg: &str| -> String {
+        let arg = arg.split_once('=').map_or(arg, |(a, _)| a);
+        let arg = arg.split_whitespace().next().unwrap_or(arg);
+        match arg.strip_prefix("--") {
+            Some(_) => format!("unknown flag: {arg}"),
+            None => {
+                let c = arg.trim_start_matches('-').chars().next().unwrap_or('?');
+                format!("unknown shorthand flag: '{c}' in {arg}")
+            }
+        }
+    };
+    let text = match e.kind() {
+        ErrorKind::UnknownArgument => flag_words(&ctx(ContextKind::InvalidArg).unwrap_or_default()),
+        ErrorKind::InvalidSubcommand => {
+            format!(
+                "unknown command \"{}\" for \"{EXE}\"",
+                ctx(ContextKind::InvalidSubcommand).unwrap_or_default()
+            )
+        }
+        ErrorKind::InvalidValue | ErrorKind::NoEquals | ErrorKind::ValueValidation => {
+            let arg = ctx(ContextKind::InvalidArg).unwrap_or_default();
+            let flag = arg
+                .split_whitespace()
+                .find(|w| w.starts_with('-'))
+                .unwrap_or(&arg)
+                .trim_end_matches(['<', '>']);
+            match ctx(ContextKind::InvalidValue) {
+                Some(v) if !v.is_empty() => format!("invalid argument \"{v}\" for \"{flag}\" flag"),
+                _ => format!("flag needs an argument: {flag}"),
+            }
+        }
+        _ => e.render().to_string().lines().next().unwrap_or("").trim_start_matches("error: ").to_string(),
+    };
+    Fail::usage(text)
+}
+
+const COMMON_COMMANDS: &str = "create    Create a new Toolbx container\nenter     Enter an existing Toolbx container\nlist      List all existing Toolbx containers and images\n";
+
+/// `help`, `--help`: the manual page, as Toolbx shows it; without man(1),
+/// a short text.
+fn show_help(topic: Option<&str>) -> i32 {
+    let page = match topic {
+        None | Some(EXE) => EXE.to_string(),
+        Some(t) => format!("{EXE}-{t}"),
+    };
+    match crate::fsutil::find_on_path("man") {
+        None => {
+            print!(
+                "toolbox - Tool for interactive command line environments on Linux\n\nCommon commands are:\n{COMMON_COMMANDS}\nGo to https://containertoolbx.org/ for further information.\n"
+            );
+            0
+        }
+        Some(man) => {
+            use std::os::unix::process::CommandExt;
+            // As Toolbx: man's errors to stdout too, and man replaces us.
+            let e = Command::new(man).arg(page).stderr(std::io::stdout()).exec();
+            print_fail(&Fail::new(format!("failed to invoke man(1): {e}")))
+        }
+    }
+}
+
+fn completion(shells: &[String]) -> Result<i32> {
+    if shells.len() != 1 {
+        return Err(Fail::usage(format!("accepts 1 arg(s), received {}", shells.len())));
+    }
+    let shell = match shells[0].as_str() {
+        "bash" => clap_complete::Shell::Bash,
+        "fish" => clap_complete::Shell::Fish,
+        "zsh" => clap_complete::Shell::Zsh,
+        other => return Err(Fail::usage(format!("invalid argument \"{other}\" for \"{EXE} completion\""))),
+    };
+    let mut cmd = ToolbxCli::command();
+    clap_complete::generate(shell, &mut cmd, EXE, &mut std::io::stdout());
+    Ok(0)
+}
+
+fn inside_container() -> bool {
+    Path::new("/run/.containerenv").exists()
+}
+
+/// Inside a container, Toolbx's commands run on the host through
+/// flatpak-spawn, with the variables Toolbx passes.
+fn forward_to_host(args: &[OsString]) -> i32 {
+    if !Path::new("/run/.toolbxenv").exists() && !Path::new("/run/.toolboxenv").exists() {
+        return print_fail(&Fail::new("this is not a Toolbx container"));
+    }
+    let Some(path) = std::env::var_os("TOOLBOX_PATH") else {
+        return print_fail(&Fail::new("TOOLBOX_PATH not set"));
+    };
+    let mut c = Command::new("flatpak-spawn");
+    for k in toolbox::PASSED_ENV {
+        if let Some(v) = std::env::var_os(k) {
+            let mut arg = OsString::from(format!("--env={k}="));
+            arg.push(v);
+            c.arg(arg);
+        }
+    }
+    c.arg("--host").arg(path).args(args);
+    match c.status() {
+        Ok(s) => s.code().unwrap_or(1),
+        Err(e) => print_fail(&Fail::new(format!("failed to invoke flatpak-spawn: {e}"))),
+    }
+}
+
+/// The defaults every command resolves names against: the host's
+/// os-release and toolbox.conf.
+fn defaults() -> Result<Defaults> {
+    let config = naming::load_config(&naming::config_paths())?;
+    Ok(Defaults::new(&OsRelease::host(), config))
+}
+
+/// Toolbx's words for a resolution error.
+fn resolve_failure(e: ResolveError, container_arg: &str) -> Fail {
+    match e {
+        ResolveError::ContainerNameInvalid(_) => Fail::usage(format!(
+            "invalid argument for '{container_arg}'\nContainer names must match '{CONTAINER_NAME_REGEXP}'."
+        )),
+        ResolveError::ContainerNameFromImageInvalid(c) => Fail::usage(format!(
+            "invalid argument for '--image'\nContainer name {c} generated from image is invalid.\nContainer names must match '{CONTAINER_NAME_REGEXP}'."
+        )),
+        ResolveError::DistroUnsupported(d) => {
+            Fail::usage(format!("invalid argument for '--distro'\nDistribution {d} is unsupported."))
+        }
+        ResolveError::DistroWithoutRelease(d) => {
+            Fail::usage(format!("option '--release' is needed\nDistribution {d} doesn't match the host."))
+        }
+        ResolveError::Release(hint) => Fail::usage(format!("invalid argument for '--release'\n{hint}")),
+    }
+}
+
+/// A resolved container and image, with the architecture applied: a
+/// foreign architecture gets its suffix on the default container's name
+/// and on the image's tag (unless the tag already names one).
+struct Chosen {
+    container: String,
+    image: String,
+    release: String,
+    arch: &'static Arch,
+    native: bool,
+}
+
+fn choose(
+    d: &Defaults,
+    container: Option<&str>,
+    container_arg: &str,
+    distro: Option<&str>,
+    image: Option<&str>,
+    release: Option<&str>,
+    arch: Option<&str>,
+) -> Result<Chosen> {
+    let r = naming::resolve(container, distro, image, release, d)
+        .map_err(|e| resolve_failure(e, container_arg))?;
+    let flag = match arch.or(d.config.arch.as_deref()) {
+        Some(a) => {
+            Some(Arch::parse(a).map_err(|e| Fail::usage(format!("invalid argument for '--arch'\n{e}")))?)
+        }
+        None => None,
+    };
+    // The tag's architecture (`42-aarch64`) selects it; a contradicting
+    // --arch is an error.
+    let full = naming::fully_qualified(&r.image, &r.release).unwrap_or_else(|| r.image.clone());
+    let tag_arch = parse_image(&full).ok().and_then(|p| crate::image::platform::arch_from_tag(&p));
+    let arch = match (flag, tag_arch) {
+        (Some(f), Some(t)) if !std::ptr::eq(f, t) => {
+            return Err(Fail::usage(format!(
+                "invalid argument for '--arch'\nImage {} is for {}, not {}.",
+                r.image,
+                t.platform(),
+                f.platform()
+            )))
+        }
+        (Some(f), _) => f,
+        (None, Some(t)) => t,
+        (None, None) => Arch::host(),
+    };
+    let native = std::ptr::eq(arch, Arch::host());
+    let mut container = r.container;
+    if !native && tag_arch.is_none() && container_arg_is_default(container_arg) {
+        container = format!("{container}-{}", arch.short_name());
+    }
+    Ok(Chosen { container, image: r.image, release: r.release, arch, native })
+}
+
+fn container_arg_is_default(arg: &str) -> bool {
+    arg.is_empty()
+}
+
+/// `toolbox enter` for the default container, `toolbox enter NAME` else.
+fn enter_command(d: &Defaults, container: &str) -> String {
+    match d.default_container() {
+        Some(c) if c == container => format!("{EXE} enter"),
+        _ => format!("{EXE} enter {container}"),
+    }
+}
+
+fn create(a: CreateArgs, g: &Globals) -> Result<i32> {
+    if a.distro.is_some() && a.image.is_some() {
+        return Err(Fail::usage("options --distro and --image cannot be used together"));
+    }
+    if a.image.is_some() && a.release.is_some() {
+        return Err(Fail::usage("options --image and --release cannot be used together"));
+    }
+    if let Some(f) = &a.authfile {
+        if !f.exists() {
+            return Err(Fail::usage(format!(
+                "file {} not found\n'podman login' can be used to create the file.",
+                f.display()
+            )));
+        }
+    }
+    let (container, arg) = match (a.names.first(), &a.container) {
+        (Some(n), _) => (Some(n.as_str()), "CONTAINER"),
+        (None, Some(c)) => (Some(c.as_str()), "--container"),
+        (None, None) => (None, ""),
+    };
+    let d = defaults()?;
+    let c = choose(
+        &d,
+        container,
+        arg,
+        a.distro.as_deref(),
+        a.image.as_deref(),
+        a.release.as_deref(),
+        a.arch.as_deref(),
+    )?;
+    create_container(&d, &c, a.authfile.as_deref(), g, true)
+}
+
+/// Create `c`'s container, pulling its image when needed (asking first,
+/// as Toolbx does). Returns 0, or 0 with nothing made when the user said
+/// no to the download.
+fn create_container(
+    d: &Defaults,
+    c: &Chosen,
+    authfile: Option<&Path>,
+    g: &Globals,
+    show_enter: bool,
+) -> Result<i32> {
+    let tb = Toolbox::new()?;
+    let enter = enter_command(d, &c.container);
+    if tb.podman().container_exists(&c.container) {
+        return Err(Fail::usage(format!("container {} already exists\nEnter with: {enter}", c.container)));
+    }
+    let target = target_of(c)?;
+    let plan = tb.plan_for(c.container.clone(), target.clone(), None)?;
+    let Some(image) = find_or_pull(tb.podman(), c, &plan, authfile, g)? else { return Ok(0) };
+    let created = tb.create(&plan, &image).map_err(|e| {
+        tracing::debug!("podman create failed: {e}");
+        Fail::new(format!("failed to create container {}", c.container))
+    })?;
+    if show_enter {
+        println!("Created container: {}", created.name);
+        println!("Enter with: {enter}");
+    }
+    Ok(0)
+}
+
+/// A reference as a qualified one: unqualified names that no
+/// distribution claims are local (`localhost/NAME`), as Toolbx looks them up.
+fn parse_image(full: &str) -> Result<crate::image::reference::ImageRef> {
+    use crate::image::reference::{parse, Parsed};
+    match parse(full) {
+        Ok(Parsed::Qualified(r)) => Ok(r),
+        _ => match parse(&format!("localhost/{full}")) {
+            Ok(Parsed::Qualified(r)) => Ok(r),
+            Ok(Parsed::Short { .. }) => Err(Fail::new(format!("invalid image reference {full}"))),
+            Err(e) => Err(e.into()),
+        },
+    }
+}
+
+fn target_of(c: &Chosen) -> Result<Target> {
+    let full = naming::fully_qualified(&c.image, &c.release).unwrap_or_else(|| c.image.clone());
+    let parsed = parse_image(&full)?;
+    Ok(Target { image: full, parsed, arch: c.arch, native: c.native })
+}
+
+/// The store's name of the image to create from: one already there (by
+/// id, `localhost/`, or its fully qualified name, as Toolbx looks), else
+/// pulled after asking. None when the user declined the download.
+fn find_or_pull(
+    podman: &Podman,
+    c: &Chosen,
+    plan: &CreatePlan,
+    authfile: Option<&Path>,
+    g: &Globals,
+) -> Result<Option<String>> {
+    let exists = |name: &str| {
+        podman
+            .command(&["image", "exists", name])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let suffixed = |name: &str| match parse_image(name) {
+        Ok(r) => crate::pull::store_name(&r, c.arch, c.native, ""),
+        Err(_) => name.to_string(),
+    };
+    if naming::image_can_be_id(&c.image) && exists(&c.image) {
+        return Ok(Some(c.image.clone()));
+    }
+    let has_domain = naming::image_has_domain(&c.image);
+    if !has_domain {
+        let local = suffixed(&format!("localhost/{}", c.image));
+        if exists(&local) {
+            return Ok(Some(local));
+        }
+    }
+    let full = if has_domain {
+        c.image.clone()
+    } else {
+        naming::fully_qualified(&c.image, &c.release).ok_or_else(|| {
+            Fail::new(format!("image {} not found in local storage and known registries", c.image))
+        })?
+    };
+    let stored = suffixed(&full);
+    if exists(&stored) {
+        return Ok(Some(stored));
+    }
+    let domain = full.split('/').next().unwrap_or("");
+    if !g.assumeyes && domain != "localhost" {
+        if !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
+            return Err(Fail::usage(
+                "image required to create Toolbx container.\nUse option '--assumeyes' to download the image.",
+            ));
+        }
+        if !ask(&format!("Download {full}? [y/N]:")) {
+            return Ok(None);
+        }
+    }
+    let mut extra = Vec::new();
+    if let Some(f) = authfile {
+        extra.extend(["--authfile".to_string(), f.display().to_string()]);
+    }
+    let quiet = !g.verbose;
+    service::pull_quietly(&plan.mtbx, &full, c.arch, &extra, quiet).map(Some).map_err(|e| {
+        tracing::debug!("pull failed: {e}");
+        Fail::new(format!(
+            "failed to pull image {full}\nIf it was a private image, log in with: podman login {domain}\nUse '{EXE} --verbose ...' for further details."
+        ))
+    })
+}
+
+/// Toolbx's yes/no question: the prompt and a space on stdout, an answer
+/// line from stdin (terminal or not); empty means no, anything but
+/// y/yes/n/no asks again, end of input means no.
+fn ask(prompt: &str) -> bool {
+    let stdin = std::io::stdin();
+    loop {
+        print!("{prompt} ");
+        let _ = std::io::stdout().flush();
+        let mut answer = String::new();
+        match stdin.read_line(&mut answer) {
+            Ok(0) | Err(_) => return false,
+            Ok(_) => {}
+        }
+        match answer.trim_end_matches(['\n', '\r']).to_lowercase().as_str() {
+            "" | "n" | "no" => return false,
+            "y" | "yes" => return true,
+            _ => continue,
+        }
+    }
+}
+
+fn enter(a: EnterArgs, g: &Globals) -> Result<i32> {
+    let (container, arg) = match (a.names.first(), &a.container) {
+        (Some(n), _) => (Some(n.as_str()), "CONTAINER"),
+        (None, Some(c)) => (Some(c.as_str()), "--container"),
+        (None, None) => (None, ""),
+    };
+    let default_container = container.is_none() && a.release.is_none();
+    let d = defaults()?;
+    let c = choose(&d, container, arg, a.distro.as_deref(), None, a.release.as_deref(), a.arch.as_deref())?;
+    run_command(&d, c, default_container, &[], 0, true, false, g)
+}
+
+fn run_cmd(a: RunArgs, g: &Globals) -> Result<i32> {
+    let default_container = a.container.is_none() && a.release.is_none();
+    if a.command.is_empty() {
+        return Err(Fail::usage("missing argument for \"run\""));
+    }
+    let d = defaults()?;
+    let c = choose(
+        &d,
+        a.container.as_deref(),
+        "--container",
+        a.distro.as_deref(),
+        None,
+        a.release.as_deref(),
+        a.arch.as_deref(),
+    )?;
+    run_command(&d, c, default_container, &a.command, a.preserve_fds, false, true, g)
+}
+
+/// Toolbx's runCommand: find the container (`enter` offers to create the
+/// default one, or falls back to the only one; `run` is pedantic), start
+/// it, wait for its set-up, run the command as the user.
+#[allow(clippy::too_many_arguments)]
+fn run_command(
+    d: &Defaults,
+    mut c: Chosen,
+    default_container: bool,
+    command: &[OsString],
+    preserve_fds: u32,
+    interactive: bool,
+    pedantic: bool,
+    g: &Globals,
+) -> Result<i32> {
+    let tb = Toolbox::new()?;
+    if !tb.podman().container_exists(&c.container) && pedantic {
+        return Err(Fail::usage(format!(
+            "container {} not found\nUse the 'create' command to create a Toolbx.",
+            c.container
+        )));
+    }
+    if !tb.podman().container_exists(&c.container) {
+        let all = toolbx_containers(tb.podman())?;
+        if all.is_empty() {
+            let create = g.assumeyes || ask_offer();
+            if !create {
+                println!("A container can be created later with the 'create' command.");
+                println!("{}", usage_hint());
+                return Ok(0);
+            }
+            create_container(d, &c, None, g, false)?;
+        } else if all.len() == 1 && default_container {
+            let only = all[0].name().to_string();
+            eprintln!("Error: container {} not found", c.container);
+            eprintln!("Entering container {only} instead.");
+            eprintln!("Use the 'create' command to create a different Toolbx.");
+            eprintln!("{}", usage_hint());
+            c.container = only;
+        } else {
+            return Err(Fail::usage(format!(
+                "container {} not found\nUse the '--container' option to select a Toolbx.",
+                c.container
+            )));
+        }
+    }
+    let text = tb
+        .podman()
+        .output(&["ps", "--all", "--format", "json", "--filter", &format!("name=^{}$", c.container)])
+        .map_err(|_| Fail::new(format!("failed to inspect container {}", c.container)))?;
+    let info: crate::toolbox::engine::ContainerInfo = serde_json::from_str::<Vec<_>>(&text)
+        .ok()
+        .and_then(|v| v.into_iter().next())
+        .ok_or_else(|| Fail::new(format!("failed to inspect container {}", c.container)))?;
+    if info.label(LABEL_ARCH).is_none() {
+        return Err(Fail::new(format!(
+            "container {} is too old and no longer supported\nRecreate it with Toolbx version 0.0.97 or newer.",
+            c.container
+        )));
+    }
+    if !toolbox::is_ready(&toolbox::stamp_file(&service::stamp_dir_of(&info))) {
+        // Toolbx waits 25 s for its entry point, then gives up; an entry
+        // point that failed says why in its own words.
+        let warnings = tb.start(&info, std::time::Duration::from_secs(25)).map_err(|e| match e {
+            service::ServiceError::NotStarted { why, .. } if running_failed(tb.podman(), &c.container) => {
+                Fail::new(why.join("\n"))
+            }
+            e => {
+                tracing::debug!("{e}");
+                Fail::new(format!("failed to initialize container {}", c.container))
+            }
+        })?;
+        for w in warnings {
+            eprintln!("Warning: {w}");
+        }
+    }
+    let user = HostUser::current()?;
+    let env: Vec<(&str, OsString)> =
+        toolbox::PASSED_ENV.iter().filter_map(|k| std::env::var_os(k).map(|v| (*k, v))).collect();
+    let cwd = std::env::current_dir().ok();
+    let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let _ = (interactive, preserve_fds);
+    let args = toolbox::exec_args(&c.container, &user, cwd.as_deref(), &env, command, tty);
+    let status = tb
+        .podman()
+        .command(&args)
+        .status()
+        .map_err(|_| Fail::new(format!("failed to invoke 'podman exec' in container {}", c.container)))?;
+    let code = status.code().unwrap_or(1);
+    let shown = command.first().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    match code {
+        126 if !interactive => Err(Fail {
+            message: format!("failed to invoke command {shown} in container {}", c.container),
+            code,
+        }),
+        127 if !interactive => {
+            Err(Fail { message: format!("command {shown} not found in container {}", c.container), code })
+        }
+        _ => Ok(code),
+    }
+}
+
+/// Whether the container's entry point has exited (rather than still
+/// being busy when the wait ran out).
+fn running_failed(podman: &Podman, name: &str) -> bool {
+    podman
+        .output(&["container", "inspect", "--format", "{{.State.Running}}", name])
+        .is_ok_and(|o| o.trim() != "true")
+}
+
+fn ask_offer() -> bool {
+    ask("No Toolbx containers found. Create now? [y/N]")
+}
+
+/// Containers with Toolbx's label (or its old one), sorted by name.
+fn toolbx_containers(podman: &Podman) -> Result<Vec<crate::toolbox::engine::ContainerInfo>> {
+    let text = podman.output(&["ps", "--all", "--format", "json", "--sort", "names"])?;
+    let all: Vec<crate::toolbox::engine::ContainerInfo> = if text.trim().is_empty() {
+        Vec::new()
+    } else {
+        serde_json::from_str(&text).map_err(|e| Fail::new(format!("failed to get containers: {e}")))?
+    };
+    Ok(all.into_iter().filter(|c| is_toolbx(c.labels.as_ref())).collect())
+}
+
+fn is_toolbx(labels: Option<&std::collections::BTreeMap<String, String>>) -> bool {
+    labels.is_some_and(|l| {
+        l.get(LABEL_TOOLBOX).is_some_and(|v| v == "true")
+            || l.get("com.github.debarshiray.toolbox").is_some_and(|v| v == "true")
+    })
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PodmanImage {
+    #[serde(rename = "Id")]
+    id: String,
+    #[serde(default)]
+    names: Option<Vec<String>>,
+    #[serde(default)]
+    labels: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default)]
+    created: i64,
+}
+
+/// Toolbx images, one row per name (`<none>` for none), sorted by name.
+fn toolbx_images(podman: &Podman) -> Result<Vec<(String, String, i64)>> {
+    let text = podman.output(&["images", "--format", "json"])?;
+    let all: Vec<PodmanImage> = if text.trim().is_empty() {
+        Vec::new()
+    } else {
+        serde_json::from_str(&text).map_err(|e| Fail::new(format!("failed to get images: {e}")))?
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    let mut rows = Vec::new();
+    for i in all {
+        if !seen.insert(i.id.clone()) || !is_toolbx(i.labels.as_ref()) {
+            continue;
+        }
+        match i.names.filter(|n| !n.is_empty()) {
+            None => rows.push((i.id.clone(), "<none>".to_string(), i.created)),
+            Some(names) => rows.extend(names.into_iter().map(|n| (i.id.clone(), n, i.created))),
+        }
+    }
+    rows.sort_by(|a, b| a.1.cmp(&b.1));
+    Ok(rows)
+}
+
+/// go-units' HumanDuration, as Toolbx prints ages.
+fn human_duration(secs: i64) -> String {
+    let d = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+        - secs)
+        .max(0);
+    let s = d;
+    let text = if s < 1 {
+        "Less than a second".to_string()
+    } else if s == 1 {
+        "1 second".to_string()
+    } else if s < 60 {
+        format!("{s} seconds")
+    } else if s / 60 == 1 {
+        "About a minute".to_string()
+    } else if s / 60 < 60 {
+        format!("{} minutes", s / 60)
+    } else {
+        let hours = ((s as f64) / 3600.0 + 0.5) as i64;
+        if hours == 1 {
+            "About an hour".to_string()
+        } else if hours < 48 {
+            format!("{hours} hours")
+        } else if hours < 24 * 7 * 2 {
+            format!("{} days", hours / 24)
+        } else if hours < 24 * 30 * 2 {
+            format!("{} weeks", hours / 24 / 7)
+        } else if hours < 24 * 365 * 2 {
+            format!("{} months", hours / 24 / 30)
+        } else {
+            format!("{} years", s / 3600 / 24 / 365)
+        }
+    };
+    format!("{text} ago")
+}
+
+/// Columns separated as Go's tabwriter (padding 2) lays them out.
+fn tab(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|i| rows.iter().filter_map(|r| r.get(i)).map(|c| c.chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (i, c) in r.iter().enumerate() {
+            if i + 1 < r.len() {
+                line.push_str(&format!("{c:<w$}", w = widths[i] + 2));
+            } else {
+                line.push_str(c);
+            }
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+fn list(a: ListArgs) -> Result<i32> {
+    let (mut show_c, mut show_i) = (true, true);
+    if !a.containers && a.images {
+        show_c = false;
+    } else if a.containers && !a.images {
+        show_i = false;
+    }
+    let podman = Podman::find()?;
+    let images = if show_i {
+        toolbx_images(&podman).map_err(|_| Fail::new("failed to get images"))?
+    } else {
+        Vec::new()
+    };
+    let containers = if show_c {
+        toolbx_containers(&podman).map_err(|_| Fail::new("failed to get containers"))?
+    } else {
+        Vec::new()
+    };
+    if !images.is_empty() {
+        let mut rows = vec![vec!["IMAGE ID".to_string(), "IMAGE NAME".into(), "CREATED".into()]];
+        for (id, name, created) in &images {
+            rows.push(vec![id.chars().take(12).collect(), name.clone(), human_duration(*created)]);
+        }
+        print!("{}", tab(&rows));
+    }
+    if !images.is_empty() && !containers.is_empty() {
+        println!();
+    }
+    if !containers.is_empty() {
+        let tty = std::io::stdout().is_terminal();
+        let mut rows = vec![vec![
+            "CONTAINER ID".to_string(),
+            "CONTAINER NAME".into(),
+            "CREATED".into(),
+            "STATUS".into(),
+            "IMAGE NAME".into(),
+            "ARCH".into(),
+        ]];
+        for c in &containers {
+            rows.push(vec![
+                c.id.chars().take(12).collect(),
+                c.name().to_string(),
+                human_duration(c.created),
+                c.state.clone(),
+                c.image.clone(),
+                c.label(LABEL_ARCH).unwrap_or("-").to_string(),
+            ]);
+        }
+        let text = tab(&rows);
+        for (i, line) in text.lines().enumerate() {
+            let running = i > 0 && containers[i - 1].state == "running";
+            if tty {
+                let color = if running { "\x1b[1;32m" } else { "\x1b[0;00m" };
+                println!("{color}{line}\x1b[0m");
+            } else {
+                println!("{line}");
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn rm(a: RmArgs) -> Result<i32> {
+    let podman = Podman::find()?;
+    let remove = |name: &str| {
+        let mut args = vec!["rm"];
+        if a.force {
+            args.push("--force");
+        }
+        args.push(name);
+        let code = podman
+            .command(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .ok()
+            .and_then(|s| s.code());
+        match code {
+            Some(0) => {
+                let _ = std::fs::remove_dir_all(toolbox::stamp_dir(name));
+            }
+            Some(1) => eprintln!("Error: container {name} not found"),
+            Some(2) => eprintln!("Error: container {name} is running"),
+            _ => eprintln!("Error: failed to remove container {name}"),
+        }
+    };
+    if a.all {
+        for c in toolbx_containers(&podman).map_err(|_| Fail::new("failed to get containers"))? {
+            remove(&c.id);
+        }
+        return Ok(0);
+    }
+    if a.names.is_empty() {
+        return Err(Fail::usage("missing argument for \"rm\""));
+    }
+    for name in &a.names {
+        let labels = podman.output(&["inspect", "--format", "json", "--type", "container", name]);
+        let Ok(text) = labels else {
+            eprintln!("Error: failed to inspect container {name}");
+            continue;
+        };
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let labels: Option<std::collections::BTreeMap<String, String>> =
+            serde_json::from_value(v[0]["Config"]["Labels"].clone()).ok();
+        if !is_toolbx(labels.as_ref()) {
+            eprintln!("Error: {name} is not a Toolbx container");
+            continue;
+        }
+        remove(name);
+    }
+    Ok(0)
+}
+
+fn rmi(a: RmiArgs) -> Result<i32> {
+    let podman = Podman::find()?;
+    let remove = |image: &str| {
+        let mut args = vec!["rmi"];
+        if a.force {
+            args.push("--force");
+        }
+        args.push(image);
+        let code = podman
+            .command(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .ok()
+            .and_then(|s| s.code());
+        match code {
+            Some(0) => {}
+            Some(1) => eprintln!("Error: image {image} not found"),
+            Some(2) => eprintln!("Error: image {image} has dependent children"),
+            _ => eprintln!("Error: failed to remove image {image}"),
+        }
+    };
+    if a.all {
+        let mut ids: Vec<String> = toolbx_images(&podman)
+            .map_err(|_| Fail::new("failed to get images"))?
+            .into_iter()
+            .map(|r| r.0)
+            .collect();
+        ids.dedup();
+        for id in ids {
+            remove(&id);
+        }
+        return Ok(0);
+    }
+    if a.names.is_empty() {
+        return Err(Fail::usage("missing argument for \"rmi\""));
+    }
+    for name in &a.names {
+        let Ok(text) = podman.output(&["image", "inspect", "--format", "json", name]) else {
+            eprintln!("Error: failed to inspect image {name}");
+            continue;
+        };
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let labels: Option<std::collections::BTreeMap<String, String>> =
+            serde_json::from_value(v[0]["Labels"].clone())
+                .ok()
+                .or_else(|| serde_json::from_value(v[0]["Config"]["Labels"].clone()).ok());
+        if !is_toolbx(labels.as_ref()) {
+            eprintln!("Error: {name} is not a Toolbx image");
+            continue;
+        }
+        remove(name);
+    }
+    Ok(0)
+}
