@@ -4,6 +4,7 @@
 
 mod arch_cmd;
 mod binfmt_cmd;
+pub mod complete;
 pub mod docs;
 mod errors;
 mod image_args;
@@ -21,7 +22,7 @@ use output::{paint, Style};
 /// Run Toolbx-style containers of foreign CPU architectures with QEMU
 /// user-mode emulation and binfmt_misc.
 #[derive(Debug, Parser)]
-#[command(name = "mtbx", version, about, long_about = None, propagate_version = true)]
+#[command(name = "mtbx", version, about, long_about = None, propagate_version = true, disable_help_subcommand = true)]
 pub struct Cli {
     /// Diagnostic detail on stderr: error, warn, info, debug or trace.
     #[arg(long, global = true, default_value = "warn", value_name = "LEVEL")]
@@ -63,6 +64,19 @@ enum Command {
     /// Runs a command inside a toolbox container as the user.
     #[command(hide = true)]
     ContainerExec(toolbox_cmd::ExecArgs),
+    /// Print shell completion code (bash, zsh, fish, elvish, powershell):
+    /// `source <(mtbx completion bash)`.
+    Completion {
+        /// The shell.
+        #[arg(value_name = "SHELL")]
+        shell: String,
+    },
+    /// Show the manual page of mtbx or of a command.
+    Help {
+        /// The command.
+        #[arg(value_name = "COMMAND")]
+        command: Option<String>,
+    },
     /// Writes the manual pages of mtbx and of `toolbox` mode into DIR
     /// (scripts/setup.sh installs them).
     #[command(hide = true)]
@@ -90,6 +104,7 @@ pub fn run() -> i32 {
     if invoked_as.is_some_and(|n| n == "toolbox") {
         return toolbx::run(args);
     }
+    complete::answer_shell(<Cli as clap::CommandFactory>::command, "mtbx");
     let cli = Cli::parse_from(args);
     init_logging(cli.log_level);
     let result = match cli.command {
@@ -107,6 +122,8 @@ pub fn run() -> i32 {
         Command::InitContainer(args) => toolbox_cmd::init_container(args),
         Command::ContainerExec(args) => toolbox_cmd::container_exec(args),
         Command::ManPages { dir } => man_pages(&dir),
+        Command::Completion { shell } => completion(&shell),
+        Command::Help { command } => help(command.as_deref()),
     };
     tracing::debug!("command finished");
     match result {
@@ -118,6 +135,51 @@ pub fn run() -> i32 {
             errors::exit_code(&err)
         }
     }
+}
+
+fn completion(shell: &str) -> anyhow::Result<i32> {
+    match complete::registration(shell, "mtbx", &crate::toolbox::invoked_path()) {
+        Some(script) => {
+            print!("{script}");
+            Ok(exit::OK)
+        }
+        None => Err(crate::error::BadInput(format!(
+            "unknown shell '{shell}'; mtbx completes for {}",
+            complete::shells().join(", ")
+        ))
+        .into()),
+    }
+}
+
+/// `mtbx help [COMMAND]`: the manual page when man(1) has it, else the
+/// command's own long help.
+fn help(command: Option<&str>) -> anyhow::Result<i32> {
+    use clap::CommandFactory;
+    let mut root = Cli::command();
+    let page = command.map_or("mtbx".to_string(), |c| format!("mtbx-{c}"));
+    let mut cmd = match command {
+        None => root.clone(),
+        Some(c) => {
+            root.find_subcommand_mut(c).filter(|s| !s.is_hide_set()).cloned().ok_or_else(|| {
+                crate::error::BadInput(format!("no command '{c}'; `mtbx --help` lists them"))
+            })?
+        }
+    };
+    if let Some(man) = crate::fsutil::find_on_path("man") {
+        let has_page = std::process::Command::new(&man)
+            .args(["-w", &page])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if has_page {
+            use std::os::unix::process::CommandExt;
+            let e = std::process::Command::new(man).arg(&page).exec();
+            return Err(anyhow::anyhow!("cannot run man: {e}"));
+        }
+    }
+    cmd.print_long_help()?;
+    Ok(exit::OK)
 }
 
 fn man_pages(dir: &std::path::Path) -> anyhow::Result<i32> {
@@ -152,4 +214,17 @@ pub(crate) fn init_logging(level: tracing::Level) {
     } else {
         builder.without_time().try_init()
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap's own consistency checks (unique short flags, valid
+    /// defaults) on both command trees: a clash is a panic at run time.
+    #[test]
+    fn both_command_lines_are_consistent() {
+        super::Cli::command().debug_assert();
+        super::toolbx::ToolbxCli::command().debug_assert();
+    }
 }

@@ -21,16 +21,16 @@ use crate::toolbox::{self, HostUser};
 #[derive(Debug, Args, Clone)]
 pub struct Which {
     /// Architecture of the container.
-    #[arg(long, value_name = "ARCH")]
+    #[arg(long, short = 'a', value_name = "ARCH", add = super::complete::arches())]
     arch: Option<String>,
-    /// Distribution of the default image (fedora, ubuntu, debian, arch).
-    #[arg(long, short = 'd', value_name = "DISTRO")]
+    /// Distribution of the default image (fedora, ubuntu, debian, arch, rhel).
+    #[arg(long, short = 'd', value_name = "DISTRO", add = super::complete::distros())]
     distro: Option<String>,
     /// Release of that distribution.
     #[arg(long, short = 'r', value_name = "RELEASE")]
     release: Option<String>,
     /// Image instead of a distribution's.
-    #[arg(long, short = 'i', value_name = "IMAGE")]
+    #[arg(long, short = 'i', value_name = "IMAGE", add = super::complete::images())]
     image: Option<String>,
 }
 
@@ -57,7 +57,7 @@ pub struct CreateArgs {
 #[derive(Debug, Args)]
 pub struct EnterArgs {
     /// Container name.
-    #[arg(value_name = "NAME")]
+    #[arg(value_name = "NAME", add = super::complete::containers())]
     name: Option<String>,
     #[command(flatten)]
     which: Which,
@@ -66,26 +66,34 @@ pub struct EnterArgs {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Container name (`-c NAME`; default: from --arch/--distro/--release).
-    #[arg(long, short = 'c', value_name = "NAME")]
+    #[arg(long, short = 'c', value_name = "NAME", add = super::complete::containers())]
     container: Option<String>,
     #[command(flatten)]
     which: Which,
-    /// The command and its arguments.
-    #[arg(value_name = "COMMAND", trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    /// The command and its arguments (after `--` when it starts with `-`).
+    #[arg(value_name = "COMMAND", trailing_var_arg = true, required = true)]
     command: Vec<std::ffi::OsString>,
 }
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
+    /// Only the containers.
+    #[arg(long, short = 'c')]
+    containers: bool,
+    /// Only the images.
+    #[arg(long, short = 'i')]
+    images: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     format: Format,
 }
 
+/// `-a` is `--all` here, as in Toolbx; `--arch` has no short form.
 #[derive(Debug, Args)]
+#[command(mut_arg("arch", |a| a.short(None)))]
 pub struct RmArgs {
     /// Container names.
-    #[arg(value_name = "NAME")]
+    #[arg(value_name = "NAME", add = super::complete::containers())]
     names: Vec<String>,
     #[command(flatten)]
     which: Which,
@@ -100,7 +108,7 @@ pub struct RmArgs {
 #[derive(Debug, Args)]
 pub struct RmiArgs {
     /// Image names or ids.
-    #[arg(value_name = "IMAGE")]
+    #[arg(value_name = "IMAGE", add = super::complete::images())]
     images: Vec<String>,
     /// Remove images that containers use too (with the containers).
     #[arg(long, short = 'f')]
@@ -108,6 +116,9 @@ pub struct RmiArgs {
     /// Every image `mtbx list` shows.
     #[arg(long, short = 'a')]
     all: bool,
+    /// Only images of this architecture (with --all, or instead of names).
+    #[arg(long, value_name = "ARCH", add = super::complete::arches())]
+    arch: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -169,6 +180,13 @@ pub fn create(args: CreateArgs) -> Result<i32> {
             eprintln!("Using {n}, already in the image store");
             n.clone()
         }
+        None if !args.assumeyes && !std::io::stdin().is_terminal() => {
+            return Err(crate::error::BadInput(format!(
+                "{} is not in the image store and there is no terminal to ask before downloading it: pass -y/--assumeyes",
+                plan.target.image
+            ))
+            .into())
+        }
         None => service::pull_for_create(
             &plan.mtbx,
             &plan,
@@ -225,29 +243,48 @@ fn run_in(name: Option<&str>, which: &Which, command: &[std::ffi::OsString], tty
 }
 
 pub fn list(args: ListArgs) -> Result<i32> {
-    let l = Toolbox::new()?.listing()?;
+    let mut l = Toolbox::new()?.listing()?;
+    // -c or -i alone narrows the listing, as in Toolbx; both or neither
+    // show both.
+    if args.containers && !args.images {
+        l.images.clear();
+    } else if args.images && !args.containers {
+        l.containers.clear();
+    }
     if args.format == Format::Json {
         output::print_json(&l)?;
         return Ok(exit::OK);
     }
     let color = output::color_stdout();
-    let mut t = Table::new(&["NAME", "ARCH", "IMAGE", "STATUS", "CREATED"]);
-    for c in &l.containers {
-        t.row(vec![c.name.clone(), c.arch.clone(), c.image.clone(), c.status.clone(), created(c.created)]);
+    if !l.containers.is_empty() {
+        let mut t = Table::new(&["NAME", "ARCH", "IMAGE", "STATUS", "CREATED"]);
+        for c in &l.containers {
+            t.row(vec![
+                c.name.clone(),
+                c.arch.clone(),
+                c.image.clone(),
+                c.status.clone(),
+                created(c.created),
+            ]);
+        }
+        print!("{}", t.render(color));
     }
-    print!("{}", t.render(color));
-    println!();
-    let mut t = Table::new(&["IMAGE", "IMAGE ID", "ARCH", "SIZE", "CREATED"]);
-    for i in &l.images {
-        t.row(vec![
-            i.name.clone(),
-            i.id.chars().take(12).collect(),
-            i.arch.clone(),
-            human_size(i.size),
-            i.created.as_deref().map(|c| c.chars().take(10).collect()).unwrap_or_else(|| "-".into()),
-        ]);
+    if !l.containers.is_empty() && !l.images.is_empty() {
+        println!();
     }
-    print!("{}", t.render(color));
+    if !l.images.is_empty() {
+        let mut t = Table::new(&["IMAGE", "IMAGE ID", "ARCH", "SIZE", "CREATED"]);
+        for i in &l.images {
+            t.row(vec![
+                i.name.clone(),
+                i.id.chars().take(12).collect(),
+                i.arch.clone(),
+                human_size(i.size),
+                i.created.as_deref().map(|c| c.chars().take(10).collect()).unwrap_or_else(|| "-".into()),
+            ]);
+        }
+        print!("{}", t.render(color));
+    }
     Ok(exit::OK)
 }
 
@@ -265,7 +302,9 @@ pub fn rm(args: RmArgs) -> Result<i32> {
 }
 
 pub fn rmi(args: RmiArgs) -> Result<i32> {
-    print!("{}", Toolbox::new()?.remove_images(&args.images, args.all, args.force)?);
+    let arch = args.arch.as_deref().map(Arch::parse).transpose()?;
+    let all = args.all || (arch.is_some() && args.images.is_empty());
+    print!("{}", Toolbox::new()?.remove_images(&args.images, all, arch, args.force)?);
     Ok(exit::OK)
 }
 

@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 
 use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+use super::complete;
 use crate::emu::arch::Arch;
 use crate::toolbox::engine::Podman;
 use crate::toolbox::naming::{self, Defaults, OsRelease, ResolveError, CONTAINER_NAME_REGEXP};
@@ -121,54 +122,54 @@ enum Cmd {
 #[derive(Debug, Args)]
 struct CreateArgs {
     /// Container name
-    #[arg(value_name = "CONTAINER")]
+    #[arg(value_name = "CONTAINER", add = complete::containers())]
     names: Vec<String>,
     /// Path to a file with credentials for authenticating to the registry for private images
     #[arg(long, value_name = "FILE")]
     authfile: Option<PathBuf>,
     /// Assign a different name to the Toolbx container
-    #[arg(short = 'c', long, value_name = "CONTAINER")]
+    #[arg(short = 'c', long, value_name = "CONTAINER", add = complete::containers())]
     container: Option<String>,
     /// Create a Toolbx container for a different operating system distribution than the host
-    #[arg(short = 'd', long, value_name = "DISTRO")]
+    #[arg(short = 'd', long, value_name = "DISTRO", add = complete::distros())]
     distro: Option<String>,
     /// Change the name of the base image used to create the Toolbx container
-    #[arg(short = 'i', long, value_name = "IMAGE")]
+    #[arg(short = 'i', long, value_name = "IMAGE", add = complete::images())]
     image: Option<String>,
     /// Create a Toolbx container for a different operating system release than the host
     #[arg(short = 'r', long, value_name = "RELEASE")]
     release: Option<String>,
     /// Create a Toolbx container for a different CPU architecture (QEMU user-mode emulation)
-    #[arg(short = 'a', long, value_name = "ARCH")]
+    #[arg(short = 'a', long, value_name = "ARCH", add = complete::arches())]
     arch: Option<String>,
 }
 
 #[derive(Debug, Args)]
 struct EnterArgs {
     /// Container name
-    #[arg(value_name = "CONTAINER")]
+    #[arg(value_name = "CONTAINER", add = complete::containers())]
     names: Vec<String>,
     /// Enter a Toolbx container with the given name
-    #[arg(short = 'c', long, value_name = "CONTAINER")]
+    #[arg(short = 'c', long, value_name = "CONTAINER", add = complete::containers())]
     container: Option<String>,
     /// Enter a Toolbx container for a different operating system distribution than the host
-    #[arg(short = 'd', long, value_name = "DISTRO")]
+    #[arg(short = 'd', long, value_name = "DISTRO", add = complete::distros())]
     distro: Option<String>,
     /// Enter a Toolbx container for a different operating system release than the host
     #[arg(short = 'r', long, value_name = "RELEASE")]
     release: Option<String>,
     /// Enter the Toolbx container of this CPU architecture
-    #[arg(short = 'a', long, value_name = "ARCH")]
+    #[arg(short = 'a', long, value_name = "ARCH", add = complete::arches())]
     arch: Option<String>,
 }
 
 #[derive(Debug, Args)]
 struct RunArgs {
     /// Run command inside a Toolbx container with the given name
-    #[arg(short = 'c', long, value_name = "CONTAINER")]
+    #[arg(short = 'c', long, value_name = "CONTAINER", add = complete::containers())]
     container: Option<String>,
     /// Run command inside a Toolbx container for a different operating system distribution than the host
-    #[arg(short = 'd', long, value_name = "DISTRO")]
+    #[arg(short = 'd', long, value_name = "DISTRO", add = complete::distros())]
     distro: Option<String>,
     /// Pass down to command N additional file descriptors (in addition to 0, 1, 2)
     #[arg(long, value_name = "N", default_value_t = 0)]
@@ -177,7 +178,7 @@ struct RunArgs {
     #[arg(short = 'r', long, value_name = "RELEASE")]
     release: Option<String>,
     /// Run command inside the Toolbx container of this CPU architecture
-    #[arg(short = 'a', long, value_name = "ARCH")]
+    #[arg(short = 'a', long, value_name = "ARCH", add = complete::arches())]
     arch: Option<String>,
     /// The command and its arguments
     #[arg(value_name = "COMMAND", trailing_var_arg = true)]
@@ -197,7 +198,7 @@ struct ListArgs {
 #[derive(Debug, Args)]
 struct RmArgs {
     /// Container names
-    #[arg(value_name = "CONTAINER")]
+    #[arg(value_name = "CONTAINER", add = complete::containers())]
     names: Vec<String>,
     /// Remove all Toolbx containers
     #[arg(short = 'a', long)]
@@ -210,7 +211,7 @@ struct RmArgs {
 #[derive(Debug, Args)]
 struct RmiArgs {
     /// Image names or ids
-    #[arg(value_name = "IMAGE")]
+    #[arg(value_name = "IMAGE", add = complete::images())]
     names: Vec<String>,
     /// Remove all Toolbx images
     #[arg(short = 'a', long)]
@@ -253,6 +254,7 @@ struct Globals {
 
 /// The entry point of `toolbox` mode; the exit code.
 pub fn run(args: Vec<OsString>) -> i32 {
+    complete::answer_shell(ToolbxCli::command, EXE);
     let matches = match ToolbxCli::command().try_get_matches_from(&args) {
         Ok(m) => m,
         Err(e) => return print_fail(&clap_failure(&e)),
@@ -416,14 +418,14 @@ fn completion(shells: &[String]) -> Result<i32> {
     if shells.len() != 1 {
         return Err(Fail::usage(format!("accepts 1 arg(s), received {}", shells.len())));
     }
-    let shell = match shells[0].as_str() {
-        "bash" => clap_complete::Shell::Bash,
-        "fish" => clap_complete::Shell::Fish,
-        "zsh" => clap_complete::Shell::Zsh,
-        other => return Err(Fail::usage(format!("invalid argument \"{other}\" for \"{EXE} completion\""))),
-    };
-    let mut cmd = ToolbxCli::command();
-    clap_complete::generate(shell, &mut cmd, EXE, &mut std::io::stdout());
+    let shell = shells[0].as_str();
+    let known = ["bash", "fish", "zsh"];
+    let script = known
+        .contains(&shell)
+        .then(|| complete::registration(shell, EXE, &toolbox::invoked_path()))
+        .flatten()
+        .ok_or_else(|| Fail::usage(format!("invalid argument \"{shell}\" for \"{EXE} completion\"")))?;
+    print!("{script}");
     Ok(0)
 }
 

@@ -593,6 +593,12 @@ impl Serialize for Arch {
 
 /// Every name `Arch::parse` accepts for the error message, platforms first.
 pub fn valid_names() -> String {
+    names().join(", ")
+}
+
+/// Every name `Arch::parse` accepts, platforms first, each once: for
+/// error messages and shell completion.
+pub fn names() -> Vec<String> {
     let mut names: Vec<String> = ARCHES.iter().map(Arch::platform).collect();
     for a in ARCHES {
         if a.default_variant && a.variant.is_some() {
@@ -604,7 +610,7 @@ pub fn valid_names() -> String {
             }
         }
     }
-    names.join(", ")
+    names
 }
 
 /// The rows that share one QEMU target, once each: the set of binfmt_misc

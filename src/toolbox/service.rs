@@ -433,12 +433,41 @@ impl Toolbox {
         Ok(())
     }
 
-    /// Remove images (all that `list` shows with `all`); podman's report.
-    pub fn remove_images(&self, images: &[String], all: bool, force: bool) -> Result<String, ServiceError> {
-        let images: Vec<String> =
-            if all { self.listing()?.images.into_iter().map(|i| i.id).collect() } else { images.to_vec() };
+    /// Remove images: those named, or with `all` every one `list` shows;
+    /// with `arch`, only those of that architecture. podman's report.
+    /// `all` with nothing to remove succeeds, as in Toolbx.
+    pub fn remove_images(
+        &self,
+        images: &[String],
+        all: bool,
+        arch: Option<&'static Arch>,
+        force: bool,
+    ) -> Result<String, ServiceError> {
+        let listed = || -> Result<Vec<ImageRow>, ServiceError> { Ok(self.listing()?.images) };
+        let images: Vec<String> = match (all, arch) {
+            (true, _) => {
+                listed()?.into_iter().filter(|i| arch_matches(&i.arch, arch)).map(|i| i.id).collect()
+            }
+            (false, None) => images.to_vec(),
+            (false, Some(_)) => {
+                let rows = listed()?;
+                images
+                    .iter()
+                    .filter(|n| {
+                        rows.iter()
+                            .find(|r| &&r.name == n || r.id.starts_with(n.as_str()))
+                            .is_some_and(|r| arch_matches(&r.arch, arch))
+                    })
+                    .cloned()
+                    .collect()
+            }
+        };
         if images.is_empty() {
-            return Err(ServiceError::NothingToRemove);
+            return if all || arch.is_some() {
+                Ok(String::new())
+            } else {
+                Err(ServiceError::NothingToRemove)
+            };
         }
         let mut a: Vec<&str> = vec!["rmi"];
         if force {
@@ -446,6 +475,14 @@ impl Toolbox {
         }
         a.extend(images.iter().map(String::as_str));
         Ok(self.podman.output(&a)?)
+    }
+}
+
+/// Whether an image's architecture (as `list` shows it) is `arch`'s.
+fn arch_matches(shown: &str, arch: Option<&'static Arch>) -> bool {
+    match arch {
+        None => true,
+        Some(a) => Arch::parse(shown).is_ok_and(|s| std::ptr::eq(s, a)),
     }
 }
 

@@ -22,3 +22,45 @@ fn internal_commands_stay_out_of_help() {
     }
     assert!(!help.contains("init-container") && !help.contains("container-exec"), "{help}");
 }
+
+#[test]
+fn flags_as_a_toolbx_user_types_them() {
+    // -a is --arch on create, enter and run; list takes -c and -i.
+    for args in [
+        &["create", "-a", "arm64", "--help"][..],
+        &["enter", "-a", "s390x", "--help"],
+        &["list", "-c", "-i", "--help"],
+    ] {
+        let out = mtbx(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    }
+    // An unknown flag before the command is refused, not run; after `--`
+    // it is the command.
+    let out = mtbx(&["run", "-c", "x", "--foo"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("'--foo'"), "{}", text(&out.stderr));
+    let out = mtbx(&["run", "-c", "x", "--", "--foo"]).env("PATH", "/nonexistent").output().unwrap();
+    assert!(text(&out.stderr).contains("podman is not installed"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn completion_and_help_of_mtbx() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = mtbx(&["completion", shell]).output().unwrap();
+        assert!(out.status.success() && text(&out.stdout).contains("mtbx"), "{shell}");
+    }
+    let out = mtbx(&["completion", "tcsh"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    // Candidates come from the binary itself: every architecture alias.
+    let out = mtbx(&["--", "mtbx", "create", "--arch", "aarc"])
+        .env("MTBX_COMPLETE", "bash")
+        .env("_CLAP_COMPLETE_INDEX", "3")
+        .env("_CLAP_COMPLETE_COMP_TYPE", "9")
+        .env("_CLAP_COMPLETE_SPACE", "true")
+        .output()
+        .unwrap();
+    assert!(text(&out.stdout).contains("aarch64"), "{}{}", text(&out.stdout), text(&out.stderr));
+    // Without man(1), help is the command's long help.
+    let out = mtbx(&["help", "create"]).env("PATH", "/nonexistent").output().unwrap();
+    assert!(out.status.success() && text(&out.stdout).contains("--arch"), "{}", text(&out.stderr));
+}
