@@ -77,3 +77,25 @@ pub fn distros() -> ArgValueCandidates {
         crate::toolbox::naming::DISTROS.iter().map(|d| CompletionCandidate::new(d.name)).collect()
     })
 }
+
+/// Releases: the tags of the toolbox images in the store, and the host's
+/// default release.
+pub fn releases() -> ArgValueCandidates {
+    ArgValueCandidates::new(|| {
+        let mut tags: Vec<String> = podman_lines(&[
+            "images",
+            "--format",
+            "{{.Tag}}",
+            "--filter",
+            &format!("label={}=true", crate::toolbox::LABEL_TOOLBOX),
+        ])
+        .into_iter()
+        .map(|c| c.get_value().to_string_lossy().into_owned())
+        .collect();
+        let (_, host) = crate::toolbox::naming::host_defaults(&crate::toolbox::naming::OsRelease::host());
+        tags.push(host);
+        tags.sort();
+        tags.dedup();
+        tags.into_iter().map(CompletionCandidate::new).collect()
+    })
+}

@@ -27,7 +27,7 @@ pub struct Which {
     #[arg(long, short = 'd', value_name = "DISTRO", add = super::complete::distros())]
     distro: Option<String>,
     /// Release of that distribution.
-    #[arg(long, short = 'r', value_name = "RELEASE")]
+    #[arg(long, short = 'r', value_name = "RELEASE", add = super::complete::releases())]
     release: Option<String>,
     /// Image instead of a distribution's.
     #[arg(long, short = 'i', value_name = "IMAGE", add = super::complete::images())]

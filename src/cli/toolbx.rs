@@ -137,7 +137,7 @@ struct CreateArgs {
     #[arg(short = 'i', long, value_name = "IMAGE", add = complete::images())]
     image: Option<String>,
     /// Create a Toolbx container for a different operating system release than the host
-    #[arg(short = 'r', long, value_name = "RELEASE")]
+    #[arg(short = 'r', long, value_name = "RELEASE", add = complete::releases())]
     release: Option<String>,
     /// Create a Toolbx container for a different CPU architecture (QEMU user-mode emulation)
     #[arg(short = 'a', long, value_name = "ARCH", add = complete::arches())]
@@ -156,7 +156,7 @@ struct EnterArgs {
     #[arg(short = 'd', long, value_name = "DISTRO", add = complete::distros())]
     distro: Option<String>,
     /// Enter a Toolbx container for a different operating system release than the host
-    #[arg(short = 'r', long, value_name = "RELEASE")]
+    #[arg(short = 'r', long, value_name = "RELEASE", add = complete::releases())]
     release: Option<String>,
     /// Enter the Toolbx container of this CPU architecture
     #[arg(short = 'a', long, value_name = "ARCH", add = complete::arches())]
@@ -175,7 +175,7 @@ struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 0)]
     preserve_fds: u32,
     /// Run command inside a Toolbx container for a different operating system release than the host
-    #[arg(short = 'r', long, value_name = "RELEASE")]
+    #[arg(short = 'r', long, value_name = "RELEASE", add = complete::releases())]
     release: Option<String>,
     /// Run command inside the Toolbx container of this CPU architecture
     #[arg(short = 'a', long, value_name = "ARCH", add = complete::arches())]

@@ -374,13 +374,18 @@ impl Toolbox {
             if !(toolbox_label || used) {
                 continue;
             }
-            images.push(ImageRow {
-                name: i.record.names.first().cloned().unwrap_or_else(|| "<none>".into()),
-                id: i.record.id.clone(),
-                arch: config.platform().arch(),
-                size: i.size,
-                created: i.record.created.clone(),
-            });
+            // One row per name, as Toolbx lists images; `<none>` for none.
+            let names =
+                if i.record.names.is_empty() { vec!["<none>".to_string()] } else { i.record.names.clone() };
+            for name in names {
+                images.push(ImageRow {
+                    name,
+                    id: i.record.id.clone(),
+                    arch: config.platform().arch(),
+                    size: i.size,
+                    created: i.record.created.clone(),
+                });
+            }
         }
         Ok(Listing { containers, images })
     }
@@ -607,4 +612,22 @@ pub struct Listing {
     pub containers: Vec<ContainerRow>,
     /// Toolbox images and those the containers use.
     pub images: Vec<ImageRow>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `rmi --arch` matches the ARCH column as list shows it (`arm/v7`,
+    /// `arm64`), by any name of the architecture.
+    #[test]
+    fn arch_filter_reads_the_list_column() {
+        let arm64 = Arch::parse("aarch64").unwrap();
+        let armv7 = Arch::parse("armhf").unwrap();
+        assert!(arch_matches("arm64", Some(arm64)));
+        assert!(arch_matches("arm/v7", Some(armv7)));
+        assert!(!arch_matches("arm/v7", Some(arm64)));
+        assert!(!arch_matches("amd64", Some(arm64)));
+        assert!(arch_matches("anything", None));
+    }
 }
