@@ -72,7 +72,7 @@ pub struct ToolbxCli {
     #[arg(short = 'y', long, global = true)]
     assumeyes: bool,
     /// Log messages at the specified level: trace, debug, info, warn, error, fatal or panic
-    #[arg(long, global = true, value_name = "LEVEL")]
+    #[arg(long, global = true, value_name = "LEVEL", allow_hyphen_values = true)]
     log_level: Option<String>,
     /// Show the log output of Podman. The log level is handled by the log-level option
     #[arg(long, global = true)]
@@ -125,22 +125,22 @@ struct CreateArgs {
     #[arg(value_name = "CONTAINER", add = complete::containers())]
     names: Vec<String>,
     /// Path to a file with credentials for authenticating to the registry for private images
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", allow_hyphen_values = true)]
     authfile: Option<PathBuf>,
     /// Assign a different name to the Toolbx container
-    #[arg(short = 'c', long, value_name = "CONTAINER", add = complete::containers())]
+    #[arg(short = 'c', long, value_name = "CONTAINER", add = complete::containers(), allow_hyphen_values = true)]
     container: Option<String>,
     /// Create a Toolbx container for a different operating system distribution than the host
-    #[arg(short = 'd', long, value_name = "DISTRO", add = complete::distros())]
+    #[arg(short = 'd', long, value_name = "DISTRO", add = complete::distros(), allow_hyphen_values = true)]
     distro: Option<String>,
     /// Change the name of the base image used to create the Toolbx container
-    #[arg(short = 'i', long, value_name = "IMAGE", add = complete::images())]
+    #[arg(short = 'i', long, value_name = "IMAGE", add = complete::images(), allow_hyphen_values = true)]
     image: Option<String>,
     /// Create a Toolbx container for a different operating system release than the host
-    #[arg(short = 'r', long, value_name = "RELEASE", add = complete::releases())]
+    #[arg(short = 'r', long, value_name = "RELEASE", add = complete::releases(), allow_hyphen_values = true)]
     release: Option<String>,
     /// Create a Toolbx container for a different CPU architecture (QEMU user-mode emulation)
-    #[arg(short = 'a', long, value_name = "ARCH", add = complete::arches())]
+    #[arg(short = 'a', long, value_name = "ARCH", add = complete::arches(), allow_hyphen_values = true)]
     arch: Option<String>,
 }
 
@@ -150,35 +150,35 @@ struct EnterArgs {
     #[arg(value_name = "CONTAINER", add = complete::containers())]
     names: Vec<String>,
     /// Enter a Toolbx container with the given name
-    #[arg(short = 'c', long, value_name = "CONTAINER", add = complete::containers())]
+    #[arg(short = 'c', long, value_name = "CONTAINER", add = complete::containers(), allow_hyphen_values = true)]
     container: Option<String>,
     /// Enter a Toolbx container for a different operating system distribution than the host
-    #[arg(short = 'd', long, value_name = "DISTRO", add = complete::distros())]
+    #[arg(short = 'd', long, value_name = "DISTRO", add = complete::distros(), allow_hyphen_values = true)]
     distro: Option<String>,
     /// Enter a Toolbx container for a different operating system release than the host
-    #[arg(short = 'r', long, value_name = "RELEASE", add = complete::releases())]
+    #[arg(short = 'r', long, value_name = "RELEASE", add = complete::releases(), allow_hyphen_values = true)]
     release: Option<String>,
     /// Enter the Toolbx container of this CPU architecture
-    #[arg(short = 'a', long, value_name = "ARCH", add = complete::arches())]
+    #[arg(short = 'a', long, value_name = "ARCH", add = complete::arches(), allow_hyphen_values = true)]
     arch: Option<String>,
 }
 
 #[derive(Debug, Args)]
 struct RunArgs {
     /// Run command inside a Toolbx container with the given name
-    #[arg(short = 'c', long, value_name = "CONTAINER", add = complete::containers())]
+    #[arg(short = 'c', long, value_name = "CONTAINER", add = complete::containers(), allow_hyphen_values = true)]
     container: Option<String>,
     /// Run command inside a Toolbx container for a different operating system distribution than the host
-    #[arg(short = 'd', long, value_name = "DISTRO", add = complete::distros())]
+    #[arg(short = 'd', long, value_name = "DISTRO", add = complete::distros(), allow_hyphen_values = true)]
     distro: Option<String>,
     /// Pass down to command N additional file descriptors (in addition to 0, 1, 2)
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = 0, allow_hyphen_values = true)]
     preserve_fds: u32,
     /// Run command inside a Toolbx container for a different operating system release than the host
-    #[arg(short = 'r', long, value_name = "RELEASE", add = complete::releases())]
+    #[arg(short = 'r', long, value_name = "RELEASE", add = complete::releases(), allow_hyphen_values = true)]
     release: Option<String>,
     /// Run command inside the Toolbx container of this CPU architecture
-    #[arg(short = 'a', long, value_name = "ARCH", add = complete::arches())]
+    #[arg(short = 'a', long, value_name = "ARCH", add = complete::arches(), allow_hyphen_values = true)]
     arch: Option<String>,
     /// The command and its arguments
     #[arg(value_name = "COMMAND", trailing_var_arg = true)]

@@ -112,6 +112,9 @@ fn create_checks_its_options_before_anything_else() {
     );
     for (distro, release, why) in [
         ("fedora", "foo", "The release must be a positive integer."),
+        // A value that looks like a flag is still the value, as in cobra.
+        ("fedora", "-3", "The release must be a positive integer."),
+        ("rhel", "-2.1", "The release must be a positive number."),
         ("rhel", "8", "The release must be in the '<major>.<minor>' format."),
         ("ubuntu", "20.4", "The release month must have two digits."),
         ("arch", "1", "The release must be 'latest'."),
