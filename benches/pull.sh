@@ -22,7 +22,9 @@ dest="containers-storage:[overlay@$work/graph+$work/run]$img-arm64"
 mtbx_cmd="$bin pull -q -y --tls-verify=false --arch arm64 $img"
 skopeo_cmd="skopeo copy -q --src-tls-verify=false --override-arch arm64 docker://$img $dest"
 podman_cmd="podman pull -q --tls-verify=false --arch arm64 $img"
-hyperfine --runs "${RUNS:-5}" --prepare "$wipe" --export-json "$work/r.json" \
+base=()
+[ -n "${MTBX_BASELINE:-}" ] && base=(-n mtbx-baseline "$MTBX_BASELINE pull -q -y --tls-verify=false --arch arm64 $img")
+hyperfine --runs "${RUNS:-5}" --prepare "$wipe" --export-json "$work/r.json" "${base[@]}" \
     -n mtbx "$mtbx_cmd" -n skopeo "$skopeo_cmd" -n podman "$podman_cmd"
 rss() {
     eval "$wipe"
@@ -41,3 +43,4 @@ print(f"ratio mtbx/skopeo = {r['mtbx']/r['skopeo']:.2f}; mtbx/podman = {r['mtbx'
       f"speedup over the fastest = {best/r['mtbx']:.2f}x")
 print(f"peak RSS: mtbx {m} MiB; skopeo {s} MiB; podman {p} MiB")
 PY
+baseline_ratio "$work/r.json"

@@ -316,7 +316,11 @@ impl Toolbox {
         }
         self.podman.output(&["start", c.name()])?;
         let start = Instant::now();
+        // The stamp lives on a host directory the container writes
+        // through a bind mount: mtbx polls it (Toolbx's words at debug).
+        tracing::debug!("Setting up polling ticker for container {}", c.name());
         let started = loop {
+            tracing::debug!("Handling polling tick");
             if super::is_ready(&stamp) {
                 break true;
             }
