@@ -371,8 +371,9 @@ impl Applier<'_> {
                 .map_err(|e| io_err(raw_name, e))?;
                 let mut file = std::fs::File::from(fd);
                 copy_exact(input, &mut file, size, crc, &mut self.buf, raw_name)?;
-                self.set_xattrs(&file, meta, raw_name)?;
+                // Owner before xattrs: chown drops security.capability.
                 self.set_owner_mode(file.as_fd(), c"", meta, raw_name)?;
+                self.set_xattrs(&file, meta, raw_name)?;
                 let t = times(meta.mtime);
                 nix::sys::stat::futimens(&file, &t.0, &t.1).map_err(|e| io_err(raw_name, e))?;
             }
@@ -387,8 +388,8 @@ impl Applier<'_> {
                     Mode::empty(),
                 )
                 .map_err(|e| io_err(raw_name, e))?;
-                self.set_xattrs(&fd, meta, raw_name)?;
                 self.set_owner_mode(fd.as_fd(), c"", meta, raw_name)?;
+                self.set_xattrs(&fd, meta, raw_name)?;
                 self.dirs.push((comps.join(&b'/'), meta.mtime));
                 // A directory replaced by a file later must not keep a stale fd.
                 self.cache = None;

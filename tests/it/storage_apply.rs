@@ -235,3 +235,37 @@ fn a_directory_replaced_by_a_symlink_is_followed_inside_the_layer() {
     assert_eq!(std::fs::read(dir.path().join("b/two")).unwrap(), b"2", "written through the new symlink");
     assert!(std::fs::symlink_metadata(dir.path().join("a")).unwrap().file_type().is_symlink());
 }
+
+/// cap_net_raw+ep as setcap writes it (VFS_CAP_REVISION_2, effective flag,
+/// permitted bit 13), as Debian's /usr/bin/ping carries it.
+const CAP_NET_RAW_EP: &[u8] = &[1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+
+fn lgetxattr(path: &Path, key: &std::ffi::CStr) -> Option<Vec<u8>> {
+    let p = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    let mut buf = vec![0u8; 256];
+    // SAFETY: valid path, key and buffer.
+    let n = unsafe { libc::lgetxattr(p.as_ptr(), key.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    (n >= 0).then(|| buf[..n as usize].to_vec())
+}
+
+#[test]
+fn file_capabilities_survive_the_owner_change() {
+    let test = "file_capabilities_survive_the_owner_change";
+    if !root_or_skip(test) {
+        return;
+    }
+    let tar = tar_of(&[
+        E::Dir("bin", 0o755),
+        E::Xattr("bin/ping", b"ping\n".to_vec(), "security.capability", CAP_NET_RAW_EP),
+    ]);
+    for opts in [OVERLAY, VFS] {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, r) = run(&tar, dir.path(), opts);
+        r.unwrap();
+        assert_eq!(
+            lgetxattr(&dir.path().join("bin/ping"), c"security.capability").as_deref(),
+            Some(CAP_NET_RAW_EP),
+            "{opts:?}: cap_net_raw+ep kept, as podman keeps it"
+        );
+    }
+}
