@@ -1,0 +1,135 @@
+//! Apply a layer's tar stream to a layer directory, in one pass, without
+//! ever writing outside that directory, and record the tar-split metadata
+//! on the way. [`stream`] reads the tar and writes tar-split; [`applier`]
+//! decides what each entry becomes on disk. They meet only in [`apply`].
+//!
+//! Safety rules, each a refusal with the entry's name in the message:
+//! - names and hardlink targets with `..` components (leading `/` is
+//!   dropped, as containers/storage joins names under the root);
+//! - anything reached through a symlink that leads out of the layer: every
+//!   parent directory is opened with openat2(RESOLVE_BENEATH), which the
+//!   kernel refuses with EXDEV for absolute symlinks and `..` escapes;
+//! - the final component is never followed (O_NOFOLLOW, AT_SYMLINK_NOFOLLOW);
+//! - PAX records over 1 MiB, names over 64 KiB and entries over 1 TiB.
+//!
+//! Memory is bounded: contents stream through a fixed buffer; only the
+//! directory list (to set their times last) and, for vfs, the paths of the
+//! layer (for opaque directories) grow, with the number of entries.
+
+mod applier;
+mod stream;
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::os::fd::BorrowedFd;
+
+pub use applier::remove_at;
+
+use super::tarsplit::TarSplitWriter;
+
+/// No real layer holds a single file this big; a header that says so is
+/// corrupt or hostile.
+pub const MAX_ENTRY: u64 = 1 << 40;
+
+/// How whiteouts are represented in the layer directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Whiteouts {
+    /// overlayfs: `.wh.X` becomes a 0/0 character device X, an opaque
+    /// directory gets this xattr set to "y".
+    Overlay {
+        /// `trusted.overlay.opaque`, or `user.overlay.opaque` rootless.
+        opaque_xattr: &'static str,
+    },
+    /// vfs: the layer is a copy of its parent; whiteouts delete.
+    Vfs,
+}
+
+/// Settings for one layer.
+#[derive(Debug, Clone, Copy)]
+pub struct ApplyOptions {
+    /// Whiteout representation.
+    pub whiteouts: Whiteouts,
+    /// In a user namespace: device nodes cannot be created and are skipped
+    /// (as podman skips them rootless); xattrs the kernel refuses are skipped.
+    pub rootless: bool,
+}
+
+/// What applying a layer learned.
+#[derive(Debug, Default, Clone)]
+pub struct ApplyStats {
+    /// Owners seen (layers.json `uidset`).
+    pub uids: BTreeSet<u32>,
+    /// Groups seen (`gidset`).
+    pub gids: BTreeSet<u32>,
+    /// Device nodes skipped because they cannot be created here.
+    pub skipped_devices: u64,
+}
+
+/// Why a layer could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// A name or link target that climbs out with `..`.
+    #[error("layer entry \"{0}\" climbs out of the layer with \"..\"; refusing this layer")]
+    Traversal(String),
+    /// A path that resolves through a symlink pointing out of the layer.
+    #[error("layer entry \"{0}\" goes through a symlink that leads out of the layer; refusing this layer")]
+    Escape(String),
+    /// A size beyond reason.
+    #[error("layer entry \"{name}\" claims {size} bytes, beyond the limit of {limit}; refusing this layer")]
+    TooLarge {
+        /// The entry.
+        name: String,
+        /// What it claims.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// Not a tar stream, or a truncated one.
+    #[error("the layer is not a valid tar stream: {0}")]
+    Corrupt(String),
+    /// An entry type mtbx does not extract.
+    #[error("layer entry \"{name}\" has unsupported type '{kind}'")]
+    Unsupported {
+        /// The entry.
+        name: String,
+        /// Its type flag.
+        kind: char,
+    },
+    /// A system call failed.
+    #[error("cannot extract \"{name}\": {source}")]
+    Io {
+        /// The entry.
+        name: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Reading the stream failed (network, decompression, digest).
+    #[error("{0}")]
+    Read(#[source] std::io::Error),
+}
+
+fn io_err(name: &[u8], e: impl Into<std::io::Error>) -> ApplyError {
+    ApplyError::Io { name: show(name), source: e.into() }
+}
+
+fn show(name: &[u8]) -> String {
+    String::from_utf8_lossy(name).into_owned()
+}
+
+/// Apply the tar stream `input` under `root` (an open directory), writing
+/// tar-split records to `split`. Reads `input` to its very end.
+pub fn apply<R: Read, W: Write>(
+    input: &mut R,
+    root: BorrowedFd<'_>,
+    opts: ApplyOptions,
+    split: &mut TarSplitWriter<W>,
+) -> Result<ApplyStats, ApplyError> {
+    let mut tar = stream::TarStream::new(input, split);
+    let mut applier = applier::Applier::new(root, opts);
+    while let Some(entry) = tar.next_entry()? {
+        tar.with_body(&entry, |body| applier.entry(&entry, body))?;
+    }
+    tar.finish()?;
+    applier.finish()
+}
