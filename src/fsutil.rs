@@ -40,14 +40,8 @@ pub fn pid_alive(pid: i32) -> bool {
     r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
-/// Random bytes from the kernel, for lock tokens and link names.
-pub fn random_bytes(buf: &mut [u8]) {
-    let mut filled = 0;
-    while filled < buf.len() {
-        // SAFETY: the pointer and length describe the unfilled tail of buf.
-        let n = unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
-        if n > 0 {
-            filled += n as usize;
-        }
-    }
+/// Random bytes from the kernel, for lock tokens and link names. A kernel
+/// that keeps refusing is an error, not a retry loop.
+pub fn random_bytes(buf: &mut [u8]) -> std::io::Result<()> {
+    getrandom::fill(buf).map_err(std::io::Error::from)
 }

@@ -274,9 +274,9 @@ impl Store {
     /// vfs layers start as a copy of the parent's tree.
     pub fn stage(&self, parent: Option<&str>) -> Result<Staging, StorageError> {
         let mut rnd = [0u8; 8];
-        crate::fsutil::random_bytes(&mut rnd);
-        let name = format!("{}-{}", std::process::id(), hex(&rnd));
-        let dir = self.staging_root().join(name);
+        let root = self.staging_root();
+        crate::fsutil::random_bytes(&mut rnd).map_err(io("cannot name a staging directory", &root))?;
+        let dir = root.join(format!("{}-{}", std::process::id(), hex::encode(rnd)));
         let staging = Staging { dir, driver: self.config.driver, committed: false };
         mkdir_all(&staging.dir, 0o700).map_err(io("cannot create a staging directory", &staging.dir))?;
         if self.config.driver == Driver::Overlay {
@@ -379,7 +379,7 @@ impl Store {
         }
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
             .map_err(io("cannot set permissions", &dir))?;
-        let link = new_link_name();
+        let link = new_link_name().map_err(io("cannot name the layer link", &dir))?;
         write_atomic(&dir.join("link"), link.as_bytes(), 0o644)
             .map_err(io("cannot write the layer link", &dir))?;
         match &record.parent {
@@ -502,15 +502,11 @@ impl Store {
 }
 
 /// containers/storage's overlay link names: 26 characters of base32.
-fn new_link_name() -> String {
+fn new_link_name() -> std::io::Result<String> {
     const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let mut rnd = [0u8; 26];
-    crate::fsutil::random_bytes(&mut rnd);
-    rnd.iter().map(|b| ALPHABET[(b & 31) as usize] as char).collect()
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    crate::fsutil::random_bytes(&mut rnd)?;
+    Ok(rnd.iter().map(|b| ALPHABET[(b & 31) as usize] as char).collect())
 }
 
 /// Remove a tree that may hold read-only directories (layer roots are
@@ -555,7 +551,7 @@ mod tests {
 
     #[test]
     fn link_names_are_base32() {
-        let l = new_link_name();
+        let l = new_link_name().unwrap();
         assert_eq!(l.len(), 26);
         assert!(l.bytes().all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b)));
     }
