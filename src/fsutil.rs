@@ -35,9 +35,8 @@ pub fn find_on_path(name: &str) -> Option<std::path::PathBuf> {
 /// Whether process `pid` still exists (a signal 0 probe; EPERM means it
 /// exists but belongs to someone else).
 pub fn pid_alive(pid: i32) -> bool {
-    // SAFETY: kill with signal 0 only checks for existence.
-    let r = unsafe { libc::kill(pid, 0) };
-    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    use nix::sys::signal::kill;
+    matches!(kill(nix::unistd::Pid::from_raw(pid), None), Ok(()) | Err(nix::errno::Errno::EPERM))
 }
 
 /// Random bytes from the kernel, for lock tokens and link names. A kernel

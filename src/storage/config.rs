@@ -173,8 +173,7 @@ impl StorageConfig {
 /// Root, or the rootless user this process runs as (or acts for, inside
 /// the user namespace mtbx makes for rootless pulls).
 pub fn current_owner() -> Owner {
-    // SAFETY: getuid cannot fail.
-    let uid = crate::sys::userns::rootless_uid().unwrap_or_else(|| unsafe { libc::getuid() });
+    let uid = crate::sys::userns::rootless_uid().unwrap_or_else(|| nix::unistd::getuid().as_raw());
     if uid == 0 {
         return Owner::Root;
     }

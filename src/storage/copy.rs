@@ -4,12 +4,10 @@
 //! reflinks where the file system can.
 
 use std::collections::HashMap;
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use nix::sys::stat::{utimensat, UtimensatFlags};
+use nix::sys::stat::{mknod, utimensat, Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 
 /// Copy the tree at `src` to `dst` (which must not exist yet, or be an
@@ -53,20 +51,13 @@ fn copy_dir(
             std::fs::copy(&from, &to)?;
             finish(&to, &m, true)?;
         } else {
-            let c = cstr(&to)?;
-            // SAFETY: valid NUL-terminated path; mode and rdev from lstat.
-            if unsafe { libc::mknod(c.as_ptr(), m.mode(), m.rdev()) } != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
+            let kind = SFlag::from_bits_truncate(m.mode() & libc::S_IFMT);
+            mknod(&to, kind, Mode::from_bits_truncate(m.mode() & 0o7777), m.rdev())?;
             finish(&to, &m, true)?;
         }
         copy_xattrs(&from, &to)?;
     }
     Ok(())
-}
-
-fn cstr(p: &Path) -> std::io::Result<CString> {
-    CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other)
 }
 
 /// Owner, then mode (chown clears setuid), then times.

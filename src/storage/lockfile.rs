@@ -73,11 +73,7 @@ impl LockFile {
     }
 
     fn set(&self, kind: libc::c_short) -> std::io::Result<()> {
-        // SAFETY: an all-zero flock is valid; l_start 0 and l_len 0 cover
-        // the whole file, l_pid must be 0 for OFD locks.
-        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-        fl.l_type = kind;
-        fl.l_whence = libc::SEEK_SET as libc::c_short;
+        let fl = crate::sys::files::whole_file_lock(kind);
         loop {
             match fcntl(&self.file, FcntlArg::F_OFD_SETLKW(&fl)) {
                 Ok(_) => return Ok(()),

@@ -12,8 +12,8 @@
 //! namespace.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -55,16 +55,25 @@ pub fn rootless_uid() -> Option<u32> {
 /// for the maps. Call first thing in `main`. Exits on failure.
 pub fn child_handshake() {
     let Ok(fds) = std::env::var(ENV_FDS) else { return };
-    // SAFETY: single-threaded at this point; removing our own marker.
-    unsafe { std::env::remove_var(ENV_FDS) };
+    // Children of this process must not take the descriptors for theirs.
+    if let Err(e) = super::process::remove_env_var_single_threaded(ENV_FDS) {
+        eprintln!("mtbx: error: {e}");
+        std::process::exit(1);
+    }
     let parse = |s: Option<&str>| s.and_then(|v| v.parse::<i32>().ok());
     let mut it = fds.split(',');
     let (Some(go), Some(ready)) = (parse(it.next()), parse(it.next())) else {
         eprintln!("mtbx: error: bad {ENV_FDS}");
         std::process::exit(1);
     };
-    // SAFETY: the parent passed these descriptors to us and nothing else owns them.
-    let (mut go, mut ready) = unsafe { (std::fs::File::from_raw_fd(go), std::fs::File::from_raw_fd(ready)) };
+    let take = |fd| match super::process::take_inherited_fd(fd) {
+        Ok(fd) => std::fs::File::from(fd),
+        Err(e) => {
+            eprintln!("mtbx: error: {ENV_FDS}: {e}");
+            std::process::exit(1);
+        }
+    };
+    let (mut go, mut ready) = (take(go), take(ready));
     if let Err(e) = unshare(CloneFlags::CLONE_NEWUSER) {
         eprintln!("mtbx: error: cannot create a user namespace: {e}");
         std::process::exit(1);
@@ -110,17 +119,7 @@ pub fn reexec() -> Result<i32, UsernsError> {
     let (gfd, rfd) = (go_r.as_raw_fd(), ready_w.as_raw_fd());
     let mut cmd = Command::new("/proc/self/exe");
     cmd.args(std::env::args_os().skip(1)).env(ENV_FDS, format!("{gfd},{rfd}")).env(ENV_UID, uid.to_string());
-    // SAFETY: only async-signal-safe fcntl calls between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            for fd in [gfd, rfd] {
-                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
+    super::process::inherit_across_exec(&mut cmd, &[go_r.as_fd(), ready_w.as_fd()]);
     let mut child = cmd.spawn().map_err(|e| setup("cannot start mtbx again", &e))?;
     drop(go_r);
     drop(ready_w);
@@ -156,8 +155,7 @@ pub fn reexec() -> Result<i32, UsernsError> {
     drop(go);
     // The child handles Ctrl-C itself (it is in the same process group);
     // wait for it to finish, whatever signals arrive here.
-    // SAFETY: ignoring SIGINT in this process only.
-    unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+    let _ = super::process::ignore_sigint();
     let status = child.wait().map_err(|e| setup("wait", &e))?;
     Ok(code_of(status))
 }

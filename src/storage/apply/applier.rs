@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::ffi::{CStr, CString};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::fcntl::{openat, openat2, AtFlags, OFlag, OpenHow, ResolveFlag};
@@ -329,18 +329,13 @@ impl<'r> Applier<'r> {
         fchownat(fd, name, Some(Uid::from_raw(meta.uid)), Some(Gid::from_raw(meta.gid)), flags)
             .map_err(|e| self.owner_err(raw, meta, e))?;
         self.note_owner(meta);
-        // SAFETY: fd is a valid open descriptor for the call.
-        let r = unsafe {
-            if name.is_empty() {
-                libc::fchmod(fd.as_raw_fd(), meta.mode)
-            } else {
-                libc::fchmodat(fd.as_raw_fd(), name.as_ptr(), meta.mode, 0)
-            }
-        };
-        if r != 0 {
-            return Err(io_err(raw, std::io::Error::last_os_error()));
+        let mode = Mode::from_bits_truncate(meta.mode);
+        if name.is_empty() {
+            nix::sys::stat::fchmod(fd, mode)
+        } else {
+            fchmodat(fd, name, mode, FchmodatFlags::FollowSymlink)
         }
-        Ok(())
+        .map_err(|e| io_err(raw, e))
     }
 
     fn owner_err(&self, raw: &[u8], meta: &Meta, e: Errno) -> ApplyError {
@@ -414,14 +409,7 @@ fn times(mtime: (i64, i64)) -> (TimeSpec, TimeSpec) {
 }
 
 fn set_xattr(fd: &impl AsFd, key: &[u8], val: &[u8]) -> std::io::Result<()> {
-    let k = CString::new(key).map_err(std::io::Error::other)?;
-    // SAFETY: valid fd, NUL-terminated key, value pointer and length match.
-    let r = unsafe { libc::fsetxattr(fd.as_fd().as_raw_fd(), k.as_ptr(), val.as_ptr().cast(), val.len(), 0) };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    Ok(rustix::fs::fsetxattr(fd, key, val, rustix::fs::XattrFlags::empty())?)
 }
 
 /// Remove `name` under `dir`, recursively for directories; absent is fine.
