@@ -74,6 +74,10 @@ fn classify(e: &(dyn StdError + 'static)) -> Option<Kind> {
         crate::image::inspect::InspectError,
         crate::image::proxy::ProxyError,
         crate::pull::PullError,
+        crate::storage::StorageError,
+        crate::storage::config::ConfigError,
+        crate::storage::apply::ApplyError,
+        crate::sys::userns::UsernsError,
     );
     None
 }

@@ -413,7 +413,7 @@ fn extract(
         Ok(v) => v,
         // A stream that does not decode may simply be damaged in transit:
         // read the rest and, if the blob's digest is wrong, say that.
-        Err(e @ (ApplyError::Read(_) | ApplyError::Corrupt(_))) => {
+        Err(e @ (ApplyError::Read(_) | ApplyError::Corrupt(_) | ApplyError::BadPax(_))) => {
             if std::io::copy(&mut blob, &mut std::io::sink()).is_ok() {
                 let (digest, _) = blob.finish();
                 if digest != layer.desc.digest {

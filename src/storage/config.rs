@@ -15,6 +15,43 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::StorageError;
+use crate::error::{Classify, Kind};
+
+/// A storage.conf that cannot be used: the user's to fix, so each says
+/// which file and what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file exists but cannot be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not TOML, or not storage.conf's shape.
+    #[error("{} is not valid storage.conf: {source}", path.display())]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's account.
+        #[source]
+        source: toml::de::Error,
+    },
+    /// A graph driver mtbx does not write.
+    #[error(
+        "storage driver \"{0}\" is not supported by mtbx (overlay and vfs are); \
+         set driver = \"overlay\" in storage.conf or pull with podman"
+    )]
+    Driver(String),
+}
+
+impl Classify for ConfigError {
+    fn kind(&self) -> Kind {
+        Kind::BadInput
+    }
+}
 
 /// The graph drivers mtbx writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,10 +75,7 @@ impl Driver {
         match name {
             "overlay" | "overlay2" => Ok(Driver::Overlay),
             "vfs" => Ok(Driver::Vfs),
-            other => Err(StorageError::Config(format!(
-                "storage driver \"{other}\" is not supported by mtbx (overlay and vfs are); \
-                 set driver = \"overlay\" in storage.conf or pull with podman"
-            ))),
+            other => Err(ConfigError::Driver(other.to_string()).into()),
         }
     }
 }
@@ -206,9 +240,9 @@ fn default_driver(owner: &Owner) -> Driver {
 
 fn read(path: &Path) -> Result<StorageTable, StorageError> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| StorageError::Config(format!("cannot read {}: {e}", path.display())))?;
-    let conf: ConfFile = toml::from_str(&text)
-        .map_err(|e| StorageError::Config(format!("{} is not valid storage.conf: {e}", path.display())))?;
+        .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let conf: ConfFile =
+        toml::from_str(&text).map_err(|source| ConfigError::Syntax { path: path.to_path_buf(), source })?;
     Ok(conf.storage)
 }
 

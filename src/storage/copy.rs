@@ -10,54 +10,66 @@ use std::path::Path;
 use nix::sys::stat::{mknod, utimensat, Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 
+use super::{io, StorageError};
+
+const WHAT: &str = "cannot copy the parent layer";
+
 /// Copy the tree at `src` to `dst` (which must not exist yet, or be an
-/// empty directory).
-pub fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
+/// empty directory). A failure names the file it happened on.
+pub fn copy_tree(src: &Path, dst: &Path) -> Result<(), StorageError> {
     let mut links: HashMap<(u64, u64), std::path::PathBuf> = HashMap::new();
     if !dst.exists() {
-        std::fs::create_dir(dst)?;
+        std::fs::create_dir(dst).map_err(io("cannot create a staging directory", dst))?;
     }
     copy_dir(src, dst, &mut links)?;
-    let m = std::fs::symlink_metadata(src)?;
-    finish(dst, &m, true)
+    std::fs::symlink_metadata(src).and_then(|m| finish(dst, &m, true)).map_err(io(WHAT, src))
 }
 
 fn copy_dir(
     src: &Path,
     dst: &Path,
     links: &mut HashMap<(u64, u64), std::path::PathBuf>,
-) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(src)? {
-        let entry = entry?;
-        let from = entry.path();
-        let to = dst.join(entry.file_name());
-        let m = std::fs::symlink_metadata(&from)?;
-        let ft = m.file_type();
-        if !ft.is_dir() && m.nlink() > 1 {
-            if let Some(first) = links.get(&(m.dev(), m.ino())) {
-                std::fs::hard_link(first, &to)?;
-                continue;
-            }
-            links.insert((m.dev(), m.ino()), to.clone());
-        }
-        if ft.is_dir() {
-            std::fs::create_dir(&to)?;
-            copy_dir(&from, &to, links)?;
-            finish(&to, &m, true)?;
-        } else if ft.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(&from)?, &to)?;
-            finish(&to, &m, false)?;
-        } else if ft.is_file() {
-            std::fs::copy(&from, &to)?;
-            finish(&to, &m, true)?;
-        } else {
-            let kind = SFlag::from_bits_truncate(m.mode() & libc::S_IFMT);
-            mknod(&to, kind, Mode::from_bits_truncate(m.mode() & 0o7777), m.rdev())?;
-            finish(&to, &m, true)?;
-        }
-        copy_xattrs(&from, &to)?;
+) -> Result<(), StorageError> {
+    for entry in std::fs::read_dir(src).map_err(io(WHAT, src))? {
+        let entry = entry.map_err(io(WHAT, src))?;
+        copy_entry(&entry.path(), &dst.join(entry.file_name()), links)?;
     }
     Ok(())
+}
+
+fn copy_entry(
+    from: &Path,
+    to: &Path,
+    links: &mut HashMap<(u64, u64), std::path::PathBuf>,
+) -> Result<(), StorageError> {
+    let fail = || io(WHAT, from);
+    let m = std::fs::symlink_metadata(from).map_err(fail())?;
+    let ft = m.file_type();
+    if !ft.is_dir() && m.nlink() > 1 {
+        if let Some(first) = links.get(&(m.dev(), m.ino())) {
+            return std::fs::hard_link(first, to).map_err(fail());
+        }
+        links.insert((m.dev(), m.ino()), to.to_path_buf());
+    }
+    if ft.is_dir() {
+        std::fs::create_dir(to).map_err(fail())?;
+        copy_dir(from, to, links)?;
+        finish(to, &m, true).map_err(fail())?;
+    } else if ft.is_symlink() {
+        std::fs::read_link(from)
+            .and_then(|target| std::os::unix::fs::symlink(target, to))
+            .and_then(|()| finish(to, &m, false))
+            .map_err(fail())?;
+    } else if ft.is_file() {
+        std::fs::copy(from, to).and_then(|_| finish(to, &m, true)).map_err(fail())?;
+    } else {
+        let kind = SFlag::from_bits_truncate(m.mode() & libc::S_IFMT);
+        mknod(to, kind, Mode::from_bits_truncate(m.mode() & 0o7777), m.rdev())
+            .map_err(std::io::Error::from)
+            .and_then(|()| finish(to, &m, true))
+            .map_err(fail())?;
+    }
+    copy_xattrs(from, to)
 }
 
 /// Owner, then mode (chown clears setuid), then times.
@@ -75,17 +87,15 @@ fn finish(path: &Path, m: &std::fs::Metadata, chmod: bool) -> std::io::Result<()
 /// Every xattr, whatever the length of its name list or value: a layer
 /// copied without one (a file capability, an opaque marker) would differ
 /// from its parent, so any failure fails the copy.
-fn copy_xattrs(from: &Path, to: &Path) -> std::io::Result<()> {
+fn copy_xattrs(from: &Path, to: &Path) -> Result<(), StorageError> {
     use rustix::fs::{lgetxattr, lgetxattr_query, llistxattr, llistxattr_query, lsetxattr, XattrFlags};
-    let names = read_sized(|| llistxattr_query(from), |buf| llistxattr(from, buf))?;
+    let names = read_sized(|| llistxattr_query(from), |buf| llistxattr(from, buf))
+        .map_err(io("cannot list xattrs", from))?;
     for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        let value = read_sized(|| lgetxattr_query(from, name), |buf| lgetxattr(from, name, buf))?;
-        lsetxattr(to, name, &value, XattrFlags::empty()).map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("cannot set xattr {} on {}: {e}", String::from_utf8_lossy(name), to.display()),
-            )
-        })?;
+        let what = format!("cannot copy xattr {}", String::from_utf8_lossy(name));
+        let value = read_sized(|| lgetxattr_query(from, name), |buf| lgetxattr(from, name, buf))
+            .map_err(io(&what, from))?;
+        lsetxattr(to, name, &value, XattrFlags::empty()).map_err(|e| io(&what, to)(e.into()))?;
     }
     Ok(())
 }

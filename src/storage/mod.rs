@@ -33,14 +33,15 @@ pub use config::{Driver, Owner, StorageConfig};
 use lockfile::LockFile;
 use records::{ImageRecord, LayerRecord};
 
+use crate::error::{Classify, Kind};
 use crate::fsutil::{mkdir_all, write_atomic};
 
 /// Storage failures; the message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    /// storage.conf trouble.
-    #[error("{0}")]
-    Config(String),
+    /// storage.conf trouble: the user's to fix.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
     /// A file operation on the store failed.
     #[error("{what} ({}): {source}", path.display())]
     Io {
@@ -60,6 +61,15 @@ pub enum StorageError {
         /// What is wrong.
         why: String,
     },
+}
+
+impl Classify for StorageError {
+    fn kind(&self) -> Kind {
+        match self {
+            StorageError::Config(e) => e.kind(),
+            StorageError::Io { .. } | StorageError::Broken { .. } => Kind::Failed,
+        }
+    }
 }
 
 fn io(what: impl Into<String>, path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
@@ -301,7 +311,7 @@ impl Store {
         };
         match (self.config.driver, &parent_root) {
             (Driver::Vfs, Some(src)) => {
-                copy::copy_tree(src, &root).map_err(io("cannot copy the parent layer", src))?;
+                copy::copy_tree(src, &root)?;
             }
             _ => {
                 std::fs::DirBuilder::new()
@@ -547,6 +557,26 @@ mod tests {
             big_data_file_name("manifest-sha256:7f034e0f6a0c42db08fcd94bc87af97388ebf8b010737f4da3f89d07f788f7f7"),
             "=bWFuaWZlc3Qtc2hhMjU2OjdmMDM0ZTBmNmEwYzQyZGIwOGZjZDk0YmM4N2FmOTczODhlYmY4YjAxMDczN2Y0ZGEzZjg5ZDA3Zjc4OGY3Zjc="
         );
+    }
+
+    #[test]
+    fn errors_keep_their_causes_and_say_their_kind() {
+        use crate::error::kind_of;
+        use std::error::Error;
+        let config = StorageError::from(config::ConfigError::Read {
+            path: "/etc/containers/storage.conf".into(),
+            source: std::io::Error::from_raw_os_error(libc::EACCES),
+        });
+        assert!(config.source().and_then(|s| s.downcast_ref::<std::io::Error>()).is_some());
+        assert_eq!(kind_of(&anyhow::Error::new(config)), Kind::BadInput);
+        let io = StorageError::Io { what: "x".into(), path: "/x".into(), source: std::io::Error::other("y") };
+        assert_eq!(kind_of(&anyhow::Error::new(io)), Kind::Failed);
+        // A damaged layers.json: the JSON parser's error is the cause.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("layers.json");
+        std::fs::write(&p, b"[{").unwrap();
+        let e = records::load::<LayerRecord>(&p).unwrap_err();
+        assert!(e.get_ref().and_then(|i| i.downcast_ref::<serde_json::Error>()).is_some(), "{e:?}");
     }
 
     #[test]

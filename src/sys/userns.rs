@@ -21,6 +21,8 @@ use nix::fcntl::OFlag;
 use nix::sched::{unshare, CloneFlags};
 use nix::unistd::{getgid, getuid, pipe2, User};
 
+use crate::error::{Classify, Kind};
+
 /// Set in the child: "go-fd,ready-fd".
 const ENV_FDS: &str = "_MTBX_USERNS_FDS";
 /// Set in the child: the real uid of the rootless user it acts for.
@@ -41,9 +43,33 @@ pub enum UsernsError {
     /// newuidmap/newgidmap missing.
     #[error("{0} is not installed: install the uidmap package (Debian/Ubuntu) or shadow-utils (Fedora)")]
     NoHelper(&'static str),
-    /// A helper or system call failed.
-    #[error("cannot set up the user namespace: {0}")]
-    Setup(String),
+    /// A system call or a helper could not be run.
+    #[error("cannot set up the user namespace: {what}: {source}")]
+    Setup {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// newuidmap or newgidmap refused.
+    #[error("cannot set up the user namespace: {} failed: {stderr}", tool.display())]
+    MapRefused {
+        /// The helper.
+        tool: PathBuf,
+        /// What it said.
+        stderr: String,
+    },
+}
+
+impl Classify for UsernsError {
+    fn kind(&self) -> Kind {
+        match self {
+            // The machine's configuration: the message says what to fix.
+            UsernsError::NoRange { .. } | UsernsError::NoHelper(_) => Kind::BadInput,
+            UsernsError::Setup { .. } | UsernsError::MapRefused { .. } => Kind::Failed,
+        }
+    }
 }
 
 /// The rootless user this process acts for, when it is the namespace child.
@@ -113,20 +139,23 @@ pub fn reexec() -> Result<i32, UsernsError> {
     let (us, uc) = ranges("/etc/subuid", &user, uid)?;
     let (gs, gc) = ranges("/etc/subgid", &user, uid)?;
     let (newuidmap, newgidmap) = (helper("newuidmap")?, helper("newgidmap")?);
-    let setup = |what: &str, e: &dyn std::fmt::Display| UsernsError::Setup(format!("{what}: {e}"));
-    let (go_r, go_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| setup("pipe", &e))?;
-    let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| setup("pipe", &e))?;
+    let setup = |what: &str| {
+        let what = what.to_string();
+        move |e: std::io::Error| UsernsError::Setup { what, source: e }
+    };
+    let (go_r, go_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| setup("pipe")(e.into()))?;
+    let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| setup("pipe")(e.into()))?;
     let (gfd, rfd) = (go_r.as_raw_fd(), ready_w.as_raw_fd());
     let mut cmd = Command::new("/proc/self/exe");
     cmd.args(std::env::args_os().skip(1)).env(ENV_FDS, format!("{gfd},{rfd}")).env(ENV_UID, uid.to_string());
     super::process::inherit_across_exec(&mut cmd, &[go_r.as_fd(), ready_w.as_fd()]);
-    let mut child = cmd.spawn().map_err(|e| setup("cannot start mtbx again", &e))?;
+    let mut child = cmd.spawn().map_err(setup("cannot start mtbx again"))?;
     drop(go_r);
     drop(ready_w);
     let mut ready = std::fs::File::from(ready_r);
     let mut b = [0u8; 1];
     if ready.read(&mut b).ok() != Some(1) {
-        let status = child.wait().map_err(|e| setup("wait", &e))?;
+        let status = child.wait().map_err(setup("wait"))?;
         return Ok(code_of(status));
     }
     let pid = child.id().to_string();
@@ -134,15 +163,14 @@ pub fn reexec() -> Result<i32, UsernsError> {
         let out = Command::new(tool)
             .args([pid.as_str(), "0", &id.to_string(), "1", "1", &start.to_string(), &count.to_string()])
             .output()
-            .map_err(|e| setup(&tool.display().to_string(), &e))?;
+            .map_err(setup(&tool.display().to_string()))?;
         if out.status.success() {
             Ok(())
         } else {
-            Err(UsernsError::Setup(format!(
-                "{} failed: {}",
-                tool.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )))
+            Err(UsernsError::MapRefused {
+                tool: tool.clone(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            })
         }
     };
     let mut go = std::fs::File::from(go_w);
@@ -151,12 +179,12 @@ pub fn reexec() -> Result<i32, UsernsError> {
         let _ = child.wait();
         return Err(e);
     }
-    go.write_all(b"1").map_err(|e| setup("pipe", &e))?;
+    go.write_all(b"1").map_err(setup("pipe"))?;
     drop(go);
     // The child handles Ctrl-C itself (it is in the same process group);
     // wait for it to finish, whatever signals arrive here.
     let _ = super::process::ignore_sigint();
-    let status = child.wait().map_err(|e| setup("wait", &e))?;
+    let status = child.wait().map_err(setup("wait"))?;
     Ok(code_of(status))
 }
 

@@ -269,3 +269,14 @@ fn file_capabilities_survive_the_owner_change() {
         );
     }
 }
+
+#[test]
+fn a_bad_pax_record_is_refused_with_its_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = tar_of(&[E::Raw("pax", b'x', "", b"not a record\n".to_vec()), E::File("f", 0o644, Vec::new())]);
+    let err = run(&tar, dir.path(), OVERLAY).1.unwrap_err();
+    assert!(matches!(err, ApplyError::BadPax(_)), "{err:?}");
+    assert!(std::error::Error::source(&err).is_some(), "the parser's error is kept");
+    use mtbx::error::Classify;
+    assert_eq!(err.kind(), mtbx::error::Kind::Failed);
+}

@@ -340,13 +340,7 @@ impl<'r> Applier<'r> {
 
     fn owner_err(&self, raw: &[u8], meta: &Meta, e: Errno) -> ApplyError {
         if e == Errno::EINVAL && self.opts.rootless {
-            return io_err(
-                raw,
-                std::io::Error::other(format!(
-                    "owner {}:{} is outside this user's id range; give the user a larger range in /etc/subuid and /etc/subgid",
-                    meta.uid, meta.gid
-                )),
-            );
+            return ApplyError::OwnerOutOfRange { name: show(raw), uid: meta.uid, gid: meta.gid, source: e };
         }
         io_err(raw, e)
     }

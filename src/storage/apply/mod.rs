@@ -26,6 +26,7 @@ use std::os::fd::BorrowedFd;
 pub use applier::remove_at;
 
 use super::tarsplit::TarSplitWriter;
+use crate::error::{Classify, Kind};
 
 /// No real layer holds a single file this big; a header that says so is
 /// corrupt or hostile.
@@ -87,6 +88,25 @@ pub enum ApplyError {
     /// Not a tar stream, or a truncated one.
     #[error("the layer is not a valid tar stream: {0}")]
     Corrupt(String),
+    /// A PAX extended header that does not parse.
+    #[error("the layer is not a valid tar stream: bad PAX record: {0}")]
+    BadPax(#[source] std::io::Error),
+    /// An owner a rootless user's id range does not cover.
+    #[error(
+        "cannot extract \"{name}\": owner {uid}:{gid} is outside this user's id range; \
+         give the user a larger range in /etc/subuid and /etc/subgid"
+    )]
+    OwnerOutOfRange {
+        /// The entry.
+        name: String,
+        /// Its owner.
+        uid: u32,
+        /// Its group.
+        gid: u32,
+        /// The kernel's refusal (EINVAL).
+        #[source]
+        source: nix::errno::Errno,
+    },
     /// An entry type mtbx does not extract.
     #[error("layer entry \"{name}\" has unsupported type '{kind}'")]
     Unsupported {
@@ -107,6 +127,12 @@ pub enum ApplyError {
     /// Reading the stream failed (network, decompression, digest).
     #[error("{0}")]
     Read(#[source] std::io::Error),
+}
+
+impl Classify for ApplyError {
+    fn kind(&self) -> Kind {
+        Kind::Failed
+    }
 }
 
 fn io_err(name: &[u8], e: impl Into<std::io::Error>) -> ApplyError {

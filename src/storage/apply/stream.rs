@@ -258,7 +258,7 @@ fn check_sum(block: &[u8; BLOCK]) -> Result<(), ApplyError> {
 
 fn parse_pax(data: &[u8], p: &mut Pending) -> Result<(), ApplyError> {
     for ext in tar::PaxExtensions::new(data) {
-        let ext = ext.map_err(|e| ApplyError::Corrupt(format!("bad PAX record: {e}")))?;
+        let ext = ext.map_err(ApplyError::BadPax)?;
         let key = ext.key_bytes();
         let val = ext.value_bytes();
         let num = || {
