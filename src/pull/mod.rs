@@ -33,7 +33,7 @@ use crate::image::registry::{Client, Options, RegistryError};
 use crate::storage::apply::{self, ApplyError, ApplyOptions, Whiteouts};
 use crate::storage::records::{now_rfc3339, LayerRecord};
 use crate::storage::tarsplit::TarSplitWriter;
-use crate::storage::{layer_id, Driver, NewImage, Staging, StorageError, Store};
+use crate::storage::{layer_id, Driver, NewImage, Staging, StagingSlot, StorageError, Store};
 
 /// Layers downloaded at once (overlay; vfs layers build on each other and
 /// go one at a time).
@@ -307,15 +307,31 @@ impl Prepared {
             }
         }))
         .buffered(parallel);
+        let mut failed = None;
         while let Some(result) = fetches.next().await {
-            let (index, (staging, record)) = result?;
-            let s = store.clone();
-            tokio::task::spawn_blocking(move || s.commit_layer(staging, record))
-                .await
-                .expect("commit does not panic")?;
-            observer.layer_done(index);
+            let committed = async {
+                let (index, (staging, record)) = result?;
+                let s = store.clone();
+                tokio::task::spawn_blocking(move || s.commit_layer(staging, record))
+                    .await
+                    .expect("commit does not panic")?;
+                observer.layer_done(index);
+                Ok::<_, PullError>(())
+            };
+            if let Err(e) = committed.await {
+                failed = Some(e);
+                break;
+            }
         }
         drop(fetches);
+        if let Some(e) = failed {
+            // Layers still extracting on other threads own staging
+            // directories: they stop at the end of their cancelled
+            // downloads and remove them, and the process must not exit first.
+            let s = store.clone();
+            let _ = tokio::task::spawn_blocking(move || s.wait_for_staging()).await;
+            return Err(e);
+        }
         let mut big_data = vec![(found.config_desc.digest.clone(), found.config_bytes.clone())];
         if found.index.is_some() {
             big_data.push((format!("manifest-{}", found.top_digest), found.top_bytes.clone()));
@@ -355,7 +371,9 @@ async fn fetch_layer(
 ) -> Result<(Staging, LayerRecord), PullError> {
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(16);
     let l = layer.clone();
-    let extractor = tokio::task::spawn_blocking(move || extract(rx, &l, &store, opts));
+    // Counted from here, so a failed pull waits for this extraction too.
+    let slot = store.reserve_staging();
+    let extractor = tokio::task::spawn_blocking(move || extract(rx, &l, &store, opts, slot));
     let download = source.blob_into(image, &layer.desc, &tx, &|n| observer.layer_bytes(index, n)).await;
     if download.is_err() {
         let _ = tx.send(Err(std::io::Error::other("download failed"))).await;
@@ -372,8 +390,9 @@ fn extract(
     layer: &PlannedLayer,
     store: &Store,
     opts: ApplyOptions,
+    slot: StagingSlot,
 ) -> Result<(Staging, LayerRecord), PullError> {
-    let staging = store.stage(layer.parent.as_deref())?;
+    let staging = store.stage(layer.parent.as_deref(), slot)?;
     let storage_err = |what: &str, path: &std::path::Path, e: std::io::Error| {
         PullError::Storage(StorageError::Io { what: what.into(), path: path.to_path_buf(), source: e })
     };

@@ -25,6 +25,7 @@ pub mod tarsplit;
 use std::collections::BTreeMap;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
 
 use base64::Engine;
 use sha2::{Digest, Sha256};
@@ -103,6 +104,7 @@ pub struct Store {
     storage_lock: LockFile,
     layers_lock: LockFile,
     images_lock: LockFile,
+    in_flight: Arc<InFlight>,
 }
 
 /// A layer being extracted, not yet part of the store. Dropping it
@@ -111,6 +113,37 @@ pub struct Staging {
     dir: PathBuf,
     driver: Driver,
     committed: bool,
+    /// Released only after the directory is gone (fields drop after
+    /// [`Drop::drop`] ran).
+    _slot: StagingSlot,
+}
+
+/// How many staging directories of this process are not yet committed or
+/// removed, counting those whose extraction is scheduled but has not
+/// started: a failed pull waits for zero before it returns, or a layer
+/// still being extracted on another thread would outlive the process
+/// with its directory.
+#[derive(Debug, Default)]
+struct InFlight {
+    count: Mutex<usize>,
+    idle: Condvar,
+}
+
+/// A claim on one staging directory, taken where its extraction is
+/// scheduled and handed to [`Store::stage`].
+#[derive(Debug)]
+pub struct StagingSlot {
+    in_flight: Arc<InFlight>,
+}
+
+impl Drop for StagingSlot {
+    fn drop(&mut self) {
+        let mut n = self.in_flight.count.lock().unwrap_or_else(|p| p.into_inner());
+        *n -= 1;
+        if *n == 0 {
+            self.in_flight.idle.notify_all();
+        }
+    }
 }
 
 impl Staging {
@@ -203,6 +236,7 @@ impl Store {
             layers_lock: open(g.join(format!("{d}-layers/layers.lock")))?,
             images_lock: open(g.join(format!("{d}-images/images.lock")))?,
             config,
+            in_flight: Arc::default(),
         };
         store.sweep_staging();
         Ok(store)
@@ -280,14 +314,30 @@ impl Store {
         Ok(out)
     }
 
+    /// Claim a staging directory before its extraction is scheduled, so
+    /// [`Store::wait_for_staging`] counts it from then on.
+    pub fn reserve_staging(&self) -> StagingSlot {
+        *self.in_flight.count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        StagingSlot { in_flight: self.in_flight.clone() }
+    }
+
+    /// Block until every staging directory claimed on this store is
+    /// committed or removed.
+    pub fn wait_for_staging(&self) {
+        let mut n = self.in_flight.count.lock().unwrap_or_else(|p| p.into_inner());
+        while *n > 0 {
+            n = self.in_flight.idle.wait(n).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
     /// A fresh staging directory for a layer whose parent is `parent`.
     /// vfs layers start as a copy of the parent's tree.
-    pub fn stage(&self, parent: Option<&str>) -> Result<Staging, StorageError> {
+    pub fn stage(&self, parent: Option<&str>, slot: StagingSlot) -> Result<Staging, StorageError> {
         let mut rnd = [0u8; 8];
         let root = self.staging_root();
         crate::fsutil::random_bytes(&mut rnd).map_err(io("cannot name a staging directory", &root))?;
         let dir = root.join(format!("{}-{}", std::process::id(), hex::encode(rnd)));
-        let staging = Staging { dir, driver: self.config.driver, committed: false };
+        let staging = Staging { dir, driver: self.config.driver, committed: false, _slot: slot };
         mkdir_all(&staging.dir, 0o700).map_err(io("cannot create a staging directory", &staging.dir))?;
         if self.config.driver == Driver::Overlay {
             let layer = staging.dir.join("layer");

@@ -193,3 +193,98 @@ fn on_a_terminal_the_size_is_asked_about_first() {
     assert!(out.status.success(), "{}", text(&out.stdout));
     assert_eq!(store.layers().len(), 2);
 }
+
+/// `built` as an OCI layout `repo` (tag "1") that a fixture registry of
+/// its own serves.
+fn serve(built: &common::images::Built, repo: &str) -> (tempfile::TempDir, FixtureRegistry) {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join(repo);
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    for (d, b) in &built.upload.blobs {
+        std::fs::write(blobs.join(&d["sha256:".len()..]), b).unwrap();
+    }
+    for (d, b, _) in &built.upload.manifests {
+        std::fs::write(blobs.join(&d["sha256:".len()..]), b).unwrap();
+    }
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": common::images::OCI_MANIFEST, "digest": built.manifest_digest,
+        "size": built.manifest_size, "annotations": {"org.opencontainers.image.ref.name": "1"}}]});
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+    let reg = FixtureRegistry::start(root.path(), Auth::None);
+    (root, reg)
+}
+
+/// Bytes no compressor shrinks (xorshift), so sizes on disk are known.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A tmpfs of `mib` MiB mounted at `dir` while this lives.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, mib: u64) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={mib}m,mode=0700"),
+                "mtbx-test",
+                dir.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mount: {}", text(&out.stderr));
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_pull_that_fills_the_disk_leaves_no_staging_directory() {
+    let Some(store) = Store::new("a_pull_that_fills_the_disk_leaves_no_staging_directory") else { return };
+    use common::images::{image, Comp, E};
+    let mib = 1 << 20;
+    // Two big files and a layer of many small ones, downloaded at once
+    // into a disk that holds less than half of it: one layer hits ENOSPC
+    // while the others are still being written.
+    let many: Vec<E> = (0..3000)
+        .map(|i| E::File(Box::leak(format!("many/{i}").into_boxed_str()), 0o644, noise(i + 10, 4096)))
+        .collect();
+    let built = image(
+        "amd64",
+        None,
+        &[
+            (vec![E::File("big1", 0o644, noise(1, 12 * mib))], Comp::Plain),
+            (many, Comp::Plain),
+            (vec![E::File("big2", 0o644, noise(2, 12 * mib))], Comp::Plain),
+        ],
+    );
+    let (_root, reg) = serve(&built, "full");
+    let image = format!("{}/full:1", reg.addr);
+    for round in 0..3 {
+        let _disk = Tmpfs::mount(&store.dir.path().join("graph"), 16);
+        let out = store.pull(&[&image]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "round {round}: {err}");
+        assert!(err.contains("No space left"), "round {round}: {err}");
+        assert_eq!(store.staging_left(), 0, "round {round}: staging directories left behind");
+    }
+}
