@@ -30,14 +30,33 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    /// Not TOML, or not storage.conf's shape.
-    #[error("{} is not valid storage.conf: {source}", path.display())]
+    /// Not TOML, or not storage.conf's shape. One line, where an editor
+    /// goes to it: toml's own message spans several.
+    #[error("{}:{line}:{column}: not valid storage.conf: {what}", path.display())]
     Syntax {
         /// The file.
         path: PathBuf,
-        /// The parser's account.
+        /// 1-based.
+        line: usize,
+        /// 1-based, in characters.
+        column: usize,
+        /// What is wrong, on one line.
+        what: String,
+        /// The parser's own account (boxed: it is large, and every
+        /// storage result carries room for it).
         #[source]
-        source: toml::de::Error,
+        source: Box<toml::de::Error>,
+    },
+    /// A relative graphroot or runroot would put the store under whatever
+    /// directory mtbx runs in; podman refuses it too.
+    #[error("{}: {key} = \"{value}\" is not an absolute path; give the full path, as podman requires", path.display())]
+    Relative {
+        /// The file.
+        path: PathBuf,
+        /// graphroot or runroot.
+        key: &'static str,
+        /// What it says.
+        value: String,
     },
     /// A graph driver mtbx does not write.
     #[error(
@@ -241,8 +260,20 @@ fn default_driver(owner: &Owner) -> Driver {
 fn read(path: &Path) -> Result<StorageTable, StorageError> {
     let text = std::fs::read_to_string(path)
         .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-    let conf: ConfFile =
-        toml::from_str(&text).map_err(|source| ConfigError::Syntax { path: path.to_path_buf(), source })?;
+    let conf: ConfFile = toml::from_str(&text).map_err(|source| {
+        let at = source.span().map_or(0, |s| s.start).min(text.len());
+        let before = &text[..at];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+        let what =
+            source.message().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ");
+        ConfigError::Syntax { path: path.to_path_buf(), line, column, what, source: Box::new(source) }
+    })?;
+    for (key, value) in [("graphroot", &conf.storage.graphroot), ("runroot", &conf.storage.runroot)] {
+        if let Some(v) = value.as_deref().filter(|v| !Path::new(v).is_absolute()) {
+            return Err(ConfigError::Relative { path: path.to_path_buf(), key, value: v.to_string() }.into());
+        }
+    }
     Ok(conf.storage)
 }
 
@@ -278,6 +309,38 @@ mod tests {
         let c = StorageConfig::resolve(owner, None, StorageTable::default(), false, Some("/x".into()), None)
             .unwrap();
         assert_eq!(c.graph_root, PathBuf::from("/x/containers/storage"));
+    }
+
+    #[test]
+    fn syntax_errors_are_one_line_naming_file_line_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("storage.conf");
+        std::fs::write(&p, "[storage]\ndriver = \"overlay\"\ngraphroot = /var/lib/x\n").unwrap();
+        let e = read(&p).unwrap_err();
+        let msg = e.to_string();
+        assert_eq!(msg.lines().count(), 1, "{msg}");
+        assert!(msg.starts_with(&format!("{}:3:13: not valid storage.conf: ", p.display())), "{msg}");
+        assert_eq!(crate::error::kind_of(&anyhow::Error::new(e)), Kind::BadInput);
+        // A value of the wrong type is placed as well.
+        std::fs::write(&p, "[storage]\ndriver = 1\n").unwrap();
+        let msg = read(&p).unwrap_err().to_string();
+        assert!(msg.starts_with(&format!("{}:2:10: ", p.display())) && msg.lines().count() == 1, "{msg}");
+    }
+
+    #[test]
+    fn relative_roots_are_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("storage.conf");
+        for (text, key) in [
+            ("[storage]\ngraphroot = \"graph\"\nrunroot = \"/run/x\"\n", "graphroot"),
+            ("[storage]\ngraphroot = \"/g\"\nrunroot = \"./run\"\n", "runroot"),
+        ] {
+            std::fs::write(&p, text).unwrap();
+            let e = read(&p).unwrap_err();
+            let msg = e.to_string();
+            assert!(msg.starts_with(&p.display().to_string()) && msg.contains(key), "{msg}");
+            assert_eq!(crate::error::kind_of(&anyhow::Error::new(e)), Kind::BadInput);
+        }
     }
 
     #[test]

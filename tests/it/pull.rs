@@ -288,3 +288,41 @@ fn a_pull_that_fills_the_disk_leaves_no_staging_directory() {
         assert_eq!(store.staging_left(), 0, "round {round}: staging directories left behind");
     }
 }
+
+#[test]
+fn storage_conf_mistakes_are_one_line_errors_naming_the_file() {
+    let Some(store) = Store::new("storage_conf_mistakes_are_one_line_errors_naming_the_file") else { return };
+    let reg = FixtureRegistry::fixtures(Auth::None);
+    let image = format!("{}/multi:1", reg.addr);
+    let conf = store.dir.path().join("storage.conf");
+    let cwd = tempfile::tempdir().unwrap();
+    let pull_in_cwd = || {
+        mtbx(&["pull", "-y", "--tls-verify=false", &image])
+            .current_dir(cwd.path())
+            .env("CONTAINERS_STORAGE_CONF", &conf)
+            .env("CONTAINERS_REGISTRIES_CONF", "/nonexistent")
+            .output()
+            .unwrap()
+    };
+    // podman refuses a relative graphroot; it would land under the
+    // current directory.
+    std::fs::write(&conf, "[storage]\ndriver = \"overlay\"\ngraphroot = \"graph\"\nrunroot = \"/run/x\"\n")
+        .unwrap();
+    let out = pull_in_cwd();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(&conf.display().to_string()) && err.contains("graphroot"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(cwd.path()).unwrap().count(),
+        0,
+        "nothing created under the current directory"
+    );
+    // A syntax error: one line with the file, line and column.
+    std::fs::write(&conf, "[storage]\ndriver = \"overlay\"\ngraphroot = /var/lib/x\n").unwrap();
+    let out = pull_in_cwd();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(&format!("{}:3:13: ", conf.display())), "{err}");
+}
