@@ -31,6 +31,7 @@ use crate::image::reference::ImageRef;
 use crate::image::registries_conf::Registries;
 use crate::image::registry::{Client, Options, RegistryError};
 use crate::storage::apply::{self, ApplyError, ApplyOptions, Whiteouts};
+use crate::storage::limits::Expansion;
 use crate::storage::records::{now_rfc3339, LayerRecord};
 use crate::storage::tarsplit::TarSplitWriter;
 use crate::storage::{layer_id, Driver, NewImage, Staging, StagingSlot, StorageError, Store};
@@ -287,7 +288,12 @@ impl Prepared {
                 Driver::Vfs => Whiteouts::Vfs,
             },
             rootless,
+            expansion: Expansion::from_env().map_err(StorageError::from)?,
+            compressed_size: 0,
         };
+        if let Some(w) = store.space_warning(plan.download_size()) {
+            tracing::warn!("{w}");
+        }
         // vfs layers build on each other; skopeo's proxy serves one blob at a time.
         let parallel = match (config.driver, &source) {
             (Driver::Vfs, _) | (_, Source::Proxy(_)) => 1,
@@ -393,6 +399,7 @@ fn extract(
     slot: StagingSlot,
 ) -> Result<(Staging, LayerRecord), PullError> {
     let staging = store.stage(layer.parent.as_deref(), slot)?;
+    let opts = ApplyOptions { compressed_size: layer.desc.size, ..opts };
     let storage_err = |what: &str, path: &std::path::Path, e: std::io::Error| {
         PullError::Storage(StorageError::Io { what: what.into(), path: path.to_path_buf(), source: e })
     };

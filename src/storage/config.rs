@@ -58,6 +58,14 @@ pub enum ConfigError {
         /// What it says.
         value: String,
     },
+    /// An environment variable mtbx reads holds something it cannot use.
+    #[error("{var}={value:?} is not valid: give a whole number such as 100, or off")]
+    Env {
+        /// The variable.
+        var: &'static str,
+        /// What it holds.
+        value: String,
+    },
     /// A graph driver mtbx does not write.
     #[error(
         "storage driver \"{0}\" is not supported by mtbx (overlay and vfs are); \

@@ -18,6 +18,7 @@
 pub mod apply;
 pub mod config;
 mod copy;
+pub mod limits;
 pub mod lockfile;
 pub mod records;
 pub mod tarsplit;
@@ -312,6 +313,12 @@ impl Store {
             out.push(ImageInfo { record, config, size });
         }
         Ok(out)
+    }
+
+    /// A warning when a download of `compressed` bytes may not fit in the
+    /// free space of the graph root's file system.
+    pub fn space_warning(&self, compressed: u64) -> Option<String> {
+        limits::space_warning(self.graph(), compressed)
     }
 
     /// Claim a staging directory before its extraction is scheduled, so

@@ -35,11 +35,16 @@ impl Store {
     }
 
     fn pull(&self, args: &[&str]) -> Output {
+        self.pull_env(args, &[])
+    }
+
+    fn pull_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut all = vec!["pull", "-y", "--tls-verify=false"];
         all.extend_from_slice(args);
         mtbx(&all)
             .env("CONTAINERS_STORAGE_CONF", self.dir.path().join("storage.conf"))
             .env("CONTAINERS_REGISTRIES_CONF", "/nonexistent")
+            .envs(env.iter().copied())
             .output()
             .unwrap()
     }
@@ -284,7 +289,8 @@ fn a_pull_that_fills_the_disk_leaves_no_staging_directory() {
         let out = store.pull(&[&image]);
         let err = text(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "round {round}: {err}");
-        assert!(err.contains("No space left"), "round {round}: {err}");
+        assert!(err.to_lowercase().contains("no space left"), "round {round}: {err}");
+        assert!(err.contains("may run out of space"), "round {round}: warned before downloading: {err}");
         assert_eq!(store.staging_left(), 0, "round {round}: staging directories left behind");
     }
 }
@@ -325,4 +331,30 @@ fn storage_conf_mistakes_are_one_line_errors_naming_the_file() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains(&format!("{}:3:13: ", conf.display())), "{err}");
+}
+
+#[test]
+fn a_layer_that_expands_without_bound_is_stopped_before_it_fills_the_disk() {
+    let test = "a_layer_that_expands_without_bound_is_stopped_before_it_fills_the_disk";
+    let Some(store) = Store::new(test) else { return };
+    use common::images::{image, Comp, E};
+    // 8 MiB of zeros gzip to 8 KiB: a small compression bomb. With the
+    // ratio at 2 the layer may grow to 2 MiB (the floor: 2 x 1 MiB).
+    let built = image("amd64", None, &[(vec![E::File("zeros", 0o644, vec![0u8; 8 << 20])], Comp::Gzip)]);
+    let (_root, reg) = serve(&built, "bomb");
+    let image = format!("{}/bomb:1", reg.addr);
+    let out = store.pull_env(&[&image], &[("MTBX_MAX_LAYER_EXPANSION", "2")]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("expands past 2.0 MiB") && err.contains("MTBX_MAX_LAYER_EXPANSION"), "{err}");
+    assert!(store.layers().is_empty());
+    assert_eq!(store.staging_left(), 0);
+    // The same layer passes when allowed to: it was the limit that stopped it.
+    let out = store.pull_env(&[&image], &[("MTBX_MAX_LAYER_EXPANSION", "off")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(store.layers().len(), 1);
+    // A value that is not a ratio is the user's to fix.
+    let out = store.pull_env(&[&image], &[("MTBX_MAX_LAYER_EXPANSION", "lots")]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }

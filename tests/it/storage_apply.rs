@@ -12,13 +12,21 @@ use base64::Engine;
 use common::images::{tar_of, E};
 use common::skip;
 use mtbx::storage::apply::{apply, ApplyError, ApplyOptions, Whiteouts};
+use mtbx::storage::limits::Expansion;
 use mtbx::storage::tarsplit::TarSplitWriter;
 
 const OVERLAY: ApplyOptions = ApplyOptions {
     whiteouts: Whiteouts::Overlay { opaque_xattr: "trusted.overlay.opaque" },
     rootless: false,
+    expansion: Expansion::UNLIMITED,
+    compressed_size: 0,
 };
-const VFS: ApplyOptions = ApplyOptions { whiteouts: Whiteouts::Vfs, rootless: false };
+const VFS: ApplyOptions = ApplyOptions {
+    whiteouts: Whiteouts::Vfs,
+    rootless: false,
+    expansion: Expansion::UNLIMITED,
+    compressed_size: 0,
+};
 
 fn root_or_skip(test: &str) -> bool {
     // SAFETY: geteuid cannot fail.

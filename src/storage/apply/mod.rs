@@ -25,6 +25,7 @@ use std::os::fd::BorrowedFd;
 
 pub use applier::remove_at;
 
+use super::limits::{Expansion, Guarded, LimitError};
 use super::tarsplit::TarSplitWriter;
 use crate::error::{Classify, Kind};
 
@@ -53,6 +54,10 @@ pub struct ApplyOptions {
     /// In a user namespace: device nodes cannot be created and are skipped
     /// (as podman skips them rootless); xattrs the kernel refuses are skipped.
     pub rootless: bool,
+    /// How far the layer may expand beyond `compressed_size`.
+    pub expansion: Expansion,
+    /// The layer blob's size, which bounds its uncompressed size.
+    pub compressed_size: u64,
 }
 
 /// What applying a layer learned.
@@ -127,6 +132,9 @@ pub enum ApplyError {
     /// Reading the stream failed (network, decompression, digest).
     #[error("{0}")]
     Read(#[source] std::io::Error),
+    /// The layer grew past its limit or the disk is nearly full.
+    #[error(transparent)]
+    Limit(#[from] LimitError),
 }
 
 impl Classify for ApplyError {
@@ -151,11 +159,23 @@ pub fn apply<R: Read, W: Write>(
     opts: ApplyOptions,
     split: &mut TarSplitWriter<W>,
 ) -> Result<ApplyStats, ApplyError> {
-    let mut tar = stream::TarStream::new(input, split);
+    let max = opts.expansion.max_bytes(opts.compressed_size);
+    let mut input = Guarded::new(input, &root, max, opts.expansion);
+    let mut tar = stream::TarStream::new(&mut input, split);
     let mut applier = applier::Applier::new(root, opts);
-    while let Some(entry) = tar.next_entry()? {
-        tar.with_body(&entry, |body| applier.entry(&entry, body))?;
+    let applied = (|| {
+        while let Some(entry) = tar.next_entry()? {
+            tar.with_body(&entry, |body| applier.entry(&entry, body))?;
+        }
+        tar.finish()
+    })();
+    match applied {
+        Ok(()) => applier.finish(),
+        Err(ApplyError::Read(e)) if e.get_ref().is_some_and(|i| i.is::<LimitError>()) => {
+            let limit =
+                e.into_inner().and_then(|i| i.downcast::<LimitError>().ok()).expect("checked just above");
+            Err(ApplyError::Limit(*limit))
+        }
+        Err(e) => Err(e),
     }
-    tar.finish()?;
-    applier.finish()
 }
