@@ -10,7 +10,9 @@
 //!   parent directory is opened with openat2(RESOLVE_BENEATH), which the
 //!   kernel refuses with EXDEV for absolute symlinks and `..` escapes;
 //! - the final component is never followed (O_NOFOLLOW, AT_SYMLINK_NOFOLLOW);
-//! - PAX records over 1 MiB, names over 64 KiB and entries over 1 TiB.
+//! - PAX records over 1 MiB, names over 64 KiB and entries over 1 TiB;
+//! - a layer that expands past its limit or runs the disk low
+//!   ([`super::limits`]).
 //!
 //! Memory is bounded: contents stream through a fixed buffer; only the
 //! directory list (to set their times last) and, for vfs, the paths of the
