@@ -270,22 +270,22 @@ fn a_pull_that_fills_the_disk_leaves_no_staging_directory() {
     // Two big files and a layer of many small ones, downloaded at once
     // into a disk that holds less than half of it: one layer hits ENOSPC
     // while the others are still being written.
-    let many: Vec<E> = (0..3000)
+    let many: Vec<E> = (0..1500)
         .map(|i| E::File(Box::leak(format!("many/{i}").into_boxed_str()), 0o644, noise(i + 10, 4096)))
         .collect();
     let built = image(
         "amd64",
         None,
         &[
-            (vec![E::File("big1", 0o644, noise(1, 12 * mib))], Comp::Plain),
+            (vec![E::File("big1", 0o644, noise(1, 6 * mib))], Comp::Plain),
             (many, Comp::Plain),
-            (vec![E::File("big2", 0o644, noise(2, 12 * mib))], Comp::Plain),
+            (vec![E::File("big2", 0o644, noise(2, 6 * mib))], Comp::Plain),
         ],
     );
     let (_root, reg) = serve(&built, "full");
     let image = format!("{}/full:1", reg.addr);
     for round in 0..3 {
-        let _disk = Tmpfs::mount(&store.dir.path().join("graph"), 16);
+        let _disk = Tmpfs::mount(&store.dir.path().join("graph"), 8);
         let out = store.pull(&[&image]);
         let err = text(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "round {round}: {err}");
