@@ -80,7 +80,7 @@ fn io(what: impl Into<String>, path: &Path) -> impl FnOnce(std::io::Error) -> St
 }
 
 /// The id containers/storage gives a layer: the base layer's diff_id hex;
-/// above it, sha256 of "<parent id>+<diff_id hex>". (Not the OCI ChainID.)
+/// above it, sha256 of `"<parent id>+<diff_id hex>"`. (Not the OCI ChainID.)
 pub fn layer_id(parent: Option<&str>, diff_id: &str) -> String {
     let hex = diff_id.strip_prefix("sha256:").unwrap_or(diff_id);
     match parent {
@@ -183,7 +183,7 @@ pub struct NewImage {
     pub digest: String,
     /// Its creation time, from the config.
     pub created: Option<String>,
-    /// Big data: the config under "sha256:<hex>", the manifests.
+    /// Big data: the config under `"sha256:<hex>"`, the manifests.
     pub big_data: Vec<(String, Vec<u8>)>,
     /// The metadata string.
     pub metadata: String,

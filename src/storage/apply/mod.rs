@@ -1,6 +1,6 @@
 //! Apply a layer's tar stream to a layer directory, in one pass, without
 //! ever writing outside that directory, and record the tar-split metadata
-//! on the way. [`stream`] reads the tar and writes tar-split; [`applier`]
+//! on the way. `stream` reads the tar and writes tar-split; `applier`
 //! decides what each entry becomes on disk. They meet only in [`apply`].
 //!
 //! Safety rules, each a refusal with the entry's name in the message:
