@@ -20,8 +20,12 @@ pub const EXPANSION_VAR: &str = "MTBX_MAX_LAYER_EXPANSION";
 pub const DEFAULT_EXPANSION: u64 = 100;
 /// How much a layer usually expands, for the warning before a pull.
 const TYPICAL_EXPANSION: u64 = 3;
-/// Free space is looked at again after this many bytes of a layer.
-const CHECK_EVERY: u64 = 8 << 20;
+/// Free space is looked at again after a quarter of the reserve has been
+/// read, so the layer stops before the reserve is used up, but at most
+/// this often (a big disk) ...
+const CHECK_EVERY_MAX: u64 = 8 << 20;
+/// ... and at least this seldom (a tiny one).
+const CHECK_EVERY_MIN: u64 = 16 << 10;
 const MIB: u64 = 1 << 20;
 
 /// How far layers may expand: at most `ratio` times their compressed
@@ -146,11 +150,14 @@ impl<'f, R: Read, F: AsFd> Guarded<'f, R, F> {
     }
 
     fn check_space(&mut self) -> std::io::Result<()> {
-        self.next_check = self.read + CHECK_EVERY;
         // A file system that cannot say (statvfs unsupported) is not
         // stopped: ENOSPC still will.
-        let Ok((free, total)) = space(self.fs) else { return Ok(()) };
+        let Ok((free, total)) = space(self.fs) else {
+            self.next_check = self.read + CHECK_EVERY_MAX;
+            return Ok(());
+        };
         let reserve = reserve(total);
+        self.next_check = self.read + (reserve / 4).clamp(CHECK_EVERY_MIN, CHECK_EVERY_MAX);
         if free < reserve {
             return Err(std::io::Error::other(LimitError::Space { free, reserve }));
         }
@@ -163,7 +170,10 @@ impl<R: Read, F: AsFd> Read for Guarded<'_, R, F> {
         if self.read >= self.next_check {
             self.check_space()?;
         }
-        let n = self.inner.read(buf)?;
+        // Never more between two checks than the interval allows.
+        let room = usize::try_from(self.next_check - self.read).unwrap_or(usize::MAX).max(1);
+        let want = buf.len().min(room);
+        let n = self.inner.read(&mut buf[..want])?;
         self.read += n as u64;
         if let Some(limit) = self.max_bytes.filter(|&l| self.read > l) {
             let ratio = self.expansion.ratio.unwrap_or(0);

@@ -358,3 +358,20 @@ fn a_layer_that_expands_without_bound_is_stopped_before_it_fills_the_disk() {
     let out = store.pull_env(&[&image], &[("MTBX_MAX_LAYER_EXPANSION", "lots")]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }
+
+#[test]
+fn a_layer_stops_before_the_disk_is_full() {
+    let Some(store) = Store::new("a_layer_stops_before_the_disk_is_full") else { return };
+    use common::images::{image, Comp, E};
+    // 12 MiB onto 8 MiB, well within the expansion limit (a plain tar).
+    let built = image("amd64", None, &[(vec![E::File("zeros", 0o644, vec![0u8; 12 << 20])], Comp::Plain)]);
+    let (_root, reg) = serve(&built, "full");
+    let image = format!("{}/full:1", reg.addr);
+    let _disk = Tmpfs::mount(&store.dir.path().join("graph"), 8);
+    let out = store.pull(&[&image]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("kept in reserve"), "stopped by the reserve, not by ENOSPC: {err}");
+    assert!(store.layers().is_empty());
+    assert_eq!(store.staging_left(), 0);
+}
