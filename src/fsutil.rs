@@ -35,19 +35,12 @@ pub fn find_on_path(name: &str) -> Option<std::path::PathBuf> {
 /// Whether process `pid` still exists (a signal 0 probe; EPERM means it
 /// exists but belongs to someone else).
 pub fn pid_alive(pid: i32) -> bool {
-    // SAFETY: kill with signal 0 only checks for existence.
-    let r = unsafe { libc::kill(pid, 0) };
-    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    use nix::sys::signal::kill;
+    matches!(kill(nix::unistd::Pid::from_raw(pid), None), Ok(()) | Err(nix::errno::Errno::EPERM))
 }
 
-/// Random bytes from the kernel, for lock tokens and link names.
-pub fn random_bytes(buf: &mut [u8]) {
-    let mut filled = 0;
-    while filled < buf.len() {
-        // SAFETY: the pointer and length describe the unfilled tail of buf.
-        let n = unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
-        if n > 0 {
-            filled += n as usize;
-        }
-    }
+/// Random bytes from the kernel, for lock tokens and link names. A kernel
+/// that keeps refusing is an error, not a retry loop.
+pub fn random_bytes(buf: &mut [u8]) -> std::io::Result<()> {
+    getrandom::fill(buf).map_err(std::io::Error::from)
 }

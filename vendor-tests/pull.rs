@@ -26,8 +26,12 @@ fn busybox(test: &str) -> Option<Vec<u8>> {
     }
 }
 
+/// cap_net_raw+ep as setcap writes it (VFS_CAP_REVISION_2), as Debian's
+/// /usr/bin/ping carries it.
+const CAP_NET_RAW_EP: &[u8] = &[1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+
 /// The rich test image: three layers (gzip, zstd, plain tar) with modes,
-/// owners, an xattr, a hardlink, symlinks, a whiteout and an opaque
+/// owners, xattrs (a file capability among them), a hardlink, symlinks, a whiteout and an opaque
 /// directory, and busybox to look at them with.
 fn rich_amd64(bb: &[u8]) -> Built {
     let mut base = vec![E::Dir("bin", 0o755), E::File("bin/busybox", 0o755, bb.to_vec())];
@@ -44,6 +48,8 @@ fn rich_amd64(bb: &[u8]) -> Built {
         E::Hardlink("data/hard", "data/secret"),
         E::Owned("data/owned", 0o600, 1234, 4321, b"o\n".to_vec()),
         E::Xattr("data/x", b"x\n".to_vec(), "user.mtbx", b"yes"),
+        E::Dir("caps", 0o755),
+        E::Xattr("caps/ping", b"ping\n".to_vec(), "security.capability", CAP_NET_RAW_EP),
         E::Symlink("data/link", "../etc/motd"),
         E::Dir("opq", 0o755),
         E::File("opq/a", 0o644, b"a\n".to_vec()),
@@ -252,6 +258,14 @@ fn records_and_tar_split_match_podmans_own_pull() {
         tar_splits(&theirs, "overlay"),
         "tar-split files, byte for byte"
     );
+    let caps = |env: &PodmanEnv| {
+        let layers = env.layers_json();
+        let base = layers.as_array().unwrap().iter().find(|l| l["parent"].is_null()).unwrap().clone();
+        let diff = env.graph.join("overlay").join(base["id"].as_str().unwrap()).join("diff");
+        xattr(&diff.join("caps/ping"), "security.capability")
+    };
+    assert_eq!(caps(&theirs).as_deref(), Some(CAP_NET_RAW_EP), "podman keeps the file capability");
+    assert_eq!(caps(&ours), caps(&theirs), "mtbx keeps the file capability as podman does");
 }
 
 #[test]
@@ -367,6 +381,15 @@ fn rootless_pull_runs_in_rootless_podman_and_matches_its_own_pull() {
     assert_eq!(ol, tl, "layers.json records");
     assert_eq!(oi, ti, "images.json records");
     assert_eq!(tar_splits(&env, "vfs"), tar_splits(&theirs, "vfs"), "tar-split files, byte for byte");
+    // vfs copies each layer from its parent: the capability must survive
+    // both the copy and the namespace's owner mapping, as podman's does.
+    let caps = |env: &PodmanEnv| {
+        let layers = env.layers_json();
+        let top = layers.as_array().unwrap().last().unwrap()["id"].as_str().unwrap().to_string();
+        xattr(&env.graph.join("vfs/dir").join(top).join("caps/ping"), "security.capability")
+    };
+    assert!(caps(&theirs).is_some(), "podman keeps the file capability rootless");
+    assert_eq!(caps(&env), caps(&theirs), "mtbx keeps the file capability as rootless podman does");
 
     env.podman_ok(&["rmi", &name]);
     assert_eq!(env.layers_json(), serde_json::json!([]));

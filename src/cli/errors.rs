@@ -26,6 +26,8 @@ fn classify(e: &(dyn StdError + 'static)) -> Option<Kind> {
         crate::image::proxy::ProxyError,
         crate::pull::PullError,
         crate::storage::StorageError,
+        crate::storage::config::ConfigError,
+        crate::storage::apply::ApplyError,
         crate::emu::arch::UnknownArch,
         crate::image::registries_conf::RegistriesError,
         crate::sys::userns::UsernsError,
@@ -36,7 +38,7 @@ fn classify(e: &(dyn StdError + 'static)) -> Option<Kind> {
 
 /// The kind of an error: that of the outermost error in its chain whose
 /// type knows one, [`Kind::Failed`] otherwise.
-pub fn kind_of(err: &anyhow::Error) -> Kind {
+pub(crate) fn kind_of(err: &anyhow::Error) -> Kind {
     err.chain().find_map(classify).unwrap_or(Kind::Failed)
 }
 

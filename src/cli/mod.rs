@@ -6,7 +6,7 @@ mod arch_cmd;
 mod binfmt_cmd;
 pub mod complete;
 pub mod docs;
-mod errors;
+pub(crate) mod errors;
 mod image_args;
 mod images_cmd;
 mod inspect_cmd;
@@ -194,12 +194,31 @@ fn man_pages(dir: &std::path::Path) -> anyhow::Result<i32> {
 /// with `debug` each cause again on a `caused by:` line of its own.
 pub fn report_error(err: &anyhow::Error, debug: bool) {
     let head = paint("error:", Style::Red, output::color_stderr());
-    eprintln!("mtbx: {head} {err:#}");
+    eprintln!("mtbx: {head} {}", one_line(err));
     if debug {
         for cause in err.chain().skip(1) {
             eprintln!("  caused by: {cause}");
         }
     }
+}
+
+/// The chain on one line: each cause's first line, unless the text so far
+/// already says it (messages often quote their cause, and parsers' own
+/// messages span lines with carets and context).
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+        if first.is_empty() || line.contains(first) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(first);
+    }
+    line
 }
 
 pub(crate) fn init_logging(level: tracing::Level) {
@@ -219,6 +238,23 @@ pub(crate) fn init_logging(level: tracing::Level) {
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read {0}: {1}")]
+    struct Quoting(&'static str, std::io::Error);
+
+    /// Causes a message already quotes are not repeated; multi-line causes
+    /// give their first line.
+    #[test]
+    fn an_error_chain_is_one_line() {
+        let io = std::io::Error::other("disk on fire");
+        let quoted = anyhow::Error::new(Quoting("f", std::io::Error::other("disk on fire")));
+        assert_eq!(super::one_line(&quoted), "cannot read f: disk on fire");
+        let multi = anyhow::Error::new(io)
+            .context("parse error at line 3\n  |\n3 | x = \n  |   ^")
+            .context("bad file");
+        assert_eq!(super::one_line(&multi), "bad file: parse error at line 3: disk on fire");
+    }
 
     /// clap's own consistency checks (unique short flags, valid
     /// defaults) on both command trees: a clash is a panic at run time.

@@ -31,9 +31,10 @@ use crate::image::reference::ImageRef;
 use crate::image::registries_conf::Registries;
 use crate::image::registry::{Client, Options, RegistryError};
 use crate::storage::apply::{self, ApplyError, ApplyOptions, Whiteouts};
+use crate::storage::limits::Expansion;
 use crate::storage::records::{now_rfc3339, LayerRecord};
 use crate::storage::tarsplit::TarSplitWriter;
-use crate::storage::{layer_id, Driver, NewImage, Staging, StorageError, Store};
+use crate::storage::{layer_id, Driver, NewImage, Staging, StagingSlot, StorageError, Store};
 
 /// Layers downloaded at once (overlay; vfs layers build on each other and
 /// go one at a time).
@@ -287,7 +288,12 @@ impl Prepared {
                 Driver::Vfs => Whiteouts::Vfs,
             },
             rootless,
+            expansion: Expansion::from_env().map_err(StorageError::from)?,
+            compressed_size: 0,
         };
+        if let Some(w) = store.space_warning(plan.download_size()) {
+            tracing::warn!("{w}");
+        }
         // vfs layers build on each other; skopeo's proxy serves one blob at a time.
         let parallel = match (config.driver, &source) {
             (Driver::Vfs, _) | (_, Source::Proxy(_)) => 1,
@@ -307,15 +313,31 @@ impl Prepared {
             }
         }))
         .buffered(parallel);
+        let mut failed = None;
         while let Some(result) = fetches.next().await {
-            let (index, (staging, record)) = result?;
-            let s = store.clone();
-            tokio::task::spawn_blocking(move || s.commit_layer(staging, record))
-                .await
-                .expect("commit does not panic")?;
-            observer.layer_done(index);
+            let committed = async {
+                let (index, (staging, record)) = result?;
+                let s = store.clone();
+                tokio::task::spawn_blocking(move || s.commit_layer(staging, record))
+                    .await
+                    .expect("commit does not panic")?;
+                observer.layer_done(index);
+                Ok::<_, PullError>(())
+            };
+            if let Err(e) = committed.await {
+                failed = Some(e);
+                break;
+            }
         }
         drop(fetches);
+        if let Some(e) = failed {
+            // Layers still extracting on other threads own staging
+            // directories: they stop at the end of their cancelled
+            // downloads and remove them, and the process must not exit first.
+            let s = store.clone();
+            let _ = tokio::task::spawn_blocking(move || s.wait_for_staging()).await;
+            return Err(e);
+        }
         let mut big_data = vec![(found.config_desc.digest.clone(), found.config_bytes.clone())];
         if found.index.is_some() {
             big_data.push((format!("manifest-{}", found.top_digest), found.top_bytes.clone()));
@@ -355,7 +377,9 @@ async fn fetch_layer(
 ) -> Result<(Staging, LayerRecord), PullError> {
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(16);
     let l = layer.clone();
-    let extractor = tokio::task::spawn_blocking(move || extract(rx, &l, &store, opts));
+    // Counted from here, so a failed pull waits for this extraction too.
+    let slot = store.reserve_staging();
+    let extractor = tokio::task::spawn_blocking(move || extract(rx, &l, &store, opts, slot));
     let download = source.blob_into(image, &layer.desc, &tx, &|n| observer.layer_bytes(index, n)).await;
     if download.is_err() {
         let _ = tx.send(Err(std::io::Error::other("download failed"))).await;
@@ -372,8 +396,10 @@ fn extract(
     layer: &PlannedLayer,
     store: &Store,
     opts: ApplyOptions,
+    slot: StagingSlot,
 ) -> Result<(Staging, LayerRecord), PullError> {
-    let staging = store.stage(layer.parent.as_deref())?;
+    let staging = store.stage(layer.parent.as_deref(), slot)?;
+    let opts = ApplyOptions { compressed_size: layer.desc.size, ..opts };
     let storage_err = |what: &str, path: &std::path::Path, e: std::io::Error| {
         PullError::Storage(StorageError::Io { what: what.into(), path: path.to_path_buf(), source: e })
     };
@@ -413,7 +439,7 @@ fn extract(
         Ok(v) => v,
         // A stream that does not decode may simply be damaged in transit:
         // read the rest and, if the blob's digest is wrong, say that.
-        Err(e @ (ApplyError::Read(_) | ApplyError::Corrupt(_))) => {
+        Err(e @ (ApplyError::Read(_) | ApplyError::Corrupt(_) | ApplyError::BadPax(_))) => {
             if std::io::copy(&mut blob, &mut std::io::sink()).is_ok() {
                 let (digest, _) = blob.finish();
                 if digest != layer.desc.digest {

@@ -15,6 +15,70 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::StorageError;
+use crate::error::{Classify, Kind};
+
+/// A storage.conf that cannot be used: the user's to fix, so each says
+/// which file and what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file exists but cannot be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not TOML, or not storage.conf's shape. One line, where an editor
+    /// goes to it: toml's own message spans several.
+    #[error("{}:{line}:{column}: not valid storage.conf: {what}", path.display())]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// 1-based.
+        line: usize,
+        /// 1-based, in characters.
+        column: usize,
+        /// What is wrong, on one line.
+        what: String,
+        /// The parser's own account (boxed: it is large, and every
+        /// storage result carries room for it).
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    /// A relative graphroot or runroot would put the store under whatever
+    /// directory mtbx runs in; podman refuses it too.
+    #[error("{}: {key} = \"{value}\" is not an absolute path; give the full path, as podman requires", path.display())]
+    Relative {
+        /// The file.
+        path: PathBuf,
+        /// graphroot or runroot.
+        key: &'static str,
+        /// What it says.
+        value: String,
+    },
+    /// An environment variable mtbx reads holds something it cannot use.
+    #[error("{var}={value:?} is not valid: give a whole number such as 100, or off")]
+    Env {
+        /// The variable.
+        var: &'static str,
+        /// What it holds.
+        value: String,
+    },
+    /// A graph driver mtbx does not write.
+    #[error(
+        "storage driver \"{0}\" is not supported by mtbx (overlay and vfs are); \
+         set driver = \"overlay\" in storage.conf or pull with podman"
+    )]
+    Driver(String),
+}
+
+impl Classify for ConfigError {
+    fn kind(&self) -> Kind {
+        Kind::BadInput
+    }
+}
 
 /// The graph drivers mtbx writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,10 +102,7 @@ impl Driver {
         match name {
             "overlay" | "overlay2" => Ok(Driver::Overlay),
             "vfs" => Ok(Driver::Vfs),
-            other => Err(StorageError::Config(format!(
-                "storage driver \"{other}\" is not supported by mtbx (overlay and vfs are); \
-                 set driver = \"overlay\" in storage.conf or pull with podman"
-            ))),
+            other => Err(ConfigError::Driver(other.to_string()).into()),
         }
     }
 }
@@ -173,8 +234,7 @@ impl StorageConfig {
 /// Root, or the rootless user this process runs as (or acts for, inside
 /// the user namespace mtbx makes for rootless pulls).
 pub fn current_owner() -> Owner {
-    // SAFETY: getuid cannot fail.
-    let uid = crate::sys::userns::rootless_uid().unwrap_or_else(|| unsafe { libc::getuid() });
+    let uid = crate::sys::userns::rootless_uid().unwrap_or_else(|| nix::unistd::getuid().as_raw());
     if uid == 0 {
         return Owner::Root;
     }
@@ -207,9 +267,21 @@ fn default_driver(owner: &Owner) -> Driver {
 
 fn read(path: &Path) -> Result<StorageTable, StorageError> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| StorageError::Config(format!("cannot read {}: {e}", path.display())))?;
-    let conf: ConfFile = toml::from_str(&text)
-        .map_err(|e| StorageError::Config(format!("{} is not valid storage.conf: {e}", path.display())))?;
+        .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let conf: ConfFile = toml::from_str(&text).map_err(|source| {
+        let at = source.span().map_or(0, |s| s.start).min(text.len());
+        let before = &text[..at];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+        let what =
+            source.message().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ");
+        ConfigError::Syntax { path: path.to_path_buf(), line, column, what, source: Box::new(source) }
+    })?;
+    for (key, value) in [("graphroot", &conf.storage.graphroot), ("runroot", &conf.storage.runroot)] {
+        if let Some(v) = value.as_deref().filter(|v| !Path::new(v).is_absolute()) {
+            return Err(ConfigError::Relative { path: path.to_path_buf(), key, value: v.to_string() }.into());
+        }
+    }
     Ok(conf.storage)
 }
 
@@ -245,6 +317,38 @@ mod tests {
         let c = StorageConfig::resolve(owner, None, StorageTable::default(), false, Some("/x".into()), None)
             .unwrap();
         assert_eq!(c.graph_root, PathBuf::from("/x/containers/storage"));
+    }
+
+    #[test]
+    fn syntax_errors_are_one_line_naming_file_line_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("storage.conf");
+        std::fs::write(&p, "[storage]\ndriver = \"overlay\"\ngraphroot = /var/lib/x\n").unwrap();
+        let e = read(&p).unwrap_err();
+        let msg = e.to_string();
+        assert_eq!(msg.lines().count(), 1, "{msg}");
+        assert!(msg.starts_with(&format!("{}:3:13: not valid storage.conf: ", p.display())), "{msg}");
+        assert_eq!(crate::cli::errors::kind_of(&anyhow::Error::new(e)), Kind::BadInput);
+        // A value of the wrong type is placed as well.
+        std::fs::write(&p, "[storage]\ndriver = 1\n").unwrap();
+        let msg = read(&p).unwrap_err().to_string();
+        assert!(msg.starts_with(&format!("{}:2:10: ", p.display())) && msg.lines().count() == 1, "{msg}");
+    }
+
+    #[test]
+    fn relative_roots_are_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("storage.conf");
+        for (text, key) in [
+            ("[storage]\ngraphroot = \"graph\"\nrunroot = \"/run/x\"\n", "graphroot"),
+            ("[storage]\ngraphroot = \"/g\"\nrunroot = \"./run\"\n", "runroot"),
+        ] {
+            std::fs::write(&p, text).unwrap();
+            let e = read(&p).unwrap_err();
+            let msg = e.to_string();
+            assert!(msg.starts_with(&p.display().to_string()) && msg.contains(key), "{msg}");
+            assert_eq!(crate::cli::errors::kind_of(&anyhow::Error::new(e)), Kind::BadInput);
+        }
     }
 
     #[test]

@@ -14,10 +14,12 @@
 //! token it last saw and reloads the JSON when it changed.
 
 use std::fs::{File, OpenOptions};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg};
 
 /// The size of the last-writer token.
 pub const TOKEN_LEN: usize = 64;
@@ -71,20 +73,12 @@ impl LockFile {
     }
 
     fn set(&self, kind: libc::c_short) -> std::io::Result<()> {
-        // SAFETY: an all-zero flock is valid; l_start 0 and l_len 0 cover
-        // the whole file, l_pid must be 0 for OFD locks.
-        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-        fl.l_type = kind;
-        fl.l_whence = libc::SEEK_SET as libc::c_short;
+        let fl = crate::sys::files::whole_file_lock(kind);
         loop {
-            // SAFETY: fd is open for the lifetime of self; fl is valid.
-            let r = unsafe { libc::fcntl(self.file.as_raw_fd(), libc::F_OFD_SETLKW, &fl) };
-            if r == 0 {
-                return Ok(());
-            }
-            let e = std::io::Error::last_os_error();
-            if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(e);
+            match fcntl(&self.file, FcntlArg::F_OFD_SETLKW(&fl)) {
+                Ok(_) => return Ok(()),
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
             }
         }
     }
@@ -94,7 +88,7 @@ impl Held<'_> {
     /// Record that this process changed what the lock guards: a new
     /// last-writer token, so podman processes reload.
     pub fn touch(&self) -> std::io::Result<()> {
-        self.lock.file.write_all_at(&new_token(), 0)
+        self.lock.file.write_all_at(&new_token()?, 0)
     }
 }
 
@@ -104,7 +98,7 @@ impl Drop for Held<'_> {
     }
 }
 
-fn new_token() -> [u8; TOKEN_LEN] {
+fn new_token() -> std::io::Result<[u8; TOKEN_LEN]> {
     let mut t = [0u8; TOKEN_LEN];
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -113,8 +107,8 @@ fn new_token() -> [u8; TOKEN_LEN] {
     t[0..8].copy_from_slice(&nanos.to_le_bytes());
     t[8..16].copy_from_slice(&COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
     t[16..20].copy_from_slice(&std::process::id().to_le_bytes());
-    crate::fsutil::random_bytes(&mut t[20..]);
-    t
+    crate::fsutil::random_bytes(&mut t[20..])?;
+    Ok(t)
 }
 
 #[cfg(test)]

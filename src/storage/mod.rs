@@ -18,6 +18,7 @@
 pub mod apply;
 pub mod config;
 mod copy;
+pub mod limits;
 pub mod lockfile;
 pub mod records;
 pub mod tarsplit;
@@ -25,6 +26,7 @@ pub mod tarsplit;
 use std::collections::BTreeMap;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
 
 use base64::Engine;
 use sha2::{Digest, Sha256};
@@ -33,14 +35,15 @@ pub use config::{Driver, Owner, StorageConfig};
 use lockfile::LockFile;
 use records::{ImageRecord, LayerRecord};
 
+use crate::error::{Classify, Kind};
 use crate::fsutil::{mkdir_all, write_atomic};
 
 /// Storage failures; the message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    /// storage.conf trouble.
-    #[error("{0}")]
-    Config(String),
+    /// storage.conf trouble: the user's to fix.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
     /// A file operation on the store failed.
     #[error("{what} ({}): {source}", path.display())]
     Io {
@@ -62,11 +65,11 @@ pub enum StorageError {
     },
 }
 
-impl crate::error::Classify for StorageError {
-    fn kind(&self) -> crate::error::Kind {
+impl Classify for StorageError {
+    fn kind(&self) -> Kind {
         match self {
-            StorageError::Config(_) => crate::error::Kind::BadInput,
-            _ => crate::error::Kind::Failed,
+            StorageError::Config(e) => e.kind(),
+            StorageError::Io { .. } | StorageError::Broken { .. } => Kind::Failed,
         }
     }
 }
@@ -77,7 +80,7 @@ fn io(what: impl Into<String>, path: &Path) -> impl FnOnce(std::io::Error) -> St
 }
 
 /// The id containers/storage gives a layer: the base layer's diff_id hex;
-/// above it, sha256 of "<parent id>+<diff_id hex>". (Not the OCI ChainID.)
+/// above it, sha256 of `"<parent id>+<diff_id hex>"`. (Not the OCI ChainID.)
 pub fn layer_id(parent: Option<&str>, diff_id: &str) -> String {
     let hex = diff_id.strip_prefix("sha256:").unwrap_or(diff_id);
     match parent {
@@ -102,6 +105,7 @@ pub struct Store {
     storage_lock: LockFile,
     layers_lock: LockFile,
     images_lock: LockFile,
+    in_flight: Arc<InFlight>,
 }
 
 /// A layer being extracted, not yet part of the store. Dropping it
@@ -110,6 +114,37 @@ pub struct Staging {
     dir: PathBuf,
     driver: Driver,
     committed: bool,
+    /// Released only after the directory is gone (fields drop after
+    /// [`Drop::drop`] ran).
+    _slot: StagingSlot,
+}
+
+/// How many staging directories of this process are not yet committed or
+/// removed, counting those whose extraction is scheduled but has not
+/// started: a failed pull waits for zero before it returns, or a layer
+/// still being extracted on another thread would outlive the process
+/// with its directory.
+#[derive(Debug, Default)]
+struct InFlight {
+    count: Mutex<usize>,
+    idle: Condvar,
+}
+
+/// A claim on one staging directory, taken where its extraction is
+/// scheduled and handed to [`Store::stage`].
+#[derive(Debug)]
+pub struct StagingSlot {
+    in_flight: Arc<InFlight>,
+}
+
+impl Drop for StagingSlot {
+    fn drop(&mut self) {
+        let mut n = self.in_flight.count.lock().unwrap_or_else(|p| p.into_inner());
+        *n -= 1;
+        if *n == 0 {
+            self.in_flight.idle.notify_all();
+        }
+    }
 }
 
 impl Staging {
@@ -148,7 +183,7 @@ pub struct NewImage {
     pub digest: String,
     /// Its creation time, from the config.
     pub created: Option<String>,
-    /// Big data: the config under "sha256:<hex>", the manifests.
+    /// Big data: the config under `"sha256:<hex>"`, the manifests.
     pub big_data: Vec<(String, Vec<u8>)>,
     /// The metadata string.
     pub metadata: String,
@@ -202,6 +237,7 @@ impl Store {
             layers_lock: open(g.join(format!("{d}-layers/layers.lock")))?,
             images_lock: open(g.join(format!("{d}-images/images.lock")))?,
             config,
+            in_flight: Arc::default(),
         };
         store.sweep_staging();
         Ok(store)
@@ -279,14 +315,36 @@ impl Store {
         Ok(out)
     }
 
+    /// A warning when a download of `compressed` bytes may not fit in the
+    /// free space of the graph root's file system.
+    pub fn space_warning(&self, compressed: u64) -> Option<String> {
+        limits::space_warning(self.graph(), compressed)
+    }
+
+    /// Claim a staging directory before its extraction is scheduled, so
+    /// [`Store::wait_for_staging`] counts it from then on.
+    pub fn reserve_staging(&self) -> StagingSlot {
+        *self.in_flight.count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        StagingSlot { in_flight: self.in_flight.clone() }
+    }
+
+    /// Block until every staging directory claimed on this store is
+    /// committed or removed.
+    pub fn wait_for_staging(&self) {
+        let mut n = self.in_flight.count.lock().unwrap_or_else(|p| p.into_inner());
+        while *n > 0 {
+            n = self.in_flight.idle.wait(n).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
     /// A fresh staging directory for a layer whose parent is `parent`.
     /// vfs layers start as a copy of the parent's tree.
-    pub fn stage(&self, parent: Option<&str>) -> Result<Staging, StorageError> {
+    pub fn stage(&self, parent: Option<&str>, slot: StagingSlot) -> Result<Staging, StorageError> {
         let mut rnd = [0u8; 8];
-        crate::fsutil::random_bytes(&mut rnd);
-        let name = format!("{}-{}", std::process::id(), hex(&rnd));
-        let dir = self.staging_root().join(name);
-        let staging = Staging { dir, driver: self.config.driver, committed: false };
+        let root = self.staging_root();
+        crate::fsutil::random_bytes(&mut rnd).map_err(io("cannot name a staging directory", &root))?;
+        let dir = root.join(format!("{}-{}", std::process::id(), hex::encode(rnd)));
+        let staging = Staging { dir, driver: self.config.driver, committed: false, _slot: slot };
         mkdir_all(&staging.dir, 0o700).map_err(io("cannot create a staging directory", &staging.dir))?;
         if self.config.driver == Driver::Overlay {
             let layer = staging.dir.join("layer");
@@ -310,7 +368,7 @@ impl Store {
         };
         match (self.config.driver, &parent_root) {
             (Driver::Vfs, Some(src)) => {
-                copy::copy_tree(src, &root).map_err(io("cannot copy the parent layer", src))?;
+                copy::copy_tree(src, &root)?;
             }
             _ => {
                 std::fs::DirBuilder::new()
@@ -388,7 +446,7 @@ impl Store {
         }
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
             .map_err(io("cannot set permissions", &dir))?;
-        let link = new_link_name();
+        let link = new_link_name().map_err(io("cannot name the layer link", &dir))?;
         write_atomic(&dir.join("link"), link.as_bytes(), 0o644)
             .map_err(io("cannot write the layer link", &dir))?;
         match &record.parent {
@@ -511,15 +569,11 @@ impl Store {
 }
 
 /// containers/storage's overlay link names: 26 characters of base32.
-fn new_link_name() -> String {
+fn new_link_name() -> std::io::Result<String> {
     const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let mut rnd = [0u8; 26];
-    crate::fsutil::random_bytes(&mut rnd);
-    rnd.iter().map(|b| ALPHABET[(b & 31) as usize] as char).collect()
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    crate::fsutil::random_bytes(&mut rnd)?;
+    Ok(rnd.iter().map(|b| ALPHABET[(b & 31) as usize] as char).collect())
 }
 
 /// Remove a tree that may hold read-only directories (layer roots are
@@ -563,8 +617,28 @@ mod tests {
     }
 
     #[test]
+    fn errors_keep_their_causes_and_say_their_kind() {
+        use crate::cli::errors::kind_of;
+        use std::error::Error;
+        let config = StorageError::from(config::ConfigError::Read {
+            path: "/etc/containers/storage.conf".into(),
+            source: std::io::Error::from_raw_os_error(libc::EACCES),
+        });
+        assert!(config.source().and_then(|s| s.downcast_ref::<std::io::Error>()).is_some());
+        assert_eq!(kind_of(&anyhow::Error::new(config)), Kind::BadInput);
+        let io = StorageError::Io { what: "x".into(), path: "/x".into(), source: std::io::Error::other("y") };
+        assert_eq!(kind_of(&anyhow::Error::new(io)), Kind::Failed);
+        // A damaged layers.json: the JSON parser's error is the cause.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("layers.json");
+        std::fs::write(&p, b"[{").unwrap();
+        let e = records::load::<LayerRecord>(&p).unwrap_err();
+        assert!(e.get_ref().and_then(|i| i.downcast_ref::<serde_json::Error>()).is_some(), "{e:?}");
+    }
+
+    #[test]
     fn link_names_are_base32() {
-        let l = new_link_name();
+        let l = new_link_name().unwrap();
         assert_eq!(l.len(), 26);
         assert!(l.bytes().all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b)));
     }

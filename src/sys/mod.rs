@@ -3,6 +3,8 @@
 //! async-signal-safe next to its caller), each behind a safe function;
 //! and [`userns`], the user namespace rootless pulls run in.
 
+pub mod files;
+pub mod process;
 pub mod userns;
 
 /// The real user id of this process.

@@ -12,14 +12,16 @@
 //! namespace.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::Command;
 
 use nix::fcntl::OFlag;
 use nix::sched::{unshare, CloneFlags};
 use nix::unistd::{getgid, getuid, pipe2, User};
+
+use crate::error::{Classify, Kind};
 
 /// Set in the child: "go-fd,ready-fd".
 const ENV_FDS: &str = "_MTBX_USERNS_FDS";
@@ -41,14 +43,32 @@ pub enum UsernsError {
     /// newuidmap/newgidmap missing.
     #[error("{0} is not installed: install the uidmap package (Debian/Ubuntu) or shadow-utils (Fedora)")]
     NoHelper(&'static str),
-    /// A helper or system call failed.
-    #[error("cannot set up the user namespace: {0}")]
-    Setup(String),
+    /// A system call or a helper could not be run.
+    #[error("cannot set up the user namespace: {what}: {source}")]
+    Setup {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// newuidmap or newgidmap refused.
+    #[error("cannot set up the user namespace: {} failed: {stderr}", tool.display())]
+    MapRefused {
+        /// The helper.
+        tool: PathBuf,
+        /// What it said.
+        stderr: String,
+    },
 }
 
-impl crate::error::Classify for UsernsError {
-    fn kind(&self) -> crate::error::Kind {
-        crate::error::Kind::BadInput
+impl Classify for UsernsError {
+    fn kind(&self) -> Kind {
+        match self {
+            // The machine's configuration: the message says what to fix.
+            UsernsError::NoRange { .. } | UsernsError::NoHelper(_) => Kind::BadInput,
+            UsernsError::Setup { .. } | UsernsError::MapRefused { .. } => Kind::Failed,
+        }
     }
 }
 
@@ -61,16 +81,25 @@ pub fn rootless_uid() -> Option<u32> {
 /// for the maps. Call first thing in `main`. Exits on failure.
 pub fn child_handshake() {
     let Ok(fds) = std::env::var(ENV_FDS) else { return };
-    // SAFETY: single-threaded at this point; removing our own marker.
-    unsafe { std::env::remove_var(ENV_FDS) };
+    // Children of this process must not take the descriptors for theirs.
+    if let Err(e) = super::process::remove_env_var_single_threaded(ENV_FDS) {
+        eprintln!("mtbx: error: {e}");
+        std::process::exit(1);
+    }
     let parse = |s: Option<&str>| s.and_then(|v| v.parse::<i32>().ok());
     let mut it = fds.split(',');
     let (Some(go), Some(ready)) = (parse(it.next()), parse(it.next())) else {
         eprintln!("mtbx: error: bad {ENV_FDS}");
         std::process::exit(1);
     };
-    // SAFETY: the parent passed these descriptors to us and nothing else owns them.
-    let (mut go, mut ready) = unsafe { (std::fs::File::from_raw_fd(go), std::fs::File::from_raw_fd(ready)) };
+    let take = |fd| match super::process::take_inherited_fd(fd) {
+        Ok(fd) => std::fs::File::from(fd),
+        Err(e) => {
+            eprintln!("mtbx: error: {ENV_FDS}: {e}");
+            std::process::exit(1);
+        }
+    };
+    let (mut go, mut ready) = (take(go), take(ready));
     if let Err(e) = unshare(CloneFlags::CLONE_NEWUSER) {
         eprintln!("mtbx: error: cannot create a user namespace: {e}");
         std::process::exit(1);
@@ -110,30 +139,23 @@ pub fn reexec() -> Result<i32, UsernsError> {
     let (us, uc) = ranges("/etc/subuid", &user, uid)?;
     let (gs, gc) = ranges("/etc/subgid", &user, uid)?;
     let (newuidmap, newgidmap) = (helper("newuidmap")?, helper("newgidmap")?);
-    let setup = |what: &str, e: &dyn std::fmt::Display| UsernsError::Setup(format!("{what}: {e}"));
-    let (go_r, go_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| setup("pipe", &e))?;
-    let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| setup("pipe", &e))?;
+    let setup = |what: &str| {
+        let what = what.to_string();
+        move |e: std::io::Error| UsernsError::Setup { what, source: e }
+    };
+    let (go_r, go_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| setup("pipe")(e.into()))?;
+    let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| setup("pipe")(e.into()))?;
     let (gfd, rfd) = (go_r.as_raw_fd(), ready_w.as_raw_fd());
     let mut cmd = Command::new("/proc/self/exe");
     cmd.args(std::env::args_os().skip(1)).env(ENV_FDS, format!("{gfd},{rfd}")).env(ENV_UID, uid.to_string());
-    // SAFETY: only async-signal-safe fcntl calls between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            for fd in [gfd, rfd] {
-                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().map_err(|e| setup("cannot start mtbx again", &e))?;
+    super::process::inherit_across_exec(&mut cmd, &[go_r.as_fd(), ready_w.as_fd()]);
+    let mut child = cmd.spawn().map_err(setup("cannot start mtbx again"))?;
     drop(go_r);
     drop(ready_w);
     let mut ready = std::fs::File::from(ready_r);
     let mut b = [0u8; 1];
     if ready.read(&mut b).ok() != Some(1) {
-        let status = child.wait().map_err(|e| setup("wait", &e))?;
+        let status = child.wait().map_err(setup("wait"))?;
         return Ok(code_of(status));
     }
     let pid = child.id().to_string();
@@ -141,15 +163,14 @@ pub fn reexec() -> Result<i32, UsernsError> {
         let out = Command::new(tool)
             .args([pid.as_str(), "0", &id.to_string(), "1", "1", &start.to_string(), &count.to_string()])
             .output()
-            .map_err(|e| setup(&tool.display().to_string(), &e))?;
+            .map_err(setup(&tool.display().to_string()))?;
         if out.status.success() {
             Ok(())
         } else {
-            Err(UsernsError::Setup(format!(
-                "{} failed: {}",
-                tool.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )))
+            Err(UsernsError::MapRefused {
+                tool: tool.clone(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            })
         }
     };
     let mut go = std::fs::File::from(go_w);
@@ -158,13 +179,12 @@ pub fn reexec() -> Result<i32, UsernsError> {
         let _ = child.wait();
         return Err(e);
     }
-    go.write_all(b"1").map_err(|e| setup("pipe", &e))?;
+    go.write_all(b"1").map_err(setup("pipe"))?;
     drop(go);
     // The child handles Ctrl-C itself (it is in the same process group);
     // wait for it to finish, whatever signals arrive here.
-    // SAFETY: ignoring SIGINT in this process only.
-    unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
-    let status = child.wait().map_err(|e| setup("wait", &e))?;
+    let _ = super::process::ignore_sigint();
+    let status = child.wait().map_err(setup("wait"))?;
     Ok(code_of(status))
 }
 

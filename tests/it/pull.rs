@@ -35,11 +35,16 @@ impl Store {
     }
 
     fn pull(&self, args: &[&str]) -> Output {
+        self.pull_env(args, &[])
+    }
+
+    fn pull_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut all = vec!["pull", "-y", "--tls-verify=false"];
         all.extend_from_slice(args);
         mtbx(&all)
             .env("CONTAINERS_STORAGE_CONF", self.dir.path().join("storage.conf"))
             .env("CONTAINERS_REGISTRIES_CONF", "/nonexistent")
+            .envs(env.iter().copied())
             .output()
             .unwrap()
     }
@@ -192,4 +197,181 @@ fn on_a_terminal_the_size_is_asked_about_first() {
     let out = on_tty("y\n");
     assert!(out.status.success(), "{}", text(&out.stdout));
     assert_eq!(store.layers().len(), 2);
+}
+
+/// `built` as an OCI layout `repo` (tag "1") that a fixture registry of
+/// its own serves.
+fn serve(built: &common::images::Built, repo: &str) -> (tempfile::TempDir, FixtureRegistry) {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join(repo);
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    for (d, b) in &built.upload.blobs {
+        std::fs::write(blobs.join(&d["sha256:".len()..]), b).unwrap();
+    }
+    for (d, b, _) in &built.upload.manifests {
+        std::fs::write(blobs.join(&d["sha256:".len()..]), b).unwrap();
+    }
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": common::images::OCI_MANIFEST, "digest": built.manifest_digest,
+        "size": built.manifest_size, "annotations": {"org.opencontainers.image.ref.name": "1"}}]});
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+    let reg = FixtureRegistry::start(root.path(), Auth::None);
+    (root, reg)
+}
+
+/// Bytes no compressor shrinks (xorshift), so sizes on disk are known.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A tmpfs of `mib` MiB mounted at `dir` while this lives.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, mib: u64) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={mib}m,mode=0700"),
+                "mtbx-test",
+                dir.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mount: {}", text(&out.stderr));
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_pull_that_fills_the_disk_leaves_no_staging_directory() {
+    let Some(store) = Store::new("a_pull_that_fills_the_disk_leaves_no_staging_directory") else { return };
+    use common::images::{image, Comp, E};
+    let mib = 1 << 20;
+    // Two big files and a layer of many small ones, downloaded at once
+    // into a disk that holds less than half of it: one layer hits ENOSPC
+    // while the others are still being written.
+    let many: Vec<E> = (0..1500)
+        .map(|i| E::File(Box::leak(format!("many/{i}").into_boxed_str()), 0o644, noise(i + 10, 4096)))
+        .collect();
+    let built = image(
+        "amd64",
+        None,
+        &[
+            (vec![E::File("big1", 0o644, noise(1, 6 * mib))], Comp::Plain),
+            (many, Comp::Plain),
+            (vec![E::File("big2", 0o644, noise(2, 6 * mib))], Comp::Plain),
+        ],
+    );
+    let (_root, reg) = serve(&built, "full");
+    let image = format!("{}/full:1", reg.addr);
+    for round in 0..3 {
+        let _disk = Tmpfs::mount(&store.dir.path().join("graph"), 8);
+        let out = store.pull(&[&image]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "round {round}: {err}");
+        assert!(err.to_lowercase().contains("no space left"), "round {round}: {err}");
+        assert!(err.contains("may run out of space"), "round {round}: warned before downloading: {err}");
+        assert_eq!(store.staging_left(), 0, "round {round}: staging directories left behind");
+    }
+}
+
+#[test]
+fn storage_conf_mistakes_are_one_line_errors_naming_the_file() {
+    let Some(store) = Store::new("storage_conf_mistakes_are_one_line_errors_naming_the_file") else { return };
+    let reg = FixtureRegistry::fixtures(Auth::None);
+    let image = format!("{}/multi:1", reg.addr);
+    let conf = store.dir.path().join("storage.conf");
+    let cwd = tempfile::tempdir().unwrap();
+    let pull_in_cwd = || {
+        mtbx(&["pull", "-y", "--tls-verify=false", &image])
+            .current_dir(cwd.path())
+            .env("CONTAINERS_STORAGE_CONF", &conf)
+            .env("CONTAINERS_REGISTRIES_CONF", "/nonexistent")
+            .output()
+            .unwrap()
+    };
+    // podman refuses a relative graphroot; it would land under the
+    // current directory.
+    std::fs::write(&conf, "[storage]\ndriver = \"overlay\"\ngraphroot = \"graph\"\nrunroot = \"/run/x\"\n")
+        .unwrap();
+    let out = pull_in_cwd();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(&conf.display().to_string()) && err.contains("graphroot"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(cwd.path()).unwrap().count(),
+        0,
+        "nothing created under the current directory"
+    );
+    // A syntax error: one line with the file, line and column.
+    std::fs::write(&conf, "[storage]\ndriver = \"overlay\"\ngraphroot = /var/lib/x\n").unwrap();
+    let out = pull_in_cwd();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(&format!("{}:3:13: ", conf.display())), "{err}");
+}
+
+#[test]
+fn a_layer_that_expands_without_bound_is_stopped_before_it_fills_the_disk() {
+    let test = "a_layer_that_expands_without_bound_is_stopped_before_it_fills_the_disk";
+    let Some(store) = Store::new(test) else { return };
+    use common::images::{image, Comp, E};
+    // 8 MiB of zeros gzip to 8 KiB: a small compression bomb. With the
+    // ratio at 2 the layer may grow to 2 MiB (the floor: 2 x 1 MiB).
+    let built = image("amd64", None, &[(vec![E::File("zeros", 0o644, vec![0u8; 8 << 20])], Comp::Gzip)]);
+    let (_root, reg) = serve(&built, "bomb");
+    let image = format!("{}/bomb:1", reg.addr);
+    let out = store.pull_env(&[&image], &[("MTBX_MAX_LAYER_EXPANSION", "2")]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("expands past 2.0 MiB") && err.contains("MTBX_MAX_LAYER_EXPANSION"), "{err}");
+    assert!(store.layers().is_empty());
+    assert_eq!(store.staging_left(), 0);
+    // The same layer passes when allowed to: it was the limit that stopped it.
+    let out = store.pull_env(&[&image], &[("MTBX_MAX_LAYER_EXPANSION", "off")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(store.layers().len(), 1);
+    // A value that is not a ratio is the user's to fix.
+    let out = store.pull_env(&[&image], &[("MTBX_MAX_LAYER_EXPANSION", "lots")]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
+
+#[test]
+fn a_layer_stops_before_the_disk_is_full() {
+    let Some(store) = Store::new("a_layer_stops_before_the_disk_is_full") else { return };
+    use common::images::{image, Comp, E};
+    // 12 MiB onto 8 MiB, well within the expansion limit (a plain tar).
+    let built = image("amd64", None, &[(vec![E::File("zeros", 0o644, vec![0u8; 12 << 20])], Comp::Plain)]);
+    let (_root, reg) = serve(&built, "full");
+    let image = format!("{}/full:1", reg.addr);
+    let _disk = Tmpfs::mount(&store.dir.path().join("graph"), 8);
+    let out = store.pull(&[&image]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("kept in reserve"), "stopped by the reserve, not by ENOSPC: {err}");
+    assert!(store.layers().is_empty());
+    assert_eq!(store.staging_left(), 0);
 }

@@ -12,13 +12,21 @@ use base64::Engine;
 use common::images::{tar_of, E};
 use common::skip;
 use mtbx::storage::apply::{apply, ApplyError, ApplyOptions, Whiteouts};
+use mtbx::storage::limits::Expansion;
 use mtbx::storage::tarsplit::TarSplitWriter;
 
 const OVERLAY: ApplyOptions = ApplyOptions {
     whiteouts: Whiteouts::Overlay { opaque_xattr: "trusted.overlay.opaque" },
     rootless: false,
+    expansion: Expansion::UNLIMITED,
+    compressed_size: 0,
 };
-const VFS: ApplyOptions = ApplyOptions { whiteouts: Whiteouts::Vfs, rootless: false };
+const VFS: ApplyOptions = ApplyOptions {
+    whiteouts: Whiteouts::Vfs,
+    rootless: false,
+    expansion: Expansion::UNLIMITED,
+    compressed_size: 0,
+};
 
 fn root_or_skip(test: &str) -> bool {
     // SAFETY: geteuid cannot fail.
@@ -234,4 +242,49 @@ fn a_directory_replaced_by_a_symlink_is_followed_inside_the_layer() {
     r.unwrap();
     assert_eq!(std::fs::read(dir.path().join("b/two")).unwrap(), b"2", "written through the new symlink");
     assert!(std::fs::symlink_metadata(dir.path().join("a")).unwrap().file_type().is_symlink());
+}
+
+/// cap_net_raw+ep as setcap writes it (VFS_CAP_REVISION_2, effective flag,
+/// permitted bit 13), as Debian's /usr/bin/ping carries it.
+const CAP_NET_RAW_EP: &[u8] = &[1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+
+fn lgetxattr(path: &Path, key: &std::ffi::CStr) -> Option<Vec<u8>> {
+    let p = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    let mut buf = vec![0u8; 256];
+    // SAFETY: valid path, key and buffer.
+    let n = unsafe { libc::lgetxattr(p.as_ptr(), key.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    (n >= 0).then(|| buf[..n as usize].to_vec())
+}
+
+#[test]
+fn file_capabilities_survive_the_owner_change() {
+    let test = "file_capabilities_survive_the_owner_change";
+    if !root_or_skip(test) {
+        return;
+    }
+    let tar = tar_of(&[
+        E::Dir("bin", 0o755),
+        E::Xattr("bin/ping", b"ping\n".to_vec(), "security.capability", CAP_NET_RAW_EP),
+    ]);
+    for opts in [OVERLAY, VFS] {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, r) = run(&tar, dir.path(), opts);
+        r.unwrap();
+        assert_eq!(
+            lgetxattr(&dir.path().join("bin/ping"), c"security.capability").as_deref(),
+            Some(CAP_NET_RAW_EP),
+            "{opts:?}: cap_net_raw+ep kept, as podman keeps it"
+        );
+    }
+}
+
+#[test]
+fn a_bad_pax_record_is_refused_with_its_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = tar_of(&[E::Raw("pax", b'x', "", b"not a record\n".to_vec()), E::File("f", 0o644, Vec::new())]);
+    let err = run(&tar, dir.path(), OVERLAY).1.unwrap_err();
+    assert!(matches!(err, ApplyError::BadPax(_)), "{err:?}");
+    assert!(std::error::Error::source(&err).is_some(), "the parser's error is kept");
+    use mtbx::error::Classify;
+    assert_eq!(err.kind(), mtbx::error::Kind::Failed);
 }
