@@ -73,6 +73,7 @@ fn classify(e: &(dyn StdError + 'static)) -> Option<Kind> {
         crate::image::registry::RegistryError,
         crate::image::inspect::InspectError,
         crate::image::proxy::ProxyError,
+        crate::image::resolved::ImageError,
         crate::pull::PullError,
     );
     None

@@ -9,7 +9,7 @@ use super::exit;
 use super::inspect_cmd::fail;
 use super::output::{self, Format, Table};
 use crate::error::Kind;
-use crate::image::inspect::human_size;
+use crate::image::resolved::human_size;
 use crate::storage::{StorageConfig, Store};
 
 #[derive(Debug, Args)]

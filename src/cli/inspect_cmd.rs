@@ -11,7 +11,8 @@ use super::exit;
 use super::image_args::ImageArgs;
 use super::output::{self, Format};
 use crate::error::{Classify, Kind};
-use crate::image::inspect::{self, human_size};
+use crate::image::inspect;
+use crate::image::resolved::human_size;
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {

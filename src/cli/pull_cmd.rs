@@ -14,7 +14,7 @@ use super::image_args::ImageArgs;
 use super::inspect_cmd::fail;
 use super::output::{self, Format};
 use crate::error::{Classify, Kind};
-use crate::image::inspect::human_size;
+use crate::image::resolved::human_size;
 use crate::pull::{self, Observer, PlannedLayer};
 use crate::storage::{Owner, StorageConfig, Store};
 

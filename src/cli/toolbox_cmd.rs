@@ -15,10 +15,10 @@ use super::exit;
 use super::image_args::RegistryArgs;
 use super::output::{self, Format, Table};
 use crate::emu::arch::Arch;
-use crate::image::inspect::human_size;
 use crate::image::platform;
 use crate::image::reference::{self, ImageRef, Parsed};
 use crate::image::registries_conf::Registries;
+use crate::image::resolved::human_size;
 use crate::storage::{StorageConfig, Store};
 use crate::toolbox::engine::{ContainerInfo, Podman};
 use crate::toolbox::{self, CreateSpec, HostUser, LABEL_ARCH, LABEL_TOOLBOX};
@@ -468,7 +468,13 @@ pub fn list(args: ListArgs) -> Result<i32> {
     let color = output::color_stdout();
     let mut t = Table::new(&["NAME", "ARCH", "IMAGE", "STATUS", "CREATED"]);
     for c in &l.containers {
-        t.row(vec![c.name.clone(), c.arch.clone(), c.image.clone(), c.status.clone(), created(c.created)]);
+        t.row(vec![
+            c.name.clone(),
+            c.arch.clone(),
+            c.image.clone(),
+            c.status.clone(),
+            output::created(c.created),
+        ]);
     }
     print!("{}", t.render(color));
     println!();
@@ -484,10 +490,6 @@ pub fn list(args: ListArgs) -> Result<i32> {
     }
     print!("{}", t.render(color));
     Ok(exit::OK)
-}
-
-fn created(secs: i64) -> String {
-    crate::storage::records::rfc3339(secs, 0).chars().take(16).collect::<String>().replace('T', " ")
 }
 
 pub fn rm(args: RmArgs) -> Result<i32> {

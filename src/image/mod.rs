@@ -7,7 +7,9 @@
 //! - [`manifest`]: OCI and Docker manifests, indexes and configs.
 //! - [`platform`]: choosing one platform of an index.
 //! - [`registry`]: the registry client (transports, retries, caps).
-//! - [`inspect`]: what an image is, resolved for one platform.
+//! - [`resolved`]: what either source resolves an image to, and the
+//!   image-level errors both find.
+//! - [`inspect`]: an image on its registry, resolved for one platform.
 //! - [`proxy`]: skopeo's image proxy as a second source.
 
 pub mod auth;
@@ -18,3 +20,4 @@ pub mod proxy;
 pub mod reference;
 pub mod registries_conf;
 pub mod registry;
+pub mod resolved;

@@ -18,12 +18,13 @@ use containers_image_proxy::oci_spec::image::Digest;
 use containers_image_proxy::{ImageProxy, ImageProxyConfig, OpenedImage};
 use tokio::io::AsyncReadExt;
 
-use crate::image::inspect::{InspectError, Inspection};
+use crate::error::{Classify, Kind};
 use crate::image::manifest::{sha256_digest, ImageConfig, Manifest};
 use crate::image::platform::Wanted;
 use crate::image::reference::{self, ImageRef, Parsed};
-use crate::image::registries_conf::Registries;
+use crate::image::registries_conf::{Registries, RegistriesError};
 use crate::image::registry::Options;
+use crate::image::resolved::{ImageError, Inspection};
 
 /// Failures of the proxy source.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +38,12 @@ pub enum ProxyError {
     /// skopeo reported an error.
     #[error("skopeo: {0}")]
     Skopeo(String),
+    /// A plain reference that registries.conf cannot resolve.
+    #[error(transparent)]
+    Registries(#[from] RegistriesError),
+    /// The image skopeo opened is not what was asked for, or is broken.
+    #[error(transparent)]
+    Image(#[from] ImageError),
 }
 
 /// An image opened through skopeo.
@@ -53,7 +60,7 @@ pub async fn open(
     name: ImageRef,
     wanted: &Wanted,
     opts: &Options,
-) -> Result<(ProxySource, Inspection), InspectError> {
+) -> Result<(ProxySource, Inspection), ProxyError> {
     let transport_ref = reference;
     let mut cmd = std::process::Command::new("skopeo");
     cmd.args(["--override-os", &wanted.os, "--override-arch", wanted.arch.oci]);
@@ -72,11 +79,11 @@ pub async fn open(
     // What mtbx stores is these bytes, so they are named by their own
     // digest (skopeo reports the original's when it converted).
     let manifest_digest = sha256_digest(&bytes);
-    let bad = |why: String| InspectError::BadManifest { image: reference.to_string(), why };
+    let bad = |why: String| ImageError::BadManifest { image: reference.to_string(), why };
     let Manifest::Image { media_type, config: config_desc, layers } =
         Manifest::parse(&bytes).map_err(|e| bad(e.to_string()))?
     else {
-        return Err(bad("skopeo returned an index".into()));
+        return Err(bad("skopeo returned an index".into()).into());
     };
     let mut config_bytes = Vec::new();
     let exact = source.blob_to_vec(&config_desc.digest, config_desc.size, &mut config_bytes).await;
@@ -86,16 +93,17 @@ pub async fn open(
         config_bytes = source.proxy.fetch_config_raw(&source.img).await.map_err(skopeo)?;
     }
     if sha256_digest(&config_bytes) != config_desc.digest {
-        return Err(bad("the config skopeo returned does not match its manifest".into()));
+        return Err(bad("the config skopeo returned does not match its manifest".into()).into());
     }
     let config = ImageConfig::parse(&config_bytes).map_err(|e| bad(e.to_string()))?;
     // skopeo falls back to whatever a single-platform image is: refuse.
     if !wanted.matches_config(&config.architecture, &config.os, config.variant.as_deref()) {
-        return Err(InspectError::SingleArchMismatch {
+        return Err(ImageError::SingleArchMismatch {
             image: reference.to_string(),
             have: config.platform().display(),
             wanted: wanted.display(),
-        });
+        }
+        .into());
     }
     let found = Inspection {
         image: name,
@@ -114,11 +122,14 @@ pub async fn open(
     Ok((source, found))
 }
 
-impl crate::error::Classify for ProxyError {
-    fn kind(&self) -> crate::error::Kind {
+impl Classify for ProxyError {
+    fn kind(&self) -> Kind {
         match self {
-            ProxyError::NoSkopeo(_) | ProxyError::BadReference(_) => crate::error::Kind::BadInput,
-            ProxyError::Skopeo(_) => crate::error::Kind::Failed,
+            ProxyError::NoSkopeo(_) | ProxyError::BadReference(_) | ProxyError::Registries(_) => {
+                Kind::BadInput
+            }
+            ProxyError::Skopeo(_) => Kind::Failed,
+            ProxyError::Image(e) => e.kind(),
         }
     }
 }
@@ -205,9 +216,9 @@ fn archive_repo_tag(path: &std::path::Path) -> Option<String> {
 /// by the tag recorded in the archive, else after the file;
 /// `docker://REF` and plain references (resolved through registries.conf)
 /// by the reference.
-pub fn resolve(reference: &str, regs: &Registries) -> Result<(String, ImageRef), InspectError> {
-    let bad = |m: String| InspectError::Proxy(ProxyError::BadReference(m));
-    let local = |path: &str, tag: Option<&str>| -> Result<ImageRef, InspectError> {
+pub fn resolve(reference: &str, regs: &Registries) -> Result<(String, ImageRef), ProxyError> {
+    let bad = ProxyError::BadReference;
+    let local = |path: &str, tag: Option<&str>| -> Result<ImageRef, ProxyError> {
         let base = std::path::Path::new(path)
             .file_name()
             .map(|b| b.to_string_lossy().into_owned())

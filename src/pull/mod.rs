@@ -23,13 +23,14 @@ use sha2::{Digest, Sha256};
 
 use crate::emu::arch::Arch;
 use crate::error::{Classify, Kind};
-use crate::image::inspect::{self, InspectError, Inspection};
+use crate::image::inspect::{self, InspectError};
 use crate::image::manifest::Descriptor;
 use crate::image::platform;
-use crate::image::proxy::{self, ProxySource};
+use crate::image::proxy::{self, ProxyError, ProxySource};
 use crate::image::reference::ImageRef;
 use crate::image::registries_conf::Registries;
 use crate::image::registry::{Client, Options, RegistryError};
+use crate::image::resolved::Inspection;
 use crate::storage::apply::{self, ApplyError, ApplyOptions, Whiteouts};
 use crate::storage::records::{now_rfc3339, LayerRecord};
 use crate::storage::tarsplit::TarSplitWriter;
@@ -48,6 +49,9 @@ pub enum PullError {
     /// Downloading failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// skopeo's proxy source failed.
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
     /// The store could not be written.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -82,6 +86,7 @@ impl Classify for PullError {
         match self {
             PullError::Inspect(e) => e.kind(),
             PullError::Registry(e) => e.kind(),
+            PullError::Proxy(e) => e.kind(),
             PullError::Storage(StorageError::Config(_)) => Kind::BadInput,
             PullError::Storage(_) => Kind::Failed,
             PullError::Apply { .. } | PullError::Mismatch { .. } | PullError::BadImage(_) => Kind::Failed,
@@ -170,10 +175,7 @@ impl Source {
     ) -> Result<(), PullError> {
         match self {
             Source::Registry(c) => Ok(c.blob_into(image, desc, tx, on_bytes).await?),
-            Source::Proxy(p) => p
-                .blob_into(&desc.digest, desc.size, tx, on_bytes)
-                .await
-                .map_err(|e| PullError::Inspect(e.into())),
+            Source::Proxy(p) => Ok(p.blob_into(&desc.digest, desc.size, tx, on_bytes).await?),
         }
     }
 }
