@@ -73,7 +73,7 @@ impl ImageArgs {
     /// inspect and pull start from. Either failing is bad input.
     pub fn resolve(&self, tags: bool) -> Result<(Request, Registries), String> {
         let req = self.request(tags).map_err(|e| e.to_string())?;
-        let regs = self.registries().map_err(|e| e.to_string())?;
+        let regs = self.registries().map_err(|e| format!("{:#}", anyhow::Error::new(e)))?;
         Ok((req, regs))
     }
 

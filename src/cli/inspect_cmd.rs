@@ -54,7 +54,10 @@ pub fn run(args: InspectArgs) -> Result<i32> {
     spin.finish_and_clear();
     let found = match result {
         Ok(f) => f,
-        Err(e) => return Ok(fail(&e.to_string(), e.kind())),
+        Err(e) => {
+            let kind = e.kind();
+            return Ok(fail(&format!("{:#}", anyhow::Error::new(e)), kind));
+        }
     };
     let mut out = std::io::stdout().lock();
     if args.raw {

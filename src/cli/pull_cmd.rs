@@ -92,7 +92,10 @@ pub fn run(args: PullArgs) -> Result<i32> {
     spin.finish_and_clear();
     let prepared = match prepared {
         Ok(p) => p,
-        Err(e) => return Ok(fail(&e.to_string(), e.kind())),
+        Err(e) => {
+            let kind = e.kind();
+            return Ok(fail(&format!("{:#}", anyhow::Error::new(e)), kind));
+        }
     };
     let plan = prepared.plan().clone();
     let size = plan.download_size();
@@ -117,7 +120,10 @@ pub fn run(args: PullArgs) -> Result<i32> {
     bars.finish();
     let id = match result {
         Ok(id) => id,
-        Err(e) => return Ok(fail(&e.to_string(), e.kind())),
+        Err(e) => {
+            let kind = e.kind();
+            return Ok(fail(&format!("{:#}", anyhow::Error::new(e)), kind));
+        }
     };
     if args.quiet {
         println!("{id}");
