@@ -36,8 +36,6 @@ pub struct InspectArgs {
 }
 
 pub fn run(args: InspectArgs) -> Result<i32> {
-    // Before the runtime and the spinner start threads.
-    crate::image::registry::prefer_system_ca_bundle();
     let (req, regs) = match args.image.resolve(args.tags) {
         Ok(v) => v,
         Err(e) => return Ok(fail(&e, Kind::BadInput)),

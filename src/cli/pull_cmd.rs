@@ -68,7 +68,6 @@ pub fn run(args: PullArgs) -> Result<i32> {
             Err(e) => Ok(fail(&e.to_string(), Kind::BadInput)),
         };
     }
-    crate::image::registry::prefer_system_ca_bundle();
     let (req, regs) = match args.image.resolve(false) {
         Ok(v) => v,
         Err(e) => return Ok(fail(&e, Kind::BadInput)),

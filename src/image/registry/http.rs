@@ -5,6 +5,7 @@
 //! what makes the open and the token transport behave the same.
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -99,6 +100,34 @@ impl Site {
     }
 }
 
+/// System CA bundles, where distributions keep them (the openssl-probe list).
+const CA_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// The system's CA bundle, read once per process, unless the user chose
+/// the roots (`SSL_CERT_FILE` / `SSL_CERT_DIR`, which reqwest's default
+/// verifier honours). Left to that verifier, rustls-native-certs reads the
+/// bundle *and* every hashed file in /etc/ssl/certs (the same certificates
+/// again, ~300 files on Debian) for every client built. Handing the bundle
+/// to the builder does it without touching the process environment, which
+/// other threads may be reading.
+fn system_ca_bundle() -> Option<&'static [u8]> {
+    static BUNDLE: OnceLock<Option<Vec<u8>>> = OnceLock::new();
+    BUNDLE
+        .get_or_init(|| {
+            if std::env::var_os("SSL_CERT_FILE").is_some() || std::env::var_os("SSL_CERT_DIR").is_some() {
+                return None;
+            }
+            CA_BUNDLES.iter().find_map(|p| std::fs::read(p).ok())
+        })
+        .as_deref()
+}
+
 /// The HTTP client of one endpoint.
 pub(super) struct Http {
     client: reqwest::Client,
@@ -124,7 +153,21 @@ impl Http {
                 .read_timeout(Duration::from_secs(60))
                 .user_agent(concat!("mtbx/", env!("CARGO_PKG_VERSION")))
         };
-        let client = builder().build().map_err(RegistryError::Setup)?;
+        // No roots are needed where certificates are not checked.
+        let with_bundle = system_ca_bundle().filter(|_| !endpoint.insecure).and_then(|pem| {
+            let cert = reqwest::Certificate::from_pem(pem).ok()?;
+            builder()
+                .tls_certs_only([cert])
+                .build()
+                .inspect_err(|e| {
+                    tracing::debug!("system CA bundle not usable ({e}); using the default roots")
+                })
+                .ok()
+        });
+        let client = match with_bundle {
+            Some(c) => c,
+            None => builder().build().map_err(RegistryError::Setup)?,
+        };
         Ok(Http { client, base, site })
     }
 
@@ -147,12 +190,7 @@ impl Http {
     /// A 200's body, refused once it passes `cap` bytes (while streaming);
     /// any other status is a failure with that status's meaning. Returns
     /// the registry's Docker-Content-Digest too.
-    pub async fn read_ok(
-        &self,
-        res: reqwest::Response,
-        what: &str,
-        cap: usize,
-    ) -> Result<Fetched, Failure> {
+    pub async fn read_ok(&self, res: reqwest::Response, what: &str, cap: usize) -> Result<Fetched, Failure> {
         if res.status().as_u16() != 200 {
             return Err(self.status_failure(what, res).await);
         }
@@ -187,5 +225,19 @@ impl Http {
             _ => self.site.bad(what, format!("HTTP {code}: {}", detail.unwrap_or_default())),
         };
         Failure { transient: false, error }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bundle that rustls refused would silently fall back to the slow
+    /// default roots.
+    #[test]
+    fn the_system_bundle_makes_a_client() {
+        let Some(pem) = system_ca_bundle() else { return };
+        let cert = reqwest::Certificate::from_pem(pem).unwrap();
+        reqwest::Client::builder().tls_certs_only([cert]).build().unwrap();
     }
 }

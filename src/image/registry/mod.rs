@@ -35,31 +35,6 @@ const ATTEMPTS: u32 = 4;
 /// First pause between attempts; it doubles each time.
 const BACKOFF: Duration = Duration::from_millis(200);
 
-/// System CA bundles, where distributions keep them (the openssl-probe list).
-const CA_BUNDLES: &[&str] = &[
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
-    "/etc/ssl/ca-bundle.pem",
-    "/etc/ssl/cert.pem",
-];
-
-/// Point rustls at the system's CA bundle file unless the user chose
-/// (`SSL_CERT_FILE` / `SSL_CERT_DIR`). Left alone, rustls-native-certs
-/// reads the bundle *and* every hashed file in /etc/ssl/certs (the same
-/// certificates again, ~300 files on Debian), for every TLS client built
-/// (oci-client builds two). Call it in a registry command before it starts
-/// any thread: it changes the process environment.
-pub fn prefer_system_ca_bundle() {
-    if std::env::var_os("SSL_CERT_FILE").is_some() || std::env::var_os("SSL_CERT_DIR").is_some() {
-        return;
-    }
-    if let Some(bundle) = CA_BUNDLES.iter().find(|p| std::path::Path::new(p).is_file()) {
-        // SAFETY (documented above): no other thread exists yet.
-        std::env::set_var("SSL_CERT_FILE", bundle);
-    }
-}
-
 /// A registry operation that failed; the message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {

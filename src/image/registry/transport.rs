@@ -31,11 +31,7 @@ pub(super) trait Transport: Send + Sync {
 
     /// The manifest `image` names (by digest if it has one), as served,
     /// with the registry's digest header.
-    fn manifest<'a>(
-        &'a self,
-        image: &'a ImageRef,
-        what: &'a str,
-    ) -> BoxFuture<'a, Result<Fetched, Failure>> {
+    fn manifest<'a>(&'a self, image: &'a ImageRef, what: &'a str) -> BoxFuture<'a, Result<Fetched, Failure>> {
         Box::pin(async move {
             let reference = image.digest.clone().unwrap_or_else(|| image.tag_or_latest().to_string());
             let mut headers = HeaderMap::new();
