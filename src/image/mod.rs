@@ -9,6 +9,7 @@
 //! - [`registry`]: the registry client (transports, retries, caps).
 //! - [`resolved`]: what either source resolves an image to, and the
 //!   image-level errors both find.
+//! - [`source`]: the one interface blobs stream through, whatever the source.
 //! - [`inspect`]: an image on its registry, resolved for one platform.
 //! - [`proxy`]: skopeo's image proxy as a second source.
 
@@ -21,3 +22,5 @@ pub mod reference;
 pub mod registries_conf;
 pub mod registry;
 pub mod resolved;
+pub mod source;
+pub mod text;

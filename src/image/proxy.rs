@@ -19,12 +19,13 @@ use containers_image_proxy::{ImageProxy, ImageProxyConfig, OpenedImage};
 use tokio::io::AsyncReadExt;
 
 use crate::error::{Classify, Kind};
-use crate::image::manifest::{sha256_digest, ImageConfig, Manifest};
+use crate::image::manifest::{sha256_digest, Descriptor, ImageConfig, Manifest};
 use crate::image::platform::Wanted;
 use crate::image::reference::{self, ImageRef, Parsed};
 use crate::image::registries_conf::{Registries, RegistriesError};
 use crate::image::registry::Options;
 use crate::image::resolved::{ImageError, Inspection};
+use crate::image::source::{BlobSource, Chunks};
 
 /// Failures of the proxy source.
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +87,7 @@ pub async fn open(
         return Err(bad("skopeo returned an index".into()).into());
     };
     let mut config_bytes = Vec::new();
-    let exact = source.blob_to_vec(&config_desc.digest, config_desc.size, &mut config_bytes).await;
+    let exact = source.blob_to_vec(&name, &config_desc, &mut config_bytes).await;
     if exact.is_err() || sha256_digest(&config_bytes) != config_desc.digest {
         // A converted manifest names a rebuilt config that only
         // GetFullConfig produces.
@@ -135,18 +136,53 @@ impl Classify for ProxyError {
 }
 
 impl ProxySource {
-    /// Stream a blob into `tx` in chunks; skopeo checks its digest and size
-    /// and says so when the stream ends.
-    pub async fn blob_into(
+    async fn blob_to_vec(
         &self,
-        digest: &str,
-        size: u64,
-        tx: &tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
+        image: &ImageRef,
+        desc: &Descriptor,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ProxyError> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
+        let fill = async {
+            while let Some(Ok(chunk)) = rx.recv().await {
+                out.extend_from_slice(&chunk);
+            }
+        };
+        let (r, ()) = tokio::join!(
+            async {
+                let r = self.blob_into(image, desc, &tx, &|_| {}).await;
+                drop(tx);
+                r
+            },
+            fill
+        );
+        r
+    }
+
+    /// Shut skopeo down.
+    pub async fn finish(self) {
+        let _ = self.proxy.close_image(&self.img).await;
+        let _ = self.proxy.finalize().await;
+    }
+}
+
+impl BlobSource for ProxySource {
+    type Error = ProxyError;
+
+    /// skopeo checks the digest and size, and says so when the stream ends.
+    async fn blob_into(
+        &self,
+        _image: &ImageRef,
+        desc: &Descriptor,
+        tx: &Chunks,
         on_bytes: &(dyn Fn(u64) + Sync),
     ) -> Result<(), ProxyError> {
-        let d = Digest::from_str(digest).map_err(|e| ProxyError::BadReference(e.to_string()))?;
-        let (mut reader, driver) =
-            self.proxy.get_blob(&self.img, &d, size).await.map_err(|e| ProxyError::Skopeo(e.to_string()))?;
+        let d = Digest::from_str(&desc.digest).map_err(|e| ProxyError::BadReference(e.to_string()))?;
+        let (mut reader, driver) = self
+            .proxy
+            .get_blob(&self.img, &d, desc.size)
+            .await
+            .map_err(|e| ProxyError::Skopeo(e.to_string()))?;
         let copy = async move {
             loop {
                 let mut buf = bytes::BytesMut::zeroed(128 << 10);
@@ -166,30 +202,6 @@ impl ProxySource {
         let (copied, finished) = tokio::join!(copy, driver);
         finished.map_err(|e| ProxyError::Skopeo(e.to_string()))?;
         copied.map_err(|e| ProxyError::Skopeo(e.to_string()))
-    }
-
-    async fn blob_to_vec(&self, digest: &str, size: u64, out: &mut Vec<u8>) -> Result<(), ProxyError> {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
-        let fill = async {
-            while let Some(Ok(chunk)) = rx.recv().await {
-                out.extend_from_slice(&chunk);
-            }
-        };
-        let (r, ()) = tokio::join!(
-            async {
-                let r = self.blob_into(digest, size, &tx, &|_| {}).await;
-                drop(tx);
-                r
-            },
-            fill
-        );
-        r
-    }
-
-    /// Shut skopeo down.
-    pub async fn finish(self) {
-        let _ = self.proxy.close_image(&self.img).await;
-        let _ = self.proxy.finalize().await;
     }
 }
 

@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
+use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use crate::emu::arch::Arch;
 use crate::error::{Classify, Kind};
@@ -31,6 +32,7 @@ use crate::image::reference::ImageRef;
 use crate::image::registries_conf::Registries;
 use crate::image::registry::{Client, Options, RegistryError};
 use crate::image::resolved::Inspection;
+use crate::image::source::{BlobSource, Chunks};
 use crate::storage::apply::{self, ApplyError, ApplyOptions, Whiteouts};
 use crate::storage::records::{now_rfc3339, LayerRecord};
 use crate::storage::tarsplit::TarSplitWriter;
@@ -165,17 +167,19 @@ enum Source {
     Proxy(ProxySource),
 }
 
-impl Source {
+impl BlobSource for Source {
+    type Error = PullError;
+
     async fn blob_into(
         &self,
         image: &ImageRef,
         desc: &Descriptor,
-        tx: &tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
+        tx: &Chunks,
         on_bytes: &(dyn Fn(u64) + Sync),
     ) -> Result<(), PullError> {
         match self {
             Source::Registry(c) => Ok(c.blob_into(image, desc, tx, on_bytes).await?),
-            Source::Proxy(p) => Ok(p.blob_into(&desc.digest, desc.size, tx, on_bytes).await?),
+            Source::Proxy(p) => Ok(p.blob_into(image, desc, tx, on_bytes).await?),
         }
     }
 }
@@ -393,7 +397,11 @@ fn extract(
             .map_err(|e| storage_err("cannot create the tar-split file", &ts_path, e))?
     };
     let mut split = TarSplitWriter::new(std::io::BufWriter::with_capacity(64 << 10, ts_file));
-    let mut blob = Hashing::new(ChannelReader { rx, cur: bytes::Bytes::new() });
+    // The download task's chunks as a blocking reader (this runs on a
+    // blocking thread, in the runtime's context).
+    let mut rx = rx;
+    let chunks = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    let mut blob = Hashing::new(SyncIoBridge::new(StreamReader::new(chunks)));
     let apply_err = |e: ApplyError| PullError::Apply { layer: layer.desc.digest.clone(), source: e };
     let decoded = (|| {
         let mut buffered = BufReader::with_capacity(128 << 10, &mut blob);
@@ -505,28 +513,6 @@ impl Compression {
             Compression::Gzip => 2,
             Compression::Zstd => 4,
         }
-    }
-}
-
-/// Reads the chunks the download task sends, in order.
-struct ChannelReader {
-    rx: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
-    cur: bytes::Bytes,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.cur.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(Ok(chunk)) => self.cur = chunk,
-                Some(Err(e)) => return Err(e),
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.cur.len());
-        buf[..n].copy_from_slice(&self.cur[..n]);
-        self.cur = self.cur.slice(n..);
-        Ok(n)
     }
 }
 

@@ -29,6 +29,7 @@ use crate::image::auth::{self, AuthError, Credentials};
 use crate::image::manifest::{sha256_digest, Descriptor};
 use crate::image::reference::ImageRef;
 use crate::image::registries_conf::Endpoint;
+use crate::image::source::{BlobSource, Chunks};
 
 /// How many times a transient failure is tried in all.
 const ATTEMPTS: u32 = 4;
@@ -216,53 +217,13 @@ impl Client {
         Ok(bytes)
     }
 
-    /// Stream a blob into `tx`, chunk by chunk, in order. A connection that
-    /// drops mid-blob is resumed where it stopped (HTTP Range; a registry
-    /// that ignores Range has the bytes already sent skipped), so the reader
-    /// sees one continuous stream; it checks the digest itself. Stops
-    /// quietly when the reader hangs up (its own error is the one to show).
-    /// `on_bytes` is told of every chunk, for progress.
-    pub async fn blob_into(
-        &self,
-        image: &ImageRef,
-        desc: &Descriptor,
-        tx: &tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
-        on_bytes: &(dyn Fn(u64) + Sync),
-    ) -> Result<(), RegistryError> {
-        let what = format!("blob {}", desc.digest);
-        let mut offset = 0u64;
-        let mut failures = 0u32;
-        let mut pause = BACKOFF;
-        loop {
-            let before = offset;
-            match self.blob_attempt(image, desc, &what, &mut offset, tx, on_bytes).await {
-                Ok(()) => return Ok(()),
-                Err(f) if f.transient => {
-                    if offset > before {
-                        // Progress was made: this is a new run of failures.
-                        failures = 0;
-                        pause = BACKOFF;
-                    }
-                    failures += 1;
-                    if failures >= ATTEMPTS {
-                        return Err(f.error);
-                    }
-                    tracing::info!("{what}: {} (at byte {offset}; resuming)", f.error);
-                    tokio::time::sleep(pause).await;
-                    pause *= 2;
-                }
-                Err(f) => return Err(f.error),
-            }
-        }
-    }
-
     async fn blob_attempt(
         &self,
         image: &ImageRef,
         desc: &Descriptor,
         what: &str,
         offset: &mut u64,
-        tx: &tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
+        tx: &Chunks,
         on_bytes: &(dyn Fn(u64) + Sync),
     ) -> Result<(), Failure> {
         use futures_util::StreamExt;
@@ -322,6 +283,47 @@ impl Client {
             last = next;
         }
         Ok(out)
+    }
+}
+
+impl BlobSource for Client {
+    type Error = RegistryError;
+
+    /// A connection that drops mid-blob is resumed where it stopped (HTTP
+    /// Range; a registry that ignores Range has the bytes already sent
+    /// skipped), so the reader sees one continuous stream.
+    async fn blob_into(
+        &self,
+        image: &ImageRef,
+        desc: &Descriptor,
+        tx: &Chunks,
+        on_bytes: &(dyn Fn(u64) + Sync),
+    ) -> Result<(), RegistryError> {
+        let what = format!("blob {}", desc.digest);
+        let mut offset = 0u64;
+        let mut failures = 0u32;
+        let mut pause = BACKOFF;
+        loop {
+            let before = offset;
+            match self.blob_attempt(image, desc, &what, &mut offset, tx, on_bytes).await {
+                Ok(()) => return Ok(()),
+                Err(f) if f.transient => {
+                    if offset > before {
+                        // Progress was made: this is a new run of failures.
+                        failures = 0;
+                        pause = BACKOFF;
+                    }
+                    failures += 1;
+                    if failures >= ATTEMPTS {
+                        return Err(f.error);
+                    }
+                    tracing::info!("{what}: {} (at byte {offset}; resuming)", f.error);
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                Err(f) => return Err(f.error),
+            }
+        }
     }
 }
 
