@@ -102,9 +102,10 @@ pub async fn locate(
 async fn inspect_at(client: &Client, req: &Request, wanted: &Wanted) -> Result<Inspection, InspectError> {
     let image = client.endpoint.image.clone();
     let bad = |why: String| ImageError::BadManifest { image: image.to_string(), why };
+    let malformed = |source| ImageError::Malformed { image: image.to_string(), source };
     let (top_bytes, top_digest) = client.manifest(&image).await?;
     tracing::debug!("top manifest {top_digest}");
-    let top = Manifest::parse(&top_bytes).map_err(|e| bad(e.to_string()))?;
+    let top = Manifest::parse(&top_bytes).map_err(malformed)?;
     let (index, manifest_digest, manifest_bytes, manifest, entry_platform) = match top {
         Manifest::Index { manifests, .. } => {
             let Some(entry) = platform::select(&manifests, wanted).cloned() else {
@@ -119,7 +120,7 @@ async fn inspect_at(client: &Client, req: &Request, wanted: &Wanted) -> Result<I
             };
             let by_digest = ImageRef { digest: Some(entry.descriptor.digest.clone()), ..image.clone() };
             let (bytes, digest) = client.manifest(&by_digest).await?;
-            let m = Manifest::parse(&bytes).map_err(|e| bad(e.to_string()))?;
+            let m = Manifest::parse(&bytes).map_err(malformed)?;
             if matches!(m, Manifest::Index { .. }) {
                 return Err(bad("an index entry points at another index".into()).into());
             }
@@ -133,7 +134,7 @@ async fn inspect_at(client: &Client, req: &Request, wanted: &Wanted) -> Result<I
     tracing::debug!("image manifest {manifest_digest}");
     let config_bytes = client.small_blob(&image, &config_desc, MAX_CONFIG_BYTES).await?;
     tracing::debug!("config {}", config_desc.digest);
-    let config = ImageConfig::parse(&config_bytes).map_err(|e| bad(e.to_string()))?;
+    let config = ImageConfig::parse(&config_bytes).map_err(malformed)?;
     let config_platform = config.platform();
     match &entry_platform {
         // The config must agree with the index entry it was reached by.

@@ -113,12 +113,36 @@ pub enum ManifestError {
     #[error("manifest is {0} bytes, more than the {MAX_MANIFEST_BYTES}-byte limit")]
     TooLarge(usize),
     /// Not JSON of the expected shape.
-    #[error("malformed manifest: {0}")]
-    Malformed(String),
+    #[error("malformed manifest")]
+    Malformed(#[source] Malformed),
     /// Docker schema 1 or another unsupported format.
     #[error("unsupported manifest: {0}")]
     Unsupported(String),
 }
+
+/// What is malformed about a manifest or config.
+#[derive(Debug, thiserror::Error)]
+pub enum Malformed {
+    /// The manifest is not JSON, or not of the manifest's types.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// The config is not JSON, or not of the config's types.
+    #[error("image config")]
+    Config(#[source] serde_json::Error),
+    /// Parsed, but is neither kind of manifest.
+    #[error("neither an index nor an image manifest")]
+    Shape,
+}
+
+/// By message: parser errors are not comparable, and tests compare
+/// [`ManifestError`]s.
+impl PartialEq for Malformed {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for Malformed {}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -137,7 +161,7 @@ impl Manifest {
         if bytes.len() > MAX_MANIFEST_BYTES {
             return Err(ManifestError::TooLarge(bytes.len()));
         }
-        let raw: Raw = serde_json::from_slice(bytes).map_err(|e| ManifestError::Malformed(e.to_string()))?;
+        let raw: Raw = serde_json::from_slice(bytes).map_err(|e| ManifestError::Malformed(e.into()))?;
         if raw.schema_version != Some(2) {
             return Err(ManifestError::Unsupported(format!(
                 "schemaVersion {} (only schema 2 manifests are supported)",
@@ -159,7 +183,7 @@ impl Manifest {
                 }
                 Ok(Manifest::Image { media_type, config, layers })
             }
-            _ => Err(ManifestError::Malformed("neither an index nor an image manifest".into())),
+            _ => Err(ManifestError::Malformed(Malformed::Shape)),
         }
     }
 
@@ -232,7 +256,7 @@ impl ImageConfig {
 
     /// Parse config bytes.
     pub fn parse(bytes: &[u8]) -> Result<ImageConfig, ManifestError> {
-        serde_json::from_slice(bytes).map_err(|e| ManifestError::Malformed(format!("image config: {e}")))
+        serde_json::from_slice(bytes).map_err(|e| ManifestError::Malformed(Malformed::Config(e)))
     }
 }
 

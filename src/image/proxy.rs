@@ -31,14 +31,29 @@ use crate::image::source::{BlobSource, Chunks};
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     /// skopeo is missing or would not start.
-    #[error("--source proxy needs skopeo (apt-get install skopeo / dnf install skopeo): {0}")]
-    NoSkopeo(String),
+    #[error("--source proxy needs skopeo (apt-get install skopeo / dnf install skopeo)")]
+    NoSkopeo(#[source] containers_image_proxy::Error),
     /// A reference the proxy cannot take.
     #[error("{0}")]
     BadReference(String),
+    /// A reference that does not parse.
+    #[error(transparent)]
+    Reference(#[from] reference::RefError),
+    /// A digest skopeo's client library cannot take.
+    #[error("digest {digest}")]
+    BadDigest {
+        /// The digest.
+        digest: String,
+        /// Why not.
+        #[source]
+        source: containers_image_proxy::oci_spec::OciSpecError,
+    },
     /// skopeo reported an error.
-    #[error("skopeo: {0}")]
-    Skopeo(String),
+    #[error("skopeo")]
+    Skopeo(#[source] containers_image_proxy::Error),
+    /// Reading a blob from skopeo failed.
+    #[error("reading a blob from skopeo")]
+    Read(#[source] std::io::Error),
     /// A plain reference that registries.conf cannot resolve.
     #[error(transparent)]
     Registries(#[from] RegistriesError),
@@ -72,8 +87,8 @@ pub async fn open(
     cfg.skopeo_cmd = Some(cmd);
     cfg.insecure_skip_tls_verification = opts.tls_verify.map(|v| !v);
     cfg.authfile = opts.authfile.clone();
-    let proxy = ImageProxy::new_with_config(cfg).await.map_err(|e| ProxyError::NoSkopeo(e.to_string()))?;
-    let skopeo = |e: containers_image_proxy::Error| ProxyError::Skopeo(e.to_string());
+    let proxy = ImageProxy::new_with_config(cfg).await.map_err(ProxyError::NoSkopeo)?;
+    let skopeo = ProxyError::Skopeo;
     let img = proxy.open_image(transport_ref).await.map_err(skopeo)?;
     let source = ProxySource { proxy, img };
     let (_, bytes) = source.proxy.fetch_manifest_raw_oci(&source.img).await.map_err(skopeo)?;
@@ -81,8 +96,9 @@ pub async fn open(
     // digest (skopeo reports the original's when it converted).
     let manifest_digest = sha256_digest(&bytes);
     let bad = |why: String| ImageError::BadManifest { image: reference.to_string(), why };
+    let malformed = |source| ImageError::Malformed { image: reference.to_string(), source };
     let Manifest::Image { media_type, config: config_desc, layers } =
-        Manifest::parse(&bytes).map_err(|e| bad(e.to_string()))?
+        Manifest::parse(&bytes).map_err(malformed)?
     else {
         return Err(bad("skopeo returned an index".into()).into());
     };
@@ -96,7 +112,7 @@ pub async fn open(
     if sha256_digest(&config_bytes) != config_desc.digest {
         return Err(bad("the config skopeo returned does not match its manifest".into()).into());
     }
-    let config = ImageConfig::parse(&config_bytes).map_err(|e| bad(e.to_string()))?;
+    let config = ImageConfig::parse(&config_bytes).map_err(malformed)?;
     // skopeo falls back to whatever a single-platform image is: refuse.
     if !wanted.matches_config(&config.architecture, &config.os, config.variant.as_deref()) {
         return Err(ImageError::SingleArchMismatch {
@@ -126,10 +142,12 @@ pub async fn open(
 impl Classify for ProxyError {
     fn kind(&self) -> Kind {
         match self {
-            ProxyError::NoSkopeo(_) | ProxyError::BadReference(_) | ProxyError::Registries(_) => {
-                Kind::BadInput
-            }
-            ProxyError::Skopeo(_) => Kind::Failed,
+            ProxyError::NoSkopeo(_)
+            | ProxyError::BadReference(_)
+            | ProxyError::Reference(_)
+            | ProxyError::BadDigest { .. }
+            | ProxyError::Registries(_) => Kind::BadInput,
+            ProxyError::Skopeo(_) | ProxyError::Read(_) => Kind::Failed,
             ProxyError::Image(e) => e.kind(),
         }
     }
@@ -177,12 +195,10 @@ impl BlobSource for ProxySource {
         tx: &Chunks,
         on_bytes: &(dyn Fn(u64) + Sync),
     ) -> Result<(), ProxyError> {
-        let d = Digest::from_str(&desc.digest).map_err(|e| ProxyError::BadReference(e.to_string()))?;
-        let (mut reader, driver) = self
-            .proxy
-            .get_blob(&self.img, &d, desc.size)
-            .await
-            .map_err(|e| ProxyError::Skopeo(e.to_string()))?;
+        let d = Digest::from_str(&desc.digest)
+            .map_err(|source| ProxyError::BadDigest { digest: desc.digest.clone(), source })?;
+        let (mut reader, driver) =
+            self.proxy.get_blob(&self.img, &d, desc.size).await.map_err(ProxyError::Skopeo)?;
         let copy = async move {
             loop {
                 let mut buf = bytes::BytesMut::zeroed(128 << 10);
@@ -200,8 +216,8 @@ impl BlobSource for ProxySource {
         // The reader ends only once the driver has run, and the driver only
         // finishes once everything was read: poll both.
         let (copied, finished) = tokio::join!(copy, driver);
-        finished.map_err(|e| ProxyError::Skopeo(e.to_string()))?;
-        copied.map_err(|e| ProxyError::Skopeo(e.to_string()))
+        finished.map_err(ProxyError::Skopeo)?;
+        copied.map_err(ProxyError::Read)
     }
 }
 
@@ -276,7 +292,7 @@ pub fn resolve(reference: &str, regs: &Registries) -> Result<(String, ImageRef),
                 tag,
                 digest,
             }),
-            Err(e) => Err(bad(e.to_string())),
+            Err(e) => Err(ProxyError::Reference(e)),
         };
         let image = match name {
             Some(r) => docker_named(r)?,

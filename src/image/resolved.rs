@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::error::{Classify, Kind};
-use crate::image::manifest::{Descriptor, ImageConfig, IndexEntry};
+use crate::image::manifest::{Descriptor, ImageConfig, IndexEntry, ManifestError};
 use crate::image::reference::ImageRef;
 
 /// The image itself is not what was asked for, or is broken; the same
@@ -46,7 +46,16 @@ pub enum ImageError {
         /// The config's platform.
         config: String,
     },
-    /// A manifest that does not parse or is not what it should be.
+    /// A manifest or config that does not parse.
+    #[error("{image}")]
+    Malformed {
+        /// The image.
+        image: String,
+        /// What the parser said.
+        #[source]
+        source: ManifestError,
+    },
+    /// A manifest that is not what it should be.
     #[error("{image}: {why}")]
     BadManifest {
         /// The image.
@@ -60,7 +69,9 @@ impl Classify for ImageError {
     fn kind(&self) -> Kind {
         match self {
             ImageError::NoPlatform { .. } | ImageError::SingleArchMismatch { .. } => Kind::NotFound,
-            ImageError::Contradiction { .. } | ImageError::BadManifest { .. } => Kind::Failed,
+            ImageError::Contradiction { .. }
+            | ImageError::BadManifest { .. }
+            | ImageError::Malformed { .. } => Kind::Failed,
         }
     }
 }
