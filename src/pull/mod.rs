@@ -14,7 +14,7 @@
 //! (`repo:42-arm64`, see DESIGN.md section 6), so it never takes the name
 //! of the native image of the same reference.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::os::fd::AsFd;
 use std::sync::Arc;
 
@@ -58,7 +58,7 @@ pub enum PullError {
     #[error(transparent)]
     Storage(#[from] StorageError),
     /// A layer's content was refused.
-    #[error("layer {layer}: {source}")]
+    #[error("layer {layer}")]
     Apply {
         /// The blob digest.
         layer: String,
@@ -404,9 +404,12 @@ fn extract(
     let mut blob = Hashing::new(SyncIoBridge::new(StreamReader::new(chunks)));
     let apply_err = |e: ApplyError| PullError::Apply { layer: layer.desc.digest.clone(), source: e };
     let decoded = (|| {
-        let mut buffered = BufReader::with_capacity(128 << 10, &mut blob);
-        let head = buffered.fill_buf().map_err(ApplyError::Read)?;
-        let compression = Compression::sniff(head);
+        // The magic number may span network chunks (a registry that drips
+        // sends a byte at a time): read all four bytes before looking.
+        let mut magic = Vec::with_capacity(4);
+        (&mut blob).take(4).read_to_end(&mut magic).map_err(ApplyError::Read)?;
+        let compression = Compression::sniff(&magic);
+        let buffered = BufReader::with_capacity(128 << 10, std::io::Cursor::new(magic).chain(&mut blob));
         let decoder: Box<dyn Read> = match compression {
             Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
             Compression::Zstd => {
