@@ -10,7 +10,7 @@ use crate::image::platform::{self, Wanted};
 use crate::image::reference::ImageRef;
 use crate::image::registries_conf::{Registries, RegistriesError};
 use crate::image::registry::{Client, Options, RegistryError};
-use crate::image::resolved::{platforms_of, ImageError, Inspection};
+use crate::image::resolved::{check_config, platforms_of, ImageError, Inspection};
 
 /// What to inspect.
 #[derive(Debug, Clone, Default)]
@@ -132,6 +132,7 @@ async fn inspect_at(client: &Client, req: &Request, wanted: &Wanted) -> Result<I
         unreachable!("indexes were handled above")
     };
     tracing::debug!("image manifest {manifest_digest}");
+    check_config(&image.to_string(), &config_desc)?;
     let config_bytes = client.small_blob(&image, &config_desc, MAX_CONFIG_BYTES).await?;
     tracing::debug!("config {}", config_desc.digest);
     let config = ImageConfig::parse(&config_bytes).map_err(malformed)?;

@@ -14,6 +14,19 @@ pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 /// Docker v2 schema 2 manifest.
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// OCI image config.
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+/// Docker image config.
+pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+
+/// Whether a config descriptor's media type is an image config. Anything
+/// else (a layer type, an artifact's type) is not an image podman can
+/// list: once stored, `podman images` fails for every image in the store,
+/// so podman and skopeo refuse such manifests, and so does mtbx.
+pub fn is_image_config(media_type: &str) -> bool {
+    media_type == OCI_CONFIG || media_type == DOCKER_CONFIG
+}
+
 /// Everything mtbx understands, sent as Accept on every manifest request:
 /// the distribution registry answers 404 to a request for an OCI index
 /// whose Accept lacks the OCI index type.

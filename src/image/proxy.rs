@@ -24,7 +24,7 @@ use crate::image::platform::Wanted;
 use crate::image::reference::{self, ImageRef, Parsed};
 use crate::image::registries_conf::{Registries, RegistriesError};
 use crate::image::registry::Options;
-use crate::image::resolved::{ImageError, Inspection};
+use crate::image::resolved::{check_config, ImageError, Inspection};
 use crate::image::source::{BlobSource, Chunks};
 
 /// Failures of the proxy source.
@@ -102,6 +102,7 @@ pub async fn open(
     else {
         return Err(bad("skopeo returned an index".into()).into());
     };
+    check_config(reference, &config_desc)?;
     let mut config_bytes = Vec::new();
     let exact = source.blob_to_vec(&name, &config_desc, &mut config_bytes).await;
     if exact.is_err() || sha256_digest(&config_bytes) != config_desc.digest {

@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::error::{Classify, Kind};
-use crate::image::manifest::{Descriptor, ImageConfig, IndexEntry, ManifestError};
+use crate::image::manifest::{Descriptor, ImageConfig, IndexEntry, ManifestError, DOCKER_CONFIG, OCI_CONFIG};
 use crate::image::reference::ImageRef;
+use crate::image::text::quoted;
 
 /// The image itself is not what was asked for, or is broken; the same
 /// whichever source found it.
@@ -46,6 +47,15 @@ pub enum ImageError {
         /// The config's platform.
         config: String,
     },
+    /// A manifest whose config is not an image config (an artifact, or a
+    /// registry's mistake).
+    #[error("{image} is not a container image: its config's media type {} is not an image config ({OCI_CONFIG} or {DOCKER_CONFIG})", quoted(.media_type))]
+    NotAnImage {
+        /// The image.
+        image: String,
+        /// The config descriptor's media type.
+        media_type: String,
+    },
     /// A manifest or config that does not parse.
     #[error("{image}")]
     Malformed {
@@ -71,9 +81,19 @@ impl Classify for ImageError {
             ImageError::NoPlatform { .. } | ImageError::SingleArchMismatch { .. } => Kind::NotFound,
             ImageError::Contradiction { .. }
             | ImageError::BadManifest { .. }
-            | ImageError::Malformed { .. } => Kind::Failed,
+            | ImageError::Malformed { .. }
+            | ImageError::NotAnImage { .. } => Kind::Failed,
         }
     }
+}
+
+/// Refuse a config that is not an image config, before anything of the
+/// image is fetched or stored.
+pub(crate) fn check_config(image: &str, config: &Descriptor) -> Result<(), ImageError> {
+    if crate::image::manifest::is_image_config(&config.media_type) {
+        return Ok(());
+    }
+    Err(ImageError::NotAnImage { image: image.to_string(), media_type: config.media_type.clone() })
 }
 
 /// Everything a source learned about one image, resolved for one platform.
