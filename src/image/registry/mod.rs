@@ -84,6 +84,17 @@ pub enum RegistryError {
     /// Credentials that cannot be used.
     #[error(transparent)]
     Credentials(#[from] AuthError),
+    /// An environment variable that is not a number.
+    #[error("{name}={} is not a number", crate::image::text::quoted(.value))]
+    Setting {
+        /// The variable.
+        name: &'static str,
+        /// Its value.
+        value: String,
+        /// The parser's complaint.
+        #[source]
+        source: std::num::ParseIntError,
+    },
     /// The HTTP client could not be built (TLS setup).
     #[error("cannot set up the http client")]
     Setup(#[source] reqwest::Error),
@@ -110,7 +121,9 @@ impl Classify for RegistryError {
             RegistryError::Unauthorized { .. } => Kind::Auth,
             RegistryError::Unreachable { .. } => Kind::Network,
             RegistryError::BadResponse { .. } => Kind::Failed,
-            RegistryError::Credentials(_) | RegistryError::Setup(_) => Kind::BadInput,
+            RegistryError::Credentials(_) | RegistryError::Setup(_) | RegistryError::Setting { .. } => {
+                Kind::BadInput
+            }
         }
     }
 }
@@ -254,8 +267,17 @@ impl Client {
                 return Ok(());
             }
         }
+        // The body ended cleanly (a cut connection is an error of the
+        // stream, above): this is what the registry has, and asking again
+        // brings the same.
         if *offset < desc.size {
-            return Err(self.site().net_failure(NetError::Ended { got: *offset, want: desc.size }));
+            return Err(Failure {
+                transient: false,
+                error: self.site().bad(
+                    what,
+                    format!("the blob ended after {offset} of the {} bytes the manifest promises", desc.size),
+                ),
+            });
         }
         Ok(())
     }
