@@ -74,6 +74,9 @@ fn classify(e: &(dyn StdError + 'static)) -> Option<Kind> {
         crate::image::inspect::InspectError,
         crate::image::proxy::ProxyError,
         crate::image::resolved::ImageError,
+        crate::image::registries_conf::RegistriesError,
+        crate::image::reference::RefError,
+        crate::image::platform::ArchConflict,
         crate::pull::PullError,
     );
     None

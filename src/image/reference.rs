@@ -9,6 +9,7 @@
 
 use std::fmt;
 
+use crate::error::{Classify, Kind};
 use crate::image::text::quoted;
 
 /// The registry Docker's shorthands mean.
@@ -205,6 +206,13 @@ fn check_path(path: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The user's input (a reference, registries.conf, flags) is wrong.
+impl Classify for RefError {
+    fn kind(&self) -> Kind {
+        Kind::BadInput
+    }
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::error::{Classify, Kind};
 use crate::image::reference::{self, ImageRef, Parsed, DOCKER_HUB};
 
 #[derive(Debug, Default, Deserialize)]
@@ -324,6 +325,13 @@ fn prefix_matches(prefix: &str, full: &str) -> bool {
         return host.ends_with(&format!(".{domain}"));
     }
     full == prefix || (full.starts_with(prefix) && full.as_bytes().get(prefix.len()) == Some(&b'/'))
+}
+
+/// The user's input (a reference, registries.conf, flags) is wrong.
+impl Classify for RegistriesError {
+    fn kind(&self) -> Kind {
+        Kind::BadInput
+    }
 }
 
 #[cfg(test)]
