@@ -10,6 +10,8 @@
 //! - [`resolved`]: what either source resolves an image to, and the
 //!   image-level errors both find.
 //! - [`source`]: the one interface blobs stream through, whatever the source.
+//! - [`text`]: outside text (names, registries' messages) made safe for
+//!   one error line.
 //! - [`inspect`]: an image on its registry, resolved for one platform.
 //! - [`proxy`]: skopeo's image proxy as a second source.
 

@@ -39,7 +39,7 @@ const BACKOFF: Duration = Duration::from_millis(200);
 /// A registry operation that failed; the message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    /// 404 or MANIFEST_UNKNOWN/NAME_UNKNOWN/BLOB_UNKNOWN.
+    /// 404 (the spec's MANIFEST_UNKNOWN, NAME_UNKNOWN, BLOB_UNKNOWN).
     #[error("{what} not found in {registry}; check the name and tag (`mtbx inspect --tags` lists tags)")]
     NotFound {
         /// What was asked for.
@@ -100,6 +100,8 @@ pub enum RegistryError {
     Setup(#[source] reqwest::Error),
 }
 
+/// Said when an https connection failed: the usual cause with a local
+/// registry is that it speaks plain http.
 const PLAIN_HTTP_HINT: &str =
     " (if it serves plain http, pass --tls-verify=false or set insecure = true for it in registries.conf)";
 
