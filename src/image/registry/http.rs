@@ -136,7 +136,7 @@ const MAX_ERROR_BODY_BYTES: usize = 64 << 10;
 const DETAIL_CHARS: usize = 200;
 
 /// The low-speed limit (curl's CURLOPT_LOW_SPEED_LIMIT/TIME): a transfer
-/// slower than `limit` bytes a second over `time` is a network failure,
+/// slower than `limit` bytes a second over `secs` seconds is a network failure,
 /// retried (a blob is resumed). Without it a response that drips one byte
 /// a second never ends, as every byte resets the read timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
