@@ -58,7 +58,7 @@ fn error_bodies_are_one_clean_line() {
     let err = fail(&output_within(&mut inspect(&reg, "multi:1"), LIMIT), 1, "HTTP 400");
     assert!(!err.contains("<html>"), "{err}");
 
-    let long = format!(r#"{{"errors":[{{"code":"DENIED","message":"{}"}}]}}"#, "x".repeat(70_000));
+    let long = format!(r#"{{"errors":[{{"code":"DENIED","message":"{}"}}]}}"#, "x".repeat(30_000));
     *reg.faults.error_body.lock().unwrap() = Some((418, long.into_bytes()));
     let err = fail(&output_within(&mut inspect(&reg, "multi:1"), LIMIT), 1, "HTTP 418: DENIED: xxx");
     assert!(err.len() < 1000, "truncated: {} bytes", err.len());

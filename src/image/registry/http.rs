@@ -129,8 +129,8 @@ fn system_ca_bundle() -> Option<&'static [u8]> {
         .as_deref()
 }
 
-/// Error bodies are read this far, for the registry's message; the rest
-/// is dropped with the connection.
+/// Error bodies are read this far, for the registry's message (the
+/// spec's JSON is small; a longer body is not that JSON).
 const MAX_ERROR_BODY_BYTES: usize = 64 << 10;
 /// How much of a registry's error message a line shows.
 const DETAIL_CHARS: usize = 200;
@@ -221,6 +221,14 @@ impl LowSpeed {
     }
 }
 
+/// A body read up to a cap.
+enum Capped {
+    /// All of it.
+    Whole(Vec<u8>),
+    /// It went on past the cap.
+    Over,
+}
+
 /// The HTTP client of one endpoint.
 pub(super) struct Http {
     client: reqwest::Client,
@@ -297,19 +305,28 @@ impl Http {
         }
         let header =
             res.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).map(str::to_string);
+        match self.read_capped(res, cap).await.map_err(|e| self.site.net_failure(e))? {
+            Capped::Whole(body) => Ok((body, header)),
+            Capped::Over => Err(Failure {
+                transient: false,
+                error: self.site.bad(what, format!("the body exceeds the {cap}-byte limit")),
+            }),
+        }
+    }
+
+    /// Every body is read through here: at most `cap` bytes are kept,
+    /// and reading stops there (the rest goes with the connection).
+    async fn read_capped(&self, res: reqwest::Response, cap: usize) -> Result<Capped, NetError> {
         let mut body = self.body(res);
         let mut out = Vec::new();
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| self.site.net_failure(e))?;
+            let chunk = chunk?;
             if out.len() + chunk.len() > cap {
-                return Err(Failure {
-                    transient: false,
-                    error: self.site.bad(what, format!("the body exceeds the {cap}-byte limit")),
-                });
+                return Ok(Capped::Over);
             }
             out.extend_from_slice(&chunk);
         }
-        Ok((out, header))
+        Ok(Capped::Whole(out))
     }
 
     /// An HTTP status other than 200, by the same rules on both transports.
@@ -318,15 +335,11 @@ impl Http {
     /// sequences) is not shown.
     pub async fn status_failure(&self, what: &str, res: reqwest::Response) -> Failure {
         let code = res.status().as_u16();
-        let mut body = self.body(res);
-        let mut text = Vec::new();
-        while let Some(Ok(chunk)) = body.next().await {
-            text.extend_from_slice(&chunk);
-            if text.len() >= MAX_ERROR_BODY_BYTES {
-                break;
-            }
-        }
-        let detail = registry_message(&text);
+        // A body too long, broken or slow has no message worth showing.
+        let detail = match self.read_capped(res, MAX_ERROR_BODY_BYTES).await {
+            Ok(Capped::Whole(body)) => registry_message(&body),
+            _ => None,
+        };
         let error = match code {
             404 => self.site.not_found(what),
             401 | 403 => self.site.unauthorized(),
