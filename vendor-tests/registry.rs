@@ -29,7 +29,7 @@ fn registry_with_fixtures(test: &str) -> Option<RealRegistry> {
 fn mtbx_inspect(addr: &str, image: &str, arch: &str) -> std::process::Output {
     mtbx(&["inspect", "--tls-verify=false", "--format", "json", "--arch", arch, &format!("{addr}/{image}")])
         .env("HOME", "/nonexistent")
-        .env("CONTAINERS_REGISTRIES_CONF", "/nonexistent")
+        .env("CONTAINERS_REGISTRIES_CONF", "/dev/null")
         .output()
         .unwrap()
 }

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::exit;
 use super::output::{self, Format, Table};
-use crate::image::inspect::human_size;
+use crate::image::resolved::human_size;
 use crate::storage::{StorageConfig, Store};
 
 #[derive(Debug, Args)]

@@ -10,7 +10,8 @@ use clap::Args;
 use super::exit;
 use super::image_args::ImageArgs;
 use super::output::{self, Format};
-use crate::image::inspect::{self, human_size};
+use crate::image::inspect;
+use crate::image::resolved::human_size;
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
@@ -34,8 +35,6 @@ pub struct InspectArgs {
 }
 
 pub fn run(args: InspectArgs) -> Result<i32> {
-    // Before the runtime and the spinner start threads.
-    crate::image::registry::prefer_system_ca_bundle();
     let (req, regs) = args.image.resolve(args.tags)?;
     let opts = args.image.options();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

@@ -124,6 +124,11 @@ pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A time as the CREATED columns show it: `2026-11-26 13:35`, UTC.
+pub fn created(secs: i64) -> String {
+    crate::storage::records::rfc3339(secs, 0).chars().take(16).collect::<String>().replace('T', " ")
+}
+
 /// A warning line on stderr.
 pub fn warn(msg: &str) {
     eprintln!("{} {msg}", paint("warning:", Style::Yellow, color_stderr()));
@@ -162,6 +167,11 @@ mod tests {
         t.row(vec!["long".into(), "y".into()]);
         let s = t.render(false);
         assert!(s.contains("\x1b[32mok\x1b[0m    x\n"), "{s:?}");
+    }
+
+    #[test]
+    fn created_is_to_the_minute() {
+        assert_eq!(created(1_795_700_154), "2026-11-26 13:35");
     }
 
     #[test]

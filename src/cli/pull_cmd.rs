@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::exit;
 use super::image_args::ImageArgs;
 use super::output::{self, Format};
-use crate::image::inspect::human_size;
+use crate::image::resolved::human_size;
 use crate::pull::{self, Observer, PlannedLayer};
 use crate::storage::{Owner, StorageConfig, Store};
 
@@ -63,7 +63,6 @@ pub fn run(args: PullArgs) -> Result<i32> {
     {
         return Ok(crate::sys::userns::reexec()?);
     }
-    crate::image::registry::prefer_system_ca_bundle();
     let (req, regs) = args.image.resolve(false)?;
     let store = Arc::new(Store::open(StorageConfig::for_current_user()?)?);
     let opts = args.image.options();

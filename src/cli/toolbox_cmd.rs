@@ -12,7 +12,7 @@ use super::exit;
 use super::image_args::RegistryArgs;
 use super::output::{self, Format, Table};
 use crate::emu::arch::Arch;
-use crate::image::inspect::human_size;
+use crate::image::resolved::human_size;
 use crate::toolbox::engine::Podman;
 use crate::toolbox::service::{self, CreateRequest, Selector, Toolbox};
 use crate::toolbox::{self, HostUser};
@@ -264,7 +264,7 @@ pub fn list(args: ListArgs) -> Result<i32> {
                 c.arch.clone(),
                 c.image.clone(),
                 c.status.clone(),
-                created(c.created),
+                output::created(c.created),
             ]);
         }
         print!("{}", t.render(color));
@@ -286,10 +286,6 @@ pub fn list(args: ListArgs) -> Result<i32> {
         print!("{}", t.render(color));
     }
     Ok(exit::OK)
-}
-
-fn created(secs: i64) -> String {
-    crate::storage::records::rfc3339(secs, 0).chars().take(16).collect::<String>().replace('T', " ")
 }
 
 pub fn rm(args: RmArgs) -> Result<i32> {

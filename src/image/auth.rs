@@ -38,13 +38,23 @@ pub enum AuthError {
     /// `--creds` without a colon.
     #[error("--creds must be USER:PASSWORD")]
     BadCreds,
-    /// An auth file named explicitly that cannot be read or parsed.
-    #[error("cannot use auth file {}: {why}", path.display())]
-    BadFile {
+    /// An auth file named explicitly that cannot be read.
+    #[error("cannot read auth file {}", path.display())]
+    Unreadable {
         /// The file.
         path: PathBuf,
-        /// What is wrong.
-        why: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An auth file named explicitly that is not JSON.
+    #[error("cannot use auth file {}", path.display())]
+    NotJson {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        #[source]
+        source: serde_json::Error,
     },
 }
 
@@ -88,15 +98,15 @@ pub fn lookup(
     for path in files {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
-            Err(e) if explicit == Some(path.as_path()) => {
-                return Err(AuthError::BadFile { path: path.clone(), why: e.to_string() })
+            Err(source) if explicit == Some(path.as_path()) => {
+                return Err(AuthError::Unreadable { path: path.clone(), source })
             }
             Err(_) => continue,
         };
         let doc: serde_json::Value = match serde_json::from_str(&text) {
             Ok(v) => v,
-            Err(e) if explicit == Some(path.as_path()) => {
-                return Err(AuthError::BadFile { path: path.clone(), why: e.to_string() })
+            Err(source) if explicit == Some(path.as_path()) => {
+                return Err(AuthError::NotJson { path: path.clone(), source })
             }
             Err(e) => {
                 tracing::warn!("ignoring unreadable auth file {}: {e}", path.display());

@@ -3,17 +3,14 @@
 //! what skopeo leaves out for cross-architecture users: the selected
 //! platform, every platform on offer, the index digest and the size.
 
-use std::collections::BTreeMap;
-
-use serde::Serialize;
-
 use crate::emu::arch::Arch;
 use crate::error::{Classify, Kind};
-use crate::image::manifest::{Descriptor, ImageConfig, IndexEntry, Manifest, MAX_CONFIG_BYTES};
+use crate::image::manifest::{ImageConfig, Manifest, MAX_CONFIG_BYTES};
 use crate::image::platform::{self, Wanted};
 use crate::image::reference::ImageRef;
 use crate::image::registries_conf::{Registries, RegistriesError};
 use crate::image::registry::{Client, Options, RegistryError};
+use crate::image::resolved::{check_config, platforms_of, ImageError, Inspection};
 
 /// What to inspect.
 #[derive(Debug, Clone, Default)]
@@ -50,47 +47,9 @@ pub enum InspectError {
     /// The registry failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
-    /// The index has no entry for the platform.
-    #[error("{image} has no {wanted} image; it offers {}", offered.join(", "))]
-    NoPlatform {
-        /// The image.
-        image: String,
-        /// What was asked for.
-        wanted: String,
-        /// What the index offers.
-        offered: Vec<String>,
-    },
-    /// A single-arch image of another platform.
-    #[error("image {image} is {have} only; asked for {wanted}")]
-    SingleArchMismatch {
-        /// The image.
-        image: String,
-        /// Its platform.
-        have: String,
-        /// What was asked for.
-        wanted: String,
-    },
-    /// The index entry and the config disagree.
-    #[error("image {image} is broken: its index entry says {entry} but its config says {config}")]
-    Contradiction {
-        /// The image.
-        image: String,
-        /// The index entry's platform.
-        entry: String,
-        /// The config's platform.
-        config: String,
-    },
-    /// The skopeo proxy source failed.
+    /// The image is not what was asked for, or is broken.
     #[error(transparent)]
-    Proxy(#[from] crate::image::proxy::ProxyError),
-    /// A manifest that does not parse or is not what it should be.
-    #[error("{image}: {why}")]
-    BadManifest {
-        /// The image.
-        image: String,
-        /// What is wrong.
-        why: String,
-    },
+    Image(#[from] ImageError),
 }
 
 impl Classify for InspectError {
@@ -98,40 +57,9 @@ impl Classify for InspectError {
         match self {
             InspectError::Registries(_) | InspectError::Conflict(_) => Kind::BadInput,
             InspectError::Registry(e) => e.kind(),
-            InspectError::NoPlatform { .. } | InspectError::SingleArchMismatch { .. } => Kind::NotFound,
-            InspectError::Contradiction { .. } | InspectError::BadManifest { .. } => Kind::Failed,
-            InspectError::Proxy(e) => e.kind(),
+            InspectError::Image(e) => e.kind(),
         }
     }
-}
-
-/// Everything inspect learned.
-#[derive(Debug, Clone)]
-pub struct Inspection {
-    /// The resolved reference (after registries.conf rewrites).
-    pub image: ImageRef,
-    /// The top-level manifest bytes as served.
-    pub top_bytes: Vec<u8>,
-    /// Their digest.
-    pub top_digest: String,
-    /// The index, if the reference named one.
-    pub index: Option<Vec<IndexEntry>>,
-    /// The selected image manifest's digest.
-    pub manifest_digest: String,
-    /// Its bytes as served (the same as `top_bytes` without an index).
-    pub manifest_bytes: Vec<u8>,
-    /// Its media type.
-    pub media_type: String,
-    /// Its config descriptor.
-    pub config_desc: Descriptor,
-    /// Its layers.
-    pub layers: Vec<Descriptor>,
-    /// The config bytes as served.
-    pub config_bytes: Vec<u8>,
-    /// The parsed config.
-    pub config: ImageConfig,
-    /// Tags, when asked for.
-    pub tags: Option<Vec<String>>,
 }
 
 /// Inspect an image on its registry, trying mirrors first.
@@ -173,26 +101,28 @@ pub async fn locate(
 
 async fn inspect_at(client: &Client, req: &Request, wanted: &Wanted) -> Result<Inspection, InspectError> {
     let image = client.endpoint.image.clone();
-    let bad = |why: String| InspectError::BadManifest { image: image.to_string(), why };
+    let bad = |why: String| ImageError::BadManifest { image: image.to_string(), why };
+    let malformed = |source| ImageError::Malformed { image: image.to_string(), source };
     let (top_bytes, top_digest) = client.manifest(&image).await?;
     tracing::debug!("top manifest {top_digest}");
-    let top = Manifest::parse(&top_bytes).map_err(|e| bad(e.to_string()))?;
+    let top = Manifest::parse(&top_bytes).map_err(malformed)?;
     let (index, manifest_digest, manifest_bytes, manifest, entry_platform) = match top {
         Manifest::Index { manifests, .. } => {
             let Some(entry) = platform::select(&manifests, wanted).cloned() else {
                 let mut offered = platforms_of(&manifests);
                 offered.dedup();
-                return Err(InspectError::NoPlatform {
+                return Err(ImageError::NoPlatform {
                     image: image.to_string(),
                     wanted: wanted.display(),
                     offered,
-                });
+                }
+                .into());
             };
             let by_digest = ImageRef { digest: Some(entry.descriptor.digest.clone()), ..image.clone() };
             let (bytes, digest) = client.manifest(&by_digest).await?;
-            let m = Manifest::parse(&bytes).map_err(|e| bad(e.to_string()))?;
+            let m = Manifest::parse(&bytes).map_err(malformed)?;
             if matches!(m, Manifest::Index { .. }) {
-                return Err(bad("an index entry points at another index".into()));
+                return Err(bad("an index entry points at another index".into()).into());
             }
             (Some(manifests), digest, bytes, m, entry.platform.clone())
         }
@@ -202,29 +132,32 @@ async fn inspect_at(client: &Client, req: &Request, wanted: &Wanted) -> Result<I
         unreachable!("indexes were handled above")
     };
     tracing::debug!("image manifest {manifest_digest}");
+    check_config(&image.to_string(), &config_desc)?;
     let config_bytes = client.small_blob(&image, &config_desc, MAX_CONFIG_BYTES).await?;
     tracing::debug!("config {}", config_desc.digest);
-    let config = ImageConfig::parse(&config_bytes).map_err(|e| bad(e.to_string()))?;
+    let config = ImageConfig::parse(&config_bytes).map_err(malformed)?;
     let config_platform = config.platform();
     match &entry_platform {
         // The config must agree with the index entry it was reached by.
         Some(p) if p.architecture != config.architecture || (!config.os.is_empty() && p.os != config.os) => {
-            return Err(InspectError::Contradiction {
+            return Err(ImageError::Contradiction {
                 image: image.to_string(),
                 entry: p.display(),
                 config: config_platform.display(),
-            });
+            }
+            .into());
         }
         Some(_) => {}
         // A single-arch image: refuse rather than silently hand back another
         // architecture, as skopeo --override-arch does.
         None => {
             if !wanted.matches_config(&config.architecture, &config.os, config.variant.as_deref()) {
-                return Err(InspectError::SingleArchMismatch {
+                return Err(ImageError::SingleArchMismatch {
                     image: image.to_string(),
                     have: config_platform.display(),
                     wanted: wanted.display(),
-                });
+                }
+                .into());
             }
         }
     }
@@ -243,157 +176,4 @@ async fn inspect_at(client: &Client, req: &Request, wanted: &Wanted) -> Result<I
         config,
         tags,
     })
-}
-
-/// The platforms of index entries, in index order (entries without one,
-/// such as some artifacts, are left out).
-fn platforms_of(entries: &[IndexEntry]) -> Vec<String> {
-    entries.iter().filter_map(|e| e.platform.as_ref().map(|p| p.display())).collect()
-}
-
-/// One layer, as skopeo's LayersData shows it.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct LayerData {
-    /// Media type.
-    #[serde(rename = "MIMEType")]
-    pub mime_type: String,
-    /// Compressed digest.
-    pub digest: String,
-    /// Compressed size.
-    pub size: u64,
-    /// Annotations.
-    pub annotations: Option<BTreeMap<String, String>>,
-}
-
-/// The JSON document of `inspect --format json`: skopeo's fields, in
-/// skopeo's order, then mtbx's.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Report {
-    /// registry/repository, without tag.
-    pub name: String,
-    /// Digest of what the reference names (the index, if it is one).
-    pub digest: String,
-    /// Tags of the repository (empty unless asked for).
-    pub repo_tags: Vec<String>,
-    /// Creation time from the config.
-    pub created: Option<String>,
-    /// Docker version from the config ("" when none).
-    pub docker_version: String,
-    /// Labels from the config.
-    pub labels: Option<BTreeMap<String, String>>,
-    /// Architecture from the config.
-    pub architecture: String,
-    /// Variant from the config, when it states one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
-    /// OS from the config.
-    pub os: String,
-    /// Compressed layer digests.
-    pub layers: Vec<String>,
-    /// Layer details.
-    pub layers_data: Vec<LayerData>,
-    /// Environment from the config.
-    pub env: Option<Vec<String>>,
-    /// Digest of the index, when the reference named one.
-    pub index_digest: Option<String>,
-    /// Digest of the selected image manifest.
-    pub manifest_digest: String,
-    /// Its media type.
-    pub media_type: String,
-    /// The platform selected, `os/arch[/variant]`.
-    pub platform: String,
-    /// Every platform the index offers (just this one for a single image).
-    pub platforms: Vec<String>,
-    /// Sum of the compressed layer sizes.
-    pub compressed_size: u64,
-    /// The same, for people.
-    pub compressed_size_human: String,
-}
-
-impl Inspection {
-    /// Every platform on offer, in index order.
-    pub fn platforms(&self) -> Vec<String> {
-        match &self.index {
-            Some(entries) => platforms_of(entries),
-            None => vec![self.selected_platform()],
-        }
-    }
-
-    /// The selected platform as the config states it.
-    pub fn selected_platform(&self) -> String {
-        self.config.platform().display()
-    }
-
-    /// Total compressed size of the layers.
-    pub fn compressed_size(&self) -> u64 {
-        self.layers.iter().map(|l| l.size).sum()
-    }
-
-    /// The JSON report.
-    pub fn report(&self) -> Report {
-        let run = self.config.config.clone().unwrap_or_default();
-        let compressed_size = self.compressed_size();
-        Report {
-            name: self.image.name(),
-            digest: self.top_digest.clone(),
-            repo_tags: self.tags.clone().unwrap_or_default(),
-            created: self.config.created.clone(),
-            docker_version: self.config.docker_version.clone().unwrap_or_default(),
-            labels: run.labels,
-            architecture: self.config.architecture.clone(),
-            variant: self.config.variant.clone().filter(|v| !v.is_empty()),
-            os: self.config.os.clone(),
-            layers: self.layers.iter().map(|l| l.digest.clone()).collect(),
-            layers_data: self
-                .layers
-                .iter()
-                .map(|l| LayerData {
-                    mime_type: l.media_type.clone(),
-                    digest: l.digest.clone(),
-                    size: l.size,
-                    annotations: l.annotations.clone(),
-                })
-                .collect(),
-            env: run.env,
-            index_digest: self.index.as_ref().map(|_| self.top_digest.clone()),
-            manifest_digest: self.manifest_digest.clone(),
-            media_type: self.media_type.clone(),
-            platform: self.selected_platform(),
-            platforms: self.platforms(),
-            compressed_size,
-            compressed_size_human: human_size(compressed_size),
-        }
-    }
-}
-
-/// Sizes as podman prints them: decimal units, three significant digits.
-pub fn human_size(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1000.0 && u + 1 < UNITS.len() {
-        v /= 1000.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.3}").trim_end_matches('0').trim_end_matches('.').to_string() + " " + UNITS[u]
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn human_sizes() {
-        assert_eq!(human_size(0), "0 B");
-        assert_eq!(human_size(999), "999 B");
-        assert_eq!(human_size(1000), "1 kB");
-        assert_eq!(human_size(1_234_567), "1.235 MB");
-        assert_eq!(human_size(2_000_000_000), "2 GB");
-    }
 }

@@ -14,6 +14,19 @@ pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 /// Docker v2 schema 2 manifest.
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// OCI image config.
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+/// Docker image config.
+pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+
+/// Whether a config descriptor's media type is an image config. Anything
+/// else (a layer type, an artifact's type) is not an image podman can
+/// list: once stored, `podman images` fails for every image in the store,
+/// so podman and skopeo refuse such manifests, and so does mtbx.
+pub fn is_image_config(media_type: &str) -> bool {
+    media_type == OCI_CONFIG || media_type == DOCKER_CONFIG
+}
+
 /// Everything mtbx understands, sent as Accept on every manifest request:
 /// the distribution registry answers 404 to a request for an OCI index
 /// whose Accept lacks the OCI index type.
@@ -113,12 +126,36 @@ pub enum ManifestError {
     #[error("manifest is {0} bytes, more than the {MAX_MANIFEST_BYTES}-byte limit")]
     TooLarge(usize),
     /// Not JSON of the expected shape.
-    #[error("malformed manifest: {0}")]
-    Malformed(String),
+    #[error("malformed manifest")]
+    Malformed(#[source] Malformed),
     /// Docker schema 1 or another unsupported format.
     #[error("unsupported manifest: {0}")]
     Unsupported(String),
 }
+
+/// What is malformed about a manifest or config.
+#[derive(Debug, thiserror::Error)]
+pub enum Malformed {
+    /// The manifest is not JSON, or not of the manifest's types.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// The config is not JSON, or not of the config's types.
+    #[error("image config")]
+    Config(#[source] serde_json::Error),
+    /// Parsed, but is neither kind of manifest.
+    #[error("neither an index nor an image manifest")]
+    Shape,
+}
+
+/// By message: parser errors are not comparable, and tests compare
+/// [`ManifestError`]s.
+impl PartialEq for Malformed {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for Malformed {}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -137,7 +174,7 @@ impl Manifest {
         if bytes.len() > MAX_MANIFEST_BYTES {
             return Err(ManifestError::TooLarge(bytes.len()));
         }
-        let raw: Raw = serde_json::from_slice(bytes).map_err(|e| ManifestError::Malformed(e.to_string()))?;
+        let raw: Raw = serde_json::from_slice(bytes).map_err(|e| ManifestError::Malformed(e.into()))?;
         if raw.schema_version != Some(2) {
             return Err(ManifestError::Unsupported(format!(
                 "schemaVersion {} (only schema 2 manifests are supported)",
@@ -159,7 +196,7 @@ impl Manifest {
                 }
                 Ok(Manifest::Image { media_type, config, layers })
             }
-            _ => Err(ManifestError::Malformed("neither an index nor an image manifest".into())),
+            _ => Err(ManifestError::Malformed(Malformed::Shape)),
         }
     }
 
@@ -232,7 +269,7 @@ impl ImageConfig {
 
     /// Parse config bytes.
     pub fn parse(bytes: &[u8]) -> Result<ImageConfig, ManifestError> {
-        serde_json::from_slice(bytes).map_err(|e| ManifestError::Malformed(format!("image config: {e}")))
+        serde_json::from_slice(bytes).map_err(|e| ManifestError::Malformed(Malformed::Config(e)))
     }
 }
 

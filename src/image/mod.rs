@@ -7,7 +7,12 @@
 //! - [`manifest`]: OCI and Docker manifests, indexes and configs.
 //! - [`platform`]: choosing one platform of an index.
 //! - [`registry`]: the registry client (transports, retries, caps).
-//! - [`inspect`]: what an image is, resolved for one platform.
+//! - [`resolved`]: what either source resolves an image to, and the
+//!   image-level errors both find.
+//! - [`source`]: the one interface blobs stream through, whatever the source.
+//! - [`text`]: outside text (names, registries' messages) made safe for
+//!   one error line.
+//! - [`inspect`]: an image on its registry, resolved for one platform.
 //! - [`proxy`]: skopeo's image proxy as a second source.
 
 pub mod auth;
@@ -18,3 +23,6 @@ pub mod proxy;
 pub mod reference;
 pub mod registries_conf;
 pub mod registry;
+pub mod resolved;
+pub mod source;
+pub mod text;

@@ -3,6 +3,7 @@
 //! and which architecture a toolbox tag like `42-aarch64` already names.
 
 use crate::emu::arch::Arch;
+use crate::error::{Classify, Kind};
 use crate::image::manifest::IndexEntry;
 use crate::image::reference::ImageRef;
 
@@ -122,6 +123,13 @@ pub fn choose_arch(image: &ImageRef, flag: Option<&'static Arch>) -> Result<&'st
         (Some(t), _) => Ok(t),
         (None, Some(f)) => Ok(f),
         (None, None) => Ok(Arch::host()),
+    }
+}
+
+/// The user's input (a reference, registries.conf, flags) is wrong.
+impl Classify for ArchConflict {
+    fn kind(&self) -> Kind {
+        Kind::BadInput
     }
 }
 

@@ -18,25 +18,48 @@ use containers_image_proxy::oci_spec::image::Digest;
 use containers_image_proxy::{ImageProxy, ImageProxyConfig, OpenedImage};
 use tokio::io::AsyncReadExt;
 
-use crate::image::inspect::{InspectError, Inspection};
-use crate::image::manifest::{sha256_digest, ImageConfig, Manifest};
+use crate::error::{Classify, Kind};
+use crate::image::manifest::{sha256_digest, Descriptor, ImageConfig, Manifest};
 use crate::image::platform::Wanted;
 use crate::image::reference::{self, ImageRef, Parsed};
-use crate::image::registries_conf::Registries;
+use crate::image::registries_conf::{Registries, RegistriesError};
 use crate::image::registry::Options;
+use crate::image::resolved::{check_config, ImageError, Inspection};
+use crate::image::source::{BlobSource, Chunks};
 
 /// Failures of the proxy source.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     /// skopeo is missing or would not start.
-    #[error("--source proxy needs skopeo (apt-get install skopeo / dnf install skopeo): {0}")]
-    NoSkopeo(String),
+    #[error("--source proxy needs skopeo (apt-get install skopeo / dnf install skopeo)")]
+    NoSkopeo(#[source] containers_image_proxy::Error),
     /// A reference the proxy cannot take.
     #[error("{0}")]
     BadReference(String),
+    /// A reference that does not parse.
+    #[error(transparent)]
+    Reference(#[from] reference::RefError),
+    /// A digest skopeo's client library cannot take.
+    #[error("digest {digest}")]
+    BadDigest {
+        /// The digest.
+        digest: String,
+        /// Why not.
+        #[source]
+        source: containers_image_proxy::oci_spec::OciSpecError,
+    },
     /// skopeo reported an error.
-    #[error("skopeo: {0}")]
-    Skopeo(String),
+    #[error("skopeo")]
+    Skopeo(#[source] containers_image_proxy::Error),
+    /// Reading a blob from skopeo failed.
+    #[error("reading a blob from skopeo")]
+    Read(#[source] std::io::Error),
+    /// A plain reference that registries.conf cannot resolve.
+    #[error(transparent)]
+    Registries(#[from] RegistriesError),
+    /// The image skopeo opened is not what was asked for, or is broken.
+    #[error(transparent)]
+    Image(#[from] ImageError),
 }
 
 /// An image opened through skopeo.
@@ -53,7 +76,7 @@ pub async fn open(
     name: ImageRef,
     wanted: &Wanted,
     opts: &Options,
-) -> Result<(ProxySource, Inspection), InspectError> {
+) -> Result<(ProxySource, Inspection), ProxyError> {
     let transport_ref = reference;
     let mut cmd = std::process::Command::new("skopeo");
     cmd.args(["--override-os", &wanted.os, "--override-arch", wanted.arch.oci]);
@@ -64,38 +87,41 @@ pub async fn open(
     cfg.skopeo_cmd = Some(cmd);
     cfg.insecure_skip_tls_verification = opts.tls_verify.map(|v| !v);
     cfg.authfile = opts.authfile.clone();
-    let proxy = ImageProxy::new_with_config(cfg).await.map_err(|e| ProxyError::NoSkopeo(e.to_string()))?;
-    let skopeo = |e: containers_image_proxy::Error| ProxyError::Skopeo(e.to_string());
+    let proxy = ImageProxy::new_with_config(cfg).await.map_err(ProxyError::NoSkopeo)?;
+    let skopeo = ProxyError::Skopeo;
     let img = proxy.open_image(transport_ref).await.map_err(skopeo)?;
     let source = ProxySource { proxy, img };
     let (_, bytes) = source.proxy.fetch_manifest_raw_oci(&source.img).await.map_err(skopeo)?;
     // What mtbx stores is these bytes, so they are named by their own
     // digest (skopeo reports the original's when it converted).
     let manifest_digest = sha256_digest(&bytes);
-    let bad = |why: String| InspectError::BadManifest { image: reference.to_string(), why };
+    let bad = |why: String| ImageError::BadManifest { image: reference.to_string(), why };
+    let malformed = |source| ImageError::Malformed { image: reference.to_string(), source };
     let Manifest::Image { media_type, config: config_desc, layers } =
-        Manifest::parse(&bytes).map_err(|e| bad(e.to_string()))?
+        Manifest::parse(&bytes).map_err(malformed)?
     else {
-        return Err(bad("skopeo returned an index".into()));
+        return Err(bad("skopeo returned an index".into()).into());
     };
+    check_config(reference, &config_desc)?;
     let mut config_bytes = Vec::new();
-    let exact = source.blob_to_vec(&config_desc.digest, config_desc.size, &mut config_bytes).await;
+    let exact = source.blob_to_vec(&name, &config_desc, &mut config_bytes).await;
     if exact.is_err() || sha256_digest(&config_bytes) != config_desc.digest {
         // A converted manifest names a rebuilt config that only
         // GetFullConfig produces.
         config_bytes = source.proxy.fetch_config_raw(&source.img).await.map_err(skopeo)?;
     }
     if sha256_digest(&config_bytes) != config_desc.digest {
-        return Err(bad("the config skopeo returned does not match its manifest".into()));
+        return Err(bad("the config skopeo returned does not match its manifest".into()).into());
     }
-    let config = ImageConfig::parse(&config_bytes).map_err(|e| bad(e.to_string()))?;
+    let config = ImageConfig::parse(&config_bytes).map_err(malformed)?;
     // skopeo falls back to whatever a single-platform image is: refuse.
     if !wanted.matches_config(&config.architecture, &config.os, config.variant.as_deref()) {
-        return Err(InspectError::SingleArchMismatch {
+        return Err(ImageError::SingleArchMismatch {
             image: reference.to_string(),
             have: config.platform().display(),
             wanted: wanted.display(),
-        });
+        }
+        .into());
     }
     let found = Inspection {
         image: name,
@@ -114,28 +140,66 @@ pub async fn open(
     Ok((source, found))
 }
 
-impl crate::error::Classify for ProxyError {
-    fn kind(&self) -> crate::error::Kind {
+impl Classify for ProxyError {
+    fn kind(&self) -> Kind {
         match self {
-            ProxyError::NoSkopeo(_) | ProxyError::BadReference(_) => crate::error::Kind::BadInput,
-            ProxyError::Skopeo(_) => crate::error::Kind::Failed,
+            ProxyError::NoSkopeo(_)
+            | ProxyError::BadReference(_)
+            | ProxyError::Reference(_)
+            | ProxyError::BadDigest { .. }
+            | ProxyError::Registries(_) => Kind::BadInput,
+            ProxyError::Skopeo(_) | ProxyError::Read(_) => Kind::Failed,
+            ProxyError::Image(e) => e.kind(),
         }
     }
 }
 
 impl ProxySource {
-    /// Stream a blob into `tx` in chunks; skopeo checks its digest and size
-    /// and says so when the stream ends.
-    pub async fn blob_into(
+    async fn blob_to_vec(
         &self,
-        digest: &str,
-        size: u64,
-        tx: &tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
+        image: &ImageRef,
+        desc: &Descriptor,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ProxyError> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
+        let fill = async {
+            while let Some(Ok(chunk)) = rx.recv().await {
+                out.extend_from_slice(&chunk);
+            }
+        };
+        let (r, ()) = tokio::join!(
+            async {
+                let r = self.blob_into(image, desc, &tx, &|_| {}).await;
+                drop(tx);
+                r
+            },
+            fill
+        );
+        r
+    }
+
+    /// Shut skopeo down.
+    pub async fn finish(self) {
+        let _ = self.proxy.close_image(&self.img).await;
+        let _ = self.proxy.finalize().await;
+    }
+}
+
+impl BlobSource for ProxySource {
+    type Error = ProxyError;
+
+    /// skopeo checks the digest and size, and says so when the stream ends.
+    async fn blob_into(
+        &self,
+        _image: &ImageRef,
+        desc: &Descriptor,
+        tx: &Chunks,
         on_bytes: &(dyn Fn(u64) + Sync),
     ) -> Result<(), ProxyError> {
-        let d = Digest::from_str(digest).map_err(|e| ProxyError::BadReference(e.to_string()))?;
+        let d = Digest::from_str(&desc.digest)
+            .map_err(|source| ProxyError::BadDigest { digest: desc.digest.clone(), source })?;
         let (mut reader, driver) =
-            self.proxy.get_blob(&self.img, &d, size).await.map_err(|e| ProxyError::Skopeo(e.to_string()))?;
+            self.proxy.get_blob(&self.img, &d, desc.size).await.map_err(ProxyError::Skopeo)?;
         let copy = async move {
             loop {
                 let mut buf = bytes::BytesMut::zeroed(128 << 10);
@@ -153,32 +217,8 @@ impl ProxySource {
         // The reader ends only once the driver has run, and the driver only
         // finishes once everything was read: poll both.
         let (copied, finished) = tokio::join!(copy, driver);
-        finished.map_err(|e| ProxyError::Skopeo(e.to_string()))?;
-        copied.map_err(|e| ProxyError::Skopeo(e.to_string()))
-    }
-
-    async fn blob_to_vec(&self, digest: &str, size: u64, out: &mut Vec<u8>) -> Result<(), ProxyError> {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
-        let fill = async {
-            while let Some(Ok(chunk)) = rx.recv().await {
-                out.extend_from_slice(&chunk);
-            }
-        };
-        let (r, ()) = tokio::join!(
-            async {
-                let r = self.blob_into(digest, size, &tx, &|_| {}).await;
-                drop(tx);
-                r
-            },
-            fill
-        );
-        r
-    }
-
-    /// Shut skopeo down.
-    pub async fn finish(self) {
-        let _ = self.proxy.close_image(&self.img).await;
-        let _ = self.proxy.finalize().await;
+        finished.map_err(ProxyError::Skopeo)?;
+        copied.map_err(ProxyError::Read)
     }
 }
 
@@ -205,9 +245,9 @@ fn archive_repo_tag(path: &std::path::Path) -> Option<String> {
 /// by the tag recorded in the archive, else after the file;
 /// `docker://REF` and plain references (resolved through registries.conf)
 /// by the reference.
-pub fn resolve(reference: &str, regs: &Registries) -> Result<(String, ImageRef), InspectError> {
-    let bad = |m: String| InspectError::Proxy(ProxyError::BadReference(m));
-    let local = |path: &str, tag: Option<&str>| -> Result<ImageRef, InspectError> {
+pub fn resolve(reference: &str, regs: &Registries) -> Result<(String, ImageRef), ProxyError> {
+    let bad = ProxyError::BadReference;
+    let local = |path: &str, tag: Option<&str>| -> Result<ImageRef, ProxyError> {
         let base = std::path::Path::new(path)
             .file_name()
             .map(|b| b.to_string_lossy().into_owned())
@@ -253,7 +293,7 @@ pub fn resolve(reference: &str, regs: &Registries) -> Result<(String, ImageRef),
                 tag,
                 digest,
             }),
-            Err(e) => Err(bad(e.to_string())),
+            Err(e) => Err(ProxyError::Reference(e)),
         };
         let image = match name {
             Some(r) => docker_named(r)?,

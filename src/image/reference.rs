@@ -9,6 +9,9 @@
 
 use std::fmt;
 
+use crate::error::{Classify, Kind};
+use crate::image::text::quoted;
+
 /// The registry Docker's shorthands mean.
 pub const DOCKER_HUB: &str = "docker.io";
 
@@ -43,9 +46,13 @@ pub enum Parsed {
     },
 }
 
+/// The longest name (registry and repository, without tag or digest)
+/// the distribution spec lets clients assume a registry takes.
+pub const MAX_NAME_LEN: usize = 255;
+
 /// A reference that does not follow the grammar.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("invalid image reference '{given}': {why}")]
+#[error("invalid image reference {}: {why}", quoted(.given))]
 pub struct RefError {
     /// What was given.
     pub given: String,
@@ -133,14 +140,26 @@ pub fn parse(input: &str) -> Result<Parsed, RefError> {
         if registry == DOCKER_HUB && !repository.contains('/') {
             repository = format!("library/{repository}");
         }
+        check_length(&format!("{registry}/{repository}")).map_err(|w| err(&w))?;
         check_path(&repository).map_err(|w| err(&w))?;
         if registry.chars().any(|c| c.is_ascii_uppercase() || c.is_whitespace() || c == '/') {
             return Err(err("the registry host has invalid characters"));
         }
         Ok(Parsed::Qualified(ImageRef { registry, repository, tag, digest }))
     } else {
+        check_length(name).map_err(|w| err(&w))?;
         check_path(name).map_err(|w| err(&w))?;
         Ok(Parsed::Short { path: name.to_string(), tag, digest })
+    }
+}
+
+/// Checked before any request: a longer name cannot exist on a registry.
+fn check_length(name: &str) -> Result<(), String> {
+    match name.chars().count() {
+        n if n > MAX_NAME_LEN => {
+            Err(format!("the name is {n} characters, longer than {MAX_NAME_LEN} characters"))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -151,10 +170,10 @@ fn parse_digest(d: &str) -> Result<String, String> {
     let ok = match algo {
         "sha256" => hex.len() == 64,
         "sha512" => hex.len() == 128,
-        _ => return Err(format!("unsupported digest algorithm '{algo}' (sha256 or sha512)")),
+        _ => return Err(format!("unsupported digest algorithm {} (sha256 or sha512)", quoted(algo))),
     };
     if !ok || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-        return Err(format!("'{d}' is not a valid {algo} digest"));
+        return Err(format!("{} is not a valid {algo} digest", quoted(d)));
     }
     Ok(d.to_string())
 }
@@ -181,11 +200,19 @@ fn check_path(path: &str) -> Result<(), String> {
             && !comp.contains("___");
         if !ok {
             return Err(format!(
-                "repository component '{comp}' must be lowercase letters and digits, separated by '.', '_' or '-'"
+                "repository component {} must be lowercase letters and digits, separated by '.', '_' or '-'",
+                quoted(comp)
             ));
         }
     }
     Ok(())
+}
+
+/// The user's input (a reference, registries.conf, flags) is wrong.
+impl Classify for RefError {
+    fn kind(&self) -> Kind {
+        Kind::BadInput
+    }
 }
 
 #[cfg(test)]
@@ -250,6 +277,15 @@ mod tests {
         );
         // "fedora:42" is a short name with a tag, not a registry with a port.
         assert!(matches!(parse("fedora:42").unwrap(), Parsed::Short { .. }));
+    }
+
+    #[test]
+    fn names_longer_than_the_protocol_allows_are_refused() {
+        let name = format!("quay.io/{}", "a".repeat(MAX_NAME_LEN - 8));
+        assert!(parse(&format!("{name}:1")).is_ok(), "255 characters is fine");
+        let e = parse(&format!("{name}b:1")).unwrap_err();
+        assert!(e.why.contains("longer than 255 characters"), "{e}");
+        assert!(parse(&"a".repeat(MAX_NAME_LEN + 1)).is_err(), "short names too");
     }
 
     #[test]

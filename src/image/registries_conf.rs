@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::error::{Classify, Kind};
 use crate::image::reference::{self, ImageRef, Parsed, DOCKER_HUB};
 
 #[derive(Debug, Default, Deserialize)]
@@ -95,24 +96,32 @@ pub struct Endpoint {
     pub insecure: bool,
 }
 
-impl crate::error::Classify for RegistriesError {
-    fn kind(&self) -> crate::error::Kind {
-        crate::error::Kind::BadInput
-    }
-}
-
 /// Failures; each message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistriesError {
     /// Bad reference syntax.
     #[error(transparent)]
     Reference(#[from] reference::RefError),
+    /// A file named explicitly (`--registries-conf`,
+    /// `CONTAINERS_REGISTRIES_CONF`) that cannot be read: podman refuses
+    /// it too, rather than quietly using no configuration.
+    #[error("cannot read registries.conf {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A file that is not valid registries.conf.
-    #[error("cannot parse {}: {why}", path.display())]
+    #[error("cannot parse {}: {}{why}", path.display(), line.map(|l| format!("line {l}: ")).unwrap_or_default())]
     Parse {
         /// The file.
         path: PathBuf,
-        /// What is wrong.
+        /// The line of the mistake, when the parser knows it.
+        line: Option<usize>,
+        /// What is wrong, as one line (toml's own message spans several,
+        /// with a drawing of the spot).
         why: String,
     },
     /// A short name with several candidate registries and no alias.
@@ -135,9 +144,14 @@ impl Registries {
     /// Load from the standard locations (see the module documentation), or
     /// from `explicit` alone.
     pub fn load(explicit: Option<&Path>) -> Result<Registries, RegistriesError> {
-        let env = std::env::var_os("CONTAINERS_REGISTRIES_CONF").map(PathBuf::from);
-        if let Some(file) = explicit.map(Path::to_path_buf).or(env) {
-            return Registries::from_files(&[file]);
+        let env = std::env::var_os("CONTAINERS_REGISTRIES_CONF").filter(|v| !v.is_empty()).map(PathBuf::from);
+        if let Some(path) = explicit.map(Path::to_path_buf).or(env) {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|source| RegistriesError::Read { path: path.clone(), source })?;
+            let mut out = Registries::default();
+            out.merge(parse(&text, &path)?);
+            out.sources.push(path);
+            return Ok(out);
         }
         let user_dir = std::env::var_os("XDG_CONFIG_HOME")
             .map(PathBuf::from)
@@ -167,9 +181,7 @@ impl Registries {
         let mut out = Registries::default();
         for path in files {
             let Ok(text) = std::fs::read_to_string(path) else { continue };
-            let conf: ConfFile = toml::from_str(&text)
-                .map_err(|e| RegistriesError::Parse { path: path.clone(), why: e.message().to_string() })?;
-            out.merge(conf);
+            out.merge(parse(&text, path)?);
             out.sources.push(path.clone());
         }
         Ok(out)
@@ -177,10 +189,8 @@ impl Registries {
 
     /// Parse registries.conf text, for tests and callers with text in hand.
     pub fn parse_str(text: &str) -> Result<Registries, RegistriesError> {
-        let conf: ConfFile = toml::from_str(text)
-            .map_err(|e| RegistriesError::Parse { path: "<text>".into(), why: e.message().to_string() })?;
         let mut out = Registries::default();
-        out.merge(conf);
+        out.merge(parse(text, Path::new("<text>"))?);
         out.sources.push("<text>".into());
         Ok(out)
     }
@@ -296,6 +306,17 @@ impl Registries {
     }
 }
 
+/// One file's text, its syntax errors as one line with the line number.
+fn parse(text: &str, path: &Path) -> Result<ConfFile, RegistriesError> {
+    toml::from_str(text).map_err(|e| RegistriesError::Parse {
+        path: path.to_path_buf(),
+        // A mistake found at the end of the text (an unclosed array) is
+        // on the last line, not on the empty one after the final newline.
+        line: e.span().map(|s| text[..s.start.min(text.trim_end().len())].matches('\n').count() + 1),
+        why: crate::image::text::one_line(e.message(), crate::image::text::SHOWN_CHARS),
+    })
+}
+
 /// A prefix matches at a path boundary (`quay.io/a` matches `quay.io/a/b`,
 /// not `quay.io/ab`); `*.example.com` matches any subdomain's images.
 fn prefix_matches(prefix: &str, full: &str) -> bool {
@@ -304,6 +325,13 @@ fn prefix_matches(prefix: &str, full: &str) -> bool {
         return host.ends_with(&format!(".{domain}"));
     }
     full == prefix || (full.starts_with(prefix) && full.as_bytes().get(prefix.len()) == Some(&b'/'))
+}
+
+/// The user's input (a reference, registries.conf, flags) is wrong.
+impl Classify for RegistriesError {
+    fn kind(&self) -> Kind {
+        Kind::BadInput
+    }
 }
 
 #[cfg(test)]
@@ -398,6 +426,19 @@ blocked = true
         assert!(!prefix_matches("quay.io/a", "quay.io/ab"));
         assert!(prefix_matches("*.example.com", "reg.example.com/x"));
         assert!(!prefix_matches("*.example.com", "example.com/x"));
+    }
+
+    #[test]
+    fn syntax_errors_are_one_line_with_the_line_number() {
+        let e = Registries::parse_str("[[registry]]\nlocation = \n").unwrap_err().to_string();
+        assert!(e.starts_with("cannot parse <text>: line 2: "), "{e}");
+        assert_eq!(e.lines().count(), 1, "{e}");
+    }
+
+    #[test]
+    fn a_named_file_that_is_missing_is_an_error() {
+        let e = Registries::load(Some(Path::new("/nonexistent/registries.conf"))).unwrap_err();
+        assert!(matches!(e, RegistriesError::Read { .. }), "{e}");
     }
 
     #[test]

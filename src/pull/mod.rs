@@ -14,22 +14,25 @@
 //! (`repo:42-arm64`, see docs/podman.md, "Names"), so it never takes the name
 //! of the native image of the same reference.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::os::fd::AsFd;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
+use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use crate::emu::arch::Arch;
 use crate::error::{Classify, Kind};
-use crate::image::inspect::{self, InspectError, Inspection};
+use crate::image::inspect::{self, InspectError};
 use crate::image::manifest::Descriptor;
 use crate::image::platform;
-use crate::image::proxy::{self, ProxySource};
+use crate::image::proxy::{self, ProxyError, ProxySource};
 use crate::image::reference::ImageRef;
 use crate::image::registries_conf::Registries;
 use crate::image::registry::{Client, Options, RegistryError};
+use crate::image::resolved::Inspection;
+use crate::image::source::{BlobSource, Chunks};
 use crate::storage::apply::{self, ApplyError, ApplyOptions, Whiteouts};
 use crate::storage::limits::Expansion;
 use crate::storage::records::{now_rfc3339, LayerRecord};
@@ -49,11 +52,14 @@ pub enum PullError {
     /// Downloading failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// skopeo's proxy source failed.
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
     /// The store could not be written.
     #[error(transparent)]
     Storage(#[from] StorageError),
     /// A layer's content was refused.
-    #[error("layer {layer}: {source}")]
+    #[error("layer {layer}")]
     Apply {
         /// The blob digest.
         layer: String,
@@ -83,6 +89,7 @@ impl Classify for PullError {
         match self {
             PullError::Inspect(e) => e.kind(),
             PullError::Registry(e) => e.kind(),
+            PullError::Proxy(e) => e.kind(),
             PullError::Storage(StorageError::Config(_)) => Kind::BadInput,
             PullError::Storage(_) => Kind::Failed,
             PullError::Apply { .. } | PullError::Mismatch { .. } | PullError::BadImage(_) => Kind::Failed,
@@ -161,20 +168,19 @@ enum Source {
     Proxy(ProxySource),
 }
 
-impl Source {
+impl BlobSource for Source {
+    type Error = PullError;
+
     async fn blob_into(
         &self,
         image: &ImageRef,
         desc: &Descriptor,
-        tx: &tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
+        tx: &Chunks,
         on_bytes: &(dyn Fn(u64) + Sync),
     ) -> Result<(), PullError> {
         match self {
             Source::Registry(c) => Ok(c.blob_into(image, desc, tx, on_bytes).await?),
-            Source::Proxy(p) => p
-                .blob_into(&desc.digest, desc.size, tx, on_bytes)
-                .await
-                .map_err(|e| PullError::Inspect(e.into())),
+            Source::Proxy(p) => Ok(p.blob_into(image, desc, tx, on_bytes).await?),
         }
     }
 }
@@ -417,12 +423,19 @@ fn extract(
             .map_err(|e| storage_err("cannot create the tar-split file", &ts_path, e))?
     };
     let mut split = TarSplitWriter::new(std::io::BufWriter::with_capacity(64 << 10, ts_file));
-    let mut blob = Hashing::new(ChannelReader { rx, cur: bytes::Bytes::new() });
+    // The download task's chunks as a blocking reader (this runs on a
+    // blocking thread, in the runtime's context).
+    let mut rx = rx;
+    let chunks = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    let mut blob = Hashing::new(SyncIoBridge::new(StreamReader::new(chunks)));
     let apply_err = |e: ApplyError| PullError::Apply { layer: layer.desc.digest.clone(), source: e };
     let decoded = (|| {
-        let mut buffered = BufReader::with_capacity(128 << 10, &mut blob);
-        let head = buffered.fill_buf().map_err(ApplyError::Read)?;
-        let compression = Compression::sniff(head);
+        // The magic number may span network chunks (a registry that drips
+        // sends a byte at a time): read all four bytes before looking.
+        let mut magic = Vec::with_capacity(4);
+        (&mut blob).take(4).read_to_end(&mut magic).map_err(ApplyError::Read)?;
+        let compression = Compression::sniff(&magic);
+        let buffered = BufReader::with_capacity(128 << 10, std::io::Cursor::new(magic).chain(&mut blob));
         let decoder: Box<dyn Read> = match compression {
             Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
             Compression::Zstd => {
@@ -529,28 +542,6 @@ impl Compression {
             Compression::Gzip => 2,
             Compression::Zstd => 4,
         }
-    }
-}
-
-/// Reads the chunks the download task sends, in order.
-struct ChannelReader {
-    rx: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
-    cur: bytes::Bytes,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.cur.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(Ok(chunk)) => self.cur = chunk,
-                Some(Err(e)) => return Err(e),
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.cur.len());
-        buf[..n].copy_from_slice(&self.cur[..n]);
-        self.cur = self.cur.slice(n..);
-        Ok(n)
     }
 }
 

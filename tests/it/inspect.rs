@@ -16,7 +16,7 @@ fn run(reg: &FixtureRegistry, image: &str, extra: &[&str]) -> Output {
     c.args(extra);
     // Keep the developer's own auth files and registries.conf out of it.
     c.env("HOME", "/nonexistent").env_remove("XDG_RUNTIME_DIR").env_remove("REGISTRY_AUTH_FILE");
-    c.env("CONTAINERS_REGISTRIES_CONF", "/nonexistent/registries.conf");
+    c.env("CONTAINERS_REGISTRIES_CONF", "/dev/null");
     c.output().unwrap()
 }
 
@@ -220,7 +220,7 @@ fn token_auth_with_credentials_from_flag_or_auth_files() {
     let out = mtbx(&["inspect", "--tls-verify=false", &r, "--format", "json"])
         .env("HOME", "/nonexistent")
         .env("REGISTRY_AUTH_FILE", &authfile)
-        .env("CONTAINERS_REGISTRIES_CONF", "/nonexistent")
+        .env("CONTAINERS_REGISTRIES_CONF", "/dev/null")
         .output()
         .unwrap();
     ok_json(&out);
@@ -286,7 +286,7 @@ fn an_open_registry_is_probed_once() {
 fn an_unreachable_registry_names_its_address() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let out = mtbx(&["inspect", "--tls-verify=false", &format!("127.0.0.1:{port}/x:1")])
-        .env("CONTAINERS_REGISTRIES_CONF", "/nonexistent")
+        .env("CONTAINERS_REGISTRIES_CONF", "/dev/null")
         .output()
         .unwrap();
     fail(&out, 5, &format!("cannot reach registry 127.0.0.1:{port}"));

@@ -12,6 +12,7 @@ mod fixtures_valid;
 mod init_container;
 mod inspect;
 mod pull;
+mod registry_faults;
 mod storage_apply;
 mod table_vs_qemu;
 mod toolbox_cli;

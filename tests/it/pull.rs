@@ -4,10 +4,11 @@
 //! (no podman needed here; vendor-tests/pull.rs has podman read it).
 //! Needs root, as a rootful store does; elsewhere the tests print SKIPPED.
 
-use std::process::Output;
+use std::process::{Command, Output};
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use common::registry::{Auth, FixtureRegistry};
+use common::registry::{output_within, Auth, FixtureRegistry};
 use common::{mtbx, skip, text};
 use serde_json::Value;
 
@@ -39,14 +40,16 @@ impl Store {
     }
 
     fn pull_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        self.command(args).envs(env.iter().copied()).output().unwrap()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
         let mut all = vec!["pull", "-y", "--tls-verify=false"];
         all.extend_from_slice(args);
-        mtbx(&all)
-            .env("CONTAINERS_STORAGE_CONF", self.dir.path().join("storage.conf"))
-            .env("CONTAINERS_REGISTRIES_CONF", "/nonexistent")
-            .envs(env.iter().copied())
-            .output()
-            .unwrap()
+        let mut c = mtbx(&all);
+        c.env("CONTAINERS_STORAGE_CONF", self.dir.path().join("storage.conf"))
+            .env("CONTAINERS_REGISTRIES_CONF", "/dev/null");
+        c
     }
 
     fn layers(&self) -> Vec<Value> {
@@ -64,7 +67,7 @@ impl Store {
 /// The layer digests of `image` for `arch`, from `mtbx inspect`.
 fn layer_digests(image: &str, arch: &str) -> Vec<String> {
     let info = mtbx(&["inspect", "--tls-verify=false", "--format", "json", "--arch", arch, image])
-        .env("CONTAINERS_REGISTRIES_CONF", "/nonexistent")
+        .env("CONTAINERS_REGISTRIES_CONF", "/dev/null")
         .output()
         .unwrap();
     let info: Value = serde_json::from_slice(&info.stdout).unwrap();
@@ -175,7 +178,7 @@ fn on_a_terminal_the_size_is_asked_about_first() {
         let mut child = std::process::Command::new("script")
             .args(["-qec", &cmd, "/dev/null"])
             .env("CONTAINERS_STORAGE_CONF", store.dir.path().join("storage.conf"))
-            .env("CONTAINERS_REGISTRIES_CONF", "/nonexistent")
+            .env("CONTAINERS_REGISTRIES_CONF", "/dev/null")
             .env("NO_COLOR", "1")
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -306,7 +309,7 @@ fn storage_conf_mistakes_are_one_line_errors_naming_the_file() {
         mtbx(&["pull", "-y", "--tls-verify=false", &image])
             .current_dir(cwd.path())
             .env("CONTAINERS_STORAGE_CONF", &conf)
-            .env("CONTAINERS_REGISTRIES_CONF", "/nonexistent")
+            .env("CONTAINERS_REGISTRIES_CONF", "/dev/null")
             .output()
             .unwrap()
     };
@@ -374,4 +377,53 @@ fn a_layer_stops_before_the_disk_is_full() {
     assert!(err.contains("kept in reserve"), "stopped by the reserve, not by ENOSPC: {err}");
     assert!(store.layers().is_empty());
     assert_eq!(store.staging_left(), 0);
+}
+
+/// Such a manifest, once stored, makes `podman images` fail for every
+/// image in the store.
+#[test]
+fn a_config_that_is_not_an_image_config_is_never_stored() {
+    let Some(store) = Store::new("a_config_that_is_not_an_image_config_is_never_stored") else { return };
+    let reg = FixtureRegistry::fixtures(Auth::None);
+    *reg.faults.config_media_type.lock().unwrap() = Some("application/vnd.oci.image.layer.v1.tar".into());
+    let out = store.pull(&["--arch", "amd64", &format!("{}/single:1", reg.addr)]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("is not an image config"), "{err}");
+    assert!(!store.dir.path().join("graph/overlay-images/images.json").exists());
+    assert!(store.layers().is_empty());
+}
+
+#[test]
+fn a_blob_that_stalls_is_resumed() {
+    let Some(store) = Store::new("a_blob_that_stalls_is_resumed") else { return };
+    let reg = FixtureRegistry::fixtures(Auth::None);
+    let image = format!("{}/multi:1", reg.addr);
+    *reg.faults.cut_only.lock().unwrap() = layer_digests(&image, "arm64");
+    reg.faults.drip.store(1, Ordering::SeqCst);
+    let mut c = store.command(&["--arch", "arm64", &image]);
+    c.env("MTBX_LOW_SPEED_LIMIT", "1024").env("MTBX_LOW_SPEED_TIME", "1");
+    let out = output_within(&mut c, Duration::from_secs(60));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let log = reg.log.lock().unwrap().clone();
+    assert!(log.iter().any(|l| l.contains("range=bytes=")), "resumed with Range: {log:?}");
+    assert_eq!(store.layers().len(), 2);
+}
+
+/// A body that ends cleanly but short is what the registry has: trying
+/// again cannot help, and it is not the network's fault.
+#[test]
+fn a_blob_shorter_than_its_descriptor_is_a_bad_response() {
+    let Some(store) = Store::new("a_blob_shorter_than_its_descriptor_is_a_bad_response") else { return };
+    let reg = FixtureRegistry::fixtures(Auth::None);
+    let image = format!("{}/multi:1", reg.addr);
+    *reg.faults.cut_only.lock().unwrap() = vec![layer_digests(&image, "arm64")[1].clone()];
+    reg.faults.short_blobs.store(true, Ordering::SeqCst);
+    let out = output_within(&mut store.command(&["--arch", "arm64", &image]), Duration::from_secs(60));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("bad response"), "{err}");
+    assert!(!store.dir.path().join("graph/overlay-images/images.json").exists());
 }

@@ -1,7 +1,8 @@
 //! An in-process registry on 127.0.0.1 that serves the OCI layouts in
 //! fixtures/oci/ over the distribution API, with token or basic auth and
 //! faults a real server cannot be told to make (503s, 429s, dropped
-//! connections, corrupt or oversized manifests). It behaves like the
+//! connections, corrupt or oversized manifests, hostile error bodies,
+//! endless and dripping bodies, short blobs, configs of the wrong type). It behaves like the
 //! distribution registry where that matters: 404 MANIFEST_UNKNOWN when the
 //! Accept header lacks the manifest's media type.
 
@@ -46,6 +47,21 @@ pub struct Faults {
     pub corrupt_blobs: AtomicBool,
     /// Serve a 5 MiB manifest for every tag.
     pub huge_manifests: AtomicBool,
+    /// Serve image manifests whose config descriptor has this media type
+    /// (digest header to match: for manifests fetched by tag).
+    pub config_media_type: Mutex<Option<String>>,
+    /// Answer every request with this status and body.
+    pub error_body: Mutex<Option<(u16, Vec<u8>)>>,
+    /// Answer every request with a 500 whose body never ends.
+    pub endless_errors: AtomicBool,
+    /// Answer /token with a 200 whose body never ends.
+    pub endless_token: AtomicBool,
+    /// Send this many manifest or blob bodies (blobs: those of `cut_only`
+    /// when set) at 5 bytes a second.
+    pub drip: AtomicUsize,
+    /// Serve blobs (those of `cut_only` when set) 10 bytes short, with a
+    /// Content-Length that says so.
+    pub short_blobs: AtomicBool,
 }
 
 pub struct FixtureRegistry {
@@ -143,7 +159,23 @@ fn serve(mut conn: TcpStream, ctx: &Ctx) -> std::io::Result<()> {
             return Ok(()); // close without a word
         }
         let req = Request { method, path, headers };
-        let (status, mut headers, mut body) = route(&req, ctx);
+        let endless = if req.path.starts_with("/token") {
+            ctx.faults.endless_token.load(Ordering::SeqCst).then_some("200 OK")
+        } else {
+            ctx.faults.endless_errors.load(Ordering::SeqCst).then_some("500 Internal Server Error")
+        };
+        if let Some(status) = endless {
+            conn.write_all(format!("HTTP/1.1 {status}\r\nConnection: close\r\n\r\n").as_bytes())?;
+            let chunk = vec![b'x'; 64 << 10];
+            loop {
+                conn.write_all(&chunk)?; // until the client hangs up
+            }
+        }
+        let canned = ctx.faults.error_body.lock().unwrap().clone();
+        let (status, mut headers, mut body) = match canned {
+            Some((status, body)) => (status, Vec::new(), body),
+            None => route(&req, ctx),
+        };
         let is_blob = status == 200 && req.path.contains("/blobs/");
         let chosen = {
             let only = ctx.faults.cut_only.lock().unwrap();
@@ -169,6 +201,9 @@ fn serve(mut conn: TcpStream, ctx: &Ctx) -> std::io::Result<()> {
                 status = 206;
             }
         }
+        if is_blob && chosen && ctx.faults.short_blobs.load(Ordering::SeqCst) {
+            body.truncate(body.len().saturating_sub(10));
+        }
         if is_blob && chosen && take(&ctx.faults.cut_blobs) {
             let out = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
             conn.write_all(out.as_bytes())?;
@@ -181,6 +216,7 @@ fn serve(mut conn: TcpStream, ctx: &Ctx) -> std::io::Result<()> {
             401 => "Unauthorized",
             404 => "Not Found",
             429 => "Too Many Requests",
+            500 => "Internal Server Error",
             503 => "Service Unavailable",
             _ => "Status",
         };
@@ -190,6 +226,17 @@ fn serve(mut conn: TcpStream, ctx: &Ctx) -> std::io::Result<()> {
         }
         out.push_str("\r\n");
         conn.write_all(out.as_bytes())?;
+        let only_some = !ctx.faults.cut_only.lock().unwrap().is_empty();
+        let drips = status == 200
+            && ((req.path.contains("/manifests/") && !only_some) || (is_blob && chosen))
+            && take(&ctx.faults.drip);
+        if drips {
+            for b in &body {
+                conn.write_all(&[*b])?; // until the client gives up
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            return Ok(());
+        }
         if req.method != "HEAD" {
             conn.write_all(&body)?;
         }
@@ -331,8 +378,37 @@ fn manifest(req: &Request, ctx: &Ctx, dir: &Path, reference: &str) -> Response {
         body.extend(std::iter::repeat_n(b' ', 5 << 20));
         digest_header = super::fixtures::sha256(&body);
     }
+    let config_type = ctx.faults.config_media_type.lock().unwrap().clone();
+    if let Some(t) = config_type.filter(|_| doc.get("config").is_some()) {
+        let mut doc = doc.clone();
+        doc["config"]["mediaType"] = t.into();
+        body = serde_json::to_vec(&doc).unwrap();
+        digest_header = super::fixtures::sha256(&body);
+    }
     if ctx.faults.corrupt_manifests.load(Ordering::SeqCst) {
         body.push(b' ');
     }
     (200, vec![("Content-Type".into(), media_type), ("Docker-Content-Digest".into(), digest_header)], body)
+}
+
+/// `cmd`'s output, or a panic if it runs longer than `limit` (then it is
+/// killed): a client that never gives up on a hostile server hangs.
+pub fn output_within(cmd: &mut std::process::Command, limit: std::time::Duration) -> std::process::Output {
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("still running after {limit:?}: killed");
+        }
+    }
 }
