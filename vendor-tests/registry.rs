@@ -129,3 +129,88 @@ fn mtbx_and_skopeo_agree() {
     let ours = mtbx_inspect(&reg.addr, "single:1", "arm64");
     assert_eq!(ours.status.code(), Some(3));
 }
+
+/// A registry with a certificate of its own CA is trusted through
+/// certs.d, as podman and skopeo trust it: `mtbx inspect` refuses it
+/// without the CA and reads it with the CA in the user's
+/// `~/.config/containers/certs.d/HOST:PORT/`, verification on.
+#[test]
+fn a_registrys_own_ca_is_trusted_through_certs_d() {
+    let test = "a_registrys_own_ca_is_trusted_through_certs_d";
+    if Command::new("openssl").arg("version").output().is_err() {
+        return skip(test, "openssl not installed");
+    }
+    let Some(reg) = registry_with_fixtures(test) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(dir.path()).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", text(&out.stderr));
+    };
+    // A CA of the test's own, and the registry's certificate signed by it.
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=mtbx test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "domain.key",
+        "-out",
+        "domain.csr",
+    ]);
+    std::fs::write(p("ext"), "subjectAltName=DNS:localhost\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "domain.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+        "-out",
+        "domain.crt",
+    ]);
+    let (cert, key, ca) = (p("domain.crt"), p("domain.key"), p("ca.crt"));
+    let tls = reg.tls_twin(&cert, &key);
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let inspect = || {
+        mtbx(&["inspect", "--format", "json", "--arch", "arm64", &format!("{}/multi:1", tls.addr)])
+            .env("HOME", &home)
+            .env("CONTAINERS_REGISTRIES_CONF", "/dev/null")
+            .output()
+            .unwrap()
+    };
+    let out = inspect();
+    assert_eq!(out.status.code(), Some(5), "an unknown CA is refused: {}", text(&out.stderr));
+    let certs = home.join(".config/containers/certs.d").join(&tls.addr);
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(&ca, certs.join("ca.crt")).unwrap();
+    let out = inspect();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["Architecture"], "arm64");
+}

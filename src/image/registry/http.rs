@@ -129,6 +129,41 @@ fn system_ca_bundle() -> Option<&'static [u8]> {
         .as_deref()
 }
 
+/// The certs.d directories read for `registry` (`host[:port]`), in
+/// containers-image's order: the user's, then the system's, then
+/// Docker's. (containers-image reads the user's only when rootless; a CA
+/// root put in its own home is trusted here too.)
+pub(crate) fn certs_d_dirs(registry: &str, home: Option<&std::path::Path>) -> Vec<std::path::PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(h) = home {
+        dirs.push(h.join(".config/containers/certs.d").join(registry));
+    }
+    dirs.push(std::path::Path::new("/etc/containers/certs.d").join(registry));
+    dirs.push(std::path::Path::new("/etc/docker/certs.d").join(registry));
+    dirs
+}
+
+/// Extra CA certificates for `registry` from certs.d (`*.crt` files, as
+/// podman and skopeo trust them): how a registry with its own CA, or a
+/// self-signed one, is trusted without turning verification off.
+fn certs_d_roots(registry: &str) -> Vec<reqwest::Certificate> {
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    let mut roots = Vec::new();
+    for dir in certs_d_dirs(registry, home.as_deref()) {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let mut files: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+        files.sort();
+        for f in files.into_iter().filter(|f| f.extension().is_some_and(|x| x == "crt")) {
+            match std::fs::read(&f).map(|pem| reqwest::Certificate::from_pem_bundle(&pem)) {
+                Ok(Ok(certs)) => roots.extend(certs),
+                Ok(Err(e)) => tracing::warn!("ignoring {}: not PEM certificates ({e})", f.display()),
+                Err(e) => tracing::warn!("ignoring {}: {e}", f.display()),
+            }
+        }
+    }
+    roots
+}
+
 /// Error bodies are read this far, for the registry's message (the
 /// spec's JSON is small; a longer body is not that JSON).
 const MAX_ERROR_BODY_BYTES: usize = 64 << 10;
@@ -256,10 +291,11 @@ impl Http {
                 .user_agent(concat!("mtbx/", env!("CARGO_PKG_VERSION")))
         };
         // No roots are needed where certificates are not checked.
+        let extra = if endpoint.insecure { Vec::new() } else { certs_d_roots(&endpoint.image.registry) };
         let with_bundle = system_ca_bundle().filter(|_| !endpoint.insecure).and_then(|pem| {
             let cert = reqwest::Certificate::from_pem(pem).ok()?;
             builder()
-                .tls_certs_only([cert])
+                .tls_certs_only(std::iter::once(cert).chain(extra.iter().cloned()))
                 .build()
                 .inspect_err(|e| {
                     tracing::debug!("system CA bundle not usable ({e}); using the default roots")
@@ -268,7 +304,12 @@ impl Http {
         });
         let client = match with_bundle {
             Some(c) => c,
-            None => builder().build().map_err(RegistryError::Setup)?,
+            None => extra
+                .iter()
+                .cloned()
+                .fold(builder(), |b, c| b.add_root_certificate(c))
+                .build()
+                .map_err(RegistryError::Setup)?,
         };
         Ok(Http { client, base, speed: LowSpeed::from_env()?, site })
     }
@@ -385,6 +426,20 @@ fn registry_message(body: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn certs_d_is_read_per_registry_in_containers_image_order() {
+        let dirs = certs_d_dirs("r.example:5000", Some(std::path::Path::new("/home/u")));
+        let shown: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+        assert_eq!(
+            shown,
+            [
+                "/home/u/.config/containers/certs.d/r.example:5000",
+                "/etc/containers/certs.d/r.example:5000",
+                "/etc/docker/certs.d/r.example:5000"
+            ]
+        );
+    }
 
     #[test]
     fn only_the_registrys_json_message_is_shown() {

@@ -14,6 +14,7 @@ pub struct RealRegistry {
     child: Child,
     pub addr: String,
     _dir: tempfile::TempDir,
+    store: std::path::PathBuf,
 }
 
 impl Drop for RealRegistry {
@@ -45,14 +46,27 @@ impl RealRegistry {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        Some(Self::serve(dir, store, "127.0.0.1", ""))
+    }
+
+    /// A second registry serving the same storage over TLS with `cert` and
+    /// `key` (PEM files), as `localhost:PORT`: what is pushed to `self` is
+    /// pulled from it.
+    pub fn tls_twin(&self, cert: &std::path::Path, key: &std::path::Path) -> RealRegistry {
+        let tls = format!("  tls:\n    certificate: {}\n    key: {}\n", cert.display(), key.display());
+        Self::serve(tempfile::tempdir().unwrap(), self.store.clone(), "localhost", &tls)
+    }
+
+    fn serve(dir: tempfile::TempDir, store: std::path::PathBuf, host: &str, extra_http: &str) -> RealRegistry {
         let port = free_port();
-        let addr = format!("127.0.0.1:{port}");
+        let addr = format!("{host}:{port}");
         let config = dir.path().join("config.yml");
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n  secret: mtbx-test\n",
-                dir.path().join("store").display()
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: mtbx-test\n{extra_http}",
+                store.display()
             ),
         )
         .unwrap();
@@ -63,13 +77,13 @@ impl RealRegistry {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let reg = RealRegistry { child, addr, _dir: dir };
+        let reg = RealRegistry { child, addr, _dir: dir, store };
         let start = Instant::now();
-        while std::net::TcpStream::connect(&reg.addr).is_err() {
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(start.elapsed() < Duration::from_secs(30), "docker-registry did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Some(reg)
+        reg
     }
 
     /// Push blobs, then manifests by digest, then tag the last manifest.
