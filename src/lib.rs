@@ -26,5 +26,6 @@ pub mod fsutil;
 pub mod image;
 pub mod pull;
 pub mod storage;
+#[allow(unsafe_code)]
 pub mod sys;
 pub mod toolbox;

@@ -193,13 +193,7 @@ fn podman_reads_runs_saves_and_removes_what_mtbx_pulled() {
 }
 
 fn xattr(path: &std::path::Path, key: &str) -> Option<Vec<u8>> {
-    use std::os::unix::ffi::OsStrExt;
-    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
-    let k = std::ffi::CString::new(key).unwrap();
-    let mut buf = vec![0u8; 256];
-    // SAFETY: valid strings and buffer.
-    let n = unsafe { libc::lgetxattr(p.as_ptr(), k.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    (n >= 0).then(|| buf[..n as usize].to_vec())
+    common::lgetxattr(path, key)
 }
 
 /// Records of layers.json/images.json without what differs by nature

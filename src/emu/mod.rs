@@ -18,5 +18,6 @@ pub mod check;
 pub mod elf;
 pub mod host;
 pub mod register;
+#[allow(unsafe_code)]
 pub mod sandbox;
 pub mod testprog;

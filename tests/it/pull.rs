@@ -18,8 +18,7 @@ struct Store {
 
 impl Store {
     fn new(test: &str) -> Option<Store> {
-        // SAFETY: geteuid cannot fail.
-        if unsafe { libc::geteuid() } != 0 {
+        if !common::is_root() {
             skip(test, "needs root: a rootful image store");
             return None;
         }

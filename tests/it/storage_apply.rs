@@ -29,8 +29,7 @@ const VFS: ApplyOptions = ApplyOptions {
 };
 
 fn root_or_skip(test: &str) -> bool {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
+    if !common::is_root() {
         skip(test, "needs root: layer files are owned by root");
         return false;
     }
@@ -146,13 +145,10 @@ fn whiteouts_follow_each_drivers_rules() {
     let gone = std::fs::symlink_metadata(dir.path().join("gone")).unwrap();
     assert!(gone.file_type().is_char_device() && gone.rdev() == 0);
     assert!(!dir.path().join(".wh.gone").exists());
-    let mut v = [0u8; 4];
-    let path = std::ffi::CString::new(dir.path().join("d").to_str().unwrap()).unwrap();
-    // SAFETY: valid path, key and buffer.
-    let n = unsafe {
-        libc::lgetxattr(path.as_ptr(), c"trusted.overlay.opaque".as_ptr(), v.as_mut_ptr().cast(), 4)
-    };
-    assert_eq!(&v[..n.max(0) as usize], b"y");
+    assert_eq!(
+        common::lgetxattr(&dir.path().join("d"), "trusted.overlay.opaque").as_deref(),
+        Some(&b"y"[..])
+    );
     // vfs: the layer starts as a copy of its parent; whiteouts delete, and
     // an opaque directory keeps only what this layer put there.
     let dir = tempfile::tempdir().unwrap();
@@ -249,11 +245,7 @@ fn a_directory_replaced_by_a_symlink_is_followed_inside_the_layer() {
 const CAP_NET_RAW_EP: &[u8] = &[1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
 
 fn lgetxattr(path: &Path, key: &std::ffi::CStr) -> Option<Vec<u8>> {
-    let p = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
-    let mut buf = vec![0u8; 256];
-    // SAFETY: valid path, key and buffer.
-    let n = unsafe { libc::lgetxattr(p.as_ptr(), key.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    (n >= 0).then(|| buf[..n as usize].to_vec())
+    common::lgetxattr(path, key.to_str().unwrap())
 }
 
 #[test]

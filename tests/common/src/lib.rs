@@ -104,3 +104,16 @@ pub mod images;
 pub mod podman;
 pub mod real_registry;
 pub mod registry;
+
+/// Whether the tests run as root.
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// An extended attribute of `path` itself (not following a symlink).
+pub fn lgetxattr(path: &Path, key: &str) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 64 << 10];
+    let n = rustix::fs::lgetxattr(path, key, &mut buf).ok()?;
+    buf.truncate(n);
+    Some(buf)
+}

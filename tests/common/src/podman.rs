@@ -30,10 +30,7 @@ pub struct TestUser {
 /// The user CI creates for rootless tests (scripts/setup.sh).
 pub const TEST_USER: &str = "mtbxtest";
 
-pub fn is_root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
+pub use super::is_root;
 
 fn podman_installed() -> bool {
     Command::new("podman").arg("--version").output().is_ok_and(|o| o.status.success())
