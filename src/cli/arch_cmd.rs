@@ -119,7 +119,7 @@ fn list(format: Format) -> Result<i32> {
         kernel: caps.kernel.clone(),
         kernel_userns_binfmt: caps.kernel_userns_binfmt,
         sandbox_available: caps.sandbox.is_ok(),
-        sandbox_problem: caps.sandbox.as_ref().err().cloned(),
+        sandbox_problem: caps.sandbox.as_ref().err().map(ToString::to_string),
         host_binfmt_mounted: host_binfmt.mounted,
         arches: rows,
     };

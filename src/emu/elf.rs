@@ -61,6 +61,15 @@ pub enum ElfError {
         /// goblin's account.
         reason: String,
     },
+    /// ELF magic but headers goblin cannot parse.
+    #[error("{} is a truncated or malformed ELF file; reinstall it", path.display())]
+    Unparsable {
+        /// The file.
+        path: PathBuf,
+        /// goblin's account.
+        #[source]
+        source: goblin::error::Error,
+    },
     /// An ELF that is not an executable (a relocatable object or core).
     #[error("{} is an ELF file but not an executable (e_type {e_type})", path.display())]
     NotExecutable {
@@ -155,8 +164,8 @@ pub fn check_static(path: &Path, host: &Arch) -> Result<StaticElf, ElfError> {
     if head.len() < 4 || &head[..4] != b"\x7fELF" {
         return Err(ElfError::NotElf { path: path.into() });
     }
-    let header = Elf::parse_header(&head)
-        .map_err(|e| ElfError::Malformed { path: path.into(), reason: e.to_string() })?;
+    let header =
+        Elf::parse_header(&head).map_err(|source| ElfError::Unparsable { path: path.into(), source })?;
     let ctx = goblin::container::Ctx::new(
         if header.e_ident[4] == 2 {
             goblin::container::Container::Big
@@ -171,7 +180,7 @@ pub fn check_static(path: &Path, host: &Arch) -> Result<StaticElf, ElfError> {
     );
     let phdr_bytes = read_at(header.e_phoff, header.e_phnum as u64 * header.e_phentsize as u64)?;
     let phdrs = goblin::elf::ProgramHeader::parse(&phdr_bytes, 0, header.e_phnum as usize, ctx)
-        .map_err(|e| ElfError::Malformed { path: path.into(), reason: e.to_string() })?;
+        .map_err(|source| ElfError::Unparsable { path: path.into(), source })?;
     let mut dynamic = false;
     for ph in &phdrs {
         match ph.p_type {
@@ -246,8 +255,7 @@ pub fn check_static_bytes(path: &Path, bytes: &[u8], host: &Arch) -> Result<Stat
     if bytes.len() < 4 || &bytes[..4] != b"\x7fELF" {
         return Err(ElfError::NotElf { path: path.into() });
     }
-    let elf =
-        Elf::parse(bytes).map_err(|e| ElfError::Malformed { path: path.into(), reason: e.to_string() })?;
+    let elf = Elf::parse(bytes).map_err(|source| ElfError::Unparsable { path: path.into(), source })?;
     let interpreter = elf.interpreter.map(str::to_string);
     let needed: Vec<String> = elf.libraries.iter().map(|s| s.to_string()).collect();
     verdict(path, &elf.header, interpreter, needed, host)
@@ -285,7 +293,11 @@ mod tests {
         let bytes = testprog::program(host());
         for cut in [4, 20, 40, 70] {
             let err = check_static_bytes(Path::new("x"), &bytes[..cut], host()).unwrap_err();
-            assert!(matches!(err, ElfError::Malformed { .. }), "cut {cut}: {err}");
+            assert!(
+                matches!(err, ElfError::Malformed { .. } | ElfError::Unparsable { .. }),
+                "cut {cut}: {err}"
+            );
+            assert!(err.to_string().contains("truncated or malformed"), "cut {cut}: {err}");
         }
     }
 

@@ -183,6 +183,17 @@ impl HostBinfmt {
     }
 }
 
+/// A probe's result in a report: null, or the reason it failed.
+fn ok_or_reason<S: serde::Serializer, E: std::fmt::Display>(
+    r: &Result<(), E>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match r {
+        Ok(()) => s.serialize_none(),
+        Err(e) => s.serialize_some(&e.to_string()),
+    }
+}
+
 /// Kernel and namespace facts, gathered once per command.
 #[derive(Debug, Serialize)]
 pub struct Capabilities {
@@ -192,7 +203,8 @@ pub struct Capabilities {
     pub kernel_userns_binfmt: bool,
     /// Whether a user namespace with its own binfmt_misc could be made,
     /// and if not, why.
-    pub sandbox: Result<(), String>,
+    #[serde(serialize_with = "ok_or_reason")]
+    pub sandbox: Result<(), crate::emu::sandbox::SandboxError>,
 }
 
 impl Capabilities {
@@ -204,7 +216,7 @@ impl Capabilities {
         Capabilities {
             kernel_userns_binfmt: kernel_has_userns_binfmt(parse_kernel_version(&kernel)),
             kernel,
-            sandbox: crate::emu::sandbox::probe().map_err(|e| e.to_string()),
+            sandbox: crate::emu::sandbox::probe(),
         }
     }
 }

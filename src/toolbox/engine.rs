@@ -21,13 +21,23 @@ pub enum EngineError {
         /// What podman said.
         stderr: String,
     },
+    /// podman could not be started.
+    #[error("cannot run podman {args}")]
+    Spawn {
+        /// The arguments, for the message.
+        args: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// podman's output was not what its --format promised.
-    #[error("cannot read podman's output for {args}: {why}")]
+    #[error("cannot read podman's output for {args}")]
     Parse {
         /// The arguments.
         args: String,
         /// What is wrong.
-        why: String,
+        #[source]
+        source: serde_json::Error,
     },
 }
 
@@ -100,7 +110,7 @@ impl Podman {
             .command(args)
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| EngineError::Failed { args: shown(), stderr: e.to_string() })?;
+            .map_err(|source| EngineError::Spawn { args: shown(), source })?;
         if !out.status.success() {
             let stderr = String::from_utf8_lossy(&out.stderr);
             let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
@@ -117,8 +127,7 @@ impl Podman {
         if text.trim().is_empty() {
             return Ok(Vec::new());
         }
-        serde_json::from_str(&text)
-            .map_err(|e| EngineError::Parse { args: args.join(" "), why: e.to_string() })
+        serde_json::from_str(&text).map_err(|source| EngineError::Parse { args: args.join(" "), source })
     }
 
     /// A container's log: what it wrote to stdout and to stderr (podman

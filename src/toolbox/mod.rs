@@ -65,8 +65,11 @@ pub enum ToolboxError {
     #[error("invalid container name '{0}': use letters, digits, '_', '.' and '-', starting with a letter or digit")]
     BadName(String),
     /// The host user cannot be determined.
-    #[error("cannot tell who you are: {0}")]
-    NoUser(String),
+    #[error("cannot tell who you are")]
+    NoUser(#[source] nix::errno::Errno),
+    /// The user has no passwd entry.
+    #[error("cannot tell who you are: uid {0} has no passwd entry")]
+    NotInPasswd(u32),
     /// The host cannot emulate the architecture; the message says how to fix it.
     #[error("{0}")]
     Host(String),
@@ -124,7 +127,9 @@ impl crate::error::Classify for ToolboxError {
     fn kind(&self) -> crate::error::Kind {
         match self {
             ToolboxError::UnknownDistro(_) | ToolboxError::BadName(_) => crate::error::Kind::BadInput,
-            ToolboxError::NoUser(_) | ToolboxError::Host(_) => crate::error::Kind::Failed,
+            ToolboxError::NoUser(_) | ToolboxError::NotInPasswd(_) | ToolboxError::Host(_) => {
+                crate::error::Kind::Failed
+            }
         }
     }
 }
@@ -134,8 +139,8 @@ impl HostUser {
     pub fn current() -> Result<HostUser, ToolboxError> {
         let uid = nix::unistd::getuid();
         let u = nix::unistd::User::from_uid(uid)
-            .map_err(|e| ToolboxError::NoUser(e.to_string()))?
-            .ok_or_else(|| ToolboxError::NoUser(format!("uid {uid} has no passwd entry")))?;
+            .map_err(ToolboxError::NoUser)?
+            .ok_or_else(|| ToolboxError::NotInPasswd(uid.as_raw()))?;
         Ok(HostUser { name: u.name, uid: u.uid.as_raw(), gid: u.gid.as_raw(), home: u.dir, shell: u.shell })
     }
 }
