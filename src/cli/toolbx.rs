@@ -8,7 +8,7 @@
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
@@ -640,15 +640,7 @@ fn find_or_pull(
     authfile: Option<&Path>,
     g: &Globals,
 ) -> Result<Option<String>> {
-    let exists = |name: &str| {
-        podman
-            .command(&["image", "exists", name])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
+    let exists = |name: &str| podman.image_exists(name);
     let suffixed = |name: &str| match parse_image(name) {
         Ok(r) => crate::pull::store_name(&r, c.arch, c.native, ""),
         Err(_) => name.to_string(),
@@ -1038,81 +1030,92 @@ fn list(a: ListArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn rm(a: RmArgs) -> Result<i32> {
-    let podman = Podman::find()?;
-    let remove = |name: &str| {
-        let mut args = vec!["rm"];
-        if a.force {
+/// What `rm` and `rmi` remove, in Toolbx's words for podman's answers
+/// (podman rm/rmi exit 1 for "no such", 2 for "in use").
+struct Removal {
+    verb: &'static str,
+    noun: &'static str,
+    in_use: &'static str,
+    /// Where podman keeps its labels in `inspect`'s JSON.
+    labels: &'static [&'static str],
+}
+
+const CONTAINERS: Removal =
+    Removal { verb: "rm", noun: "container", in_use: "is running", labels: &["Config", "Labels"] };
+const IMAGES: Removal =
+    Removal { verb: "rmi", noun: "image", in_use: "has dependent children", labels: &["Labels"] };
+
+impl Removal {
+    /// Remove one, saying on stderr why not; whether it went.
+    fn remove(&self, podman: &Podman, name: &str, force: bool) -> bool {
+        let mut args = vec![self.verb];
+        if force {
             args.push("--force");
         }
         args.push(name);
-        let code = podman
-            .command(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .ok()
-            .and_then(|s| s.code());
-        match code {
-            Some(0) => {
-                let _ = std::fs::remove_dir_all(toolbox::stamp_dir(name));
-            }
-            Some(1) => eprintln!("Error: container {name} not found"),
-            Some(2) => eprintln!("Error: container {name} is running"),
-            _ => eprintln!("Error: failed to remove container {name}"),
+        let noun = self.noun;
+        match podman.status(&args) {
+            Some(0) => return true,
+            Some(1) => eprintln!("Error: {noun} {name} not found"),
+            Some(2) => eprintln!("Error: {noun} {name} {}", self.in_use),
+            _ => eprintln!("Error: failed to remove {noun} {name}"),
         }
+        false
+    }
+
+    /// Remove those named that carry Toolbx's label, as Toolbx does: each
+    /// failure is an error line and the next name is tried; success is
+    /// silent.
+    fn remove_named(
+        &self,
+        podman: &Podman,
+        names: &[String],
+        force: bool,
+        after: impl Fn(&str),
+    ) -> Result<i32> {
+        if names.is_empty() {
+            return Err(Fail::usage(format!("missing argument for \"{}\"", self.verb)));
+        }
+        let noun = self.noun;
+        for name in names {
+            let Ok(text) = podman.output(&["inspect", "--format", "json", "--type", noun, name]) else {
+                eprintln!("Error: failed to inspect {noun} {name}");
+                continue;
+            };
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            let labels = self.labels.iter().fold(&v[0], |v, k| &v[*k]);
+            let labels: Option<std::collections::BTreeMap<String, String>> =
+                serde_json::from_value(labels.clone()).ok();
+            if !is_toolbx(labels.as_ref()) {
+                eprintln!("Error: {name} is not a Toolbx {noun}");
+                continue;
+            }
+            if self.remove(podman, name, force) {
+                after(name);
+            }
+        }
+        Ok(0)
+    }
+}
+
+fn rm(a: RmArgs) -> Result<i32> {
+    let podman = Podman::find()?;
+    let forget_stamp = |name: &str| {
+        let _ = std::fs::remove_dir_all(toolbox::stamp_dir(name));
     };
     if a.all {
         for c in toolbx_containers(&podman).map_err(|_| Fail::new("failed to get containers"))? {
-            remove(&c.id);
+            if CONTAINERS.remove(&podman, &c.id, a.force) {
+                forget_stamp(c.name());
+            }
         }
         return Ok(0);
     }
-    if a.names.is_empty() {
-        return Err(Fail::usage("missing argument for \"rm\""));
-    }
-    for name in &a.names {
-        let labels = podman.output(&["inspect", "--format", "json", "--type", "container", name]);
-        let Ok(text) = labels else {
-            eprintln!("Error: failed to inspect container {name}");
-            continue;
-        };
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-        let labels: Option<std::collections::BTreeMap<String, String>> =
-            serde_json::from_value(v[0]["Config"]["Labels"].clone()).ok();
-        if !is_toolbx(labels.as_ref()) {
-            eprintln!("Error: {name} is not a Toolbx container");
-            continue;
-        }
-        remove(name);
-    }
-    Ok(0)
+    CONTAINERS.remove_named(&podman, &a.names, a.force, forget_stamp)
 }
 
 fn rmi(a: RmiArgs) -> Result<i32> {
     let podman = Podman::find()?;
-    let remove = |image: &str| {
-        let mut args = vec!["rmi"];
-        if a.force {
-            args.push("--force");
-        }
-        args.push(image);
-        let code = podman
-            .command(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .ok()
-            .and_then(|s| s.code());
-        match code {
-            Some(0) => {}
-            Some(1) => eprintln!("Error: image {image} not found"),
-            Some(2) => eprintln!("Error: image {image} has dependent children"),
-            _ => eprintln!("Error: failed to remove image {image}"),
-        }
-    };
     if a.all {
         let mut ids: Vec<String> = toolbx_images(&podman)
             .map_err(|_| Fail::new("failed to get images"))?
@@ -1121,28 +1124,9 @@ fn rmi(a: RmiArgs) -> Result<i32> {
             .collect();
         ids.dedup();
         for id in ids {
-            remove(&id);
+            IMAGES.remove(&podman, &id, a.force);
         }
         return Ok(0);
     }
-    if a.names.is_empty() {
-        return Err(Fail::usage("missing argument for \"rmi\""));
-    }
-    for name in &a.names {
-        let Ok(text) = podman.output(&["image", "inspect", "--format", "json", name]) else {
-            eprintln!("Error: failed to inspect image {name}");
-            continue;
-        };
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-        let labels: Option<std::collections::BTreeMap<String, String>> =
-            serde_json::from_value(v[0]["Labels"].clone())
-                .ok()
-                .or_else(|| serde_json::from_value(v[0]["Config"]["Labels"].clone()).ok());
-        if !is_toolbx(labels.as_ref()) {
-            eprintln!("Error: {name} is not a Toolbx image");
-            continue;
-        }
-        remove(name);
-    }
-    Ok(0)
+    IMAGES.remove_named(&podman, &a.names, a.force, |_| {})
 }

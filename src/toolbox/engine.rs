@@ -139,13 +139,25 @@ impl Podman {
         }
     }
 
-    /// Whether a container of this name exists.
-    pub fn container_exists(&self, name: &str) -> bool {
-        self.command(&["container", "exists", name])
+    /// Run podman silently; its exit code (None when it could not run or
+    /// was killed). For callers that read podman's answer from the code.
+    pub fn status<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Option<i32> {
+        self.command(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
-            .is_ok_and(|s| s.success())
+            .ok()
+            .and_then(|s| s.code())
+    }
+
+    /// Whether a container of this name exists.
+    pub fn container_exists(&self, name: &str) -> bool {
+        self.status(&["container", "exists", name]) == Some(0)
+    }
+
+    /// Whether an image of this name or id exists.
+    pub fn image_exists(&self, name: &str) -> bool {
+        self.status(&["image", "exists", name]) == Some(0)
     }
 }
