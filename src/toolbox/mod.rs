@@ -61,8 +61,13 @@ pub enum ToolboxError {
     /// Unknown --distro.
     #[error("unknown distribution '{0}'; mtbx knows {list} (or give --image)", list = DISTROS.iter().map(|d| d.name).collect::<Vec<_>>().join(", "))]
     UnknownDistro(String),
+    /// A name too long to name a directory.
+    #[error("a container name has at most {MAX_NAME} characters; this one has {0}")]
+    NameTooLong(usize),
     /// A name podman will not take.
-    #[error("invalid container name '{0}': use letters, digits, '_', '.' and '-', starting with a letter or digit")]
+    #[error(
+        "invalid container name {0}: use letters, digits, '_', '.' and '-', starting with a letter or digit"
+    )]
     BadName(String),
     /// The host user cannot be determined.
     #[error("cannot tell who you are")]
@@ -98,15 +103,19 @@ pub fn container_name(image: &ImageRef, arch: &Arch, native: bool) -> String {
 
 /// Check a user-given container name against podman's rule.
 pub fn check_name(name: &str) -> Result<(), ToolboxError> {
-    let mut chars = name.chars();
-    let ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-    if ok {
+    if name.len() > MAX_NAME {
+        return Err(ToolboxError::NameTooLong(name.len()));
+    }
+    if crate::toolbox::naming::valid_container_name(name) {
         Ok(())
     } else {
-        Err(ToolboxError::BadName(name.into()))
+        Err(ToolboxError::BadName(crate::image::text::quoted(name)))
     }
 }
+
+/// The longest container name: it names the stamp directory, and a file
+/// name has at most 255 bytes (podman itself takes longer ones).
+pub const MAX_NAME: usize = 255;
 
 /// The host user the container is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,7 +135,9 @@ pub struct HostUser {
 impl crate::error::Classify for ToolboxError {
     fn kind(&self) -> crate::error::Kind {
         match self {
-            ToolboxError::UnknownDistro(_) | ToolboxError::BadName(_) => crate::error::Kind::BadInput,
+            ToolboxError::UnknownDistro(_) | ToolboxError::BadName(_) | ToolboxError::NameTooLong(_) => {
+                crate::error::Kind::BadInput
+            }
             ToolboxError::NoUser(_) | ToolboxError::NotInPasswd(_) | ToolboxError::Host(_) => {
                 crate::error::Kind::Failed
             }

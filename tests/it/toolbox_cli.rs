@@ -64,3 +64,22 @@ fn completion_and_help_of_mtbx() {
     let out = mtbx(&["help", "create"]).env("PATH", "/nonexistent").output().unwrap();
     assert!(out.status.success() && text(&out.stdout).contains("--arch"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn a_container_name_too_long_for_a_directory_is_refused_before_anything() {
+    let test = "a_container_name_too_long_for_a_directory_is_refused_before_anything";
+    if std::process::Command::new("podman").arg("--version").output().is_err() {
+        return common::skip(test, "podman not installed");
+    }
+    let name = "a".repeat(300);
+    let out = mtbx(&["create", "--image", "localhost/none:1", &name]).output().unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("at most 255 characters"), "{err}");
+    let odd = "bad\nname";
+    let out = mtbx(&["create", "--image", "localhost/none:1", odd]).output().unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(r"'bad\nname'") && err.lines().count() == 1, "{err}");
+}
