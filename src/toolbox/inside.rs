@@ -273,8 +273,9 @@ pub fn setup_user_in(root: &Path, u: &toolbox::HostUser) -> std::io::Result<()> 
     Ok(())
 }
 
-/// The GECOS field of `uid` in the host's passwd (as /run/host shows it);
-/// None for users the host's files do not list (LDAP, SSSD).
+/// The GECOS field of `uid` in the host's passwd (as /run/host shows it),
+/// empty when the host's is; None for users the host's files do not list
+/// (LDAP, SSSD), who get their login name.
 fn host_gecos(root: &Path, uid: u32) -> Option<String> {
     let passwd = std::fs::read_to_string(root.join("run/host/etc/passwd")).ok()?;
     let uid = uid.to_string();
@@ -283,7 +284,6 @@ fn host_gecos(root: &Path, uid: u32) -> Option<String> {
         .map(|l| l.split(':').collect::<Vec<_>>())
         .find(|f| f.len() >= 7 && f[2] == uid)
         .map(|f| f[4].to_string())
-        .filter(|g| !g.is_empty())
 }
 
 /// Add `user` to the members of `sudo`, or else `wheel`, when the image has one.
