@@ -64,7 +64,14 @@ pub fn rootfs(test: &str, deb_arch: &str) -> Option<PathBuf> {
 
 fn mmdebstrap(out: &Path) -> Command {
     let mut c = Command::new("mmdebstrap");
-    c.args(["--quiet", "--variant=minbase", &format!("--include={INCLUDE}")]).arg(SUITE).arg(out);
+    // The mirror is explicit: without one mmdebstrap may read sources from
+    // stdin. Only the main suite: a security index out of sync for a
+    // foreign architecture fails the whole build.
+    c.args(["--quiet", "--variant=minbase", &format!("--include={INCLUDE}")])
+        .arg(SUITE)
+        .arg(out)
+        .arg("http://deb.debian.org/debian")
+        .stdin(Stdio::null());
     c
 }
 
