@@ -1025,4 +1025,31 @@ mod tests {
         assert!(p.to_str().unwrap().ends_with(if bash { "bash" } else { "sh" }));
         assert_eq!(a[1..], ["-c", r#"exec "$@""#, if bash { "bash" } else { "sh" }, "uname", "-m"]);
     }
+
+    #[test]
+    fn kerberos_uses_kcm_and_rpm_leaves_the_hosts_mounts_alone() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        configure_kerberos_and_rpm(r);
+        assert!(!r.join("etc/krb5.conf.d").exists(), "nothing where the image lacks the tools");
+        std::fs::create_dir_all(r.join("etc/krb5.conf.d")).unwrap();
+        std::fs::create_dir_all(r.join("usr/lib/rpm/macros.d")).unwrap();
+        configure_kerberos_and_rpm(r);
+        let kcm = std::fs::read_to_string(r.join("etc/krb5.conf.d/kcm_default_ccache")).unwrap();
+        assert!(kcm.contains("[libdefaults]\n    default_ccache_name = KCM:\n"), "{kcm}");
+        let rpm = std::fs::read_to_string(r.join("usr/lib/rpm/macros.d/macros.toolbox")).unwrap();
+        assert!(
+            rpm.contains(
+                "%_netsharedpath /dev:/media:/mnt:/proc:/sys:/tmp:/var/lib/flatpak:/var/lib/libvirt\n"
+            ),
+            "{rpm}"
+        );
+        // An administrator's own KCM file is kept.
+        std::fs::write(r.join("etc/krb5.conf.d/kcm_default_ccache"), "# mine\n").unwrap();
+        configure_kerberos_and_rpm(r);
+        assert_eq!(
+            std::fs::read_to_string(r.join("etc/krb5.conf.d/kcm_default_ccache")).unwrap(),
+            "# mine\n"
+        );
+    }
 }
