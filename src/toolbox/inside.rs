@@ -227,13 +227,19 @@ pub fn setup_user_in(root: &Path, u: &toolbox::HostUser) -> std::io::Result<()> 
     }
     let passwd = std::fs::read_to_string(etc.join("passwd")).unwrap_or_default();
     // root keeps its password field (deleted in shadow below); the user's
-    // is empty, as `useradd --password ""` leaves it.
+    // is empty, as `useradd --password ""` leaves it. busybox's own passwd
+    // reader (static busybox images) drops a record whose password field
+    // is empty, so there the user gets the classic form: `x`, and an empty
+    // password in shadow.
+    let classic = busybox_userland(root);
     let password = if u.uid == 0 {
         passwd
             .lines()
             .find(|l| l.split(':').next() == Some("root"))
             .and_then(|l| l.split(':').nth(1))
             .unwrap_or("x")
+    } else if classic {
+        "x"
     } else {
         ""
     };
@@ -257,7 +263,10 @@ pub fn setup_user_in(root: &Path, u: &toolbox::HostUser) -> std::io::Result<()> 
                 _ => Some(l.to_string()),
             }
         })?;
-    } else {
+        if classic && u.uid != 0 {
+            append_line(&etc.join("shadow"), &format!("{}::19000:0:99999:7:::", u.name))?;
+        }
+    } else if !classic {
         edit_lines(&etc.join("passwd"), |l| match l.split_once(':') {
             Some(("root", rest)) => Some(format!("root::{}", rest.split_once(':').map_or("", |r| r.1))),
             _ => Some(l.to_string()),
@@ -271,6 +280,12 @@ pub fn setup_user_in(root: &Path, u: &toolbox::HostUser) -> std::io::Result<()> 
         )?;
     }
     Ok(())
+}
+
+/// Whether the image's programs are busybox's applets (its /bin/sh is a
+/// link to busybox), which read passwd with busybox's own parser.
+fn busybox_userland(root: &Path) -> bool {
+    std::fs::read_link(root.join("bin/sh")).is_ok_and(|t| t.file_name().is_some_and(|n| n == "busybox"))
 }
 
 /// The GECOS field of `uid` in the host's passwd (as /run/host shows it),
@@ -1050,6 +1065,34 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(r.join("etc/krb5.conf.d/kcm_default_ccache")).unwrap(),
             "# mine\n"
+        );
+    }
+
+    #[test]
+    fn busybox_images_get_the_classic_form_their_parser_reads() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::create_dir_all(r.join("etc")).unwrap();
+        std::fs::create_dir_all(r.join("bin")).unwrap();
+        std::os::unix::fs::symlink("busybox", r.join("bin/sh")).unwrap();
+        std::fs::write(r.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+        std::fs::write(r.join("etc/shadow"), "root:*:19000:0:99999:7:::\n").unwrap();
+        let u = toolbox::HostUser {
+            name: "ann".into(),
+            uid: 1000,
+            gid: 1000,
+            home: "/home/ann".into(),
+            shell: "/bin/sh".into(),
+        };
+        setup_user_in(r, &u).unwrap();
+        setup_user_in(r, &u).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(r.join("etc/passwd")).unwrap(),
+            "root:x:0:0:root:/root:/bin/sh\nann:x:1000:1000:ann:/home/ann:/bin/sh\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(r.join("etc/shadow")).unwrap(),
+            "root::19000:0:99999:7:::\nann::19000:0:99999:7:::\n"
         );
     }
 }
