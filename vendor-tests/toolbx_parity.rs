@@ -6,10 +6,10 @@
 //! run` and with `mtbx enter` on a terminal: the marker files and the
 //! architecture, the login shell's PATH, capabilities dropped, the
 //! directory reached through a symlink and the fallback to the home, the
-//! forwarded variables, the host's files and mounts, the user's passwd,
-//! group and shadow lines, sudo without the host name warning,
-//! --preserve-fds, detach keys off and Toolbx's terminal escapes. The
-//! host's passwd, group, shadow and binfmt_misc stay as they were.
+//! forwarded variables, the host's files, mounts and CA certificates, the
+//! user's passwd, group and shadow lines, sudo without the host name
+//! warning, --preserve-fds, detach keys off and Toolbx's terminal escapes.
+//! The host's passwd, group, shadow and binfmt_misc stay as they were.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -139,6 +139,16 @@ fn host_passwd(name: &str) -> Option<Vec<String>> {
 
 fn host_files() -> [Vec<u8>; 3] {
     ["/etc/passwd", "/etc/group", "/etc/shadow"].map(|f| std::fs::read(f).unwrap_or_default())
+}
+
+/// The base64 bodies of a PEM bundle's certificates.
+fn certificates(bundle: &str) -> Vec<String> {
+    bundle
+        .split("-----BEGIN CERTIFICATE-----")
+        .skip(1)
+        .filter_map(|c| c.split("-----END CERTIFICATE-----").next())
+        .map(|b| b.split_whitespace().collect())
+        .collect()
 }
 
 /// `key=value` lines of a report printed inside.
@@ -294,6 +304,18 @@ fn check_run(p: &Parity, name: &str, deb_arch: &str) {
     }
     assert!(lines.next().is_some_and(|l| l.starts_with("root::")), "{name}: root's password deleted: {said}");
     assert_eq!(text(&out.stderr), "", "{name}: sudo says nothing (no 'unable to resolve host')");
+
+    // The host's CA trust: every certificate of the host's bundle (this
+    // machine adds its own CAs to Debian's) is in the image's.
+    if let Ok(host_bundle) = std::fs::read_to_string("/etc/ssl/certs/ca-certificates.crt") {
+        let inside = p.ok(
+            &mut p.mtbx(&["run", "-c", name, "cat", "/etc/ssl/certs/ca-certificates.crt"]),
+            "cat the bundle",
+        );
+        let inside = certificates(&inside);
+        let missing = certificates(&host_bundle).into_iter().filter(|c| !inside.contains(c)).count();
+        assert_eq!(missing, 0, "{name}: certificates the host trusts and the container does not");
+    }
 
     // A directory the container lacks: Toolbx's message, then the home.
     let missing = tempfile::Builder::new().prefix("mtbx-parity-").tempdir_in("/var/tmp").unwrap();
