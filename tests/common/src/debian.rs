@@ -53,7 +53,9 @@ pub fn rootfs(test: &str, deb_arch: &str) -> Option<PathBuf> {
     if tar.is_file() {
         return Some(tar);
     }
-    let partial = dir.join(format!(".{SUITE}-{deb_arch}.tar.partial"));
+    // mmdebstrap picks its output format by the name too: keep `.tar`.
+    let partial = dir.join(format!(".partial-{SUITE}-{deb_arch}.tar"));
+    let _ = std::fs::remove_file(&partial);
     let host = Command::new("dpkg").arg("--print-architecture").output().ok().map(|o| text(&o.stdout));
     let native = host.as_deref().map(str::trim) == Some(deb_arch);
     let ok = if native { build_native(&partial) } else { build_foreign(test, deb_arch, &partial)? };
@@ -67,7 +69,7 @@ fn mmdebstrap(out: &Path) -> Command {
     // The mirror is explicit: without one mmdebstrap may read sources from
     // stdin. Only the main suite: a security index out of sync for a
     // foreign architecture fails the whole build.
-    c.args(["--quiet", "--variant=minbase", &format!("--include={INCLUDE}")])
+    c.args(["--quiet", "--variant=minbase", "--format=tar", &format!("--include={INCLUDE}")])
         .arg(SUITE)
         .arg(out)
         .arg("http://deb.debian.org/debian")
