@@ -337,7 +337,7 @@ fn check_run(p: &Parity, name: &str, deb_arch: &str) {
     // --preserve-fds: descriptor 3 of podman exec reaches the command.
     let fd_file = p.scratch.path().join("fd3");
     std::fs::write(&fd_file, "through fd 3\n").unwrap();
-    let args = mtbx::toolbox::exec_args(
+    let args = mtbx::toolbox::exec_args_with_fds(
         name,
         user,
         None,

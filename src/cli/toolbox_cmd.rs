@@ -210,7 +210,7 @@ fn exec_in(podman: &Podman, name: &str, command: &[std::ffi::OsString], tty: boo
     let env: Vec<(&str, std::ffi::OsString)> =
         toolbox::PASSED_ENV.iter().filter_map(|k| std::env::var_os(k).map(|v| (*k, v))).collect();
     let cwd = std::env::current_dir().ok();
-    let args = toolbox::exec_args(name, &user, cwd.as_deref(), &env, command, tty, 0);
+    let args = toolbox::exec_args(name, &user, cwd.as_deref(), &env, command, tty);
     // Toolbx tells the terminal which container a shell is in (enter only).
     let osc = command.is_empty() && tty;
     if osc {

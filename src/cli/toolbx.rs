@@ -822,7 +822,7 @@ fn run_command(
     let cwd = std::env::current_dir().ok();
     let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let _ = (interactive, preserve_fds);
-    let args = toolbox::exec_args(&c.container, &user, cwd.as_deref(), &env, command, tty, 0);
+    let args = toolbox::exec_args(&c.container, &user, cwd.as_deref(), &env, command, tty);
     let status = tb
         .podman()
         .command(&args)

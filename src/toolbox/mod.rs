@@ -455,9 +455,21 @@ pub fn check_host(arch: &'static Arch, explicit: Option<&Path>) -> Result<PathBu
 /// `command` through the login shell (the login shell itself when empty),
 /// with `env` passed from the host. Detach keys are off, as in Toolbx, so
 /// Ctrl-P and Ctrl-Q reach the shell and the programs in it;
-/// `preserve_fds` more descriptors after stdin, stdout and stderr reach
-/// the command (`run --preserve-fds N`).
+/// [`exec_args_with_fds`] passes more descriptors.
 pub fn exec_args(
+    name: &str,
+    user: &HostUser,
+    cwd: Option<&Path>,
+    env: &[(&str, std::ffi::OsString)],
+    command: &[std::ffi::OsString],
+    tty: bool,
+) -> Vec<std::ffi::OsString> {
+    exec_args_with_fds(name, user, cwd, env, command, tty, 0)
+}
+
+/// [`exec_args`] with `preserve_fds` more descriptors after stdin, stdout
+/// and stderr reaching the command (`run --preserve-fds N`, as Toolbx).
+pub fn exec_args_with_fds(
     name: &str,
     user: &HostUser,
     cwd: Option<&Path>,
@@ -625,7 +637,7 @@ mod tests {
         };
         let env = [("TERM", std::ffi::OsString::from("xterm"))];
         let cmd = ["sh".into(), "-c".into(), "echo --uid $1".into()];
-        let a = exec_args("box", &u, Some(Path::new("/home/ann/src")), &env, &cmd, false, 0);
+        let a = exec_args("box", &u, Some(Path::new("/home/ann/src")), &env, &cmd, false);
         let a: Vec<String> = a.iter().map(|s| s.to_string_lossy().into_owned()).collect();
         assert_eq!(
             a.join(" "),
@@ -633,10 +645,10 @@ mod tests {
              --user ann --home /home/ann --workdir /home/ann/src -- sh -c echo --uid $1"
         );
         assert_eq!(a[2], "", "detach keys off: Ctrl-P reaches the shell");
-        let a = exec_args("box", &u, None, &[], &[], true, 0);
+        let a = exec_args("box", &u, None, &[], &[], true);
         assert_eq!(a[4], "--tty");
         assert_eq!(a.last().unwrap(), "--", "an empty command means the login shell");
-        let a = exec_args("box", &u, None, &[], &["cat".into()], false, 2);
+        let a = exec_args_with_fds("box", &u, None, &[], &["cat".into()], false, 2);
         assert_eq!(a[4..6], ["--preserve-fds", "2"], "{a:?}");
     }
 
