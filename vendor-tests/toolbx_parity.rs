@@ -216,10 +216,11 @@ fn check_run(p: &Parity, name: &str, deb_arch: &str) {
     assert_eq!(get("markers"), "2", "{name}: /run/.toolboxenv and /run/.toolbxenv");
     assert_eq!(get("arch_file"), deb_arch, "{name}");
     assert_eq!(get("arch_env"), deb_arch, "{name}");
-    let binary = std::fs::canonicalize(&p.mtbx).unwrap();
+    // As invoked: the canonical directory, the name as typed.
+    let invoked = std::fs::canonicalize(p.mtbx.parent().unwrap()).unwrap().join(p.mtbx.file_name().unwrap());
     assert_eq!(
         get("toolbox_path"),
-        binary.display().to_string(),
+        invoked.display().to_string(),
         "{name}: TOOLBOX_PATH is the host's binary"
     );
     // 2. The login shell's PATH, capabilities, the canonical directory.
