@@ -5,12 +5,16 @@
 //! - `init-container`, the entrypoint: a binfmt_misc instance of the
 //!   container's own user namespace with QEMU registered (flags P, F and C,
 //!   so setuid programs such as sudo work), proof that a program of the
-//!   container's architecture runs, the host user set up, host files linked
-//!   in, a readiness stamp; then it waits to be stopped. It reports in
+//!   container's architecture runs, then what Toolbx's init-container sets
+//!   up (markers, the user, the host's files, mounts and CA trust), a
+//!   readiness stamp; then it waits to be stopped. It reports in
 //!   `mtbx-init:` lines on stderr, which land in the container's log where
 //!   create/enter show them.
 //! - `container-exec`, what `run`/`enter` execute through `podman exec`:
-//!   become the user, go to the directory, run the command.
+//!   become the user without capabilities, go to the directory, run the
+//!   command through a login shell.
+//!
+//! docs/toolbx-parity.md compares each step with Toolbx's.
 
 use std::ffi::{CString, OsString};
 use std::os::unix::fs::PermissionsExt;
