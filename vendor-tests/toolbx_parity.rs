@@ -373,6 +373,8 @@ fn check_enter(p: &Parity, name: &str, deb_arch: &str) {
         .env
         .command(Path::new("script"), &["-qec", &cmd, "/dev/null"])
         .current_dir(&p.user.home)
+        // Forwarded as Toolbx does: the shell keeps no history in the home.
+        .env("HISTFILE", "/dev/null")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -408,24 +410,45 @@ fn parity(rootless: bool) {
     let binfmt_before = common::host_binfmt_snapshot();
     let files_before = host_files();
     let Some(p) = Parity::new(test, rootless) else { return };
-    let bash_profile = p.user.home.join(".bash_profile");
-    let had_profile = bash_profile.exists();
-    if rootless && !had_profile {
-        let u = p.env.user.as_ref().unwrap();
-        std::fs::write(&bash_profile, format!("export PATH=\"$HOME/{BASH_PROFILE_BIN}:$PATH\"\n")).unwrap();
-        std::os::unix::fs::chown(&bash_profile, Some(u.uid), Some(u.gid)).unwrap();
-    }
+    // The test user's ~/.bash_profile adds a directory to PATH; whatever
+    // was there before comes back afterwards, even when a check fails.
+    let _profile = p.env.user.as_ref().map(|u| {
+        let path = u.home.join(".bash_profile");
+        let before = std::fs::read(&path).ok();
+        let mut text = before.clone().unwrap_or_default();
+        text.extend_from_slice(format!("\nexport PATH=\"$HOME/{BASH_PROFILE_BIN}:$PATH\"\n").as_bytes());
+        std::fs::write(&path, text).unwrap();
+        std::os::unix::fs::chown(&path, Some(u.uid), Some(u.gid)).unwrap();
+        Restore { path, before }
+    });
+    // Debian's sudo leaves a note in the home of a user in group sudo.
+    let _sudo_note = p.env.user.as_ref().map(|u| {
+        let path = u.home.join(".sudo_as_admin_successful");
+        Restore { before: std::fs::read(&path).ok(), path }
+    });
     for a in p.arches.clone() {
         let name = p.create(a);
         check_run(&p, &name, a);
         check_enter(&p, &name, a);
     }
-    if rootless && !had_profile {
-        std::fs::remove_file(&bash_profile).unwrap();
-    }
     drop(p);
     assert_eq!(common::host_binfmt_snapshot(), binfmt_before, "the host's binfmt_misc is untouched");
     assert!(host_files() == files_before, "the host's passwd, group and shadow are untouched");
+}
+
+/// A file put back as it was (or removed, if it was not there) on drop.
+struct Restore {
+    path: PathBuf,
+    before: Option<Vec<u8>>,
+}
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        let _ = match &self.before {
+            Some(b) => std::fs::write(&self.path, b),
+            None => std::fs::remove_file(&self.path),
+        };
+    }
 }
 
 #[test]
