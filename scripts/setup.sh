@@ -16,11 +16,13 @@ SUDO=""
 # emulators). Tests: gcc and libc6-dev (they compile static and dynamic
 # programs), util-linux (unshare, setpriv, runuser), docker-registry and
 # skopeo (vendor-tests hold mtbx against them), busybox-static (a static
-# shell inside test images), ca-certificates. Build: musl-tools (C parts
+# shell inside test images), ca-certificates, mmdebstrap (builds the
+# Debian root file systems the Toolbx parity tests run, native and arm64).
+# Build: musl-tools (C parts
 # of dependencies, such as aws-lc, zstd and mimalloc, for the static
 # target).
 PACKAGES=(podman runc netavark uidmap catatonit slirp4netns qemu-user-static gcc libc6-dev util-linux musl-tools docker-registry skopeo
-    busybox-static ca-certificates)
+    busybox-static ca-certificates mmdebstrap)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -7,3 +7,4 @@ mod pull;
 mod qemu;
 mod registry;
 mod toolbox;
+mod toolbx_parity;

@@ -211,8 +211,18 @@ fn exec_in(podman: &Podman, name: &str, command: &[std::ffi::OsString], tty: boo
         toolbox::PASSED_ENV.iter().filter_map(|k| std::env::var_os(k).map(|v| (*k, v))).collect();
     let cwd = std::env::current_dir().ok();
     let args = toolbox::exec_args(name, &user, cwd.as_deref(), &env, command, tty);
-    let status = podman.command(&args).status().context("cannot run podman exec")?;
-    Ok(status.code().unwrap_or(exit::FAILED))
+    // Toolbx tells the terminal which container a shell is in (enter only).
+    let osc = command.is_empty() && tty;
+    if osc {
+        print!("{}", toolbox::osc_container_push(name, user.uid));
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+    }
+    let status = podman.command(&args).status().context("cannot run podman exec");
+    if osc {
+        print!("{}", toolbox::osc_container_pop(user.uid));
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+    }
+    Ok(status?.code().unwrap_or(exit::FAILED))
 }
 
 pub fn enter(args: EnterArgs) -> Result<i32> {

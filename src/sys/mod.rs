@@ -33,3 +33,27 @@ pub fn tune_allocator() {
         mi_option_set(MI_OPTION_PURGE_DELAY, 0);
     }
 }
+
+/// Empty this process's capability sets (effective, permitted,
+/// inheritable) and its ambient set. container-exec calls it after
+/// becoming the user: setuid already clears effective, permitted and
+/// ambient, but podman hands a privileged container's processes a full
+/// inheritable set, which Toolbx empties with `capsh --caps=`. The
+/// bounding set stays, so setuid programs such as sudo keep working.
+pub fn drop_capabilities() -> std::io::Result<()> {
+    // _LINUX_CAPABILITY_VERSION_3: two 32-bit words per set.
+    let header: [u32; 2] = [0x2008_0522, 0];
+    let data = [[0u32; 3]; 2];
+    // SAFETY: capset reads a v3 header and two data words of the sizes
+    // given, both live for the call.
+    let r = unsafe { libc::syscall(libc::SYS_capset, header.as_ptr(), data.as_ptr()) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: prctl with integer arguments only.
+    let r = unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

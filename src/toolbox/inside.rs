@@ -5,12 +5,16 @@
 //! - `init-container`, the entrypoint: a binfmt_misc instance of the
 //!   container's own user namespace with QEMU registered (flags P, F and C,
 //!   so setuid programs such as sudo work), proof that a program of the
-//!   container's architecture runs, the host user set up, host files linked
-//!   in, a readiness stamp; then it waits to be stopped. It reports in
+//!   container's architecture runs, then what Toolbx's init-container sets
+//!   up (markers, the user, the host's files, mounts and CA trust), a
+//!   readiness stamp; then it waits to be stopped. It reports in
 //!   `mtbx-init:` lines on stderr, which land in the container's log where
 //!   create/enter show them.
 //! - `container-exec`, what `run`/`enter` execute through `podman exec`:
-//!   become the user, go to the directory, run the command.
+//!   become the user without capabilities, go to the directory, run the
+//!   command through a login shell.
+//!
+//! docs/toolbx-parity.md compares each step with Toolbx's.
 
 use std::ffi::{CString, OsString};
 use std::os::unix::fs::PermissionsExt;
@@ -109,8 +113,13 @@ fn setup(args: &InitArgs) -> Result<(), InitError> {
         register(args.arch, qemu)?;
         verify(args.arch)?;
     }
+    mark(args).map_err(|e| err("cannot write the toolbox markers", &e))?;
+    link_host_dirs(Path::new("/"), &args.user);
     setup_user(&args.user).map_err(|e| err("cannot set up the user", &e))?;
-    link_host_files();
+    link_host_files(Path::new("/"));
+    bind_host_paths();
+    configure_kerberos_and_rpm(Path::new("/"));
+    trust_host_cas(Path::new("/"));
     let stamp = toolbox::stamp_file(Path::new(toolbox::STAMP_DIR));
     write_atomic(&stamp, toolbox::stamp_text().as_bytes(), 0o644)
         .map_err(|e| err("cannot write the ready stamp", &e))?;
@@ -191,14 +200,19 @@ fn verify(arch: &Arch) -> Result<(), InitError> {
     Ok(())
 }
 
-/// passwd, group and shadow entries for the host user (kept when present
-/// with the same uid), a home, a shell the container has, and
-/// password-less sudo where sudo exists.
+/// The host user as Toolbx's useradd makes it, written natively so that
+/// images without useradd, passwd or sudo work too: a passwd entry with an
+/// empty password field and the host's GECOS (`USER::UID:GID:GECOS:HOME:SHELL`,
+/// kept out of shadow so that field is the password), a group of its own,
+/// membership of `sudo` or `wheel` (whichever the image has, `sudo` first
+/// as Toolbx looks), root's password deleted, and password-less sudo where
+/// sudo exists. A shell the container lacks becomes /bin/sh.
 pub fn setup_user(u: &toolbox::HostUser) -> std::io::Result<()> {
     setup_user_in(Path::new("/"), u)
 }
 
-/// [`setup_user`] under `root` (tests use a scratch directory).
+/// [`setup_user`] under `root` (tests use a scratch directory); the
+/// host's passwd is read from `root`/run/host/etc/passwd.
 pub fn setup_user_in(root: &Path, u: &toolbox::HostUser) -> std::io::Result<()> {
     let etc = root.join("etc");
     let shell = if root.join(u.shell.strip_prefix("/").unwrap_or(&u.shell)).exists() {
@@ -206,24 +220,62 @@ pub fn setup_user_in(root: &Path, u: &toolbox::HostUser) -> std::io::Result<()> 
     } else {
         "/bin/sh".to_string()
     };
+    let uid = u.uid.to_string();
     let groups = std::fs::read_to_string(etc.join("group")).unwrap_or_default();
     if !groups.lines().any(|l| l.split(':').nth(2) == Some(&u.gid.to_string())) {
         let taken = groups.lines().any(|l| l.split(':').next() == Some(&u.name));
         let name = if taken { format!("{}-{}", u.name, u.gid) } else { u.name.clone() };
         append_line(&etc.join("group"), &format!("{name}:x:{}:", u.gid))?;
     }
-    let passwd_line = format!("{}:x:{}:{}:{}:{}:{}", u.name, u.uid, u.gid, u.name, u.home.display(), shell);
+    if u.uid != 0 {
+        add_to_sudo_group(&etc.join("group"), &u.name)?;
+    }
+    let passwd = std::fs::read_to_string(etc.join("passwd")).unwrap_or_default();
+    // root keeps its password field (deleted in shadow below); the user's
+    // is empty, as `useradd --password ""` leaves it. busybox's own passwd
+    // reader (static busybox images) drops a record whose password field
+    // is empty, so there the user gets the classic form: `x`, and an empty
+    // password in shadow.
+    let classic = busybox_userland(root);
+    let password = if u.uid == 0 {
+        passwd
+            .lines()
+            .find(|l| l.split(':').next() == Some("root"))
+            .and_then(|l| l.split(':').nth(1))
+            .unwrap_or("x")
+    } else if classic {
+        "x"
+    } else {
+        ""
+    };
+    let gecos = host_gecos(root, u.uid).unwrap_or_else(|| u.name.clone());
+    let passwd_line =
+        format!("{}:{password}:{}:{}:{gecos}:{}:{}", u.name, u.uid, u.gid, u.home.display(), shell);
     replace_or_append(
         &etc.join("passwd"),
-        |l| l.split(':').next() == Some(&u.name) || l.split(':').nth(2) == Some(&u.uid.to_string()),
+        |l| l.split(':').next() == Some(&u.name) || l.split(':').nth(2) == Some(&uid),
         &passwd_line,
     )?;
     if etc.join("shadow").exists() {
-        replace_or_append(
-            &etc.join("shadow"),
-            |l| l.split(':').next() == Some(&u.name),
-            &format!("{}::19000:0:99999:7:::", u.name),
-        )?;
+        edit_lines(&etc.join("shadow"), |l| {
+            let mut f: Vec<&str> = l.split(':').collect();
+            match f.first() {
+                Some(&n) if n == u.name && u.uid != 0 => None,
+                Some(&"root") if f.len() > 1 => {
+                    f[1] = "";
+                    Some(f.join(":"))
+                }
+                _ => Some(l.to_string()),
+            }
+        })?;
+        if classic && u.uid != 0 {
+            append_line(&etc.join("shadow"), &format!("{}::19000:0:99999:7:::", u.name))?;
+        }
+    } else if !classic {
+        edit_lines(&etc.join("passwd"), |l| match l.split_once(':') {
+            Some(("root", rest)) => Some(format!("root::{}", rest.split_once(':').map_or("", |r| r.1))),
+            _ => Some(l.to_string()),
+        })?;
     }
     if u.uid != 0 && (etc.join("sudoers").exists() || etc.join("sudoers.d").is_dir()) {
         write_atomic(
@@ -235,6 +287,57 @@ pub fn setup_user_in(root: &Path, u: &toolbox::HostUser) -> std::io::Result<()> 
     Ok(())
 }
 
+/// Whether the image's programs are busybox's applets (its /bin/sh is a
+/// link to busybox), which read passwd with busybox's own parser.
+fn busybox_userland(root: &Path) -> bool {
+    std::fs::read_link(root.join("bin/sh")).is_ok_and(|t| t.file_name().is_some_and(|n| n == "busybox"))
+}
+
+/// The GECOS field of `uid` in the host's passwd (as /run/host shows it),
+/// empty when the host's is; None for users the host's files do not list
+/// (LDAP, SSSD), who get their login name.
+fn host_gecos(root: &Path, uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string(root.join("run/host/etc/passwd")).ok()?;
+    let uid = uid.to_string();
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 7 && f[2] == uid)
+        .map(|f| f[4].to_string())
+}
+
+/// Add `user` to the members of `sudo`, or else `wheel`, when the image has one.
+fn add_to_sudo_group(group: &Path, user: &str) -> std::io::Result<()> {
+    let text = std::fs::read_to_string(group).unwrap_or_default();
+    let Some(name) =
+        ["sudo", "wheel"].into_iter().find(|g| text.lines().any(|l| l.split(':').next() == Some(g)))
+    else {
+        return Ok(());
+    };
+    edit_lines(group, |l| {
+        let mut f: Vec<String> = l.split(':').map(String::from).collect();
+        if f.len() != 4 || f[0] != name || f[3].split(',').any(|m| m == user) {
+            return Some(l.to_string());
+        }
+        if !f[3].is_empty() {
+            f[3].push(',');
+        }
+        f[3].push_str(user);
+        Some(f.join(":"))
+    })
+}
+
+/// Rewrite a file line by line (None drops a line), keeping its mode.
+fn edit_lines(path: &Path, edit: impl Fn(&str) -> Option<String>) -> std::io::Result<()> {
+    let text = std::fs::read_to_string(path)?;
+    let mut out: String = text.lines().filter_map(edit).collect::<Vec<_>>().join("\n");
+    out.push('\n');
+    if out != text {
+        write_atomic(path, out.as_bytes(), mode_of(path, 0o644))?;
+    }
+    Ok(())
+}
+
 fn append_line(path: &Path, line: &str) -> std::io::Result<()> {
     let mut text = std::fs::read_to_string(path).unwrap_or_default();
     if !text.is_empty() && !text.ends_with('\n') {
@@ -242,7 +345,7 @@ fn append_line(path: &Path, line: &str) -> std::io::Result<()> {
     }
     text.push_str(line);
     text.push('\n');
-    write_atomic(path, text.as_bytes(), mode_of(path, 0o644))
+    rewrite(path, &text)
 }
 
 fn replace_or_append(path: &Path, matches: impl Fn(&str) -> bool, line: &str) -> std::io::Result<()> {
@@ -251,31 +354,423 @@ fn replace_or_append(path: &Path, matches: impl Fn(&str) -> bool, line: &str) ->
     out.push(line);
     let mut joined = out.join("\n");
     joined.push('\n');
-    write_atomic(path, joined.as_bytes(), mode_of(path, 0o644))
+    rewrite(path, &joined)
+}
+
+/// Replace a system file atomically with its mode and owner kept: shadow
+/// belongs to group shadow on Debian, and unix_chkpwd reads it as that.
+fn rewrite(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok();
+    write_atomic(path, text.as_bytes(), mode_of(path, 0o644))?;
+    if let Some(m) = meta {
+        let _ = std::os::unix::fs::chown(path, Some(m.uid()), Some(m.gid()));
+    }
+    Ok(())
 }
 
 fn mode_of(path: &Path, default: u32) -> u32 {
     std::fs::metadata(path).map(|m| m.permissions().mode() & 0o7777).unwrap_or(default)
 }
 
-/// /etc/hosts, resolv.conf and localtime from the host (under /run/host),
-/// as Toolbx links them; an absolute symlink on the host is followed
-/// under /run/host. Missing host files are left alone.
-fn link_host_files() {
-    for f in ["etc/hosts", "etc/resolv.conf", "etc/localtime"] {
-        let host = Path::new("/run/host").join(f);
-        let target = match std::fs::read_link(&host) {
-            Ok(t) if t.is_absolute() => Path::new("/run/host").join(t.strip_prefix("/").unwrap_or(&t)),
-            Ok(t) => host.parent().map(|p| p.join(t)).unwrap_or(host.clone()),
-            Err(_) => host.clone(),
-        };
-        if !target.exists() {
+/// Where mtbx tells programs inside about the container.
+pub const RUN_DIR: &str = "/run/mtbx";
+
+/// The prompt script for foreign containers. Debian's and Ubuntu's bash
+/// prompts show `$debian_chroot` in parentheses (their ~/.bashrc sets PS1
+/// again after the profile, with it); elsewhere the prompt gets a prefix.
+/// Named to run after the images' own (Fedora's toolbox.sh sets PS1).
+const PROMPT_SCRIPT: &str = r#"# Written by mtbx: this container runs another architecture under QEMU,
+# and the prompt says which, so emulated shells stand out.
+if [ -n "${MTBX_ARCH-}" ] && [ -n "${PS1-}" ]; then
+    case "$PS1" in
+        *debian_chroot*) debian_chroot="${debian_chroot:-$MTBX_ARCH}" ;;
+        *"[$MTBX_ARCH]"*) ;;
+        *) PS1="[$MTBX_ARCH] $PS1" ;;
+    esac
+fi
+"#;
+
+/// The markers programs and profile scripts look for: Toolbx's
+/// /run/.toolboxenv and /run/.toolbxenv (the images' prompt and welcome
+/// scripts key on them), and mtbx's own /run/mtbx/arch (`arm64`), with
+/// /run/mtbx/emulated naming the interpreter of a foreign container, whose
+/// prompt then shows the architecture.
+fn mark(args: &InitArgs) -> std::io::Result<()> {
+    mark_in(Path::new("/"), args)
+}
+
+fn mark_in(root: &Path, args: &InitArgs) -> std::io::Result<()> {
+    for f in ["run/.toolboxenv", "run/.toolbxenv"] {
+        std::fs::OpenOptions::new().create(true).append(true).open(root.join(f))?;
+    }
+    let run = root.join(RUN_DIR.trim_start_matches('/'));
+    crate::fsutil::mkdir_all(&run, 0o755)?;
+    write_atomic(&run.join("arch"), format!("{}\n", args.arch.short_name()).as_bytes(), 0o644)?;
+    let emulated = run.join("emulated");
+    let prompt = root.join("etc/profile.d/zz-mtbx-arch.sh");
+    match &args.qemu {
+        Some(q) => {
+            write_atomic(&emulated, format!("{}\n", q.display()).as_bytes(), 0o644)?;
+            if prompt.parent().is_some_and(Path::is_dir) {
+                write_atomic(&prompt, PROMPT_SCRIPT.as_bytes(), 0o644)?;
+            }
+        }
+        None => {
+            let _ = std::fs::remove_file(&emulated);
+        }
+    }
+    Ok(())
+}
+
+/// The host's links among /home, /media and /mnt (Fedora Atomic:
+/// /home -> var/home, /mnt -> var/mnt, /media -> run/media), made inside
+/// too, as Toolbx's --home-link, --media-link and --mnt-link do; and the
+/// user's passwd home linked to the canonical one create mounted, when
+/// they differ and the container lacks the passwd path.
+fn link_host_dirs(root: &Path, u: &toolbox::HostUser) {
+    let host = root.join("run/host");
+    for dir in ["home", "media", "mnt"] {
+        let Ok(target) = std::fs::read_link(host.join(dir)) else { continue };
+        let target = Path::new("/").join(target.strip_prefix("/").unwrap_or(&target));
+        let local = root.join(dir);
+        if std::fs::read_link(&local).is_ok() {
             continue;
         }
-        let local = Path::new("/").join(f);
-        let _ = std::fs::remove_file(&local);
-        if let Err(e) = std::os::unix::fs::symlink(&target, &local) {
-            say(WARNING_PREFIX, &format!("cannot link {} to the host's: {e}", local.display()));
+        // Only an empty directory gives way, as in Toolbx.
+        let _ = std::fs::remove_dir(&local);
+        let made = crate::fsutil::mkdir_all(&root.join(target.strip_prefix("/").unwrap_or(&target)), 0o755)
+            .and_then(|()| std::os::unix::fs::symlink(&target, &local));
+        if let Err(e) = made {
+            say(WARNING_PREFIX, &format!("cannot link /{dir} to {} as the host does: {e}", target.display()));
+        }
+    }
+    let home = root.join(u.home.strip_prefix("/").unwrap_or(&u.home));
+    if home.exists() {
+        return;
+    }
+    if let Some(canonical) = resolve_under(&host, &u.home).filter(|c| c != &u.home) {
+        let made = home
+            .parent()
+            .map_or(Ok(()), |p| crate::fsutil::mkdir_all(p, 0o755))
+            .and_then(|()| std::os::unix::fs::symlink(&canonical, &home));
+        if let Err(e) = made {
+            say(WARNING_PREFIX, &format!("cannot link {} to {}: {e}", u.home.display(), canonical.display()));
+        }
+    }
+}
+
+/// `path` with every symlink resolved as the host sees it, reading the
+/// host's tree at `host` (absolute link targets mean the host's root).
+fn resolve_under(host: &Path, path: &Path) -> Option<PathBuf> {
+    let mut done = PathBuf::from("/");
+    let mut todo: Vec<std::ffi::OsString> = path
+        .components()
+        .rev()
+        .filter_map(|c| match c {
+            std::path::Component::Normal(n) => Some(n.to_os_string()),
+            std::path::Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    let mut links = 0;
+    while let Some(part) = todo.pop() {
+        if part == ".." {
+            done.pop();
+            continue;
+        }
+        let next = done.join(&part);
+        match std::fs::read_link(host.join(next.strip_prefix("/").ok()?)) {
+            Ok(t) => {
+                links += 1;
+                if links > 40 {
+                    return None;
+                }
+                if t.is_absolute() {
+                    done = PathBuf::from("/");
+                }
+                for c in t.components().rev() {
+                    match c {
+                        std::path::Component::Normal(n) => todo.push(n.to_os_string()),
+                        std::path::Component::ParentDir => todo.push("..".into()),
+                        _ => {}
+                    }
+                }
+            }
+            Err(_) => done = next,
+        }
+    }
+    Some(done)
+}
+
+/// The host's name resolution, host.conf and time zone, as Toolbx links
+/// them (absolute symlinks on the host are followed under /run/host), and
+/// one thing better: the container's host name resolves. Toolbx links
+/// /etc/hosts to the host's, which does not know `toolbx`, so sudo warns
+/// "unable to resolve host toolbx" on every call; when the host's file
+/// lacks the name, mtbx writes a copy with it added, at every start.
+fn link_host_files(root: &Path) {
+    let host = root.join("run/host");
+    for f in ["etc/resolv.conf", "etc/host.conf"] {
+        if let Some(target) = host_target(&host, f) {
+            relink(&root.join(f), &target);
+        }
+    }
+    let hostname =
+        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string();
+    if let Ok(hosts) = std::fs::read_to_string(host.join("etc/hosts")) {
+        let local = root.join("etc/hosts");
+        if hostname.is_empty() || resolves(&hosts, &hostname) {
+            if let Some(target) = host_target(&host, "etc/hosts") {
+                relink(&local, &target);
+            }
+        } else {
+            let mut text = hosts;
+            if !text.is_empty() && !text.ends_with('\n') {
+                text.push('\n');
+            }
+            text.push_str(&format!(
+                "# Added by mtbx: the container's host name, so that sudo finds it.\n127.0.1.1\t{hostname}\n"
+            ));
+            let _ = std::fs::remove_file(&local);
+            if let Err(e) = write_atomic(&local, text.as_bytes(), 0o644) {
+                say(WARNING_PREFIX, &format!("cannot write {}: {e}", local.display()));
+            }
+        }
+    }
+    link_time_zone(root);
+}
+
+/// Whether an /etc/hosts text maps `name`.
+fn resolves(hosts: &str, name: &str) -> bool {
+    hosts
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or(""))
+        .any(|l| l.split_whitespace().skip(1).any(|n| n == name))
+}
+
+/// The container-side path to the host's `f` (relative to the host's /):
+/// the host's own file under /run/host, or, when it is an absolute
+/// symlink (resolv.conf -> /run/systemd/resolve/stub-resolv.conf), its
+/// target under /run/host. None when nothing is there.
+fn host_target(host: &Path, f: &str) -> Option<PathBuf> {
+    let file = host.join(f);
+    let target = match std::fs::read_link(&file) {
+        Ok(t) if t.is_absolute() => host.join(t.strip_prefix("/").unwrap_or(&t)),
+        _ => file,
+    };
+    target.exists().then(|| Path::new("/run/host").join(target.strip_prefix(host).unwrap_or(&target)))
+}
+
+fn relink(local: &Path, target: &Path) {
+    if std::fs::read_link(local).is_ok_and(|t| t == target) {
+        return;
+    }
+    let _ = std::fs::remove_file(local);
+    if let Err(e) = std::os::unix::fs::symlink(target, local) {
+        say(WARNING_PREFIX, &format!("cannot link {} to the host's: {e}", local.display()));
+    }
+}
+
+/// /etc/localtime pointing where the host's points (the same
+/// /usr/share/zoneinfo/ZONE when the image has the zone, else the host's
+/// file under /run/host, whose path still names the zone), and
+/// /etc/timezone saying the zone, as Toolbx writes it; UTC when the host
+/// has no /etc/localtime.
+fn link_time_zone(root: &Path) {
+    let host = root.join("run/host");
+    let link = std::fs::read_link(host.join("etc/localtime")).ok();
+    let zone = link
+        .as_ref()
+        .and_then(|t| t.to_str())
+        .and_then(|t| t.split_once("zoneinfo/").map(|(_, z)| z.to_string()))
+        .or_else(|| std::fs::read_to_string(host.join("etc/timezone")).ok().map(|z| z.trim().to_string()))
+        .filter(|z| !z.is_empty() && !z.split('/').any(|c| c == ".."));
+    let localtime = root.join("etc/localtime");
+    let image_zone = zone.as_ref().map(|z| Path::new("/usr/share/zoneinfo").join(z));
+    match image_zone {
+        Some(z) if root.join(z.strip_prefix("/").unwrap_or(&z)).is_file() => relink(&localtime, &z),
+        _ => match host_target(&host, "etc/localtime").or_else(|| {
+            // A relative link on the host (../usr/share/zoneinfo/ZONE).
+            zone.as_ref().map(|z| Path::new("/run/host/usr/share/zoneinfo").join(z))
+        }) {
+            Some(t) if root.join(t.strip_prefix("/").unwrap_or(&t)).exists() => relink(&localtime, &t),
+            _ => {}
+        },
+    }
+    let zone = if host.join("etc/localtime").exists() { zone } else { Some("UTC".into()) };
+    if let Some(z) = zone {
+        let tz = root.join("etc/timezone");
+        let _ = std::fs::remove_file(&tz);
+        if let Err(e) = write_atomic(&tz, format!("{z}\n").as_bytes(), 0o644) {
+            say(WARNING_PREFIX, &format!("cannot write {}: {e}", tz.display()));
+        }
+    }
+}
+
+/// What Toolbx's init-container bind-mounts from the host (under
+/// /run/host) at the same place, and with which propagation: the machine
+/// id, systemd's and udev's runtime state, libvirt, Flatpak, the journal,
+/// core dumps, /tmp (X11's sockets live in /tmp/.X11-unix) and /var/mnt.
+const HOST_BINDS: &[(&str, bool)] = &[
+    ("/etc/machine-id", false),
+    ("/run/libvirt", false),
+    ("/run/systemd/journal", false),
+    ("/run/systemd/resolve", false),
+    ("/run/systemd/sessions", false),
+    ("/run/systemd/system", false),
+    ("/run/systemd/users", false),
+    ("/run/udev/data", false),
+    ("/run/udev/tags", false),
+    ("/tmp", true),
+    ("/var/lib/flatpak", false),
+    ("/var/lib/libvirt", false),
+    ("/var/lib/systemd/coredump", false),
+    ("/var/log/journal", false),
+    ("/var/mnt", true),
+];
+
+/// Bind-mount [`HOST_BINDS`] that exist on the host; a failure is a
+/// warning (the container still works without, say, the journal).
+fn bind_host_paths() {
+    for &(path, slave) in HOST_BINDS {
+        let source = Path::new("/run/host").join(path.trim_start_matches('/'));
+        if let Err(e) = bind(&source, Path::new(path), slave) {
+            say(WARNING_PREFIX, &format!("cannot mount the host's {path}: {e}"));
+        }
+    }
+    // SELinux labels of the host mean nothing inside; Toolbx hides them.
+    if Path::new("/sys/fs/selinux").is_dir() {
+        let _ = bind(Path::new("/usr/share/empty"), Path::new("/sys/fs/selinux"), false);
+    }
+}
+
+fn bind(source: &Path, target: &Path, slave: bool) -> std::io::Result<()> {
+    use nix::mount::{mount, MsFlags};
+    let Ok(meta) = std::fs::metadata(source) else { return Ok(()) };
+    if meta.is_dir() {
+        crate::fsutil::mkdir_all(target, 0o755)?;
+    } else {
+        if let Some(p) = target.parent() {
+            crate::fsutil::mkdir_all(p, 0o755)?;
+        }
+        if !target.exists() {
+            std::fs::OpenOptions::new().create(true).append(true).open(target)?;
+        }
+    }
+    mount(Some(source), target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)?;
+    if slave {
+        mount(None::<&str>, target, None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)?;
+    }
+    Ok(())
+}
+
+/// System CA bundles, where each distribution family keeps the one file
+/// TLS clients (apt's GnuTLS, dnf's libcurl, OpenSSL) read: Debian, Ubuntu
+/// and Alpine; Fedora, RHEL and Arch (p11-kit's extract); openSUSE.
+const CA_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+    "/var/lib/ca-certificates/ca-bundle.pem",
+];
+
+const CA_BEGIN: &str = "# mtbx: certificates the host trusts and this image lacks (rewritten at every start)";
+const CA_END: &str = "# mtbx: end";
+
+/// The host's CA trust inside: certificates in the host's bundle that the
+/// image's bundle lacks (a corporate or proxy CA the host added) are
+/// appended to the image's bundle, in a marked section rewritten at every
+/// start, so apt and dnf inside reach what the host reaches. The file is
+/// written, not bind-mounted: the image's ca-certificates package must
+/// stay able to replace it (an update drops the section until the next
+/// start). Toolbx instead starts a p11-kit server on the host, which only
+/// clients that read trust through p11-kit see.
+fn trust_host_cas(root: &Path) {
+    let host = root.join("run/host");
+    let Some(host_text) = CA_BUNDLES.iter().find_map(|b| {
+        resolve_under(&host, Path::new(b))
+            .and_then(|p| std::fs::read_to_string(host.join(p.strip_prefix("/").ok()?)).ok())
+    }) else {
+        return;
+    };
+    for b in CA_BUNDLES {
+        let bundle = root.join(b.trim_start_matches('/'));
+        if bundle.is_symlink() || !bundle.is_file() {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&bundle) else { continue };
+        if let Some(merged) = merge_cas(&text, &host_text) {
+            if let Err(e) = rewrite(&bundle, &merged) {
+                say(WARNING_PREFIX, &format!("cannot add the host's CA certificates to {b}: {e}"));
+            }
+        }
+    }
+}
+
+/// `image` without a previous mtbx section, plus a section of the PEM
+/// certificates of `host` it lacks; None when that changes nothing.
+fn merge_cas(image: &str, host: &str) -> Option<String> {
+    let own = match (image.find(CA_BEGIN), image.find(CA_END)) {
+        (Some(b), Some(e)) if e > b => {
+            let end = image[e..].find('\n').map_or(image.len(), |n| e + n + 1);
+            format!("{}{}", image[..b].trim_end_matches('\n'), &image[end..]).trim_end().to_string() + "\n"
+        }
+        _ => image.to_string(),
+    };
+    let known: std::collections::HashSet<String> = pem_certificates(&own).map(|(_, body)| body).collect();
+    let missing: Vec<&str> =
+        pem_certificates(host).filter(|(_, body)| !known.contains(body)).map(|(pem, _)| pem).collect();
+    let mut out = own;
+    if !missing.is_empty() {
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push('\n');
+        }
+        out.push_str(CA_BEGIN);
+        out.push('\n');
+        for pem in missing {
+            out.push_str(pem);
+            out.push('\n');
+        }
+        out.push_str(CA_END);
+        out.push('\n');
+    }
+    (out != image).then_some(out)
+}
+
+/// Each PEM certificate of a bundle: its text, and its base64 body with
+/// the whitespace removed, which identifies it whatever the line breaks.
+fn pem_certificates(text: &str) -> impl Iterator<Item = (&str, String)> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        let b = rest.find(BEGIN)?;
+        let e = rest[b..].find(END)? + b + END.len();
+        let pem = &rest[b..e];
+        rest = &rest[e..];
+        let body = pem[BEGIN.len()..pem.len() - END.len()].split_whitespace().collect();
+        Some((pem, body))
+    })
+}
+
+/// Kerberos through the host's KCM (sssd-kcm's socket is mounted at
+/// create) where the image has krb5's drop-in directory, and RPM told not
+/// to touch what is bind-mounted from the host, as Toolbx configures them.
+fn configure_kerberos_and_rpm(root: &Path) {
+    let krb = root.join("etc/krb5.conf.d");
+    if krb.is_dir() && !krb.join("kcm_default_ccache").exists() {
+        let text = "# Written by mtbx, as Toolbx does: the host's KCM credential cache.\n\
+                    # To disable it, comment out the following lines.\n\n[libdefaults]\n    default_ccache_name = KCM:\n";
+        if let Err(e) = write_atomic(&krb.join("kcm_default_ccache"), text.as_bytes(), 0o644) {
+            say(WARNING_PREFIX, &format!("cannot configure Kerberos: {e}"));
+        }
+    }
+    let rpm = root.join("usr/lib/rpm/macros.d");
+    if rpm.is_dir() {
+        let text = "# Written by mtbx, as Toolbx does: RPM leaves the host's bind mounts alone.\n\n\
+                    %_netsharedpath /dev:/media:/mnt:/proc:/sys:/tmp:/var/lib/flatpak:/var/lib/libvirt\n";
+        if let Err(e) = write_atomic(&rpm.join("macros.toolbox"), text.as_bytes(), 0o644) {
+            say(WARNING_PREFIX, &format!("cannot configure RPM: {e}"));
         }
     }
 }
@@ -342,8 +837,14 @@ impl crate::error::Classify for ExecError {
     }
 }
 
-/// Become the user and exec the command (the login shell when there is
-/// none); returns only on failure.
+/// Become the user and run the command as Toolbx runs it: through a
+/// login shell (`bash --login -c 'exec "$@"'`, or `sh -l` in images
+/// without bash), so /etc/profile, /etc/profile.d and ~/.bash_profile set
+/// the PATHs of SDKs and toolchains; with every capability dropped, which
+/// Toolbx does with capsh and mtbx natively (images without libcap's tools
+/// work too); in the directory asked for, or in the home with Toolbx's
+/// message when the container lacks it. An empty command is the user's
+/// login shell. Returns only on failure.
 pub fn container_exec(a: &ExecArgs) -> Result<std::convert::Infallible, ExecError> {
     use std::os::unix::process::CommandExt;
 
@@ -360,12 +861,23 @@ pub fn container_exec(a: &ExecArgs) -> Result<std::convert::Infallible, ExecErro
         .and_then(|()| setgid(gid))
         .and_then(|()| setuid(Uid::from_raw(a.uid)))
         .map_err(|source| ExecError::Become { user: a.user.clone(), source })?;
-    let dir = a.workdir.as_ref().filter(|d| d.is_dir()).unwrap_or(&a.home);
-    let _ = std::env::set_current_dir(dir);
-    let (program, args): (std::ffi::OsString, Vec<std::ffi::OsString>) = match a.command.split_first() {
-        None => (shell.clone().into(), vec!["-l".into()]),
-        Some((p, rest)) => (p.clone(), rest.to_vec()),
+    if a.uid != 0 {
+        crate::sys::drop_capabilities().map_err(|e| ExecError::Become {
+            user: a.user.clone(),
+            source: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EPERM)),
+        })?;
+    }
+    let dir = match &a.workdir {
+        Some(d) if d.is_dir() => d,
+        Some(d) => {
+            eprintln!("Error: directory {} not found in container {}", d.display(), container_name());
+            eprintln!("Using {} instead.", a.home.display());
+            &a.home
+        }
+        None => &a.home,
     };
+    let _ = std::env::set_current_dir(dir);
+    let (program, args) = login_command(&shell, &a.command);
     let source = std::process::Command::new(&program)
         .args(args)
         .env("HOME", &a.home)
@@ -374,6 +886,35 @@ pub fn container_exec(a: &ExecArgs) -> Result<std::convert::Infallible, ExecErro
         .env("SHELL", &shell)
         .exec();
     Err(ExecError::Run { command: program.to_string_lossy().into_owned(), source })
+}
+
+/// The program and arguments that run `command` through a login shell:
+/// bash, as Toolbx uses it, or the POSIX shell where there is no bash. The
+/// user's shell itself with `-l` when there is no command.
+fn login_command(shell: &str, command: &[OsString]) -> (OsString, Vec<OsString>) {
+    if command.is_empty() {
+        return (shell.into(), vec!["-l".into()]);
+    }
+    let (sh, login) = match ["/bin/bash", "/usr/bin/bash"].into_iter().find(|b| Path::new(b).is_file()) {
+        Some(bash) => (bash, "--login"),
+        None => ("/bin/sh", "-l"),
+    };
+    let name = Path::new(sh).file_name().unwrap_or_default().to_os_string();
+    let mut args: Vec<OsString> = vec![login.into(), "-c".into(), r#"exec "$@""#.into(), name];
+    args.extend(command.iter().cloned());
+    (sh.into(), args)
+}
+
+/// The container's name, as podman writes it into /run/.containerenv of
+/// privileged containers.
+fn container_name() -> String {
+    std::fs::read_to_string("/run/.containerenv")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("name=\"").and_then(|n| n.strip_suffix('"')).map(String::from))
+        })
+        .unwrap_or_else(|| "this container".into())
 }
 
 fn user_shell(user: &str) -> Option<String> {
@@ -414,11 +955,15 @@ mod tests {
         setup_user_in(root.path(), &u).unwrap();
         let passwd = std::fs::read_to_string(etc.join("passwd")).unwrap();
         assert_eq!(
-            passwd, "root:x:0:0:root:/root:/bin/bash\nann:x:1000:1000:ann:/home/ann:/bin/sh\n",
-            "uid 1000 taken over, zsh missing -> sh"
+            passwd, "root:x:0:0:root:/root:/bin/bash\nann::1000:1000:ann:/home/ann:/bin/sh\n",
+            "uid 1000 taken over, zsh missing -> sh, no password (as useradd --password '')"
         );
         assert_eq!(std::fs::read_to_string(etc.join("group")).unwrap(), "root:x:0:\nann:x:1000:\n");
-        assert!(std::fs::read_to_string(etc.join("shadow")).unwrap().contains("ann::19000"));
+        assert_eq!(
+            std::fs::read_to_string(etc.join("shadow")).unwrap(),
+            "root::19000:0:99999:7:::\n",
+            "the user is not in shadow (passwd's empty field is the password); root's password is deleted"
+        );
         assert_eq!(
             std::fs::read_to_string(etc.join("sudoers.d/mtbx")).unwrap(),
             "ann ALL=(ALL) NOPASSWD: ALL\n"
@@ -433,5 +978,251 @@ mod tests {
         setup_user_in(root.path(), &r).unwrap();
         let passwd = std::fs::read_to_string(etc.join("passwd")).unwrap();
         assert!(passwd.starts_with("ann:") && passwd.contains("root:x:0:0:root:/root:/bin/bash"), "{passwd}");
+    }
+
+    #[test]
+    fn the_user_gets_the_hosts_gecos_and_the_sudo_group_the_image_has() {
+        let root = tempfile::tempdir().unwrap();
+        let etc = root.path().join("etc");
+        std::fs::create_dir_all(root.path().join("run/host/etc")).unwrap();
+        std::fs::create_dir_all(&etc).unwrap();
+        std::fs::write(
+            root.path().join("run/host/etc/passwd"),
+            "ann:x:1000:1000:Ann Example,,,:/home/ann:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(etc.join("passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+        std::fs::write(etc.join("group"), "root:x:0:\nwheel:x:10:root\nsudo:x:27:\nusers:x:100:\n").unwrap();
+        let u = toolbox::HostUser {
+            name: "ann".into(),
+            uid: 1000,
+            gid: 100,
+            home: "/home/ann".into(),
+            shell: "/bin/sh".into(),
+        };
+        setup_user_in(root.path(), &u).unwrap();
+        setup_user_in(root.path(), &u).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(etc.join("passwd")).unwrap(),
+            "root::0:0:root:/root:/bin/sh\nann::1000:100:Ann Example,,,:/home/ann:/bin/sh\n",
+            "no shadow: root's password is deleted in passwd"
+        );
+        assert_eq!(
+            std::fs::read_to_string(etc.join("group")).unwrap(),
+            "root:x:0:\nwheel:x:10:root\nsudo:x:27:ann\nusers:x:100:\n",
+            "sudo before wheel, as Toolbx looks; the host's gid 100 kept by its name"
+        );
+        assert!(!etc.join("sudoers.d/mtbx").exists(), "no sudo in the image, no sudoers");
+    }
+
+    #[test]
+    fn markers_and_the_prompt_of_a_foreign_container() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("run")).unwrap();
+        std::fs::create_dir_all(root.path().join("etc/profile.d")).unwrap();
+        let args = InitArgs {
+            arch: Arch::parse("arm64").unwrap(),
+            user: toolbox::HostUser {
+                name: "ann".into(),
+                uid: 1000,
+                gid: 1000,
+                home: "/home/ann".into(),
+                shell: "/bin/sh".into(),
+            },
+            qemu: Some("/run/mtbx-host/qemu-aarch64".into()),
+        };
+        mark_in(root.path(), &args).unwrap();
+        let r = root.path();
+        assert!(r.join("run/.toolboxenv").is_file() && r.join("run/.toolbxenv").is_file());
+        assert_eq!(std::fs::read_to_string(r.join("run/mtbx/arch")).unwrap(), "arm64\n");
+        assert!(r.join("run/mtbx/emulated").is_file());
+        let script = r.join("etc/profile.d/zz-mtbx-arch.sh");
+        // The script as sh runs it: a prefix, or Debian's chroot marker.
+        let run = |ps1: &str| {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!(". {}; printf '%s|%s' \"$PS1\" \"${{debian_chroot-}}\"", script.display()))
+                .env("MTBX_ARCH", "arm64")
+                .env("PS1", ps1)
+                .output()
+                .unwrap();
+            String::from_utf8(out.stdout).unwrap()
+        };
+        assert_eq!(run("$ "), "[arm64] $ |");
+        assert_eq!(
+            run("${debian_chroot:+($debian_chroot)}\\u$ "),
+            "${debian_chroot:+($debian_chroot)}\\u$ |arm64"
+        );
+        let native = InitArgs { arch: Arch::host(), qemu: None, ..args };
+        mark_in(root.path(), &native).unwrap();
+        assert!(!r.join("run/mtbx/emulated").exists());
+    }
+
+    #[test]
+    fn host_names_and_time_zone_as_toolbx_links_them_and_the_host_name_resolves() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        for d in ["etc", "run/host/etc", "run/host/usr/share/zoneinfo/Europe", "usr/share/zoneinfo/Europe"] {
+            std::fs::create_dir_all(r.join(d)).unwrap();
+        }
+        std::fs::write(r.join("run/host/etc/hosts"), "127.0.0.1 localhost\n").unwrap();
+        std::fs::write(r.join("run/host/etc/resolv.conf"), "nameserver 10.0.0.1\n").unwrap();
+        std::fs::write(r.join("run/host/usr/share/zoneinfo/Europe/Berlin"), "TZif").unwrap();
+        std::os::unix::fs::symlink("/usr/share/zoneinfo/Europe/Berlin", r.join("run/host/etc/localtime"))
+            .unwrap();
+        link_host_files(r);
+        assert_eq!(
+            std::fs::read_link(r.join("etc/resolv.conf")).unwrap(),
+            Path::new("/run/host/etc/resolv.conf")
+        );
+        assert_eq!(std::fs::read_to_string(r.join("etc/timezone")).unwrap(), "Europe/Berlin\n");
+        assert_eq!(
+            std::fs::read_link(r.join("etc/localtime")).unwrap(),
+            Path::new("/run/host/usr/share/zoneinfo/Europe/Berlin"),
+            "the image lacks the zone: the host's file"
+        );
+        std::fs::write(r.join("usr/share/zoneinfo/Europe/Berlin"), "TZif").unwrap();
+        link_host_files(r);
+        assert_eq!(
+            std::fs::read_link(r.join("etc/localtime")).unwrap(),
+            Path::new("/usr/share/zoneinfo/Europe/Berlin"),
+            "the image has it: the host's own link target"
+        );
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        let hosts = std::fs::read_to_string(r.join("etc/hosts")).unwrap();
+        assert!(hosts.starts_with("127.0.0.1 localhost\n") && resolves(&hosts, hostname.trim()), "{hosts}");
+        std::fs::write(r.join("run/host/etc/hosts"), format!("127.0.0.1 localhost {hostname}")).unwrap();
+        link_host_files(r);
+        assert_eq!(std::fs::read_link(r.join("etc/hosts")).unwrap(), Path::new("/run/host/etc/hosts"));
+    }
+
+    #[test]
+    fn the_home_follows_the_hosts_links() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::create_dir_all(r.join("run/host/var/home/ann")).unwrap();
+        std::fs::create_dir_all(r.join("run/host/data/ann")).unwrap();
+        std::fs::create_dir_all(r.join("home")).unwrap();
+        std::os::unix::fs::symlink("var/home", r.join("run/host/home")).unwrap();
+        assert_eq!(
+            resolve_under(&r.join("run/host"), Path::new("/home/ann")).unwrap(),
+            Path::new("/var/home/ann")
+        );
+        let u = toolbox::HostUser {
+            name: "ann".into(),
+            uid: 1000,
+            gid: 1000,
+            home: "/home/ann".into(),
+            shell: "/bin/sh".into(),
+        };
+        link_host_dirs(r, &u);
+        assert_eq!(std::fs::read_link(r.join("home")).unwrap(), Path::new("/var/home"), "--home-link");
+        // A home that is a link of its own (/srv/ann -> /data/ann).
+        std::fs::create_dir_all(r.join("run/host/srv")).unwrap();
+        std::os::unix::fs::symlink("/data/ann", r.join("run/host/srv/ann")).unwrap();
+        link_host_dirs(r, &toolbox::HostUser { home: "/srv/ann".into(), ..u });
+        assert_eq!(std::fs::read_link(r.join("srv/ann")).unwrap(), Path::new("/data/ann"));
+    }
+
+    #[test]
+    fn commands_run_through_a_login_shell() {
+        let (p, a) = login_command("/bin/zsh", &[]);
+        assert_eq!((p.to_str().unwrap(), a), ("/bin/zsh", vec![OsString::from("-l")]));
+        let (p, a) = login_command("/bin/zsh", &["uname".into(), "-m".into()]);
+        let bash = Path::new("/bin/bash").is_file() || Path::new("/usr/bin/bash").is_file();
+        assert!(p.to_str().unwrap().ends_with(if bash { "bash" } else { "sh" }));
+        assert_eq!(a[1..], ["-c", r#"exec "$@""#, if bash { "bash" } else { "sh" }, "uname", "-m"]);
+    }
+
+    #[test]
+    fn kerberos_uses_kcm_and_rpm_leaves_the_hosts_mounts_alone() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        configure_kerberos_and_rpm(r);
+        assert!(!r.join("etc/krb5.conf.d").exists(), "nothing where the image lacks the tools");
+        std::fs::create_dir_all(r.join("etc/krb5.conf.d")).unwrap();
+        std::fs::create_dir_all(r.join("usr/lib/rpm/macros.d")).unwrap();
+        configure_kerberos_and_rpm(r);
+        let kcm = std::fs::read_to_string(r.join("etc/krb5.conf.d/kcm_default_ccache")).unwrap();
+        assert!(kcm.contains("[libdefaults]\n    default_ccache_name = KCM:\n"), "{kcm}");
+        let rpm = std::fs::read_to_string(r.join("usr/lib/rpm/macros.d/macros.toolbox")).unwrap();
+        assert!(
+            rpm.contains(
+                "%_netsharedpath /dev:/media:/mnt:/proc:/sys:/tmp:/var/lib/flatpak:/var/lib/libvirt\n"
+            ),
+            "{rpm}"
+        );
+        // An administrator's own KCM file is kept.
+        std::fs::write(r.join("etc/krb5.conf.d/kcm_default_ccache"), "# mine\n").unwrap();
+        configure_kerberos_and_rpm(r);
+        assert_eq!(
+            std::fs::read_to_string(r.join("etc/krb5.conf.d/kcm_default_ccache")).unwrap(),
+            "# mine\n"
+        );
+    }
+
+    #[test]
+    fn busybox_images_get_the_classic_form_their_parser_reads() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::create_dir_all(r.join("etc")).unwrap();
+        std::fs::create_dir_all(r.join("bin")).unwrap();
+        std::os::unix::fs::symlink("busybox", r.join("bin/sh")).unwrap();
+        std::fs::write(r.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+        std::fs::write(r.join("etc/shadow"), "root:*:19000:0:99999:7:::\n").unwrap();
+        let u = toolbox::HostUser {
+            name: "ann".into(),
+            uid: 1000,
+            gid: 1000,
+            home: "/home/ann".into(),
+            shell: "/bin/sh".into(),
+        };
+        setup_user_in(r, &u).unwrap();
+        setup_user_in(r, &u).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(r.join("etc/passwd")).unwrap(),
+            "root:x:0:0:root:/root:/bin/sh\nann:x:1000:1000:ann:/home/ann:/bin/sh\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(r.join("etc/shadow")).unwrap(),
+            "root::19000:0:99999:7:::\nann::19000:0:99999:7:::\n"
+        );
+    }
+
+    #[test]
+    fn the_hosts_extra_cas_are_added_once_and_follow_the_host() {
+        let pem = |b: &str| format!("-----BEGIN CERTIFICATE-----\n{b}\n-----END CERTIFICATE-----");
+        let image = format!("# Mozilla\n{}\n{}\n", pem("AAAA\nBBBB"), pem("CCCC"));
+        let host = format!("{}\n{}\n", pem("AAAABBBB"), pem("CORP"));
+        let merged = merge_cas(&image, &host).unwrap();
+        assert_eq!(
+            merged,
+            format!("{image}{CA_BEGIN}\n{}\n{CA_END}\n", pem("CORP")),
+            "only what the image lacks"
+        );
+        assert_eq!(merge_cas(&merged, &host), None, "a second start changes nothing");
+        let host2 = format!("{}\n{}\n", pem("CORP2"), pem("CCCC"));
+        assert_eq!(
+            merge_cas(&merged, &host2).unwrap(),
+            format!("{image}{CA_BEGIN}\n{}\n{CA_END}\n", pem("CORP2"))
+        );
+        assert_eq!(
+            merge_cas(&merged, &image).unwrap(),
+            image,
+            "the host dropped its CA: so does the container"
+        );
+
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::create_dir_all(r.join("etc/ssl/certs")).unwrap();
+        std::fs::create_dir_all(r.join("run/host/etc/pki/ca-trust/extracted/pem")).unwrap();
+        std::fs::write(r.join("etc/ssl/certs/ca-certificates.crt"), &image).unwrap();
+        std::fs::write(r.join("run/host/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem"), &host).unwrap();
+        trust_host_cas(r);
+        let got = std::fs::read_to_string(r.join("etc/ssl/certs/ca-certificates.crt")).unwrap();
+        assert!(
+            got.contains("CORP") && got.starts_with(&image),
+            "a Fedora host's bundle into a Debian image: {got}"
+        );
     }
 }

@@ -32,6 +32,22 @@ pub const LABEL_STAMP_DIR: &str = "io.github.mtbx.stamp-dir";
 pub const HOST_DIR: &str = "/run/mtbx-host";
 /// Where the readiness stamp directory appears inside a container.
 pub const STAMP_DIR: &str = "/run/mtbx-stamp";
+/// The label the Toolbx cross-architecture work puts on foreign
+/// containers, in OCI platform form (`linux/arm64`), so tools that know
+/// that series read mtbx's containers too.
+pub const LABEL_TOOLBOX_ARCH: &str = "toolbox-arch";
+/// The variable that tells programs and prompts inside which
+/// architecture the container runs (`arm64`, `amd64`).
+pub const ENV_ARCH: &str = "MTBX_ARCH";
+
+/// The platform as OCI tools write it on the command line (`linux/arm64`,
+/// `linux/arm/v7`): arm64's v8 is implied, as `podman --platform` has it.
+pub fn oci_platform(arch: &Arch) -> String {
+    match arch.variant {
+        Some(v) if !(arch.oci == "arm64" && v == "v8") => format!("linux/{}/{v}", arch.oci),
+        _ => format!("linux/{}", arch.oci),
+    }
+}
 
 /// A distribution with toolbox images.
 #[derive(Debug, Clone, Copy)]
@@ -224,13 +240,25 @@ pub fn create_args(spec: &CreateSpec) -> Vec<String> {
     }
     let mut vol = |src: &Path, dst: &str, opts: &str| {
         a.push("--volume".into());
-        a.push(format!("{}:{dst}:{opts}", src.display()));
+        a.push(if opts.is_empty() {
+            format!("{}:{dst}", src.display())
+        } else {
+            format!("{}:{dst}:{opts}", src.display())
+        });
     };
     vol(Path::new("/"), "/run/host", "rslave");
     vol(Path::new("/dev"), "/dev", "rslave");
-    vol(&u.home, &u.home.to_string_lossy(), "rslave");
-    if let Some(rt) = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).filter(|p| p.is_dir()) {
-        vol(&rt, &rt.to_string_lossy(), "rslave");
+    // The home at its canonical path, as Toolbx mounts it: getcwd() on the
+    // host gives canonical paths, and `run` goes to the same one inside.
+    // init-container links the passwd path to it when they differ.
+    let home = std::fs::canonicalize(&u.home).unwrap_or_else(|_| u.home.clone());
+    vol(&home, &home.to_string_lossy(), "rslave");
+    let runtime_dir = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).filter(|p| p.is_dir());
+    if let Some(rt) = &runtime_dir {
+        vol(rt, &rt.to_string_lossy(), "rslave");
+    }
+    for (path, bind) in host_mounts() {
+        vol(&path, &path.to_string_lossy(), if bind { "rslave" } else { "" });
     }
     vol(&spec.mtbx, &format!("{HOST_DIR}/mtbx"), "ro");
     // As Toolbx: `toolbox` inside runs commands on the host through
@@ -246,8 +274,13 @@ pub fn create_args(spec: &CreateSpec) -> Vec<String> {
             a.extend(["--env".into(), format!("{hook}={}", v.to_string_lossy())]);
         }
     }
-    if let Some(rt) = std::env::var_os("XDG_RUNTIME_DIR").filter(|_| spec.rootless) {
-        a.extend(["--env".into(), format!("XDG_RUNTIME_DIR={}", rt.to_string_lossy())]);
+    // Which architecture runs here, for programs and the prompt.
+    a.extend(["--env".into(), format!("{ENV_ARCH}={}", spec.arch.short_name())]);
+    if let (true, Some(rt)) = (spec.rootless, &runtime_dir) {
+        a.extend(["--env".into(), format!("XDG_RUNTIME_DIR={}", rt.display())]);
+    }
+    if spec.qemu.is_some() {
+        a.extend(["--label".into(), format!("{LABEL_TOOLBOX_ARCH}={}", oci_platform(spec.arch))]);
     }
     a.extend([
         "--label".into(),
@@ -292,6 +325,39 @@ pub fn invoked_path() -> PathBuf {
         arg0.to_str().and_then(crate::fsutil::find_on_path)
     };
     found.or_else(|| std::env::current_exe().ok()).unwrap_or(arg0)
+}
+
+/// Host paths a toolbox container gets at the same path, as Toolbx's
+/// create mounts them, each with whether it is a directory tree to follow
+/// (rslave) or a socket: the system D-Bus socket (where
+/// DBUS_SYSTEM_BUS_ADDRESS says, canonical), the Kerberos KCM socket of
+/// sssd, /media and /mnt unless they are links (init-container makes
+/// the same links inside), and /run/media.
+fn host_mounts() -> Vec<(PathBuf, bool)> {
+    let mut out = Vec::new();
+    let dbus = std::env::var("DBUS_SYSTEM_BUS_ADDRESS")
+        .ok()
+        .and_then(|a| {
+            a.split(';').find_map(|t| {
+                t.strip_prefix("unix:path=").map(|p| p.split(',').next().unwrap_or(p).to_string())
+            })
+        })
+        .unwrap_or_else(|| "/var/run/dbus/system_bus_socket".into());
+    for socket in [dbus.as_str(), "/run/.heim_org.h5l.kcm-socket"] {
+        if let Ok(p) = std::fs::canonicalize(socket) {
+            out.push((p, false));
+        }
+    }
+    for dir in ["/media", "/mnt"] {
+        let p = Path::new(dir);
+        if p.is_dir() && !p.is_symlink() {
+            out.push((p.to_path_buf(), true));
+        }
+    }
+    if Path::new("/run/media").is_dir() {
+        out.push(("/run/media".into(), true));
+    }
+    out
 }
 
 /// Host directory of a container's readiness stamp: /run/mtbx/<name> for
@@ -397,7 +463,10 @@ pub fn check_host(arch: &'static Arch, explicit: Option<&Path>) -> Result<PathBu
 
 /// The `podman exec` arguments of `run`/`enter`: container-exec (inside)
 /// becomes `user`, goes to `cwd` when the container has it, and runs
-/// `command` (the login shell when empty), with `env` passed from the host.
+/// `command` through the login shell (the login shell itself when empty),
+/// with `env` passed from the host. Detach keys are off, as in Toolbx, so
+/// Ctrl-P and Ctrl-Q reach the shell and the programs in it;
+/// [`exec_args_with_fds`] passes more descriptors.
 pub fn exec_args(
     name: &str,
     user: &HostUser,
@@ -406,8 +475,26 @@ pub fn exec_args(
     command: &[std::ffi::OsString],
     tty: bool,
 ) -> Vec<std::ffi::OsString> {
+    exec_args_with_fds(name, user, cwd, env, command, tty, 0)
+}
+
+/// [`exec_args`] with `preserve_fds` more descriptors after stdin, stdout
+/// and stderr reaching the command (`run --preserve-fds N`, as Toolbx).
+pub fn exec_args_with_fds(
+    name: &str,
+    user: &HostUser,
+    cwd: Option<&Path>,
+    env: &[(&str, std::ffi::OsString)],
+    command: &[std::ffi::OsString],
+    tty: bool,
+    preserve_fds: u32,
+) -> Vec<std::ffi::OsString> {
     use std::ffi::OsString;
-    let mut args: Vec<OsString> = vec!["exec".into(), "--interactive".into()];
+    let mut args: Vec<OsString> =
+        vec!["exec".into(), "--detach-keys".into(), "".into(), "--interactive".into()];
+    if preserve_fds > 0 {
+        args.extend(["--preserve-fds".into(), preserve_fds.to_string().into()]);
+    }
     if tty {
         args.push("--tty".into());
     }
@@ -437,17 +524,81 @@ pub fn exec_args(
     args
 }
 
-/// Environment variables passed from the host into `run`/`enter`.
+/// The escape sequence Toolbx prints before entering a container
+/// (`OSC 777;container;push;NAME;toolbox;UID ST`): terminals such as
+/// GNOME's and Ptyxis track which container a tab is in with it.
+pub fn osc_container_push(name: &str, uid: u32) -> String {
+    format!("\x1b]777;container;push;{name};toolbox;{uid}\x1b\\")
+}
+
+/// The escape sequence Toolbx prints when the shell in a container ends.
+pub fn osc_container_pop(uid: u32) -> String {
+    format!("\x1b]777;container;pop;;;{uid}\x1b\\")
+}
+
+/// Environment variables passed from the host into `run`/`enter`: every
+/// one Toolbx forwards (its list in src/pkg/utils/utils.go), plus the
+/// locale beyond LANG (LANGUAGE and the LC_ categories), so messages,
+/// dates and sorting inside follow the host session.
 pub const PASSED_ENV: &[&str] = &[
-    "TERM",
     "COLORTERM",
-    "LANG",
-    "LC_ALL",
-    "DISPLAY",
-    "WAYLAND_DISPLAY",
-    "XDG_RUNTIME_DIR",
+    "CONTAINERS_STORAGE_CONF",
     "DBUS_SESSION_BUS_ADDRESS",
+    "DBUS_SYSTEM_BUS_ADDRESS",
+    "DESKTOP_SESSION",
+    "DISPLAY",
+    "HISTCONTROL",
+    "HISTFILE",
+    "HISTFILESIZE",
+    "HISTIGNORE",
+    "HISTSIZE",
+    "HISTTIMEFORMAT",
+    "HOME",
+    "KDE_FULL_SESSION",
+    "KDE_SESSION_VERSION",
+    "KONSOLE_DBUS_SESSION",
+    "KONSOLE_DBUS_WINDOW",
+    "KONSOLE_PROFILE_NAME",
+    "KONSOLE_VERSION",
+    "LANG",
+    "SHELL",
     "SSH_AUTH_SOCK",
+    "TERM",
+    "TOOLBOX_PATH",
+    "USER",
+    "VTE_VERSION",
+    "WAYLAND_DISPLAY",
+    "XAUTHORITY",
+    "XDG_CACHE_HOME",
+    "XDG_CONFIG_HOME",
+    "XDG_CURRENT_DESKTOP",
+    "XDG_DATA_DIRS",
+    "XDG_DATA_HOME",
+    "XDG_MENU_PREFIX",
+    "XDG_RUNTIME_DIR",
+    "XDG_SEAT",
+    "XDG_SESSION_CLASS",
+    "XDG_SESSION_DESKTOP",
+    "XDG_SESSION_ID",
+    "XDG_SESSION_TYPE",
+    "XDG_STATE_HOME",
+    "XDG_VTNR",
+    "XTERM_VERSION",
+    // Beyond Toolbx's list.
+    "LANGUAGE",
+    "LC_ALL",
+    "LC_ADDRESS",
+    "LC_COLLATE",
+    "LC_CTYPE",
+    "LC_IDENTIFICATION",
+    "LC_MEASUREMENT",
+    "LC_MESSAGES",
+    "LC_MONETARY",
+    "LC_NAME",
+    "LC_NUMERIC",
+    "LC_PAPER",
+    "LC_TELEPHONE",
+    "LC_TIME",
 ];
 
 #[cfg(test)]
@@ -501,12 +652,44 @@ mod tests {
         let a: Vec<String> = a.iter().map(|s| s.to_string_lossy().into_owned()).collect();
         assert_eq!(
             a.join(" "),
-            "exec --interactive --env TERM=xterm box /run/mtbx-host/mtbx container-exec --uid 1000 --gid 100 \
+            "exec --detach-keys  --interactive --env TERM=xterm box /run/mtbx-host/mtbx container-exec --uid 1000 --gid 100 \
              --user ann --home /home/ann --workdir /home/ann/src -- sh -c echo --uid $1"
         );
+        assert_eq!(a[2], "", "detach keys off: Ctrl-P reaches the shell");
         let a = exec_args("box", &u, None, &[], &[], true);
-        assert_eq!(a[2], "--tty");
+        assert_eq!(a[4], "--tty");
         assert_eq!(a.last().unwrap(), "--", "an empty command means the login shell");
+        let a = exec_args_with_fds("box", &u, None, &[], &["cat".into()], false, 2);
+        assert_eq!(a[4..6], ["--preserve-fds", "2"], "{a:?}");
+    }
+
+    #[test]
+    fn every_variable_toolbx_forwards_is_forwarded() {
+        // Toolbx's list (src/pkg/utils/utils.go, preservedEnvironmentVariables).
+        let toolbx = "COLORTERM CONTAINERS_STORAGE_CONF DBUS_SESSION_BUS_ADDRESS DBUS_SYSTEM_BUS_ADDRESS \
+            DESKTOP_SESSION DISPLAY HISTCONTROL HISTFILE HISTFILESIZE HISTIGNORE HISTSIZE HISTTIMEFORMAT HOME \
+            KDE_FULL_SESSION KDE_SESSION_VERSION KONSOLE_DBUS_SESSION KONSOLE_DBUS_WINDOW KONSOLE_PROFILE_NAME \
+            KONSOLE_VERSION LANG SHELL SSH_AUTH_SOCK TERM TOOLBOX_PATH USER VTE_VERSION WAYLAND_DISPLAY \
+            XAUTHORITY XDG_CACHE_HOME XDG_CONFIG_HOME XDG_CURRENT_DESKTOP XDG_DATA_DIRS XDG_DATA_HOME \
+            XDG_MENU_PREFIX XDG_RUNTIME_DIR XDG_SEAT XDG_SESSION_CLASS XDG_SESSION_DESKTOP XDG_SESSION_ID \
+            XDG_SESSION_TYPE XDG_STATE_HOME XDG_VTNR XTERM_VERSION";
+        assert_eq!(toolbx.split_whitespace().count(), 43);
+        for v in toolbx.split_whitespace().chain(["LANGUAGE", "LC_ALL", "LC_TIME", "LC_MESSAGES"]) {
+            assert!(PASSED_ENV.contains(&v), "{v}");
+        }
+    }
+
+    #[test]
+    fn osc_777_as_toolbx_prints_it() {
+        assert_eq!(osc_container_push("box", 1000), "\x1b]777;container;push;box;toolbox;1000\x1b\\");
+        assert_eq!(osc_container_pop(1000), "\x1b]777;container;pop;;;1000\x1b\\");
+    }
+
+    #[test]
+    fn platforms_as_oci_tools_write_them() {
+        assert_eq!(oci_platform(Arch::parse("arm64").unwrap()), "linux/arm64");
+        assert_eq!(oci_platform(Arch::parse("arm/v7").unwrap()), "linux/arm/v7");
+        assert_eq!(oci_platform(Arch::parse("s390x").unwrap()), "linux/s390x");
     }
 
     #[test]
@@ -548,6 +731,11 @@ mod tests {
         assert!(a.contains("--uidmap 0:0:65536"), "{a}");
         assert!(a.contains("--volume /usr/bin/qemu-aarch64-static:/run/mtbx-host/qemu-aarch64:ro"), "{a}");
         assert!(a.ends_with("--qemu /run/mtbx-host/qemu-aarch64"), "{a}");
+        assert!(a.contains("--label toolbox-arch=linux/arm64 "), "{a}");
+        let toolbox_path = format!("--env TOOLBOX_PATH={} ", invoked_path().display());
+        assert!(a.contains("--env MTBX_ARCH=arm64 ") && a.contains(&toolbox_path), "{a}");
+        let native = create_args(&CreateSpec { arch: Arch::host(), qemu: None, ..spec.clone() }).join(" ");
+        assert!(!native.contains("toolbox-arch"), "only foreign containers carry it: {native}");
         let a = create_args(&CreateSpec { rootless: true, ..spec }).join(" ");
         assert!(a.contains("--userns keep-id") && !a.contains("--uidmap"), "{a}");
     }

@@ -5,7 +5,7 @@
 //! it, with its own mount namespace) mounts a binfmt_misc instance and
 //! registers arm64, standing in for "the host", and puts tmpfs over /etc,
 //! /tmp and /run with the files podman would provide, so nothing of the
-//! real host is written (mtbx is copied to /run first: the checkout may be
+//! real host is written (mtbx is copied to /run/mtbx-bin first: the checkout may be
 //! under /tmp); the inner one runs init-container unprivileged, so its own
 //! mount fails, as on an old kernel.
 
@@ -56,18 +56,19 @@ fn without_an_instance_of_its_own_init_container_uses_an_ancestors_entry_and_say
         "mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
          echo '{line}' > /proc/sys/fs/binfmt_misc/register
          mount -t tmpfs tmpfs /run
-         cp \"$MTBX\" /run/mtbx
+         cp \"$MTBX\" /run/mtbx-bin
          for d in /etc /tmp; do mount -t tmpfs tmpfs $d; done
          chmod 1777 /tmp
          printf 'root:x:0:0:root:/root:/bin/sh\\n' > /etc/passwd
          touch /run/.containerenv; mkdir /run/mtbx-stamp; chmod 777 /run/mtbx-stamp
-         unshare --user /run/mtbx init-container --arch arm64 --user ann --uid 1000 --gid 1000 \
+         unshare --user /run/mtbx-bin init-container --arch arm64 --user ann --uid 1000 --gid 1000 \
              --home /home/ann --shell /bin/sh --qemu {q} &
          pid=$!
          for i in $(seq 200); do [ -f /run/mtbx-stamp/ready ] && break; sleep 0.05; done
          kill $pid; wait $pid || true
          echo \"stamp: $(cat /run/mtbx-stamp/ready 2>/dev/null | wc -w)\"
-         echo \"passwd: $(grep '^ann:' /etc/passwd)\""
+         echo \"passwd: $(grep '^ann:' /etc/passwd)\"
+         echo \"markers: $(ls /run/.toolboxenv /run/.toolbxenv | wc -l) $(cat /run/mtbx/arch)\""
     ));
     let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
     assert!(
@@ -79,7 +80,8 @@ fn without_an_instance_of_its_own_init_container_uses_an_ancestors_entry_and_say
         all.contains("mtbx-init: ready") && all.contains("stamp: 2"),
         "set up through the ancestor's entry: {all}"
     );
-    assert!(all.contains("passwd: ann:x:1000:1000:ann:/home/ann:/bin/sh"), "{all}");
+    assert!(all.contains("passwd: ann::1000:1000:ann:/home/ann:/bin/sh"), "{all}");
+    assert!(all.contains("markers: 2 arm64"), "Toolbx's markers and the architecture: {all}");
     assert_eq!(host_binfmt_snapshot(), before);
     assert_eq!(std::fs::read("/etc/passwd").unwrap(), passwd, "the host's passwd is untouched");
 }

@@ -147,6 +147,18 @@ pub fn image(arch: &str, variant: Option<&str>, layers: &[(Vec<E>, Comp)]) -> Bu
 
 /// An image from ready tars.
 pub fn image_from_tars(arch: &str, variant: Option<&str>, layers: &[(Vec<u8>, Comp)]) -> Built {
+    image_from_tars_with_config(arch, variant, layers, json!({"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]}))
+}
+
+/// An image from ready tars, with `config` as the config's `config`
+/// object (Env, Cmd, Labels).
+pub fn image_from_tars_with_config(
+    arch: &str,
+    variant: Option<&str>,
+    layers: &[(Vec<u8>, Comp)],
+    config: serde_json::Value,
+) -> Built {
+    let run_config = config;
     let mut up = Upload::default();
     let mut descs = Vec::new();
     let mut diff_ids = Vec::new();
@@ -160,7 +172,7 @@ pub fn image_from_tars(arch: &str, variant: Option<&str>, layers: &[(Vec<u8>, Co
     let mut config = json!({
         "architecture": arch, "os": "linux",
         "created": "2024-01-02T03:04:05Z",
-        "config": {"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]},
+        "config": run_config,
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
     });
     if let Some(v) = variant {

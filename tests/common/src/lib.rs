@@ -99,6 +99,7 @@ pub fn have_qemu(arch: &mtbx::emu::arch::Arch) -> bool {
     mtbx::emu::host::find_interpreter(arch, None).usable().is_some()
 }
 
+pub mod debian;
 pub mod fixtures;
 pub mod images;
 pub mod podman;
