@@ -821,14 +821,28 @@ fn run_command(
         toolbox::PASSED_ENV.iter().filter_map(|k| std::env::var_os(k).map(|v| (*k, v))).collect();
     let cwd = std::env::current_dir().ok();
     let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-    let _ = (interactive, preserve_fds);
-    let args = toolbox::exec_args(&c.container, &user, cwd.as_deref(), &env, command, tty);
-    let status = tb
-        .podman()
-        .command(&args)
-        .status()
+    let args =
+        toolbox::exec_args_with_fds(&c.container, &user, cwd.as_deref(), &env, command, tty, preserve_fds);
+    // `enter` tells the terminal which container the shell is in (OSC
+    // 777), as Toolbx does.
+    if interactive {
+        print!("{}", toolbox::osc_container_push(&c.container, user.uid));
+        let _ = std::io::stdout().flush();
+    }
+    let status = tb.podman().command(&args).status();
+    if interactive {
+        print!("{}", toolbox::osc_container_pop(user.uid));
+        let _ = std::io::stdout().flush();
+    }
+    let status = status
         .map_err(|_| Fail::new(format!("failed to invoke 'podman exec' in container {}", c.container)))?;
     let code = status.code().unwrap_or(1);
+    if code == 125 {
+        return Err(Fail {
+            message: format!("failed to invoke 'podman exec' in container {}", c.container),
+            code,
+        });
+    }
     let shown = command.first().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     match code {
         126 if !interactive => Err(Fail {
