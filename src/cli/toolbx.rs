@@ -849,11 +849,19 @@ fn run_command(
             message: format!("failed to invoke command {shown} in container {}", c.container),
             code,
         }),
-        127 if !interactive => {
+        // 127 from a command that exists is the command's own code.
+        127 if !interactive && !command_present(tb.podman(), &c.container, &user.name, &shown) => {
             Err(Fail { message: format!("command {shown} not found in container {}", c.container), code })
         }
         _ => Ok(code),
     }
+}
+
+/// Whether `command` is found in the container, as the user's shell
+/// finds it.
+fn command_present(podman: &Podman, container: &str, user: &str, command: &str) -> bool {
+    podman.status(&["exec", "--user", user, container, "sh", "-c", "command -v \"$1\"", "sh", command])
+        == Some(0)
 }
 
 /// Whether the container's entry point has exited (rather than still
