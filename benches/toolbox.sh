@@ -8,8 +8,15 @@
 #     privileged container with its own user namespace that mounts
 #     binfmt_misc, registers QEMU and runs `true`), each from an empty
 #     store.
-# The image is busybox-static for arm64 (scripts/setup.sh downloads it)
-# in a local distribution registry.
+#  3. against Toolbx itself (Debian's podman-toolbox, installed here if
+#     missing; it needs the system D-Bus socket, started here if absent)
+#     on the same native Debian 12 image (mmdebstrap, cached in target/):
+#     `mtbx run`, `toolbox run` and `podman exec`, plain and through the
+#     user's login shell (what both toolboxes run commands through, so
+#     the user's profile is part of the cost), in one hyperfine run.
+# The image of 1 and 2 is busybox-static for arm64 (scripts/setup.sh
+# downloads it) in a local distribution registry. MTBX_BASELINE=FILE adds
+# another mtbx build to the runs on a running container.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/common.sh
@@ -67,7 +74,9 @@ cd "$HOME"
 eval "$wipe"
 "$bin" create -y --tls-verify=false --image "$img" --arch arm64 bench >/dev/null
 "$bin" run -c bench true
-hyperfine -N --warmup 3 --runs 30 --export-json "$work/run.json" \
+base=()
+[ -n "${MTBX_BASELINE:-}" ] && base=(-n "mtbx-baseline" "$MTBX_BASELINE run -c bench true")
+hyperfine -N --warmup 3 --runs 30 --export-json "$work/run.json" "${base[@]}" \
     -n "mtbx run" "$bin run -c bench true" -n "podman exec" "podman exec bench true"
 # 2. create to first run.
 # By hand: a static native shell (the host's busybox) mounts binfmt_misc in
@@ -76,10 +85,35 @@ by_hand="podman pull -q --tls-verify=false --arch arm64 $img >/dev/null && podma
 hyperfine --runs 5 --prepare "$wipe" --export-json "$work/create.json" \
     -n "mtbx create+run" "$bin create -y --tls-verify=false --image $img --arch arm64 bench >/dev/null && $bin run -c bench true" \
     -n "by hand" "$by_hand"
-python3 - "$work/run.json" "$work/create.json" <<'PY'
+# 3. Against Toolbx, natively (Toolbx has no --arch), on a Debian image.
+eval "$wipe"
+need_tools mmdebstrap
+dpkg-query -W -f='${Status}' podman-toolbox 2>/dev/null | grep -q "install ok installed" \
+    || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman-toolbox >/dev/null
+[ -S /run/dbus/system_bus_socket ] || { mkdir -p /run/dbus; dbus-daemon --system --fork; }
+deb=target/test-assets/bench-debian-12.tar
+[ -f "$deb" ] || mmdebstrap --quiet --variant=minbase --include=libcap2-bin,sudo,passwd bookworm "$deb"
+podman import -q --change 'LABEL com.github.containers.toolbox=true' "$deb" localhost/bench-debian:12 >/dev/null
+toolbx=/usr/bin/toolbox
+"$toolbx" -y create -i localhost/bench-debian:12 tbx-bench >/dev/null 2>&1
+"$bin" create -y --image localhost/bench-debian:12 mtbx-bench >/dev/null 2>&1
+"$toolbx" run -c tbx-bench true && "$bin" run -c mtbx-bench true
+user="$(id -un)"
+hyperfine -N --warmup 3 --runs 20 --export-json "$work/toolbx.json" \
+    -n "mtbx run" "$bin run -c mtbx-bench true" \
+    -n "toolbox run" "$toolbx run -c tbx-bench true" \
+    -n "podman exec" "podman exec mtbx-bench true" \
+    -n "podman exec login" "podman exec --user $user mtbx-bench bash --login -c true"
+"$toolbx" rm -f tbx-bench >/dev/null 2>&1 || true
+python3 - "$work/run.json" "$work/create.json" "$work/toolbx.json" <<'PY'
 import json, sys
-r = {x["command"]: x["mean"] for x in json.load(open(sys.argv[1]))["results"]}
-c = {x["command"]: x["mean"] for x in json.load(open(sys.argv[2]))["results"]}
+r, c, t = ({x["command"]: x["mean"] for x in json.load(open(f))["results"]} for f in sys.argv[1:4])
 print(f"run on a running container: mtbx {r['mtbx run']*1000:.0f} ms, podman exec {r['podman exec']*1000:.0f} ms, ratio {r['mtbx run']/r['podman exec']:.2f}")
+if "mtbx-baseline" in r:
+    print(f"  baseline build {r['mtbx-baseline']*1000:.0f} ms: ratio to it {r['mtbx run']/r['mtbx-baseline']:.2f}")
 print(f"create to first run: mtbx {c['mtbx create+run']:.2f} s, by hand {c['by hand']:.2f} s, ratio {c['mtbx create+run']/c['by hand']:.2f}")
+print(f"against Toolbx (Debian 12, native): mtbx run {t['mtbx run']*1000:.0f} ms, toolbox run {t['toolbox run']*1000:.0f} ms, "
+      f"podman exec {t['podman exec']*1000:.0f} ms, podman exec through the login shell {t['podman exec login']*1000:.0f} ms")
+print(f"  mtbx/toolbox = {t['mtbx run']/t['toolbox run']:.2f}; mtbx/podman exec = {t['mtbx run']/t['podman exec']:.2f}; "
+      f"mtbx/(podman exec, login shell) = {t['mtbx run']/t['podman exec login']:.2f}")
 PY
