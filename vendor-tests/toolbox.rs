@@ -389,4 +389,6 @@ fn enter_gives_a_shell_on_a_terminal_and_init_failures_are_shown() {
     assert_eq!(code(&out), Some(1), "{}", text(&out.stderr));
     s.ok(&["rmi", "--force", &img]);
     assert!(!s.env.podman(&["image", "exists", &img]).status().unwrap().success());
+    // The containers went with it, their readiness stamps too.
+    assert!(!mtbx::toolbox::stamp_dir("wrongqemu").exists(), "wrongqemu's stamp directory is left");
 }

@@ -59,6 +59,9 @@ pub struct ContainerInfo {
     /// The image reference it was created from.
     #[serde(default)]
     pub image: String,
+    /// The image's id.
+    #[serde(default, rename = "ImageID")]
+    pub image_id: String,
     /// running, exited, created, ...
     #[serde(default)]
     pub state: String,

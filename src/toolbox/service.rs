@@ -478,6 +478,18 @@ impl Toolbox {
                 Err(ServiceError::NothingToRemove)
             };
         }
+        if force {
+            // podman rmi --force removes the containers that use an image;
+            // removing mtbx's first takes their stamp directories along.
+            let uses = |c: &ContainerInfo| {
+                images
+                    .iter()
+                    .any(|i| *i == c.image || (!c.image_id.is_empty() && c.image_id.starts_with(i.as_str())))
+            };
+            for c in self.containers()?.iter().filter(|c| uses(c)) {
+                self.remove(c.name(), true)?;
+            }
+        }
         let mut a: Vec<&str> = vec!["rmi"];
         if force {
             a.push("--force");
