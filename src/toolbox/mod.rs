@@ -162,13 +162,16 @@ impl crate::error::Classify for ToolboxError {
 }
 
 impl HostUser {
-    /// The user running mtbx.
+    /// The user running mtbx, with the home directory they use.
     pub fn current() -> Result<HostUser, ToolboxError> {
         let uid = nix::unistd::getuid();
         let u = nix::unistd::User::from_uid(uid)
             .map_err(ToolboxError::NoUser)?
             .ok_or_else(|| ToolboxError::NotInPasswd(uid.as_raw()))?;
-        Ok(HostUser { name: u.name, uid: u.uid.as_raw(), gid: u.gid.as_raw(), home: u.dir, shell: u.shell })
+        // $HOME first, as Toolbx (Go's os.UserHomeDir) takes it: a user
+        // who moved it gets that home in the container; passwd's otherwise.
+        let home = std::env::var_os("HOME").map(PathBuf::from).filter(|h| h.is_absolute()).unwrap_or(u.dir);
+        Ok(HostUser { name: u.name, uid: u.uid.as_raw(), gid: u.gid.as_raw(), home, shell: u.shell })
     }
 }
 
