@@ -4,16 +4,16 @@
 
 mod arch_cmd;
 mod binfmt_cmd;
-pub mod complete;
-pub mod docs;
+pub(crate) mod complete;
+pub(crate) mod docs;
 pub(crate) mod errors;
 mod image_args;
 mod images_cmd;
 mod inspect_cmd;
-pub mod output;
+pub(crate) mod output;
 mod pull_cmd;
 mod toolbox_cmd;
-pub mod toolbx;
+pub(crate) mod toolbx;
 
 use clap::{Parser, Subcommand};
 
@@ -23,7 +23,7 @@ use output::{paint, Style};
 /// user-mode emulation and binfmt_misc.
 #[derive(Debug, Parser)]
 #[command(name = "mtbx", version, about, long_about = None, propagate_version = true, disable_help_subcommand = true)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Diagnostic detail on stderr: error, warn, info, debug or trace.
     #[arg(long, global = true, default_value = "warn", value_name = "LEVEL")]
     log_level: tracing::Level,
@@ -88,7 +88,7 @@ enum Command {
 
 /// Exit codes, as documented in README.md: the ones commands return
 /// themselves; errors get theirs from [`crate::error::Kind`].
-pub mod exit {
+pub(crate) mod exit {
     use crate::error::Kind;
     /// Success.
     pub const OK: i32 = 0;
@@ -192,7 +192,7 @@ fn man_pages(dir: &std::path::Path) -> anyhow::Result<i32> {
 
 /// Print an error chain as one line, `mtbx: error: outer: inner`, and
 /// with `debug` each cause again on a `caused by:` line of its own.
-pub fn report_error(err: &anyhow::Error, debug: bool) {
+pub(crate) fn report_error(err: &anyhow::Error, debug: bool) {
     let head = paint("error:", Style::Red, output::color_stderr());
     eprintln!("mtbx: {head} {}", one_line(err));
     if debug {
