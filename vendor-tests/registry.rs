@@ -213,4 +213,40 @@ fn a_registrys_own_ca_is_trusted_through_certs_d() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["Architecture"], "arm64");
+
+    // A self-signed certificate as `openssl req -x509` makes it (marked a
+    // CA, which webpki refuses as a server's own), put in certs.d as it
+    // is: trusted, as podman trusts it (Toolbx's tests use one).
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-sha256",
+        "-days",
+        "2",
+        "-subj",
+        "/",
+        "-addext",
+        "subjectAltName=DNS:localhost",
+        "-keyout",
+        "self.key",
+        "-out",
+        "self.crt",
+    ]);
+    let tls = reg.tls_twin(&p("self.crt"), &p("self.key"));
+    let inspect = || {
+        mtbx(&["inspect", "--format", "json", "--arch", "arm64", &format!("{}/multi:1", tls.addr)])
+            .env("HOME", &home)
+            .env("CONTAINERS_REGISTRIES_CONF", "/dev/null")
+            .output()
+            .unwrap()
+    };
+    assert_eq!(inspect().status.code(), Some(5), "not trusted before it is in certs.d");
+    let certs = home.join(".config/containers/certs.d").join(&tls.addr);
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(p("self.crt"), certs.join("domain.crt")).unwrap();
+    let out = inspect();
+    assert!(out.status.success(), "{}", text(&out.stderr));
 }

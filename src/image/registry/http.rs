@@ -143,25 +143,106 @@ pub(crate) fn certs_d_dirs(registry: &str, home: Option<&std::path::Path>) -> Ve
     dirs
 }
 
-/// Extra CA certificates for `registry` from certs.d (`*.crt` files, as
-/// podman and skopeo trust them): how a registry with its own CA, or a
-/// self-signed one, is trusted without turning verification off.
-fn certs_d_roots(registry: &str) -> Vec<reqwest::Certificate> {
+/// The certificates in `registry`'s certs.d directories (`*.crt` files,
+/// as podman and skopeo trust them), DER-encoded: how a registry with its
+/// own CA, or a self-signed certificate, is trusted without turning
+/// verification off.
+fn certs_d_certs(registry: &str) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
     let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
-    let mut roots = Vec::new();
+    let mut certs = Vec::new();
     for dir in certs_d_dirs(registry, home.as_deref()) {
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };
         let mut files: Vec<_> = entries.flatten().map(|e| e.path()).collect();
         files.sort();
         for f in files.into_iter().filter(|f| f.extension().is_some_and(|x| x == "crt")) {
-            match std::fs::read(&f).map(|pem| reqwest::Certificate::from_pem_bundle(&pem)) {
-                Ok(Ok(certs)) => roots.extend(certs),
-                Ok(Err(e)) => tracing::warn!("ignoring {}: not PEM certificates ({e})", f.display()),
-                Err(e) => tracing::warn!("ignoring {}: {e}", f.display()),
+            let Ok(pem) = std::fs::read(&f) else { continue };
+            let found: Vec<_> = rustls::pki_types::CertificateDer::pem_slice_iter(&pem).flatten().collect();
+            if found.is_empty() {
+                tracing::warn!("ignoring {}: no PEM certificate in it", f.display());
             }
+            certs.extend(found);
         }
     }
-    roots
+    certs
+}
+
+/// The system roots plus certs.d's, and one thing webpki alone refuses:
+/// a server certificate that is itself one of certs.d's certificates
+/// (a self-signed certificate made with `openssl req -x509`, which marks
+/// it a CA) is accepted, as podman and skopeo accept it. Anything else is
+/// verified as usual.
+#[derive(Debug)]
+struct CertsD {
+    inner: std::sync::Arc<rustls::client::WebPkiServerVerifier>,
+    pinned: Vec<rustls::pki_types::CertificateDer<'static>>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for CertsD {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        match self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+            Err(_) if self.pinned.iter().any(|p| p.as_ref() == end_entity.as_ref()) => {
+                Ok(rustls::client::danger::ServerCertVerified::assertion())
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// A TLS configuration for a registry with certs.d certificates: the
+/// system bundle and those as roots, verified by [`CertsD`].
+fn certs_d_tls(pinned: Vec<rustls::pki_types::CertificateDer<'static>>) -> Option<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    let system = system_ca_bundle()
+        .map(|pem| rustls::pki_types::CertificateDer::pem_slice_iter(pem).flatten().collect::<Vec<_>>())
+        .unwrap_or_default();
+    roots.add_parsable_certificates(system.into_iter().chain(pinned.iter().cloned()));
+    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        std::sync::Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .inspect_err(|e| tracing::warn!("certs.d certificates not usable: {e}"))
+    .ok()?;
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .ok()?
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(CertsD { inner, pinned }))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Some(config)
 }
 
 /// Error bodies are read this far, for the registry's message (the
@@ -290,12 +371,19 @@ impl Http {
                 .read_timeout(Duration::from_secs(60))
                 .user_agent(concat!("mtbx/", env!("CARGO_PKG_VERSION")))
         };
-        // No roots are needed where certificates are not checked.
-        let extra = if endpoint.insecure { Vec::new() } else { certs_d_roots(&endpoint.image.registry) };
+        // No roots are needed where certificates are not checked. A
+        // registry with certs.d certificates gets a verifier of its own.
+        let pinned = if endpoint.insecure { Vec::new() } else { certs_d_certs(&endpoint.image.registry) };
+        if !pinned.is_empty() {
+            if let Some(tls) = certs_d_tls(pinned) {
+                let client = builder().use_preconfigured_tls(tls).build().map_err(RegistryError::Setup)?;
+                return Ok(Http { client, base, speed: LowSpeed::from_env()?, site });
+            }
+        }
         let with_bundle = system_ca_bundle().filter(|_| !endpoint.insecure).and_then(|pem| {
             let cert = reqwest::Certificate::from_pem(pem).ok()?;
             builder()
-                .tls_certs_only(std::iter::once(cert).chain(extra.iter().cloned()))
+                .tls_certs_only([cert])
                 .build()
                 .inspect_err(|e| {
                     tracing::debug!("system CA bundle not usable ({e}); using the default roots")
@@ -304,12 +392,7 @@ impl Http {
         });
         let client = match with_bundle {
             Some(c) => c,
-            None => extra
-                .iter()
-                .cloned()
-                .fold(builder(), |b, c| b.add_root_certificate(c))
-                .build()
-                .map_err(RegistryError::Setup)?,
+            None => builder().build().map_err(RegistryError::Setup)?,
         };
         Ok(Http { client, base, speed: LowSpeed::from_env()?, site })
     }
