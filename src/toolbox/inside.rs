@@ -759,15 +759,18 @@ fn pem_certificates(text: &str) -> impl Iterator<Item = (&str, String)> {
 fn configure_kerberos_and_rpm(root: &Path) {
     let krb = root.join("etc/krb5.conf.d");
     if krb.is_dir() && !krb.join("kcm_default_ccache").exists() {
-        let text = "# Written by mtbx, as Toolbx does: the host's KCM credential cache.\n\
-                    # To disable it, comment out the following lines.\n\n[libdefaults]\n    default_ccache_name = KCM:\n";
+        // Toolbx's very file: an image or a tool that recognises it (or a
+        // container that moves between Toolbx and mtbx) sees the same.
+        let text = "# Written by Toolbx\n# https://containertoolbx.org/\n#\n\
+                    # # To disable the KCM credential cache, comment out the following lines.\n\n\
+                    [libdefaults]\n    default_ccache_name = KCM:\n";
         if let Err(e) = write_atomic(&krb.join("kcm_default_ccache"), text.as_bytes(), 0o644) {
             say(WARNING_PREFIX, &format!("cannot configure Kerberos: {e}"));
         }
     }
     let rpm = root.join("usr/lib/rpm/macros.d");
     if rpm.is_dir() {
-        let text = "# Written by mtbx, as Toolbx does: RPM leaves the host's bind mounts alone.\n\n\
+        let text = "# Written by Toolbx\n# https://containertoolbx.org/\n\n\
                     %_netsharedpath /dev:/media:/mnt:/proc:/sys:/tmp:/var/lib/flatpak:/var/lib/libvirt\n";
         if let Err(e) = write_atomic(&rpm.join("macros.toolbox"), text.as_bytes(), 0o644) {
             say(WARNING_PREFIX, &format!("cannot configure RPM: {e}"));
@@ -1145,6 +1148,10 @@ mod tests {
         configure_kerberos_and_rpm(r);
         let kcm = std::fs::read_to_string(r.join("etc/krb5.conf.d/kcm_default_ccache")).unwrap();
         assert!(kcm.contains("[libdefaults]\n    default_ccache_name = KCM:\n"), "{kcm}");
+        assert!(
+            kcm.starts_with("# Written by Toolbx\n# https://containertoolbx.org/\n#\n"),
+            "Toolbx's file: {kcm}"
+        );
         let rpm = std::fs::read_to_string(r.join("usr/lib/rpm/macros.d/macros.toolbox")).unwrap();
         assert!(
             rpm.contains(
