@@ -23,6 +23,7 @@ cd "$(dirname "$0")/.."
 need_tools docker-registry skopeo podman hyperfine
 [ -x /bin/busybox ] || apt-get install -y -qq busybox-static >/dev/null
 start_registry
+root="$PWD"
 bb=target/test-assets/busybox/arm64/busybox
 [ -f "$bb" ] || { echo "no $bb: run scripts/setup.sh as root" >&2; exit 1; }
 qemu=/usr/bin/qemu-aarch64-static
@@ -81,7 +82,7 @@ hyperfine -N --warmup 3 --runs 30 --export-json "$work/run.json" "${base[@]}" \
 # 2. create to first run.
 # By hand: a static native shell (the host's busybox) mounts binfmt_misc in
 # the container's own user namespace, registers QEMU, runs arm64 `true`.
-by_hand="podman pull -q --tls-verify=false --arch arm64 $img >/dev/null && podman run --rm --privileged --uidmap 0:0:65536 --gidmap 0:0:65536 -v $qemu:/qemu:ro -v /bin/busybox:/busybox:ro --entrypoint /busybox $img sh -c 'mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc && echo \"$line\" > /proc/sys/fs/binfmt_misc/register && /bin/true'"
+by_hand="podman pull -q --tls-verify=false --arch arm64 $img >/dev/null && podman run --rm --network none --privileged --uidmap 0:0:65536 --gidmap 0:0:65536 -v $qemu:/qemu:ro -v /bin/busybox:/busybox:ro --entrypoint /busybox $img sh -c 'mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc && echo \"$line\" > /proc/sys/fs/binfmt_misc/register && /bin/true'"
 hyperfine --runs 5 --prepare "$wipe" --export-json "$work/create.json" \
     -n "mtbx create+run" "$bin create -y --tls-verify=false --image $img --arch arm64 bench >/dev/null && $bin run -c bench true" \
     -n "by hand" "$by_hand"
@@ -91,7 +92,7 @@ need_tools mmdebstrap
 dpkg-query -W -f='${Status}' podman-toolbox 2>/dev/null | grep -q "install ok installed" \
     || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman-toolbox >/dev/null
 [ -S /run/dbus/system_bus_socket ] || { mkdir -p /run/dbus; dbus-daemon --system --fork; }
-deb=target/test-assets/bench-debian-12.tar
+deb="$root/target/test-assets/bench-debian-12.tar"
 [ -f "$deb" ] || mmdebstrap --quiet --variant=minbase --include=libcap2-bin,sudo,passwd bookworm "$deb"
 podman import -q --change 'LABEL com.github.containers.toolbox=true' "$deb" localhost/bench-debian:12 >/dev/null
 toolbx=/usr/bin/toolbox
