@@ -90,6 +90,10 @@ fn busybox_image(platform: &str, deb: &str) -> Built {
 struct Setup {
     env: PodmanEnv,
     reg: Option<RealRegistry>,
+    /// The repository, one per test: the default container names it
+    /// gives (`REPO-1-arm64`) name the readiness stamps too, which rootful
+    /// containers of every store share in /run/mtbx, and tests run at once.
+    repo: String,
     image: String,
     mtbx: PathBuf,
     platforms: Vec<(&'static str, &'static str, &'static str)>,
@@ -105,10 +109,14 @@ impl Setup {
         }
         let reg = RealRegistry::start(test)?;
         let built: Vec<Built> = platforms.iter().map(|(p, deb, _)| busybox_image(p, deb)).collect();
-        reg.push("tb", "1", &index(&built.iter().collect::<Vec<_>>()));
-        let image = format!("{}/tb:1", reg.addr);
+        let repo = format!(
+            "tb{:08x}",
+            test.bytes().fold(0x811c9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x01000193))
+        );
+        reg.push(&repo, "1", &index(&built.iter().collect::<Vec<_>>()));
+        let image = format!("{}/{repo}:1", reg.addr);
         let mtbx = env.reachable(&mtbx, "mtbx-static");
-        Some(Setup { env, reg: Some(reg), image, mtbx, platforms })
+        Some(Setup { env, reg: Some(reg), repo, image, mtbx, platforms })
     }
 
     fn mtbx(&self, args: &[&str]) -> Command {
@@ -160,7 +168,7 @@ fn rootful_containers_of_six_architectures_run_as_the_user() {
         assert_eq!(who, format!("{}\n{}\n{home}\n{home}\n", user.name, user.uid), "{platform}");
     }
     let (arm, _, _) = *s.platforms.iter().find(|p| p.0 == "arm64").expect("arm64 is available");
-    let name = format!("tb-1-{arm}");
+    let name = format!("{}-1-{arm}", s.repo);
     // The host's name resolution and time zone, Toolbx's host name.
     let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     assert_eq!(s.ok(&["run", "-c", &name, "cat", "/etc/resolv.conf"]), host_resolv);
@@ -314,7 +322,7 @@ fn rootless_containers_of_six_architectures_run_as_the_user_with_setuid_working(
         let name = s.create(platform);
         assert_eq!(s.ok(&["run", "-c", &name, "uname", "-m"]).trim(), uname, "{platform}");
     }
-    let name = "tb-1-arm64";
+    let name = &format!("{}-1-arm64", s.repo);
     let who = s.ok(&["run", "-c", name, "sh", "-c", "id -un; id -u; echo $HOME"]);
     assert_eq!(who, format!("{}\n{}\n{}\n", user.name, user.uid, user.home.display()));
     assert_eq!(s.ok(&["run", "-c", name, "su", "-c", "id -u", "root"]).trim(), "0", "setuid su under qemu");
