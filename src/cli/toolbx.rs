@@ -278,6 +278,12 @@ pub fn run(args: Vec<OsString>) -> i32 {
             }
         }
     }
+    // As Toolbx: --log-podman (or -vv) shows podman's own log at the same
+    // level (Toolbx's default level is error).
+    if cli.log_podman || cli.verbose > 1 {
+        let l = level.unwrap_or("error");
+        crate::toolbox::engine::set_podman_log_level(if l == "trace" { "debug" } else { l });
+    }
     let g = Globals { assumeyes: cli.assumeyes, verbose: cli.verbose > 0 || level == Some("debug") };
     if cli.help {
         return show_help(cli.command.as_ref().map(command_name));

@@ -85,6 +85,16 @@ impl ContainerInfo {
     }
 }
 
+/// podman's own `--log-level` for every call of this process (Toolbx's
+/// `--log-podman`): its log then shows on stderr beside mtbx's.
+static PODMAN_LOG_LEVEL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Have every podman call of this process log at `level` (podman's
+/// names: debug, info, warn, error, fatal, panic).
+pub fn set_podman_log_level(level: &str) {
+    let _ = PODMAN_LOG_LEVEL.set(level.to_string());
+}
+
 /// The podman on PATH.
 #[derive(Debug, Clone)]
 pub struct Podman {
@@ -98,9 +108,12 @@ impl Podman {
     }
 
     /// A podman command with these arguments (for callers that pass the
-    /// terminal through).
+    /// terminal through), with podman's own log level when one was set.
     pub fn command<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Command {
         let mut c = Command::new(&self.bin);
+        if let Some(level) = PODMAN_LOG_LEVEL.get() {
+            c.args(["--log-level", level]);
+        }
         c.args(args);
         c
     }
@@ -109,11 +122,13 @@ impl Podman {
     pub fn output<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Result<String, EngineError> {
         let shown =
             || args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ");
-        let out = self
-            .command(args)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|source| EngineError::Spawn { args: shown(), source })?;
+        let mut cmd = self.command(args);
+        cmd.stdin(Stdio::null());
+        if PODMAN_LOG_LEVEL.get().is_some() {
+            // Its log is asked for: it goes to stderr as podman writes it.
+            cmd.stderr(Stdio::inherit());
+        }
+        let out = cmd.output().map_err(|source| EngineError::Spawn { args: shown(), source })?;
         if !out.status.success() {
             let stderr = String::from_utf8_lossy(&out.stderr);
             let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();

@@ -174,3 +174,14 @@ fn help_without_man_is_toolbxs_short_text() {
         assert_eq!(lines.len(), 8);
     }
 }
+
+#[test]
+fn log_podman_shows_podmans_own_log() {
+    if std::process::Command::new("podman").arg("--version").output().is_err() {
+        return common::skip("log_podman_shows_podmans_own_log", "podman not installed");
+    }
+    let (out, _dir) = toolbox(&["--log-podman", "--log-level", "debug", "list"]);
+    assert!(text(&out.stderr).contains("level=debug"), "podman's debug log: {}", text(&out.stderr));
+    let (out, _dir) = toolbox(&["list"]);
+    assert!(!text(&out.stderr).contains("level=debug"), "{}", text(&out.stderr));
+}
