@@ -536,14 +536,20 @@ fn choose(
     };
     let native = std::ptr::eq(arch, Arch::host());
     let mut container = r.container;
-    if !native && tag_arch.is_none() && container_arg_is_default(container_arg) {
+    if !native && tag_arch.is_none() && container_arg.is_empty() {
         container = format!("{container}-{}", arch.short_name());
     }
     Ok(Chosen { container, image: r.image, release: r.release, arch, native })
 }
 
-fn container_arg_is_default(arg: &str) -> bool {
-    arg.is_empty()
+/// The container a create or enter names, and how (for Toolbx's error
+/// words): the positional CONTAINER wins over `--container`.
+fn named<'a>(names: &'a [String], option: &'a Option<String>) -> (Option<&'a str>, &'static str) {
+    match (names.first(), option) {
+        (Some(n), _) => (Some(n.as_str()), "CONTAINER"),
+        (None, Some(c)) => (Some(c.as_str()), "--container"),
+        (None, None) => (None, ""),
+    }
 }
 
 /// `toolbox enter` for the default container, `toolbox enter NAME` else.
@@ -569,11 +575,7 @@ fn create(a: CreateArgs, g: &Globals) -> Result<i32> {
             )));
         }
     }
-    let (container, arg) = match (a.names.first(), &a.container) {
-        (Some(n), _) => (Some(n.as_str()), "CONTAINER"),
-        (None, Some(c)) => (Some(c.as_str()), "--container"),
-        (None, None) => (None, ""),
-    };
+    let (container, arg) = named(&a.names, &a.container);
     let d = defaults()?;
     let c = choose(
         &d,
@@ -718,11 +720,7 @@ fn ask(prompt: &str) -> bool {
 }
 
 fn enter(a: EnterArgs, g: &Globals) -> Result<i32> {
-    let (container, arg) = match (a.names.first(), &a.container) {
-        (Some(n), _) => (Some(n.as_str()), "CONTAINER"),
-        (None, Some(c)) => (Some(c.as_str()), "--container"),
-        (None, None) => (None, ""),
-    };
+    let (container, arg) = named(&a.names, &a.container);
     let default_container = container.is_none() && a.release.is_none();
     let d = defaults()?;
     let c = choose(&d, container, arg, a.distro.as_deref(), None, a.release.as_deref(), a.arch.as_deref())?;
@@ -762,13 +760,14 @@ fn run_command(
     g: &Globals,
 ) -> Result<i32> {
     let tb = Toolbox::new()?;
-    if !tb.podman().container_exists(&c.container) && pedantic {
+    let exists = tb.podman().container_exists(&c.container);
+    if !exists && pedantic {
         return Err(Fail::usage(format!(
             "container {} not found\nUse the 'create' command to create a Toolbx.",
             c.container
         )));
     }
-    if !tb.podman().container_exists(&c.container) {
+    if !exists {
         let all = toolbx_containers(tb.podman())?;
         if all.is_empty() {
             let create = g.assumeyes || ask_offer();

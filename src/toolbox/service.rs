@@ -552,9 +552,21 @@ pub fn pull_for_create(
     if assumeyes {
         pull.arg("-y");
     }
-    pull.args(extra).arg(&plan.target.image).stdout(Stdio::piped()).stderr(Stdio::inherit());
-    let out = pull.spawn().and_then(|c| c.wait_with_output()).map_err(io("cannot start mtbx pull"))?;
+    pull.args(extra).arg(&plan.target.image).stderr(Stdio::inherit());
+    run_pull(pull)
+}
+
+/// Run a `mtbx pull --format json` child; the store's name from its
+/// report, or its exit code when it failed (its stderr, when captured,
+/// goes to the debug log).
+fn run_pull(mut pull: std::process::Command) -> Result<String, ServiceError> {
+    let out = pull
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|c| c.wait_with_output())
+        .map_err(io("cannot start mtbx pull"))?;
     if !out.status.success() {
+        tracing::debug!("mtbx pull: {}", String::from_utf8_lossy(&out.stderr).trim());
         return Err(Reported(out.status.code().unwrap_or(1)).into());
     }
     let pulled: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(ServiceError::PullReport)?;
@@ -577,18 +589,9 @@ pub fn pull_quietly(
 ) -> Result<String, ServiceError> {
     let mut pull = std::process::Command::new(mtbx);
     pull.args(["pull", "-y", "--format", "json", "--arch", &arch.platform()]).args(extra).arg(image);
-    pull.stdin(Stdio::null()).stdout(Stdio::piped());
+    pull.stdin(Stdio::null());
     pull.stderr(if quiet { Stdio::piped() } else { Stdio::inherit() });
-    let out = pull.spawn().and_then(|c| c.wait_with_output()).map_err(io("cannot start mtbx pull"))?;
-    if !out.status.success() {
-        tracing::debug!("mtbx pull: {}", String::from_utf8_lossy(&out.stderr).trim());
-        return Err(Reported(out.status.code().unwrap_or(1)).into());
-    }
-    let pulled: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(ServiceError::PullReport)?;
-    match pulled["name"].as_str() {
-        Some(n) => Ok(n.to_string()),
-        None => Err(ServiceError::PullReport(serde::de::Error::custom("no name in the report"))),
-    }
+    run_pull(pull)
 }
 
 /// One container in `list`.
