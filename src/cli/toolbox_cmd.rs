@@ -269,9 +269,10 @@ fn run_in(name: Option<&str>, which: &Which, command: &[std::ffi::OsString], tty
 pub(crate) fn begin_session(tb: &Toolbox, name: &str, which: &Which) -> Result<Session> {
     let dir = toolbox::stamp_dir(name);
     let fast = if dir.is_dir() { Some(Session::begin(&dir)?) } else { None };
-    if fast.is_some() && toolbox::is_ready(&toolbox::stamp_file(&dir)) {
-        return Ok(fast.expect("checked"));
-    }
+    let fast = match fast {
+        Some(s) if toolbox::is_ready(&toolbox::stamp_file(&dir)) => return Ok(s),
+        other => other,
+    };
     let c = tb.find(Some(name), &Selector::from(which))?;
     let recorded = service::stamp_dir_of(&c);
     // The stamp directory is lost with XDG_RUNTIME_DIR at a reboot:

@@ -85,13 +85,11 @@ impl Session {
             .map_err(lock_err)?;
         let start = Instant::now();
         loop {
-            match file.try_lock_shared() {
-                Ok(()) => return Ok(Session { file, dir: dir.to_path_buf() }),
-                Err(std::fs::TryLockError::WouldBlock) if start.elapsed() < STOP_WAIT => {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Err(std::fs::TryLockError::WouldBlock) => return Err(SessionError::StopTooLong),
-                Err(std::fs::TryLockError::Error(e)) => return Err(lock_err(e)),
+            match crate::sys::files::try_flock(&file, false) {
+                Ok(true) => return Ok(Session { file, dir: dir.to_path_buf() }),
+                Ok(false) if start.elapsed() < STOP_WAIT => std::thread::sleep(Duration::from_millis(20)),
+                Ok(false) => return Err(SessionError::StopTooLong),
+                Err(e) => return Err(lock_err(e)),
             }
         }
     }
@@ -110,7 +108,10 @@ impl Session {
         }
         // flock converts shared to exclusive on the same descriptor; it
         // fails without waiting when any other session holds it shared.
-        self.file.try_lock().ok().map(|()| LastSession { _file: self.file })
+        match crate::sys::files::try_flock(&self.file, true) {
+            Ok(true) => Some(LastSession { _file: self.file }),
+            _ => None,
+        }
     }
 }
 
