@@ -106,7 +106,7 @@ pub(crate) fn run(args: ExportArgs) -> Result<i32> {
                 }
             };
             export::check_file_name(&file)?;
-            probe(&tb, &name, &args.which, &["--executable", program]).map_err(|why| {
+            in_session(&tb, &name, &args.which, |p| p(&["--executable", program]))?.map_err(|why| {
                 ExportError::NotInContainer { container: name.clone(), what: program.clone(), why }
             })?;
             let text = export::wrapper_text(&mtbx, &name, program);
@@ -128,14 +128,16 @@ pub(crate) fn run(args: ExportArgs) -> Result<i32> {
                 None => format!("{id}-{}.desktop", suffix.clone().unwrap_or_else(|| name.clone())),
             };
             export::check_file_name(&file)?;
-            let mut found = Err(String::new());
-            for dir in ["/usr/share/applications", "/usr/local/share/applications"] {
-                let p = format!("{dir}/{id}.desktop");
-                found = probe(&tb, &name, &args.which, &["--read", &p]);
-                if found.is_ok() {
-                    break;
+            let found = in_session(&tb, &name, &args.which, |probe| {
+                let mut found = Err(String::new());
+                for dir in ["/usr/share/applications", "/usr/local/share/applications"] {
+                    found = probe(&["--read", &format!("{dir}/{id}.desktop")]);
+                    if found.is_ok() {
+                        break;
+                    }
                 }
-            }
+                found
+            })?;
             let text = found.map_err(|why| ExportError::NotInContainer {
                 container: name.clone(),
                 what: format!("{id}.desktop in /usr/share/applications"),
@@ -172,30 +174,46 @@ fn on_path(dir: &Path) -> bool {
     std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d == dir))
 }
 
-/// Run `mtbx container-probe ARGS` in the container as the user, in a
-/// session (the container is started when needed, and stopped after
-/// when it stops by itself). Its stdout, or what it said on stderr.
-fn probe(tb: &Toolbox, name: &str, which: &Which, args: &[&str]) -> Result<String, String> {
-    let session = begin_session(tb, name, which).map_err(|e| format!("{e:#}"))?;
-    let user = HostUser::current().map_err(|e| e.to_string())?;
-    let mut a: Vec<String> = vec![
-        "exec".into(),
-        "--user".into(),
-        format!("{}:{}", user.uid, user.gid),
-        name.into(),
-        format!("{}/mtbx", toolbox::HOST_DIR),
-        "container-probe".into(),
-    ];
-    a.extend(args.iter().map(|s| s.to_string()));
-    let out = tb.podman().command(&a).stdin(std::process::Stdio::null()).output();
+type Probed = Result<String, String>;
+
+/// Run `f` in a session of the container (started when needed, and
+/// stopped after when it stops by itself), with a way to run `mtbx
+/// container-probe ARGS` in it as the user: its stdout, or what it said
+/// on stderr.
+fn in_session<T>(
+    tb: &Toolbox,
+    name: &str,
+    which: &Which,
+    f: impl FnOnce(&dyn Fn(&[&str]) -> Probed) -> T,
+) -> Result<T> {
+    let session = begin_session(tb, name, which)?;
+    let user = HostUser::current()?;
+    let probe = |args: &[&str]| -> Probed {
+        let mut a: Vec<String> = vec![
+            "exec".into(),
+            "--user".into(),
+            format!("{}:{}", user.uid, user.gid),
+            name.into(),
+            format!("{}/mtbx", toolbox::HOST_DIR),
+            "container-probe".into(),
+        ];
+        a.extend(args.iter().map(|s| s.to_string()));
+        let out = tb
+            .podman()
+            .command(&a)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run podman exec: {e}"))?;
+        if out.status.success() {
+            return String::from_utf8(out.stdout).map_err(|_| "not UTF-8 text".to_string());
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("it failed").trim();
+        Err(last.strip_prefix("mtbx: error: ").unwrap_or(last).to_string())
+    };
+    let result = f(&probe);
     end_session(tb, name, session);
-    let out = out.map_err(|e| format!("cannot run podman exec: {e}"))?;
-    if out.status.success() {
-        return String::from_utf8(out.stdout).map_err(|_| "not UTF-8 text".to_string());
-    }
-    let err = String::from_utf8_lossy(&out.stderr);
-    let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("it failed").trim();
-    Err(last.strip_prefix("mtbx: error: ").unwrap_or(last).to_string())
+    Ok(result)
 }
 
 fn list(dirs: &[PathBuf], container: Option<&str>, format: Format) -> Result<i32> {
