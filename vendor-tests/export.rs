@@ -91,7 +91,8 @@ fn export_wrappers_and_desktop_entries(rootless: bool) {
     // The mechanism of a cargo/meson cross runner: the runner line split
     // at spaces, then a prebuilt arm64 program under the home and its
     // arguments (busybox-static of arm64, run by its path).
-    let prog = work.path().join("target-aarch64-prog");
+    // (busybox picks its applet by its own name: the file keeps it.)
+    let prog = mkdir(&s, &work.path().join("target/aarch64-unknown-linux-gnu/debug")).join("busybox");
     std::fs::copy(crate::toolbox::assets().join("arm64/busybox"), &prog).unwrap();
     own(&s, &prog);
     let runner = format!("{} run -c {arm} --", s.mtbx.display());
@@ -297,7 +298,7 @@ fn stop_and_auto_stop(rootless: bool) {
     let (code, err) = failed(&s.mtbx(&["stop", "nonesuch-container"]).output().unwrap());
     assert!(code == Some(1) && err.contains("no mtbx container named nonesuch-container"), "{err}");
     let plain = format!("{}-plain", s.repo);
-    s.env.podman_ok(&["create", "--name", &plain, &s.image, "/bin/sleep", "1000"]);
+    s.env.podman_ok(&["create", "--network", "host", "--name", &plain, &s.image, "/bin/sleep", "1000"]);
     s.env.podman_ok(&["start", &plain]);
     let (code, err) = failed(&s.mtbx(&["stop", &plain]).output().unwrap());
     assert!(code == Some(2) && err.contains("not an mtbx toolbox container"), "{err}");
