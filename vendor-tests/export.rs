@@ -59,6 +59,7 @@ fn export_wrappers_and_desktop_entries(rootless: bool) {
     else {
         return common::skip(test, "no busybox for the host's own architecture");
     };
+    let host_before = common::host_binfmt_snapshot();
     let arm = s.create("arm64");
     let native = s.create(native_platform);
     let work = scratch(&s);
@@ -232,6 +233,11 @@ fn export_wrappers_and_desktop_entries(rootless: bool) {
         &s.mtbx(&["export", "-c", &arm, "--app", "org.example.Nope", "--dir", &bin_s]).output().unwrap(),
     );
     assert!(code == Some(2) && err.contains("org.example.Nope"), "{err}");
+    let (code, err) = failed(
+        &s.mtbx(&["export", "-c", &arm, "--delete", "nothing-here", "--dir", &bin_s]).output().unwrap(),
+    );
+    assert!(code == Some(1) && err.contains("has no export named nothing-here"), "{err}");
+    assert_eq!(common::host_binfmt_snapshot(), host_before, "the host's binfmt_misc is untouched");
 }
 
 #[test]

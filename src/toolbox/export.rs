@@ -103,7 +103,6 @@ impl crate::error::Classify for ExportError {
             | ExportError::Shadows { .. }
             | ExportError::Ambiguous { .. }
             | ExportError::NotInContainer { .. } => Kind::BadInput,
-            ExportError::NotExported { .. } => Kind::NotFound,
             _ => Kind::Failed,
         }
     }
@@ -519,7 +518,7 @@ pub fn remove(e: &Exported) -> Result<(), ExportError> {
 /// follows them) is a regular file someone may execute.
 pub fn probe_executable(path: &Path) -> Result<(), ExportError> {
     use std::os::unix::fs::PermissionsExt;
-    let bad = |why: &str| ExportError::Bad(format!("{}: {why}", path.display()));
+    let bad = |why: &str| ExportError::Bad(why.to_string());
     let m = std::fs::metadata(path).map_err(|e| bad(&e.to_string()))?;
     if !m.is_file() {
         return Err(bad("not a regular file"));
