@@ -68,18 +68,34 @@ pub(crate) fn run(args: ExportArgs) -> Result<i32> {
     if args.list {
         return list(&dirs, args.container.as_deref(), args.format);
     }
+    // Bad input first, before podman is asked anything.
+    match (&args.bin, &args.app, &args.name) {
+        (Some(program), _, _) => export::check_program(program)?,
+        (None, Some(app), _) => drop(export::check_app(app)?),
+        (None, None, _) if args.delete.as_deref().is_some_and(|d| !d.is_empty()) => {}
+        (None, None, _) if args.delete.is_some() => {
+            return Err(crate::error::BadInput(
+                "--delete needs what to remove: `--delete NAME`, or with --bin PATH or --app APP".into(),
+            )
+            .into())
+        }
+        (None, None, _) => {
+            return Err(crate::error::BadInput(
+                "say what to export: --bin PATH or --app APP (or --list, --delete)".into(),
+            )
+            .into())
+        }
+    }
+    if let Some(n) = &args.name {
+        export::check_file_name(n)?;
+    }
     let tb = Toolbox::new()?;
     let name = tb.name_for(args.container.as_deref(), &Selector::from(&args.which))?;
     if let Some(what) = &args.delete {
         let what = match (what.as_str(), &args.bin, &args.app) {
             ("", Some(b), _) => b.clone(),
             ("", None, Some(a)) => export::check_app(a)?,
-            ("", None, None) => {
-                return Err(crate::error::BadInput(
-                    "--delete needs what to remove: `--delete NAME`, or with --bin PATH or --app APP".into(),
-                )
-                .into())
-            }
+            ("", None, None) => unreachable!("checked above"),
             (w, _, _) => w.to_string(),
         };
         for e in export::find(&dirs, &name, &what)? {
@@ -148,12 +164,7 @@ pub(crate) fn run(args: ExportArgs) -> Result<i32> {
             let app_dir = args.dir.clone().unwrap_or_else(|| export::default_app_dir(&home));
             export::install(&app_dir, &file, &rewritten, 0o644, &name, &Item::App(id))?
         }
-        (None, None) => {
-            return Err(crate::error::BadInput(
-                "say what to export: --bin PATH or --app APP (or --list, --delete)".into(),
-            )
-            .into())
-        }
+        (None, None) => unreachable!("checked above"),
     };
     println!("{}", path.display());
     Ok(exit::OK)

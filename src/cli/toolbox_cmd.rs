@@ -361,11 +361,11 @@ pub fn rm(args: RmArgs) -> Result<i32> {
 }
 
 pub fn stop(args: StopArgs) -> Result<i32> {
-    let tb = Toolbox::new()?;
     if args.names.is_empty() && !args.all {
         return Err(crate::error::BadInput("name the containers to stop, or pass --all".into()).into());
     }
     let arch = args.arch.as_deref().map(Arch::parse).transpose()?;
+    let tb = Toolbox::new()?;
     for n in tb.to_stop(&args.names, args.all, arch)? {
         tb.stop(&n)?;
         println!("{n}");
