@@ -257,8 +257,11 @@ struct Held {
 }
 
 fn hold(s: &Setup, name: &str) -> Held {
-    let mut child =
-        s.mtbx(&["run", "-c", name, "cat"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    hold_with(s.mtbx(&["run", "-c", name, "cat"]))
+}
+
+fn hold_with(mut cmd: std::process::Command) -> Held {
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
     child.stdin.as_mut().unwrap().write_all(b"inside\n").unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
@@ -340,6 +343,15 @@ fn stop_and_auto_stop(rootless: bool) {
     assert!(!running(&s, &auto), "stopped after the last session");
     assert_eq!(s.ok(&["run", "-c", &auto, "uname", "-m"]), "aarch64\n");
     assert!(!running(&s, &auto), "and after the next one");
+    // A session of toolbox mode counts too: an mtbx session ending
+    // meanwhile leaves the container up for it.
+    let links = mkdir(&s, &s.env.dir.path().join("toolbox-mode"));
+    std::os::unix::fs::symlink(&s.mtbx, links.join("toolbox")).unwrap();
+    let toolbx = hold_with(s.env.command(&links.join("toolbox"), &["run", "-c", &auto, "cat"]));
+    assert_eq!(s.ok(&["run", "-c", &auto, "uname", "-m"]), "aarch64\n");
+    assert!(running(&s, &auto), "the toolbox-mode session is alive");
+    toolbx.end();
+    assert!(!running(&s, &auto), "stopped after toolbox mode's session, the last");
     // A container without the option stays up.
     start(&arm);
     assert!(running(&s, &arm));
