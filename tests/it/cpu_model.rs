@@ -1,0 +1,127 @@
+//! QEMU CPU models (`--cpu`): a program that needs a feature runs or dies
+//! of SIGILL according to the model, in the sandbox `arch check` uses,
+//! through the shim that mtbx registers in place of QEMU; and a model the
+//! installed QEMU does not list, or a model for the host's own
+//! architecture, is bad input. (The containers are in the vendor tests.)
+
+use std::os::unix::process::ExitStatusExt;
+use std::time::Duration;
+
+use common::{host_binfmt_snapshot, mtbx, skip, text, userns_binfmt};
+use mtbx::emu::arch::Arch;
+use mtbx::emu::binfmt::{Flags, Registration};
+use mtbx::emu::sandbox::{self, Workdir};
+
+/// The feature probe of `arch` run in a sandbox with QEMU itself
+/// registered, as the default model runs it.
+fn probe_under_default_model(arch: &Arch) -> std::process::Output {
+    let wd = Workdir::new().unwrap();
+    let qemu = mtbx::emu::host::find_interpreter(arch, None).usable().unwrap().path.clone();
+    let reg = Registration::for_arch(arch, &qemu, Flags::SANDBOX);
+    let path = wd.path().join("probe");
+    mtbx::emu::check::write_file(&path, &mtbx::emu::testprog::probe(arch).unwrap().program).unwrap();
+    sandbox::run(&wd, &[reg], &path, None, &[], Duration::from_secs(60)).unwrap()
+}
+
+/// `arch check ARCH --cpu MODEL --format json`: its one row.
+fn check_row(arch: &str, model: &str) -> serde_json::Value {
+    let out = mtbx(&["arch", "check", arch, "--cpu", model, "--format", "json"]).output().unwrap();
+    assert!(out.status.success(), "{arch} {model}: {}{}", text(&out.stdout), text(&out.stderr));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    rows[0].clone()
+}
+
+#[test]
+fn arch_check_cpu_runs_the_sandbox_under_the_model() {
+    let name = "arch_check_cpu_runs_the_sandbox_under_the_model";
+    if let Err(why) = userns_binfmt() {
+        return skip(name, &why);
+    }
+    let (ppc, arm64) = (Arch::parse("ppc64le").unwrap(), Arch::parse("arm64").unwrap());
+    if let Some(a) = [ppc, arm64].into_iter().find(|a| !common::have_qemu(a)) {
+        return skip(name, &format!("no static qemu for {a}"));
+    }
+    let before = host_binfmt_snapshot();
+
+    // ppc64le: qemu's default model (POWER9) lacks ISA 3.1; power10 has it.
+    let out = probe_under_default_model(ppc);
+    assert_eq!(out.status.signal(), Some(libc::SIGILL), "default model: {out:?}");
+    let row = check_row("ppc64le", "power10");
+    assert_eq!(row["passed"], true, "{row}");
+    assert_eq!(row["uname"], "ppc64le", "{row}");
+    assert_eq!(row["method"]["kind"], "sandbox", "{row}");
+    assert_eq!(row["cpu"], "power10", "{row}");
+    assert_eq!(row["probe"]["available"], true, "power10 runs brh: {row}");
+    let row = check_row("ppc64le", "power9");
+    assert_eq!(row["probe"]["available"], false, "power9 does not: {row}");
+    // QEMU's spelling wins over the user's case.
+    assert_eq!(check_row("ppc64le", "POWER10")["cpu"], "power10");
+
+    // arm64: the default (max) has SVE; cortex-a53 does not.
+    let out = probe_under_default_model(arm64);
+    assert!(out.status.success(), "default model: {out:?}");
+    assert_eq!(mtbx::emu::testprog::parse_output(&out.stdout), "aarch64");
+    let row = check_row("arm64", "cortex-a53");
+    assert_eq!((row["passed"].clone(), row["cpu"].clone()), (true.into(), "cortex-a53".into()), "{row}");
+    assert_eq!(row["probe"]["available"], false, "cortex-a53 has no SVE: {row}");
+
+    // The table says the model and the probe too.
+    let out = mtbx(&["arch", "check", "ppc64le", "--cpu", "power10"]).output().unwrap();
+    let table = text(&out.stdout);
+    assert!(out.status.success(), "{table}");
+    assert!(
+        table.contains("CPU MODEL") && table.contains("power10") && table.contains("ISA 3.1 (brh): yes"),
+        "{table}"
+    );
+    assert_eq!(host_binfmt_snapshot(), before, "the host's binfmt_misc changed");
+}
+
+#[test]
+fn a_model_qemu_does_not_list_is_bad_input_that_lists_the_valid_ones() {
+    let name = "a_model_qemu_does_not_list_is_bad_input_that_lists_the_valid_ones";
+    let ppc = Arch::parse("ppc64le").unwrap();
+    if !common::have_qemu(ppc) {
+        return skip(name, "no static qemu for ppc64le");
+    }
+    let out = mtbx(&["arch", "check", "ppc64le", "--cpu", "power11"]).output().unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.contains("unknown CPU model 'power11' for ppc64le"), "{err}");
+    // Near names first, and the list shortened with a count.
+    assert!(err.contains("power10,") && err.contains("power9,"), "{err}");
+    assert!(err.contains("more (`qemu-ppc64le") && err.contains("-cpu help` lists them)"), "{err}");
+    // The host's own architecture never goes through QEMU.
+    let host = Arch::host().short_name();
+    let out = mtbx(&["arch", "check", &host, "--cpu", "max"]).output().unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("runs natively here, without QEMU, so --cpu cannot apply"), "{err}");
+    // One model, one architecture.
+    let out = mtbx(&["arch", "check", "ppc64le", "arm64", "--cpu", "max"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
+
+#[test]
+fn create_refuses_a_bad_model_before_anything_is_downloaded() {
+    let name = "create_refuses_a_bad_model_before_anything_is_downloaded";
+    if std::process::Command::new("podman").arg("--version").output().is_err() {
+        return skip(name, "podman not installed");
+    }
+    let ppc = Arch::parse("ppc64le").unwrap();
+    if !common::have_qemu(ppc) {
+        return skip(name, "no static qemu for ppc64le");
+    }
+    // The image is on no registry: the model is refused before any pull.
+    let image = "127.0.0.1:9/mtbx-cpu-none:1";
+    let out =
+        mtbx(&["create", "-y", "--arch", "ppc64le", "--cpu", "power11", "--image", image]).output().unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("unknown CPU model 'power11'") && err.lines().count() == 1, "{err}");
+    let host = Arch::host().short_name();
+    let out = mtbx(&["create", "-y", "--arch", &host, "--cpu", "max", "--image", image]).output().unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("runs natively here"), "{err}");
+}
