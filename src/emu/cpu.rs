@@ -105,7 +105,8 @@ fn listing(valid: &[String], model: &str, qemu: &str) -> String {
     let stem: String = typed.chars().take(3).collect();
     let (near, far): (Vec<&String>, Vec<&String>) = valid.iter().partition(|v| {
         let v = v.to_ascii_lowercase();
-        !stem.is_empty() && (v.contains(&typed) || typed.contains(&v) || v.starts_with(&stem))
+        !stem.is_empty()
+            && (v.contains(&typed) || (v.len() >= 3 && typed.contains(&v)) || v.starts_with(&stem))
     });
     let ordered: Vec<&String> = near.into_iter().chain(far).collect();
     let shown: Vec<&str> = ordered.iter().take(LISTED).map(|s| s.as_str()).collect();
