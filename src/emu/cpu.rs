@@ -195,7 +195,13 @@ pub fn resolve(arch: &Arch, qemu: &Path, model: &str) -> Result<String, CpuError
 fn try_model(arch: &Arch, qemu: &Path, model: &str) -> Result<(), CpuError> {
     let fail = |why: String| CpuError::Query { qemu: qemu.to_path_buf(), why };
     let wd = crate::emu::sandbox::Workdir::new().map_err(|e| fail(e.to_string()))?;
-    let program = crate::emu::check::write_program(wd.path(), arch).map_err(|e| fail(e.to_string()))?;
+    let program = wd.path().join("check");
+    let write = || -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(&program, crate::emu::testprog::program(arch))?;
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755))
+    };
+    write().map_err(|e| fail(format!("cannot write the check program: {e}")))?;
     let child = Command::new(qemu)
         .arg("-cpu")
         .arg(model)
