@@ -125,3 +125,46 @@ fn create_refuses_a_bad_model_before_anything_is_downloaded() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("runs natively here"), "{err}");
 }
+
+#[test]
+fn toolbox_conf_cpu_applies_to_containers_of_its_arch_in_both_modes() {
+    let name = "toolbox_conf_cpu_applies_to_containers_of_its_arch_in_both_modes";
+    if std::process::Command::new("podman").arg("--version").output().is_err() {
+        return skip(name, "podman not installed");
+    }
+    if !common::have_qemu(Arch::parse("ppc64le").unwrap()) {
+        return skip(name, "no static qemu for ppc64le");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("containers")).unwrap();
+    let conf = dir.path().join("containers/toolbox.conf");
+    std::fs::write(&conf, "[general]\narch = \"ppc64le\"\ncpu = \"power11\"\n").unwrap();
+    let image = "127.0.0.1:9/mtbx-cpu-none:1";
+    let run = |args: &[&str]| mtbx(args).env("XDG_CONFIG_HOME", dir.path()).output().unwrap();
+    // mtbx create: the file's model, for the file's architecture.
+    let out = run(&["create", "-y", "--arch", "ppc64le", "--image", image]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("unknown CPU model 'power11' for ppc64le"), "{err}");
+    // Another architecture does not get it.
+    let out = run(&["create", "-y", "--arch", "arm64", "--image", image]);
+    assert!(!text(&out.stderr).contains("CPU model"), "{}", text(&out.stderr));
+    // toolbox mode reads the same key (its --arch comes from the file too).
+    let link = dir.path().join("toolbox");
+    std::os::unix::fs::symlink(common::mtbx_bin(), &link).unwrap();
+    let out = std::process::Command::new(&link)
+        .args(["create", "-y", "--image", image])
+        .env("XDG_CONFIG_HOME", dir.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "Toolbx's exit code: {err}");
+    assert!(err.starts_with("Error: ") && err.contains("unknown CPU model 'power11' for ppc64le"), "{err}");
+    // A model without its architecture is the file's error.
+    std::fs::write(&conf, "[general]\ncpu = \"power10\"\n").unwrap();
+    let out = run(&["create", "-y", "--arch", "ppc64le", "--image", image]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("`cpu` needs `arch` beside it"), "{err}");
+}
