@@ -19,7 +19,9 @@ const MODEL: &str = "cortex-a53";
 
 /// The exit codes a shell inside reports for the probe started each way,
 /// `key=code` per line, then the check program's output and the model
-/// file init-container wrote.
+/// file init-container wrote; last, sudo made unreadable as Fedora, RHEL
+/// and UBI ship it (mode 4111): QEMU, started by the shim, must still
+/// open it (it runs as sudo's owner).
 const SCRIPT: &str = r#"
 P=DIR/probe
 "$P" >/dev/null 2>&1; echo "direct=$?"
@@ -30,6 +32,7 @@ sudo env -i "$P" >/dev/null 2>&1; echo "sudo_env_i=$?"
 echo "check=$(DIR/check)"
 echo "sudo_check=$(sudo DIR/check)"
 echo "cpu_file=$(cat /run/mtbx/cpu 2>/dev/null || echo none)"
+sudo chmod 4111 /usr/bin/sudo && echo "sudo_4111=$(sudo DIR/check)"
 "#;
 
 fn static_mtbx(test: &str) -> Option<PathBuf> {
@@ -103,6 +106,7 @@ fn cpu_model_in_containers(rootless: bool) {
     assert_eq!(get("check"), "aarch64", "{with}: programs without the feature run: {r:?}");
     assert_eq!(get("sudo_check"), "aarch64", "{with}: {r:?}");
     assert_eq!(get("cpu_file"), MODEL, "{with}: /run/mtbx/cpu");
+    assert_eq!(get("sudo_4111"), "aarch64", "{with}: an unreadable setuid sudo: {r:?}");
 
     let r = report(&mtbx(&["run", "-c", without, "sh", "-c", &script]));
     let get = |k: &str| r.get(k).cloned().unwrap_or_else(|| panic!("{without}: no {k} in {r:?}"));
@@ -110,6 +114,7 @@ fn cpu_model_in_containers(rootless: bool) {
         assert_eq!(get(way), "0", "{without}: QEMU's default model has SVE ({way}): {r:?}");
     }
     assert_eq!(get("cpu_file"), "none", "{without}");
+    assert_eq!(get("sudo_4111"), "aarch64", "{without}: {r:?}");
 
     // list: the model in the table and in JSON, none for the twin.
     let rows: serde_json::Value = serde_json::from_str(&mtbx(&["list", "-c", "--format", "json"])).unwrap();
