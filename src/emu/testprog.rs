@@ -44,13 +44,16 @@ pub struct Probe {
 
 /// The feature probe for `arch`, for the instruction sets that have one:
 /// 64-bit Power (ISA 3.1's `brh`: POWER10 has it, qemu 7.2's default
-/// POWER9 does not) and AArch64 (SVE's `rdvl`: the default `max` has it,
-/// `cortex-a53` does not). (z/Architecture has none: qemu 7.2 decodes
-/// z15's `ncrk` even under `z900-base`.)
+/// POWER9 does not), AArch64 (SVE's `rdvl`: the default `max` has it,
+/// `cortex-a53` does not) and x86-64 (x86-64-v2's `popcnt`, whose absence
+/// makes RHEL 9 and UBI fail with "CPU does not support x86-64-v2": the
+/// `qemu64` model lacks it, `Nehalem` and `max` have it). (z/Architecture
+/// has none: qemu 7.2 decodes z15's `ncrk` even under `z900-base`.)
 pub fn probe(arch: &Arch) -> Option<Probe> {
     let feature = match arch.qemu.isa {
         Isa::Ppc64 => "ISA 3.1 (brh)",
         Isa::Aarch64 => "SVE (rdvl)",
+        Isa::X86_64 => "x86-64-v2 (popcnt)",
         _ => return None,
     };
     Some(Probe { feature, program: elf(arch, code(arch, true)) })
@@ -148,6 +151,7 @@ fn code(arch: &Arch, probe: bool) -> Vec<u8> {
         match arch.qemu.isa {
             Isa::Ppc64 => w.u32(0x7c00_01b6 | 3 << 21 | 3 << 16), // brh r3, r3
             Isa::Aarch64 => w.u32(0x04bf_5020),                   // rdvl x0, #1
+            Isa::X86_64 => w.bytes(&[0xf3, 0x0f, 0xb8, 0xc0]),    // popcnt eax, eax
             _ => {}
         }
     }

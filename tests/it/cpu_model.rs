@@ -168,3 +168,58 @@ fn toolbox_conf_cpu_applies_to_containers_of_its_arch_in_both_modes() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("`cpu` needs `arch` beside it"), "{err}");
 }
+
+/// Each installed QEMU's `-cpu help`, in its own format, read into a list
+/// that has the models known to be there; and the probes against QEMU run
+/// directly (no binfmt_misc), for x86-64 too, which runs natively here
+/// and so never through the sandbox: `qemu64` lacks x86-64-v2, the reason
+/// RHEL 9 and UBI images fail on arm64 hosts, and `Nehalem` has it.
+#[test]
+fn every_installed_qemu_lists_its_models_and_the_probes_hold() {
+    let name = "every_installed_qemu_lists_its_models_and_the_probes_hold";
+    let expect: &[(&str, &[&str])] = &[
+        ("ppc64le", &["power9", "power10", "POWER10"]),
+        ("arm64", &["max", "cortex-a53", "a64fx"]),
+        ("s390x", &["qemu", "max", "z900-base"]),
+        ("arm", &["cortex-a7", "any"]),
+        ("riscv64", &["rv64", "sifive-u54"]),
+        ("amd64", &["qemu64", "Nehalem", "max", "nehalem"]),
+        ("mips64le", &["I6400"]),
+    ];
+    let mut seen = 0;
+    for (arch, models) in expect {
+        let a = Arch::parse(arch).unwrap();
+        let Some(found) = mtbx::emu::host::find_interpreter(a, None).usable().map(|i| i.path.clone()) else {
+            skip(name, &format!("no static qemu-{} for {a}", a.qemu.name));
+            continue;
+        };
+        let listed = mtbx::emu::cpu::models(&found).unwrap_or_else(|e| panic!("{a}: {e}"));
+        for m in *models {
+            assert!(listed.iter().any(|l| l.eq_ignore_ascii_case(m)), "{a}: {m} not in {listed:?}");
+        }
+        assert!(listed.iter().all(|l| !l.contains(' ') && !l.contains('\'')), "{a}: {listed:?}");
+        seen += 1;
+    }
+    assert!(seen > 0, "no QEMU installed at all");
+    let run = |arch: &str, model: &str| {
+        let a = Arch::parse(arch).unwrap();
+        let qemu = mtbx::emu::host::find_interpreter(a, None).usable()?.path.clone();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("probe");
+        mtbx::emu::check::write_file(&path, &mtbx::emu::testprog::probe(a).unwrap().program).unwrap();
+        Some(std::process::Command::new(qemu).args(["-cpu", model]).arg(&path).output().unwrap())
+    };
+    for (arch, without, with, uname) in [
+        ("amd64", "qemu64", "Nehalem", "x86_64"),
+        ("ppc64le", "power9", "power10", "ppc64le"),
+        ("arm64", "cortex-a53", "max", "aarch64"),
+    ] {
+        let (Some(no), Some(yes)) = (run(arch, without), run(arch, with)) else {
+            skip(name, &format!("no static qemu for {arch}"));
+            continue;
+        };
+        assert_eq!(no.status.signal(), Some(libc::SIGILL), "{arch} under {without}: {no:?}");
+        assert!(yes.status.success(), "{arch} under {with}: {yes:?}");
+        assert_eq!(mtbx::emu::testprog::parse_output(&yes.stdout), uname);
+    }
+}
