@@ -279,11 +279,13 @@ fn run_in(name: Option<&str>, which: &Which, command: &[std::ffi::OsString], tty
 /// set-up mtbx container: then a command costs one podman exec.
 /// Otherwise find it, start it, wait. The lock comes first, so a
 /// container another session is stopping is never taken for running.
-pub(crate) fn begin_session(tb: &Toolbox, name: &str, which: &Which) -> Result<Session> {
+/// Without a lock (a stamp directory this user cannot write) a container
+/// that does not stop by itself still runs; an auto-stop one fails.
+pub(crate) fn begin_session(tb: &Toolbox, name: &str, which: &Which) -> Result<Option<Session>> {
     let dir = toolbox::stamp_dir(name);
-    let fast = if dir.is_dir() { Some(Session::begin(&dir)?) } else { None };
+    let fast = if dir.is_dir() { Session::begin(&dir).ok() } else { None };
     let fast = match fast {
-        Some(s) if toolbox::is_ready(&toolbox::stamp_file(&dir)) => return Ok(s),
+        Some(s) if toolbox::is_ready(&toolbox::stamp_file(&dir)) => return Ok(Some(s)),
         other => other,
     };
     let c = tb.find(Some(name), &Selector::from(which))?;
@@ -292,11 +294,13 @@ pub(crate) fn begin_session(tb: &Toolbox, name: &str, which: &Which) -> Result<S
     // podman needs it back to start the container, and the session its
     // lock and auto-stop mark.
     toolbox::make_stamp_dir(&recorded).with_context(|| format!("cannot create {}", recorded.display()))?;
-    session::set_auto_stop(&recorded, c.label(toolbox::LABEL_AUTO_STOP) == Some("true"))
+    let auto_stop = c.label(toolbox::LABEL_AUTO_STOP) == Some("true");
+    session::set_auto_stop(&recorded, auto_stop)
         .with_context(|| format!("cannot write in {}", recorded.display()))?;
     let session = match fast {
-        Some(s) if recorded == dir => s,
-        _ => Session::begin(&recorded)?,
+        Some(s) if recorded == dir => Some(s),
+        _ if auto_stop => Some(Session::begin(&recorded)?),
+        _ => Session::begin(&recorded).ok(),
     };
     let spin = output::spinner(format!("starting {}", c.name()));
     let started = tb.start(&c, service::START_TIMEOUT);
@@ -308,8 +312,8 @@ pub(crate) fn begin_session(tb: &Toolbox, name: &str, which: &Which) -> Result<S
 }
 
 /// End a session; the last one of an auto-stop container stops it.
-pub(crate) fn end_session(tb: &Toolbox, name: &str, session: Session) {
-    if let Some(last) = session.end() {
+pub(crate) fn end_session(tb: &Toolbox, name: &str, session: Option<Session>) {
+    if let Some(last) = session.and_then(Session::end) {
         tracing::debug!("last session of {name} ended: stopping it");
         if let Err(e) = tb.stop(name) {
             output::warn(&format!("cannot stop {name} after its last session: {e}"));
