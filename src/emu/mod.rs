@@ -11,6 +11,8 @@
 //! - [`testprog`]: tiny generated programs, one per architecture.
 //! - [`check`]: prove that an architecture runs.
 //! - [`register`]: the policy of registering interpreters in an instance.
+//! - [`rootfs`]: a root file system directory run in the sandbox (`run
+//!   --rootfs`).
 
 pub mod arch;
 pub mod binfmt;
@@ -18,6 +20,7 @@ pub mod check;
 pub mod elf;
 pub mod host;
 pub mod register;
+pub mod rootfs;
 #[allow(unsafe_code)]
 pub mod sandbox;
 pub mod testprog;
