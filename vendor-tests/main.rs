@@ -6,5 +6,6 @@
 mod pull;
 mod qemu;
 mod registry;
+mod rootfs;
 mod toolbox;
 mod toolbx_parity;

@@ -511,7 +511,8 @@ struct RootfsPlan {
     rootfs: CString,
     proc_dir: CString,
     binfmt: Option<(CString, CString, Vec<Vec<u8>>)>,
-    mounts: Vec<(Option<CString>, CString, Option<CString>, libc::c_ulong, Option<CString>)>,
+    /// source, target, fstype, flags, data: mount(2)'s arguments.
+    mounts: Vec<MountArgs>,
     workdirs: Vec<CString>,
     programs: Vec<CString>,
     _argv: Vec<CString>,
@@ -519,6 +520,8 @@ struct RootfsPlan {
     _env: Vec<CString>,
     env_ptrs: Vec<*const libc::c_char>,
 }
+
+type MountArgs = (Option<CString>, CString, Option<CString>, libc::c_ulong, Option<CString>);
 
 const PROC: &std::ffi::CStr = c"proc";
 const DOT: &std::ffi::CStr = c".";
