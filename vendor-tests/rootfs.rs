@@ -7,7 +7,8 @@
 //! --root), the tree's Debian, your home and working directory, the host's
 //! resolv.conf, a /proc with the sandbox's processes only, a usable /tmp,
 //! the namespace's own binfmt_misc; stdin, exit codes, Ctrl-C on a
-//! terminal and a login shell from `enter`. Afterwards nothing is mounted,
+//! terminal, SIGTERM passed on, the working directory kept or the home
+//! instead, and a login shell from `enter`. Afterwards nothing is mounted,
 //! the tree is as it was, and the host's binfmt_misc, passwd, group and
 //! shadow too.
 
@@ -256,6 +257,31 @@ fn check(deb_arch: &str) {
     reader.read_to_string(&mut rest).unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130), "{deb_arch}: Ctrl-C: {rest}");
+
+    // The working directory: kept when the tree has it, else the home
+    // (the host's /tmp is not inside: the sandbox has a /tmp of its own).
+    for (cwd, inside) in [(Path::new("/usr/share"), Path::new("/usr/share")), (t._bin.path(), &t.user.home)] {
+        let out = t.mtbx(&["run", "--rootfs", t.path(), "pwd"]).current_dir(cwd).output().unwrap();
+        assert_eq!(text(&out.stdout).trim(), inside.to_str().unwrap(), "{deb_arch}: {}", text(&out.stderr));
+    }
+
+    // SIGTERM to mtbx reaches the command (its trap runs), and mtbx ends
+    // with the command's code.
+    let script = "trap 'echo got-term; exit 3' TERM; echo ready; while :; do sleep 1; done";
+    let mut child =
+        t.mtbx(&["run", "--rootfs", t.path(), "sh", "-c", script]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    // runuser's child is mtbx.
+    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id())).unwrap();
+    let mtbx_pid: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(mtbx_pid), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let mut rest = String::new();
+    reader.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest.trim(), "got-term", "{deb_arch}: SIGTERM reaches the command");
+    assert_eq!(child.wait().unwrap().code(), Some(3), "{deb_arch}: SIGTERM");
 
     // Nothing changed: the tree (mount points made for the home are gone
     // again, its resolv.conf is its own), the mounts, the host.
