@@ -7,6 +7,10 @@
 //! fork has one thread. Between fork and exec only async-signal-safe calls
 //! are allowed, so everything that allocates (paths, map lines, register
 //! lines) is prepared in the parent and the child makes raw system calls.
+//!
+//! [`run_rootfs`] is the same sandbox for a whole root file system (`run
+//! --rootfs`): a PID namespace too, so the tree gets a /proc of its own,
+//! and the command, stdin and terminal the user's rather than captured.
 
 use std::ffi::CString;
 use std::io::Read;
