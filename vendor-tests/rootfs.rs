@@ -207,9 +207,27 @@ fn check(deb_arch: &str) {
         assert_eq!(field(&o, "stdin"), "hello-stdin", "{what}");
     }
 
-    // enter on a terminal: a login shell (bash, as the user is not in the
-    // tree's passwd), commands in, output and its exit status out.
-    for root in [false, true] {
+    // enter on a terminal: a login shell, commands in, output and its exit
+    // status out. The shell is bash while the user is not in the tree's
+    // passwd (and for root, whose line names bash); the tree's passwd
+    // decides once the user is in it (here dash, as /bin/sh).
+    let passwd = t.dir.path().join("etc/passwd");
+    let passwd_before = std::fs::read(&passwd).unwrap();
+    for (root, listed, shell) in [(false, false, "-bash"), (true, false, "-bash"), (false, true, "-sh")] {
+        if listed {
+            let mut with_user = passwd_before.clone();
+            with_user.extend_from_slice(
+                format!(
+                    "{}:x:{}:{}::{}:/bin/sh\n",
+                    t.user.name,
+                    t.user.uid,
+                    t.user.gid,
+                    t.user.home.display()
+                )
+                .as_bytes(),
+            );
+            std::fs::write(&passwd, with_user).unwrap();
+        }
         let mut cmd = format!("{} enter --rootfs {}", t.mtbx.display(), t.path());
         if root {
             cmd.push_str(" --root");
@@ -228,10 +246,14 @@ fn check(deb_arch: &str) {
             .write_all(b"echo inside-$(uname -m)-$((40+2)) $0 $(id -u) $PWD; exit 5\n")
             .unwrap();
         let out: Output = child.wait_with_output().unwrap();
+        std::fs::write(&passwd, &passwd_before).unwrap();
         let o = text(&out.stdout);
         let uid = if root { 0 } else { t.user.uid };
-        let expect = format!("inside-{uname}-42 -bash {uid} {}", t.work.path().display());
-        assert!(o.contains(&expect), "{deb_arch} enter (root {root}): wanted {expect}: {o}");
+        let expect = format!("inside-{uname}-42 {shell} {uid} {}", t.work.path().display());
+        assert!(
+            o.contains(&expect),
+            "{deb_arch} enter (root {root}, in passwd {listed}): wanted {expect}: {o}"
+        );
         assert_eq!(out.status.code(), Some(5), "{deb_arch} enter: {o}");
     }
 

@@ -551,6 +551,9 @@ pub fn prepare(req: &Request) -> Result<Prepared, RootfsError> {
         program_name,
         argv,
         env,
+        // enter's shell does job control; a command keeps mtbx's group, so
+        // that Ctrl-Z stops both and the outer shell sees it.
+        take_terminal: req.command.is_none(),
     };
     Ok(Prepared { spec, arch, interpreter, warnings, created: std::mem::take(&mut tree.created) })
 }
@@ -611,6 +614,7 @@ mod tests {
                 program_name: String::new(),
                 argv: vec![],
                 env: vec![],
+                take_terminal: false,
             },
             arch: Arch::host(),
             interpreter: None,

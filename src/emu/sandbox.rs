@@ -503,6 +503,9 @@ pub struct RootfsSpec {
     pub argv: Vec<std::ffi::OsString>,
     /// The environment, `KEY=VALUE`.
     pub env: Vec<std::ffi::OsString>,
+    /// Give the command the terminal on stdin as a foreground process
+    /// group of its own (for an interactive shell), when mtbx has it.
+    pub take_terminal: bool,
 }
 
 /// A [`RootfsSpec`] as the child uses it: NUL-terminated buffers and
@@ -523,6 +526,8 @@ struct RootfsPlan {
     argv_ptrs: Vec<*const libc::c_char>,
     _env: Vec<CString>,
     env_ptrs: Vec<*const libc::c_char>,
+    /// The terminal (stdin) the command takes as its own.
+    tty: Option<RawFd>,
 }
 
 type MountArgs = (Option<CString>, CString, Option<CString>, libc::c_ulong, Option<CString>);
@@ -611,6 +616,7 @@ impl RootfsPlan {
             _argv: argv,
             env_ptrs: ptrs(&env),
             _env: env,
+            tty: (spec.take_terminal && in_foreground()).then_some(0),
         })
     }
 
@@ -729,6 +735,20 @@ impl RootfsPlan {
     /// SIGPIPE; dispositions set to ignore survive exec), then execve each
     /// candidate path in turn as execvp does.
     unsafe fn exec(&self, report_fd: RawFd) -> ! {
+        if let Some(tty) = self.tty {
+            // A process group of its own, in the foreground: a job-control
+            // shell reads the terminal's process group at start and gives
+            // the terminal back to it at exit. mtbx's own group is not in
+            // the PID namespace, so dash would fail there ("Cannot set tty
+            // process group") and lose the exit code. SIGTTOU is blocked
+            // for the call: this group is not in the foreground yet.
+            let mut ttou: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut ttou);
+            libc::sigaddset(&mut ttou, libc::SIGTTOU);
+            libc::sigprocmask(libc::SIG_BLOCK, &ttou, std::ptr::null_mut());
+            libc::setpgid(0, 0);
+            libc::tcsetpgrp(tty, libc::getpid());
+        }
         for sig in 1..32 {
             if sig != libc::SIGKILL && sig != libc::SIGSTOP {
                 libc::signal(sig, libc::SIG_DFL);
@@ -817,6 +837,11 @@ pub fn run_rootfs(spec: &RootfsSpec) -> Result<i32, SandboxError> {
     };
     let status =
         status.map_err(|e| SandboxError::Io { what: "waiting for the sandbox".into(), source: e.into() })?;
+    if plan.tty.is_some() {
+        // Take the terminal back (SIGTTOU is ignored here, see above).
+        // SAFETY: tcsetpgrp on stdin with this process's own group.
+        unsafe { libc::tcsetpgrp(0, libc::getpgrp()) };
+    }
     if let Some((step, index, errno)) = read_raw_report(read) {
         let index = index as usize;
         return Err(match step {
@@ -837,6 +862,12 @@ pub fn run_rootfs(spec: &RootfsSpec) -> Result<i32, SandboxError> {
         nix::sys::wait::WaitStatus::Signaled(_, sig, _) => 128 + sig as i32,
         _ => 1,
     })
+}
+
+/// Whether stdin is a terminal whose foreground process group is mtbx's.
+fn in_foreground() -> bool {
+    // SAFETY: tcgetpgrp only reads; getpgrp cannot fail.
+    unsafe { libc::tcgetpgrp(0) == libc::getpgrp() }
 }
 
 /// SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 sent to mtbx go on to the
