@@ -305,6 +305,55 @@ fn check(deb_arch: &str) {
     assert_eq!(rest.trim(), "got-term", "{deb_arch}: SIGTERM reaches the command");
     assert_eq!(child.wait().unwrap().code(), Some(3), "{deb_arch}: SIGTERM");
 
+    // A tree the user may not write (a card's root copied as root): the
+    // home is mounted over a copy-on-write layer of the tree's /home, and
+    // both the tree and the layer's scratch space are gone afterwards.
+    let owned = tempfile::Builder::new().prefix("mtbx-rootfs-root-").tempdir().unwrap();
+    let tar = common::debian::rootfs(test, deb_arch).unwrap();
+    let out = Command::new("tar")
+        .arg("-xf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(owned.path())
+        .arg("--exclude=./dev/*")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    std::fs::set_permissions(owned.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let scratch = tempfile::Builder::new().prefix("mtbx-rootfs-tmp-").tempdir().unwrap();
+    std::os::unix::fs::chown(scratch.path(), Some(t.user.uid), Some(t.user.gid)).unwrap();
+    let owned_before = listing(owned.path());
+    let out = t
+        .mtbx(&[
+            "run",
+            "--rootfs",
+            owned.path().to_str().unwrap(),
+            "sh",
+            "-c",
+            "uname -m; pwd; cat marker; id -u",
+        ])
+        .env("TMPDIR", scratch.path())
+        .output()
+        .unwrap();
+    let o = text(&out.stdout);
+    let expect = format!("{uname}\n{}\nseen-from-inside\n{}\n", t.work.path().display(), t.user.uid);
+    assert_eq!(
+        (out.status.code(), o.as_str()),
+        (Some(0), expect.as_str()),
+        "{deb_arch}: {}",
+        text(&out.stderr)
+    );
+    assert!(text(&out.stderr).is_empty(), "{deb_arch}: no warning: {}", text(&out.stderr));
+    assert_eq!(listing(owned.path()), owned_before, "{deb_arch}: the root-owned tree is as it was");
+    assert_eq!(
+        std::fs::read_dir(scratch.path()).unwrap().count(),
+        0,
+        "{deb_arch}: the layer's scratch is gone"
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(owned.path().to_str().unwrap()), "{mounts}");
+    drop(owned);
+
     // Nothing changed: the tree (mount points made for the home are gone
     // again, its resolv.conf is its own), the mounts, the host.
     assert_eq!(listing(t.dir.path()), listing_before, "{deb_arch}: the tree is as it was");

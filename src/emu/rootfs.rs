@@ -16,6 +16,7 @@ use std::ffi::OsString;
 use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::{Mode, OFlags, ResolveFlags};
@@ -164,6 +165,8 @@ pub struct Prepared {
     pub warnings: Vec<String>,
     /// Host paths created as mount points, in creation order.
     created: Vec<PathBuf>,
+    /// The upper and work directories of copy-on-write layers.
+    overlays: Vec<tempfile::TempDir>,
 }
 
 impl Prepared {
@@ -187,6 +190,12 @@ impl Drop for Prepared {
                 }
                 _ => {}
             }
+        }
+        // overlayfs leaves its work directory without permissions; the
+        // TempDir's removal needs them back.
+        for o in &self.overlays {
+            let _ =
+                std::fs::set_permissions(o.path().join("work/work"), std::fs::Permissions::from_mode(0o700));
         }
     }
 }
@@ -306,6 +315,57 @@ impl Tree {
             return self.host_path(&cur);
         }
         Err(std::io::Error::other(format!("too many links on the way to {}", inside.display())))
+    }
+
+    /// A copy-on-write layer (overlayfs, which a user namespace may mount)
+    /// over the deepest directory of `inside` the tree has: the mount, the
+    /// directories to make in it, the host path `inside` will have, and the
+    /// layer's scratch directory.
+    fn overlay_for(
+        &self,
+        inside: &Path,
+    ) -> std::io::Result<(RootfsMount, Vec<PathBuf>, PathBuf, tempfile::TempDir)> {
+        let want = normal(inside);
+        let mut base = want.clone();
+        let lower = loop {
+            if let Ok(fd) = self.open_in(&base, OFlags::PATH | OFlags::DIRECTORY) {
+                break self.host_path(&fd)?;
+            }
+            if !base.pop() {
+                return Err(std::io::Error::other("no directory of it exists"));
+            }
+        };
+        let lossy = lower.to_string_lossy();
+        if lossy.contains([',', ':', '\\']) || lower.to_str().is_none() {
+            return Err(std::io::Error::other(format!(
+                "{} has a character overlayfs options cannot hold",
+                lower.display()
+            )));
+        }
+        let scratch = tempfile::Builder::new().prefix("mtbx-layer-").tempdir()?;
+        let (upper, work) = (scratch.path().join("upper"), scratch.path().join("work"));
+        std::fs::create_dir(&upper)?;
+        std::fs::create_dir(&work)?;
+        let mut mkdirs = Vec::new();
+        let mut target = lower.clone();
+        for c in want.strip_prefix(&base).unwrap_or(Path::new("")).components() {
+            target.push(c);
+            mkdirs.push(target.clone());
+        }
+        let mount = RootfsMount {
+            source: None,
+            fstype: Some("overlay"),
+            data: Some(format!(
+                "lowerdir={},upperdir={},workdir={}",
+                lower.display(),
+                upper.display(),
+                work.display()
+            )),
+            target: lower.clone(),
+            what: format!("a layer over {}", lower.display()),
+            mkdirs: vec![],
+        };
+        Ok((mount, mkdirs, target, scratch))
     }
 
     /// Whether `inside` is a directory within the tree.
@@ -448,6 +508,7 @@ pub fn prepare(req: &Request) -> Result<Prepared, RootfsError> {
     };
 
     let mut warnings = Vec::new();
+    let mut overlays = Vec::new();
     let dir_err = |inside: &str, dir: &Path| {
         let dir = dir.to_path_buf();
         let inside = inside.to_string();
@@ -463,6 +524,7 @@ pub fn prepare(req: &Request) -> Result<Prepared, RootfsError> {
             data: None,
             target,
             what: inside.into(),
+            mkdirs: vec![],
         });
     }
     // A fresh /tmp: writable whoever owns the tree's, and nothing is left
@@ -474,17 +536,36 @@ pub fn prepare(req: &Request) -> Result<Prepared, RootfsError> {
         data: Some("mode=1777".into()),
         target: tmp,
         what: "a tmpfs on /tmp".into(),
+        mkdirs: vec![],
     });
     let home_mounted = match tree.ensure(&req.home, true) {
         Ok(target) => {
-            mounts.push(RootfsMount {
-                source: Some(req.home.clone()),
-                fstype: None,
-                data: None,
-                target,
-                what: format!("your home {}", req.home.display()),
-            });
+            mounts.push(home_mount(&req.home, target, vec![]));
             true
+        }
+        // A tree one may not write (a card's root, copied as root): the
+        // home's mount point is made in a copy-on-write layer over the
+        // deepest directory the tree has, whose changes are dropped after.
+        Err(e)
+            if e.kind() == std::io::ErrorKind::PermissionDenied || e.raw_os_error() == Some(libc::EROFS) =>
+        {
+            match tree.overlay_for(&req.home) {
+                Ok((mut overlay, mkdirs, target, scratch)) => {
+                    overlay.mkdirs = mkdirs;
+                    mounts.push(overlay);
+                    mounts.push(home_mount(&req.home, target, vec![]));
+                    overlays.push(scratch);
+                    true
+                }
+                Err(why) => {
+                    warnings.push(format!(
+                        "your home is not mounted: {} cannot be made in {} ({e}) nor in a layer over it ({why})",
+                        req.home.display(),
+                        tree.dir.display()
+                    ));
+                    false
+                }
+            }
         }
         Err(e) => {
             warnings.push(format!(
@@ -504,6 +585,7 @@ pub fn prepare(req: &Request) -> Result<Prepared, RootfsError> {
                 data: None,
                 target,
                 what: "the host's /etc/resolv.conf".into(),
+                mkdirs: vec![],
             }),
             Err(e) => warnings.push(format!("the host's /etc/resolv.conf is not mounted: {e}")),
         }
@@ -555,7 +637,18 @@ pub fn prepare(req: &Request) -> Result<Prepared, RootfsError> {
         // that Ctrl-Z stops both and the outer shell sees it.
         take_terminal: req.command.is_none(),
     };
-    Ok(Prepared { spec, arch, interpreter, warnings, created: std::mem::take(&mut tree.created) })
+    Ok(Prepared { spec, arch, interpreter, warnings, created: std::mem::take(&mut tree.created), overlays })
+}
+
+fn home_mount(home: &Path, target: PathBuf, mkdirs: Vec<PathBuf>) -> RootfsMount {
+    RootfsMount {
+        source: Some(home.to_path_buf()),
+        fstype: None,
+        data: None,
+        target,
+        what: format!("your home {}", home.display()),
+        mkdirs,
+    }
 }
 
 #[cfg(test)]
@@ -620,6 +713,7 @@ mod tests {
             interpreter: None,
             warnings: vec![],
             created,
+            overlays: vec![],
         });
         assert!(!root.join("run").exists() && !root.join("x").exists() && !root.join("var/home/me").exists());
         assert!(root.join("var/home").is_dir() && root.join("etc/resolv.conf").symlink_metadata().is_ok());

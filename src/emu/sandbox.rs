@@ -474,6 +474,9 @@ pub struct RootfsMount {
     pub target: PathBuf,
     /// What it is, for an error message (`/dev`, `your home`).
     pub what: String,
+    /// Directories made in it once mounted, in order (mount points for the
+    /// mounts after it).
+    pub mkdirs: Vec<PathBuf>,
 }
 
 /// Everything [`run_rootfs`] needs: a root file system directory, what to
@@ -518,7 +521,6 @@ struct RootfsPlan {
     rootfs: CString,
     proc_dir: CString,
     binfmt: Option<(CString, CString, Vec<Vec<u8>>)>,
-    /// source, target, fstype, flags, data: mount(2)'s arguments.
     mounts: Vec<MountArgs>,
     workdirs: Vec<CString>,
     programs: Vec<CString>,
@@ -530,7 +532,15 @@ struct RootfsPlan {
     tty: Option<RawFd>,
 }
 
-type MountArgs = (Option<CString>, CString, Option<CString>, libc::c_ulong, Option<CString>);
+/// mount(2)'s arguments, and the directories made in the mount after.
+struct MountArgs {
+    source: Option<CString>,
+    target: CString,
+    fstype: Option<CString>,
+    flags: libc::c_ulong,
+    data: Option<CString>,
+    mkdirs: Vec<CString>,
+}
 
 const PROC: &std::ffi::CStr = c"proc";
 const DOT: &std::ffi::CStr = c".";
@@ -583,13 +593,14 @@ impl RootfsPlan {
                 Some(_) => libc::MS_BIND | libc::MS_REC,
                 None => libc::MS_NOSUID | libc::MS_NODEV,
             };
-            mounts.push((
-                m.source.as_deref().map(cpath).transpose()?,
-                cpath(&m.target)?,
-                m.fstype.map(|t| CString::new(t).map_err(|_| bad(t.into()))).transpose()?,
+            mounts.push(MountArgs {
+                source: m.source.as_deref().map(cpath).transpose()?,
+                target: cpath(&m.target)?,
+                fstype: m.fstype.map(|t| CString::new(t).map_err(|_| bad(t.into()))).transpose()?,
                 flags,
-                m.data.as_deref().map(|d| CString::new(d).map_err(|_| bad(d.into()))).transpose()?,
-            ));
+                data: m.data.as_deref().map(|d| CString::new(d).map_err(|_| bad(d.into()))).transpose()?,
+                mkdirs: m.mkdirs.iter().map(|p| cpath(p)).collect::<Result<_, _>>()?,
+            });
         }
         let argv: Vec<CString> = spec.argv.iter().map(|a| cstr(a)).collect::<Result<_, _>>()?;
         let env: Vec<CString> = spec.env.iter().map(|a| cstr(a)).collect::<Result<_, _>>()?;
@@ -677,10 +688,15 @@ impl RootfsPlan {
                 }
             }
         }
-        for (i, (src, target, fstype, flags, data)) in self.mounts.iter().enumerate() {
+        for (i, m) in self.mounts.iter().enumerate() {
             let p = |c: &Option<CString>| c.as_ref().map_or(null, |c| c.as_ptr());
-            if libc::mount(p(src), target.as_ptr(), p(fstype), *flags, p(data).cast()) != 0 {
+            if libc::mount(p(&m.source), m.target.as_ptr(), p(&m.fstype), m.flags, p(&m.data).cast()) != 0 {
                 fail(Step::RootfsMount, i + 2);
+            }
+            for dir in &m.mkdirs {
+                if libc::mkdir(dir.as_ptr(), 0o755) != 0 && Errno::last() != Errno::EEXIST {
+                    fail(Step::RootfsMount, i + 2);
+                }
             }
         }
         // pivot_root(".", "."), then detach the old root stacked on top:
