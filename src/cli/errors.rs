@@ -37,6 +37,7 @@ fn classify(e: &(dyn StdError + 'static)) -> Option<Kind> {
         crate::emu::register::RegisterError,
         crate::emu::rootfs::RootfsError,
         crate::emu::sandbox::SandboxError,
+        crate::emu::cpu::CpuError,
     );
     None
 }

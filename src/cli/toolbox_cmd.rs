@@ -47,6 +47,11 @@ pub struct CreateArgs {
     /// The static QEMU interpreter to use instead of the one found on PATH.
     #[arg(long, value_name = "FILE")]
     qemu: Option<PathBuf>,
+    /// Run every program of the container under this QEMU CPU model, sudo
+    /// and `env -i` included (`qemu-<target> -cpu help` lists them; default:
+    /// the `cpu` key of toolbox.conf for its `arch`, else QEMU's default).
+    #[arg(long, value_name = "MODEL")]
+    cpu: Option<String>,
     /// Answer yes to the download prompt.
     #[arg(short = 'y', long)]
     assumeyes: bool,
@@ -141,6 +146,8 @@ pub struct InitArgs {
     shell: PathBuf,
     #[arg(long)]
     qemu: Option<PathBuf>,
+    #[arg(long)]
+    cpu: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -177,6 +184,7 @@ pub fn create(args: CreateArgs) -> Result<i32> {
         selector: (&args.which).into(),
         variant: args.variant.clone(),
         qemu: args.qemu.clone(),
+        cpu: args.cpu.clone(),
     };
     let plan = tb.plan_create(&req)?;
     let stored = match &plan.local_image {
@@ -201,7 +209,12 @@ pub fn create(args: CreateArgs) -> Result<i32> {
     };
     let created = tb.create(&plan, &stored)?;
     let name = &created.name;
-    eprintln!("Created container {name} ({}) from {}", created.platform, created.image);
+    match &created.cpu {
+        Some(cpu) => {
+            eprintln!("Created container {name} ({}, CPU {cpu}) from {}", created.platform, created.image)
+        }
+        None => eprintln!("Created container {name} ({}) from {}", created.platform, created.image),
+    }
     eprintln!("Enter it with: mtbx enter {name}");
     println!("{name}");
     Ok(exit::OK)
@@ -289,11 +302,12 @@ pub fn list(args: ListArgs) -> Result<i32> {
     }
     let color = output::color_stdout();
     if !l.containers.is_empty() {
-        let mut t = Table::new(&["NAME", "ARCH", "IMAGE", "STATUS", "CREATED"]);
+        let mut t = Table::new(&["NAME", "ARCH", "CPU", "IMAGE", "STATUS", "CREATED"]);
         for c in &l.containers {
             t.row(vec![
                 c.name.clone(),
                 c.arch.clone(),
+                c.cpu.clone().unwrap_or_else(|| "-".into()),
                 c.image.clone(),
                 c.status.clone(),
                 output::created(c.created),
@@ -342,6 +356,7 @@ pub fn init_container(args: InitArgs) -> Result<i32> {
         arch,
         user: HostUser { name: args.user, uid: args.uid, gid: args.gid, home: args.home, shell: args.shell },
         qemu: args.qemu,
+        cpu: args.cpu,
     };
     Ok(crate::toolbox::inside::init_container(&init))
 }

@@ -10,6 +10,8 @@
 //!   binfmt_misc instance.
 //! - [`testprog`]: tiny generated programs, one per architecture.
 //! - [`check`]: prove that an architecture runs.
+//! - [`cpu`]: QEMU CPU models, and the shim that runs every program of
+//!   a binfmt_misc instance under one.
 //! - [`register`]: the policy of registering interpreters in an instance.
 //! - [`rootfs`]: a root file system directory run in the sandbox (`run
 //!   --rootfs`).
@@ -17,6 +19,7 @@
 pub mod arch;
 pub mod binfmt;
 pub mod check;
+pub mod cpu;
 pub mod elf;
 pub mod host;
 pub mod register;

@@ -6,6 +6,7 @@
 mod architecture;
 mod binfmt_entries;
 mod binfmt_userns;
+mod cpu_model;
 mod elf_real_files;
 mod emulation;
 mod fixtures_valid;
