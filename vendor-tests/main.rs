@@ -7,5 +7,6 @@ mod cpu_model;
 mod pull;
 mod qemu;
 mod registry;
+mod rootfs;
 mod toolbox;
 mod toolbx_parity;
