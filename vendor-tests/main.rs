@@ -8,5 +8,6 @@ mod export;
 mod pull;
 mod qemu;
 mod registry;
+mod rootfs;
 mod toolbox;
 mod toolbx_parity;

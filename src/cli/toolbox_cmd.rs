@@ -70,6 +70,8 @@ pub struct EnterArgs {
     name: Option<String>,
     #[command(flatten)]
     which: Which,
+    #[command(flatten)]
+    rootfs: super::rootfs_cmd::RootfsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -79,6 +81,8 @@ pub struct RunArgs {
     container: Option<String>,
     #[command(flatten)]
     which: Which,
+    #[command(flatten)]
+    rootfs: super::rootfs_cmd::RootfsArgs,
     /// The command and its arguments (after `--` when it starts with `-`).
     #[arg(value_name = "COMMAND", trailing_var_arg = true, required = true)]
     command: Vec<std::ffi::OsString>,
@@ -257,10 +261,28 @@ fn exec_in(podman: &Podman, name: &str, command: &[std::ffi::OsString], tty: boo
 }
 
 pub fn enter(args: EnterArgs) -> Result<i32> {
+    if args.rootfs.given() {
+        if let Some(name) = &args.name {
+            return Err(crate::error::BadInput(format!(
+                "--rootfs runs a directory, not a container: drop {name}"
+            ))
+            .into());
+        }
+        return super::rootfs_cmd::run(&args.rootfs, args.which.arch.as_deref(), None);
+    }
     run_in(args.name.as_deref(), &args.which, &[], true)
 }
 
 pub fn run(args: RunArgs) -> Result<i32> {
+    if args.rootfs.given() {
+        if args.container.is_some() {
+            return Err(crate::error::BadInput(
+                "--rootfs runs a directory, not a container: drop -c/--container".into(),
+            )
+            .into());
+        }
+        return super::rootfs_cmd::run(&args.rootfs, args.which.arch.as_deref(), Some(args.command));
+    }
     let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     run_in(args.container.as_deref(), &args.which, &args.command, tty)
 }

@@ -14,6 +14,7 @@ mod init_container;
 mod inspect;
 mod pull;
 mod registry_faults;
+mod rootfs_cli;
 mod storage_apply;
 mod table_vs_qemu;
 mod toolbox_cli;
