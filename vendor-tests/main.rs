@@ -4,6 +4,7 @@
 //! real podman. One binary, a module per vendor.
 
 mod cpu_model;
+mod export;
 mod pull;
 mod qemu;
 mod registry;

@@ -24,7 +24,7 @@ const PLATFORMS: &[(&str, &str, &str)] = &[
     ("386", "i386", "i686"),
 ];
 
-fn assets() -> PathBuf {
+pub(crate) fn assets() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-assets/busybox")
 }
 
@@ -87,20 +87,20 @@ fn busybox_image(platform: &str, deb: &str) -> Built {
     image(oci, variant, &[(entries, Comp::Gzip)])
 }
 
-struct Setup {
-    env: PodmanEnv,
+pub(crate) struct Setup {
+    pub(crate) env: PodmanEnv,
     reg: Option<RealRegistry>,
     /// The repository, one per test: the default container names it
     /// gives (`REPO-1-arm64`) name the readiness stamps too, which rootful
     /// containers of every store share in /run/mtbx, and tests run at once.
-    repo: String,
-    image: String,
-    mtbx: PathBuf,
-    platforms: Vec<(&'static str, &'static str, &'static str)>,
+    pub(crate) repo: String,
+    pub(crate) image: String,
+    pub(crate) mtbx: PathBuf,
+    pub(crate) platforms: Vec<(&'static str, &'static str, &'static str)>,
 }
 
 impl Setup {
-    fn new(test: &str, rootless: bool) -> Option<Setup> {
+    pub(crate) fn new(test: &str, rootless: bool) -> Option<Setup> {
         let mtbx = static_mtbx(test)?;
         let env = if rootless { PodmanEnv::rootless(test)? } else { PodmanEnv::rootful(test)? };
         let platforms = available(test);
@@ -119,7 +119,7 @@ impl Setup {
         Some(Setup { env, reg: Some(reg), repo, image, mtbx, platforms })
     }
 
-    fn mtbx(&self, args: &[&str]) -> Command {
+    pub(crate) fn mtbx(&self, args: &[&str]) -> Command {
         let mut c = self.env.command(&self.mtbx, args);
         // From the home directory, which the container has too.
         match &self.env.user {
@@ -129,13 +129,13 @@ impl Setup {
         c
     }
 
-    fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         let out = self.mtbx(args).output().unwrap();
         assert!(out.status.success(), "mtbx {args:?}: {}{}", text(&out.stdout), text(&out.stderr));
         text(&out.stdout)
     }
 
-    fn create(&self, arch: &str) -> String {
+    pub(crate) fn create(&self, arch: &str) -> String {
         self.ok(&["create", "-y", "--tls-verify=false", "--image", &self.image, "--arch", arch])
             .trim()
             .to_string()

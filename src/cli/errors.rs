@@ -21,6 +21,8 @@ fn classify(e: &(dyn StdError + 'static)) -> Option<Kind> {
         crate::toolbox::service::ServiceError,
         crate::toolbox::engine::EngineError,
         crate::toolbox::inside::ExecError,
+        crate::toolbox::export::ExportError,
+        crate::toolbox::session::SessionError,
         crate::image::registry::RegistryError,
         crate::image::inspect::InspectError,
         crate::image::proxy::ProxyError,

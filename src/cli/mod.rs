@@ -7,6 +7,7 @@ mod binfmt_cmd;
 pub(crate) mod complete;
 pub(crate) mod docs;
 pub(crate) mod errors;
+mod export_cmd;
 mod image_args;
 mod images_cmd;
 mod inspect_cmd;
@@ -59,6 +60,10 @@ enum Command {
     List(toolbox_cmd::ListArgs),
     /// Remove toolbox containers.
     Rm(toolbox_cmd::RmArgs),
+    /// Stop toolbox containers.
+    Stop(toolbox_cmd::StopArgs),
+    /// Make a container's program or application available on the host.
+    Export(export_cmd::ExportArgs),
     /// Remove toolbox images.
     Rmi(toolbox_cmd::RmiArgs),
     /// The entrypoint of toolbox containers (runs inside them).
@@ -67,6 +72,9 @@ enum Command {
     /// Runs a command inside a toolbox container as the user.
     #[command(hide = true)]
     ContainerExec(toolbox_cmd::ExecArgs),
+    /// Checks or reads a file inside a toolbox container, for export.
+    #[command(hide = true)]
+    ContainerProbe(export_cmd::ProbeArgs),
     /// Print shell completion code (bash, zsh, fish, elvish, powershell):
     /// `source <(mtbx completion bash)`.
     Completion {
@@ -121,6 +129,9 @@ pub fn run() -> i32 {
         Command::Run(args) => toolbox_cmd::run(args),
         Command::List(args) => toolbox_cmd::list(args),
         Command::Rm(args) => toolbox_cmd::rm(args),
+        Command::Stop(args) => toolbox_cmd::stop(args),
+        Command::Export(args) => export_cmd::run(args),
+        Command::ContainerProbe(args) => export_cmd::container_probe(args),
         Command::Rmi(args) => toolbox_cmd::rmi(args),
         Command::InitContainer(args) => toolbox_cmd::init_container(args),
         Command::ContainerExec(args) => toolbox_cmd::container_exec(args),
@@ -257,6 +268,18 @@ mod tests {
             .context("parse error at line 3\n  |\n3 | x = \n  |   ^")
             .context("bad file");
         assert_eq!(super::one_line(&multi), "bad file: parse error at line 3: disk on fire");
+    }
+
+    /// What an exported wrapper runs, `mtbx run -c NAME -- PROGRAM "$@"`,
+    /// hands every argument to the program: empty ones, a second `--`,
+    /// options of its own.
+    #[test]
+    fn run_passes_every_argument_after_the_program() {
+        let argv = ["mtbx", "run", "-c", "box", "--", "/bin/sh", "a b", "", "--", "-c", "--help"];
+        let cli = <super::Cli as clap::Parser>::try_parse_from(argv).unwrap();
+        let super::Command::Run(args) = cli.command else { panic!("not run") };
+        let shown = format!("{args:?}");
+        assert!(shown.contains(r#"command: ["/bin/sh", "a b", "", "--", "-c", "--help"]"#), "{shown}");
     }
 
     /// clap's own consistency checks (unique short flags, valid

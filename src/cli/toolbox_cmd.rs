@@ -15,11 +15,12 @@ use crate::emu::arch::Arch;
 use crate::image::resolved::human_size;
 use crate::toolbox::engine::Podman;
 use crate::toolbox::service::{self, CreateRequest, Selector, Toolbox};
+use crate::toolbox::session::{self, Session};
 use crate::toolbox::{self, HostUser};
 
 /// Which container: a name, or what create would name it.
 #[derive(Debug, Args, Clone)]
-pub struct Which {
+pub(crate) struct Which {
     /// Architecture of the container.
     #[arg(long, short = 'a', value_name = "ARCH", add = super::complete::arches())]
     arch: Option<String>,
@@ -55,6 +56,9 @@ pub struct CreateArgs {
     /// Answer yes to the download prompt.
     #[arg(short = 'y', long)]
     assumeyes: bool,
+    /// Stop the container when its last `mtbx run`/`enter` ends.
+    #[arg(long)]
+    auto_stop: bool,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -112,6 +116,19 @@ pub struct RmArgs {
     /// Every container mtbx made.
     #[arg(long, short = 'a')]
     all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Container names.
+    #[arg(value_name = "NAME", add = super::complete::containers())]
+    names: Vec<String>,
+    /// Every running container mtbx made.
+    #[arg(long, short = 'a', conflicts_with = "names")]
+    all: bool,
+    /// With --all: only the containers of this architecture.
+    #[arg(long, value_name = "ARCH", requires = "all", add = super::complete::arches())]
+    arch: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -185,6 +202,7 @@ pub fn create(args: CreateArgs) -> Result<i32> {
         variant: args.variant.clone(),
         qemu: args.qemu.clone(),
         cpu: args.cpu.clone(),
+        auto_stop: args.auto_stop,
     };
     let plan = tb.plan_create(&req)?;
     let stored = match &plan.local_image {
@@ -271,20 +289,59 @@ pub fn run(args: RunArgs) -> Result<i32> {
 
 fn run_in(name: Option<&str>, which: &Which, command: &[std::ffi::OsString], tty: bool) -> Result<i32> {
     let tb = Toolbox::new()?;
-    let sel = Selector::from(which);
-    let name = tb.name_for(name, &sel)?;
-    // A current stamp proves a running, set-up mtbx container: then a
-    // command costs one podman exec. Otherwise find it, start it, wait.
-    if !toolbox::is_ready(&toolbox::stamp_file(&toolbox::stamp_dir(&name))) {
-        let c = tb.find(Some(&name), &sel)?;
-        let spin = output::spinner(format!("starting {}", c.name()));
-        let started = tb.start(&c, service::START_TIMEOUT);
-        spin.finish_and_clear();
-        for w in started? {
-            output::warn(&w);
-        }
+    let name = tb.name_for(name, &Selector::from(which))?;
+    let session = begin_session(&tb, &name, which)?;
+    let code = exec_in(tb.podman(), &name, command, tty);
+    end_session(&tb, &name, session);
+    code
+}
+
+/// Begin a session (see [`crate::toolbox::session`]) in container
+/// `name`, starting it when needed. A current stamp proves a running,
+/// set-up mtbx container: then a command costs one podman exec.
+/// Otherwise find it, start it, wait. The lock comes first, so a
+/// container another session is stopping is never taken for running.
+/// Without a lock (a stamp directory this user cannot write) a container
+/// that does not stop by itself still runs; an auto-stop one fails.
+pub(crate) fn begin_session(tb: &Toolbox, name: &str, which: &Which) -> Result<Option<Session>> {
+    let dir = toolbox::stamp_dir(name);
+    let fast = if dir.is_dir() { Session::begin(&dir).ok() } else { None };
+    let fast = match fast {
+        Some(s) if toolbox::is_ready(&toolbox::stamp_file(&dir)) => return Ok(Some(s)),
+        other => other,
+    };
+    let c = tb.find(Some(name), &Selector::from(which))?;
+    let recorded = service::stamp_dir_of(&c);
+    // The stamp directory is lost with XDG_RUNTIME_DIR at a reboot:
+    // podman needs it back to start the container, and the session its
+    // lock and auto-stop mark.
+    toolbox::make_stamp_dir(&recorded).with_context(|| format!("cannot create {}", recorded.display()))?;
+    let auto_stop = c.label(toolbox::LABEL_AUTO_STOP) == Some("true");
+    session::set_auto_stop(&recorded, auto_stop)
+        .with_context(|| format!("cannot write in {}", recorded.display()))?;
+    let session = match fast {
+        Some(s) if recorded == dir => Some(s),
+        _ if auto_stop => Some(Session::begin(&recorded)?),
+        _ => Session::begin(&recorded).ok(),
+    };
+    let spin = output::spinner(format!("starting {}", c.name()));
+    let started = tb.start(&c, service::START_TIMEOUT);
+    spin.finish_and_clear();
+    for w in started? {
+        output::warn(&w);
     }
-    exec_in(tb.podman(), &name, command, tty)
+    Ok(session)
+}
+
+/// End a session; the last one of an auto-stop container stops it.
+pub(crate) fn end_session(tb: &Toolbox, name: &str, session: Option<Session>) {
+    if let Some(last) = session.and_then(Session::end) {
+        tracing::debug!("last session of {name} ended: stopping it");
+        if let Err(e) = tb.stop(name) {
+            output::warn(&format!("cannot stop {name} after its last session: {e}"));
+        }
+        drop(last);
+    }
 }
 
 pub fn list(args: ListArgs) -> Result<i32> {
@@ -309,7 +366,7 @@ pub fn list(args: ListArgs) -> Result<i32> {
                 c.arch.clone(),
                 c.cpu.clone().unwrap_or_else(|| "-".into()),
                 c.image.clone(),
-                c.status.clone(),
+                if c.auto_stop { format!("{} (auto-stop)", c.status) } else { c.status.clone() },
                 output::created(c.created),
             ]);
         }
@@ -338,6 +395,19 @@ pub fn rm(args: RmArgs) -> Result<i32> {
     let tb = Toolbox::new()?;
     for n in tb.to_remove(&args.names, args.all, &Selector::from(&args.which))? {
         tb.remove(&n, args.force)?;
+        println!("{n}");
+    }
+    Ok(exit::OK)
+}
+
+pub fn stop(args: StopArgs) -> Result<i32> {
+    if args.names.is_empty() && !args.all {
+        return Err(crate::error::BadInput("name the containers to stop, or pass --all".into()).into());
+    }
+    let arch = args.arch.as_deref().map(Arch::parse).transpose()?;
+    let tb = Toolbox::new()?;
+    for n in tb.to_stop(&args.names, args.all, arch)? {
+        tb.stop(&n)?;
         println!("{n}");
     }
     Ok(exit::OK)

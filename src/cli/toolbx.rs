@@ -807,6 +807,11 @@ fn run_command(
             c.container
         )));
     }
+    // A session as mtbx's run/enter hold it (toolbox::session), so a
+    // container made with `mtbx create --auto-stop` is never stopped
+    // under a toolbox-mode shell, and stops after the last session
+    // whichever front end ran it. Containers without it behave as Toolbx's.
+    let session = crate::toolbox::session::Session::begin(&service::stamp_dir_of(&info)).ok();
     if !toolbox::is_ready(&toolbox::stamp_file(&service::stamp_dir_of(&info))) {
         // Toolbx waits 25 s for its entry point, then gives up; an entry
         // point that failed says why in its own words.
@@ -840,6 +845,12 @@ fn run_command(
     if interactive {
         print!("{}", toolbox::osc_container_pop(user.uid));
         let _ = std::io::stdout().flush();
+    }
+    if let Some(last) = session.and_then(|s| s.end()) {
+        if let Err(e) = tb.stop(&c.container) {
+            tracing::debug!("cannot stop {} after its last session: {e}", c.container);
+        }
+        drop(last);
     }
     let status = status
         .map_err(|_| Fail::new(format!("failed to invoke 'podman exec' in container {}", c.container)))?;

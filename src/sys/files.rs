@@ -12,3 +12,21 @@ pub fn whole_file_lock(l_type: libc::c_short) -> libc::flock {
     fl.l_whence = libc::SEEK_SET as libc::c_short;
     fl
 }
+
+/// `flock(2)` without waiting: a shared lock (`exclusive` false) or an
+/// exclusive one on `file`'s open file description; on a description
+/// that holds the other kind, the lock is converted. Ok(false) when
+/// another description holds a conflicting lock.
+pub fn try_flock(file: &std::fs::File, exclusive: bool) -> std::io::Result<bool> {
+    use rustix::fs::FlockOperation;
+    let op = if exclusive {
+        FlockOperation::NonBlockingLockExclusive
+    } else {
+        FlockOperation::NonBlockingLockShared
+    };
+    match rustix::fs::flock(file, op) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -10,9 +10,11 @@
 //! as in Toolbx), so a stopped or restarted container never looks ready.
 
 pub mod engine;
+pub mod export;
 pub mod inside;
 pub mod naming;
 pub mod service;
+pub mod session;
 
 use std::path::{Path, PathBuf};
 
@@ -28,6 +30,9 @@ pub const LABEL_ARCH: &str = "io.github.mtbx.arch";
 /// create: `run` under another environment (sudo -u, cron, ssh) may
 /// compute another one.
 pub const LABEL_STAMP_DIR: &str = "io.github.mtbx.stamp-dir";
+/// `true` on a container made with `create --auto-stop`: it stops after
+/// its last session ([`session`]).
+pub const LABEL_AUTO_STOP: &str = "io.github.mtbx.auto-stop";
 /// The QEMU CPU model every program of the container runs under, when
 /// create was given one.
 pub const LABEL_CPU: &str = "io.github.mtbx.cpu";
@@ -199,6 +204,8 @@ pub struct CreateSpec {
     pub rootless: bool,
     /// Host directory for the readiness stamp.
     pub stamp_dir: PathBuf,
+    /// Stop after the last session (`create --auto-stop`).
+    pub auto_stop: bool,
 }
 
 /// Path of the interpreter inside the container.
@@ -292,6 +299,9 @@ pub fn create_args(spec: &CreateSpec) -> Vec<String> {
     }
     if let Some(cpu) = &spec.cpu {
         a.extend(["--label".into(), format!("{LABEL_CPU}={cpu}")]);
+    }
+    if spec.auto_stop {
+        a.extend(["--label".into(), format!("{LABEL_AUTO_STOP}=true")]);
     }
     a.extend([
         "--label".into(),
@@ -741,6 +751,7 @@ mod tests {
             },
             rootless: false,
             stamp_dir: "/run/mtbx/n".into(),
+            auto_stop: false,
         };
         let a = create_args(&spec).join(" ");
         assert!(a.contains("--uidmap 0:0:65536"), "{a}");
@@ -755,6 +766,9 @@ mod tests {
         assert!(!a.contains("io.github.mtbx.cpu"), "no model, no label: {a}");
         let native = create_args(&CreateSpec { arch: Arch::host(), qemu: None, ..spec.clone() }).join(" ");
         assert!(!native.contains("toolbox-arch"), "only foreign containers carry it: {native}");
+        assert!(!native.contains(LABEL_AUTO_STOP), "{native}");
+        let auto = create_args(&CreateSpec { auto_stop: true, ..spec.clone() }).join(" ");
+        assert!(auto.contains("--label io.github.mtbx.auto-stop=true "), "{auto}");
         let a = create_args(&CreateSpec { rootless: true, ..spec }).join(" ");
         assert!(a.contains("--userns keep-id") && !a.contains("--uidmap"), "{a}");
     }

@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::engine::{ContainerInfo, EngineError, Podman};
-use super::{CreateSpec, HostUser, ToolboxError, LABEL_ARCH, LABEL_CPU, LABEL_STAMP_DIR, LABEL_TOOLBOX};
+use super::{
+    CreateSpec, HostUser, ToolboxError, LABEL_ARCH, LABEL_AUTO_STOP, LABEL_CPU, LABEL_STAMP_DIR,
+    LABEL_TOOLBOX,
+};
 use crate::emu::arch::Arch;
 use crate::error::{Classify, Kind, Reported};
 use crate::image::platform;
@@ -67,6 +70,11 @@ pub enum ServiceError {
         /// What to try.
         hint: &'static str,
     },
+    /// A container that is not one of mtbx's toolboxes.
+    #[error(
+        "container {0} is not an mtbx toolbox container: mtbx leaves it alone (`podman stop {0}` stops it)"
+    )]
+    NotToolbox(String),
     /// Nothing named to remove.
     #[error("name the images to remove, or pass --all")]
     NothingToRemove,
@@ -102,7 +110,9 @@ impl Classify for ServiceError {
             ServiceError::Toolbox(e) => e.kind(),
             ServiceError::Cpu(e) => e.kind(),
             ServiceError::Config(e) => e.kind(),
-            ServiceError::Target(_) | ServiceError::NothingToRemove => Kind::BadInput,
+            ServiceError::Target(_) | ServiceError::NothingToRemove | ServiceError::NotToolbox(_) => {
+                Kind::BadInput
+            }
             ServiceError::Pull(r) => r.kind(),
             _ => Kind::Failed,
         }
@@ -181,6 +191,8 @@ pub struct CreateRequest {
     pub qemu: Option<PathBuf>,
     /// `--cpu`; when None, toolbox.conf's `cpu` for its `arch`.
     pub cpu: Option<String>,
+    /// `--auto-stop`: stop after the last session.
+    pub auto_stop: bool,
 }
 
 /// A create that passed every check, before any download.
@@ -198,6 +210,8 @@ pub struct CreatePlan {
     pub mtbx: PathBuf,
     /// The store's name for the image, when the store already has it.
     pub local_image: Option<String>,
+    /// Stop after the last session.
+    pub auto_stop: bool,
 }
 
 /// A created container.
@@ -250,7 +264,7 @@ impl Toolbox {
         let cpu = cpu_for(&target, qemu.as_deref(), model.as_deref())?;
         let mtbx = static_self()?;
         let local_image = local_image(&target, req.variant.is_some());
-        Ok(CreatePlan { name, target, qemu, cpu, mtbx, local_image })
+        Ok(CreatePlan { name, target, qemu, cpu, mtbx, local_image, auto_stop: req.auto_stop })
     }
 
     /// The plan for a container named `name` of `target`, with the host
@@ -267,7 +281,7 @@ impl Toolbox {
         let qemu = if target.native { None } else { Some(super::check_host(target.arch, qemu)?) };
         let cpu = cpu_for(&target, qemu.as_deref(), cpu)?;
         let mtbx = static_self()?;
-        Ok(CreatePlan { name, target, qemu, cpu, mtbx, local_image: None })
+        Ok(CreatePlan { name, target, qemu, cpu, mtbx, local_image: None, auto_stop: false })
     }
 
     /// Create the container of a plan from `image` (the store's name).
@@ -289,12 +303,15 @@ impl Toolbox {
             user,
             rootless: crate::sys::getuid() != 0,
             stamp_dir: stamp_dir.clone(),
+            auto_stop: plan.auto_stop,
         };
-        if let Err(e) = self.podman.output(&super::create_args(&spec)) {
+        let marked = super::session::set_auto_stop(&stamp_dir, plan.auto_stop)
+            .map_err(io(format!("cannot write in {}", stamp_dir.display())));
+        if let Err(e) = marked.and_then(|()| Ok(self.podman.output(&super::create_args(&spec))?)) {
             if made && !self.podman.container_exists(&plan.name) {
                 let _ = std::fs::remove_dir_all(&stamp_dir);
             }
-            return Err(e.into());
+            return Err(e);
         }
         Ok(Created {
             name: plan.name.clone(),
@@ -387,6 +404,7 @@ impl Toolbox {
                 image: c.image.clone(),
                 status: c.state.clone(),
                 created: c.created,
+                auto_stop: c.label(LABEL_AUTO_STOP) == Some("true"),
             })
             .collect();
         let store = Store::open(StorageConfig::for_current_user()?)?;
@@ -442,6 +460,45 @@ impl Toolbox {
             }
         }
         Ok(names.to_vec())
+    }
+
+    /// The containers `stop` means: every running one (of `arch`, when
+    /// given) with `all`, else the names given, each of which must be
+    /// mtbx's.
+    pub fn to_stop(
+        &self,
+        names: &[String],
+        all: bool,
+        arch: Option<&'static Arch>,
+    ) -> Result<Vec<String>, ServiceError> {
+        let ours = self.containers()?;
+        if all {
+            let of_arch = |c: &&ContainerInfo| arch_matches(c.label(LABEL_ARCH).unwrap_or(""), arch);
+            return Ok(ours
+                .iter()
+                .filter(|c| c.state == "running")
+                .filter(of_arch)
+                .map(|c| c.name().to_string())
+                .collect());
+        }
+        for n in names {
+            if !ours.iter().any(|c| c.name() == n) {
+                if self.podman.container_exists(n) {
+                    return Err(ServiceError::NotToolbox(n.clone()));
+                }
+                return Err(ServiceError::NoContainer {
+                    name: n.clone(),
+                    create: format!("mtbx create {n}"),
+                });
+            }
+        }
+        Ok(names.to_vec())
+    }
+
+    /// Stop a container (podman stop: init-container ends on SIGTERM).
+    pub fn stop(&self, name: &str) -> Result<(), ServiceError> {
+        self.podman.output(&["stop", name])?;
+        Ok(())
     }
 
     /// Remove a container and its readiness stamp.
@@ -655,6 +712,8 @@ pub struct ContainerRow {
     pub status: String,
     /// Unix seconds.
     pub created: i64,
+    /// Made with `create --auto-stop`.
+    pub auto_stop: bool,
 }
 
 /// One image in `list`.

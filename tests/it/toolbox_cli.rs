@@ -17,10 +17,40 @@ fn without_podman_every_container_command_says_what_to_install() {
 fn internal_commands_stay_out_of_help() {
     let out = mtbx(&["--help"]).output().unwrap();
     let help = text(&out.stdout);
-    for cmd in ["create", "enter", "run", "list", "rm", "rmi", "pull", "images", "inspect"] {
+    for cmd in ["create", "enter", "run", "list", "rm", "rmi", "stop", "export", "pull", "images", "inspect"]
+    {
         assert!(help.contains(&format!("  {cmd} ")), "{cmd} in --help: {help}");
     }
     assert!(!help.contains("init-container") && !help.contains("container-exec"), "{help}");
+    assert!(!help.contains("container-probe"), "{help}");
+}
+
+/// export and stop refuse bad input with exit 2 and one line, before
+/// asking podman anything (none is on PATH here).
+#[test]
+fn export_and_stop_refuse_bad_input_before_podman() {
+    for (args, says) in [
+        (&["export"][..], "--bin PATH or --app APP"),
+        (&["export", "-c", "x", "--bin", "gcc"], "absolute path"),
+        (&["export", "-c", "x", "--bin", "/usr/bin/gcc", "--as", "../gcc"], "one file name"),
+        (&["export", "-c", "x", "--app", "../evil"], "desktop file id"),
+        (&["export", "-c", "x", "--delete"], "--delete needs what to remove"),
+        (&["export", "--list", "--bin", "/bin/sh"], "cannot be used with"),
+        (&["stop"], "or pass --all"),
+        (&["stop", "--arch", "arm64"], "--all"),
+    ] {
+        let out = mtbx(args).env("PATH", "/nonexistent").output().unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says) && !err.contains("podman"), "{args:?}: {err}");
+    }
+    // --list reads directories only: nothing exported, nothing printed.
+    let dir = tempfile::tempdir().unwrap();
+    let out = mtbx(&["export", "--list", "--dir", &dir.path().display().to_string()])
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    assert!(out.status.success() && out.stdout.is_empty(), "{}", text(&out.stderr));
 }
 
 #[test]

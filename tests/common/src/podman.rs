@@ -189,8 +189,15 @@ impl Drop for PodmanEnv {
         let _ = Command::new("umount").arg("-l").arg(self.graph.join("overlay")).output();
         if self.user.is_some() {
             // The test user's files belong to its subordinate ids: remove
-            // them from inside its namespace.
-            let _ = self.podman(&["system", "reset", "-f"]).output();
+            // them from inside its namespace. Not `podman system reset`:
+            // it also wipes the run root and tmp_dir, which rootless podman
+            // takes from /tmp/podman-run-UID whatever storage.conf says,
+            // so it broke the test user's other environments in use at
+            // the same time ("cannot chown run directory", "Refreshing
+            // container").
+            let graph = self.graph.display().to_string();
+            let _ = self.podman(&["rm", "--all", "--force", "--time", "0"]).output();
+            let _ = self.podman(&["unshare", "rm", "-rf", &graph]).output();
         }
     }
 }
