@@ -24,6 +24,7 @@ fn classify(e: &(dyn StdError + 'static)) -> Option<Kind> {
         crate::image::registry::RegistryError,
         crate::image::inspect::InspectError,
         crate::image::proxy::ProxyError,
+        crate::image::local::LocalError,
         crate::image::resolved::ImageError,
         crate::image::reference::RefError,
         crate::image::platform::ArchConflict,
