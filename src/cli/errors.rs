@@ -29,6 +29,7 @@ fn classify(e: &(dyn StdError + 'static)) -> Option<Kind> {
         crate::image::reference::RefError,
         crate::image::platform::ArchConflict,
         crate::pull::PullError,
+        crate::pull::save::SaveError,
         crate::storage::StorageError,
         crate::storage::config::ConfigError,
         crate::storage::apply::ApplyError,

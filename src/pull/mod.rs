@@ -14,6 +14,8 @@
 //! (`repo:42-arm64`, see docs/podman.md, "Names"), so it never takes the name
 //! of the native image of the same reference.
 
+pub mod save;
+
 use std::io::{BufReader, Read, Write};
 use std::os::fd::AsFd;
 use std::sync::Arc;
@@ -62,6 +64,9 @@ pub enum PullError {
     /// The store could not be written.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// An archive could not be written (`save`).
+    #[error(transparent)]
+    Save(#[from] save::SaveError),
     /// A layer's content was refused.
     #[error("layer {layer}")]
     Apply {
@@ -95,6 +100,7 @@ impl Classify for PullError {
             PullError::Registry(e) => e.kind(),
             PullError::Proxy(e) => e.kind(),
             PullError::Local(e) => e.kind(),
+            PullError::Save(e) => e.kind(),
             PullError::Storage(StorageError::Config(_)) => Kind::BadInput,
             PullError::Storage(_) => Kind::Failed,
             PullError::Apply { .. } | PullError::Mismatch { .. } | PullError::BadImage(_) => Kind::Failed,
