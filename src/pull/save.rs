@@ -69,9 +69,10 @@ impl Classify for SaveError {
     fn kind(&self) -> Kind {
         match self {
             SaveError::BadOutput { .. } => Kind::BadInput,
-            SaveError::Write { .. } | SaveError::Mismatch { .. } | SaveError::Cut(_) | SaveError::Interrupted => {
-                Kind::Failed
-            }
+            SaveError::Write { .. }
+            | SaveError::Mismatch { .. }
+            | SaveError::Cut(_)
+            | SaveError::Interrupted => Kind::Failed,
         }
     }
 }

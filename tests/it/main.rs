@@ -11,6 +11,7 @@ mod emulation;
 mod fixtures_valid;
 mod init_container;
 mod inspect;
+mod local_images;
 mod pull;
 mod registry_faults;
 mod storage_apply;
