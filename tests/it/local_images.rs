@@ -190,13 +190,13 @@ fn pull_stores_layouts_and_archives_without_skopeo() {
     assert_eq!(j["name"], "localhost/multi:1-s390x");
     assert_eq!(j["id"], &s390x.config_digest[7..]);
 
-    // docker save's layout: the layer reached through a symlink, named by RepoTags.
+    // docker save's layout, named by RepoTags as podman names it.
     let layer = tar_of(&[E::Dir("etc", 0o755), E::File("etc/docker", 0o644, b"yes".to_vec())]);
     let host = mtbx::emu::arch::Arch::host().oci;
     let (docker, config_digest, diff_ids) = docker_archive(host, &[layer], "me/app:2");
     std::fs::write(f.path("docker.tar"), docker).unwrap();
     let j = json(&store.pull(&f, &[&format!("docker-archive:{}", f.path("docker.tar").display())]));
-    assert_eq!(j["name"], "docker.io/me/app:2");
+    assert_eq!(j["name"], "localhost/me/app:2");
     assert_eq!(j["id"], &config_digest[7..]);
     assert!(store.diff_ids().contains(&diff_ids[0]));
     // Asked for another architecture, a single-platform archive is refused.

@@ -272,8 +272,9 @@ pub fn parse(reference: &str) -> Option<Result<LocalRef, LocalError>> {
     Some(Ok(LocalRef { transport, path: PathBuf::from(path), tag }))
 }
 
-/// A name as Docker normalizes it (docker-archive's RepoTags and REF):
-/// `app` is `docker.io/library/app:latest`.
+/// A name as Docker normalizes it (to match docker-archive's RepoTags
+/// against REF, as containers/image does): `app` is
+/// `docker.io/library/app:latest`.
 fn docker_named(r: &str) -> Result<ImageRef, LocalError> {
     let bad = |e: reference::RefError| LocalError::BadReference(e.to_string());
     let mut image = match reference::parse(r).map_err(bad)? {
@@ -289,6 +290,48 @@ fn docker_named(r: &str) -> Result<ImageRef, LocalError> {
         image.tag = Some("latest".into());
     }
     Ok(image)
+}
+
+/// A RepoTags entry as podman names the image it loads: a short name goes
+/// under `localhost/` (podman 4.3 stores `me/app:2` as
+/// `localhost/me/app:2`, docs/podman.md).
+fn podman_named(r: &str) -> Result<ImageRef, LocalError> {
+    let bad = |e: reference::RefError| LocalError::BadReference(e.to_string());
+    let mut image = match reference::parse(r).map_err(bad)? {
+        Parsed::Qualified(i) => i,
+        Parsed::Short { path, tag, digest } => {
+            ImageRef { registry: "localhost".into(), repository: path, tag, digest }
+        }
+    };
+    if image.tag.is_none() && image.digest.is_none() {
+        image.tag = Some("latest".into());
+    }
+    Ok(image)
+}
+
+/// The image of a docker archive a reference means: the one whose
+/// RepoTags has REF, or the only one.
+fn chosen<'a>(
+    r: &LocalRef,
+    images: &'a [docker::ArchiveImage],
+) -> Result<&'a docker::ArchiveImage, LocalError> {
+    match &r.tag {
+        Some(t) => {
+            let want = docker_named(t)?;
+            images
+                .iter()
+                .find(|i| i.repo_tags.iter().flatten().any(|tag| docker_named(tag).is_ok_and(|n| n == want)))
+                .ok_or_else(|| LocalError::NoTag {
+                    path: r.path.clone(),
+                    tag: t.clone(),
+                    tags: images.iter().flat_map(|i| i.repo_tags.clone().unwrap_or_default()).collect(),
+                })
+        }
+        None => match images {
+            [one] => Ok(one),
+            _ => Err(which_image(r, images)),
+        },
+    }
 }
 
 /// The name an image of an OCI layout gets: `localhost/<base name of the
@@ -325,14 +368,13 @@ fn base_name(path: &Path) -> Result<ImageRef, LocalError> {
 }
 
 /// The name the image of `r` is stored under (before pull appends a
-/// foreign architecture): see [`oci_name`]; a docker-archive's by REF,
-/// else by its one image's first RepoTags entry, as `podman load` names
-/// it, else after the file. Reads the layout's index or the archive's
-/// manifest.json when the reference has no tag.
+/// foreign architecture): see [`oci_name`]; a docker-archive's image by
+/// its first RepoTags entry as podman names it ([`podman_named`]), else by
+/// REF, else after the file. Reads the layout's index (when the reference
+/// has no tag) or the archive's manifest.json.
 pub fn name(r: &LocalRef) -> Result<ImageRef, LocalError> {
     match (r.transport, &r.tag) {
         (Transport::Oci | Transport::OciArchive, Some(t)) => oci_name(&r.path, Some(t)),
-        (Transport::DockerArchive, Some(t)) => docker_named(t),
         (Transport::Oci | Transport::OciArchive, None) => {
             let files = r.files()?;
             let entries = read_index(&files)?;
@@ -342,15 +384,13 @@ pub fn name(r: &LocalRef) -> Result<ImageRef, LocalError> {
             };
             oci_name(&r.path, tag.as_deref())
         }
-        (Transport::DockerArchive, None) => {
+        (Transport::DockerArchive, _) => {
             let files = r.files()?;
             let images = read_docker_manifest(&files)?;
-            match images.as_slice() {
-                [one] => match one.repo_tags.as_ref().and_then(|t| t.first()) {
-                    Some(t) => docker_named(t),
-                    None => Ok(ImageRef { tag: Some("latest".into()), ..base_name(&r.path)? }),
-                },
-                _ => Err(which_image(r, &images)),
+            let image = chosen(r, &images)?;
+            match (image.repo_tags.as_ref().and_then(|t| t.first()), &r.tag) {
+                (Some(t), _) | (None, Some(t)) => podman_named(t),
+                (None, None) => Ok(ImageRef { tag: Some("latest".into()), ..base_name(&r.path)? }),
             }
         }
     }
@@ -677,23 +717,7 @@ fn open_docker(
     wanted: &Wanted,
 ) -> Result<(LocalSource, Inspection), LocalError> {
     let images = read_docker_manifest(&files)?;
-    let chosen = match &r.tag {
-        Some(t) => {
-            let want = docker_named(t)?;
-            images
-                .iter()
-                .find(|i| i.repo_tags.iter().flatten().any(|tag| docker_named(tag).is_ok_and(|n| n == want)))
-                .ok_or_else(|| LocalError::NoTag {
-                    path: r.path.clone(),
-                    tag: t.clone(),
-                    tags: images.iter().flat_map(|i| i.repo_tags.clone().unwrap_or_default()).collect(),
-                })?
-        }
-        None => match images.as_slice() {
-            [one] => one,
-            _ => return Err(which_image(r, &images)),
-        },
-    };
+    let chosen = chosen(r, &images)?;
     let shown = format!("{}{}", r.transport.prefix(), r.path.display());
     let malformed = |source| ImageError::Malformed { image: shown.clone(), source };
     let config_bytes = files.read_small(&chosen.config, MAX_CONFIG_BYTES)?;
@@ -830,8 +854,9 @@ mod tests {
         assert_eq!(named("oci:/srv/images/Rich_Layout:1"), "localhost/rich-layout:1");
         assert_eq!(named("oci-archive:/tmp/img.tar:2"), "localhost/img:2");
         assert_eq!(named("oci:/x/y:example.com/app:3"), "example.com/app:3");
-        assert_eq!(named("docker-archive:/nonexistent/a.tar:me/app:3"), "docker.io/me/app:3");
-        assert_eq!(named("docker-archive:/nonexistent/a.tar:app"), "docker.io/library/app:latest");
+        assert_eq!(podman_named("me/app:3").unwrap().to_string(), "localhost/me/app:3");
+        assert_eq!(podman_named("quay.io/me/app").unwrap().to_string(), "quay.io/me/app:latest");
+        assert_eq!(docker_named("app").unwrap().to_string(), "docker.io/library/app:latest");
         assert!(parse("docker://x").is_none());
         assert!(parse("quay.io/x").is_none());
         assert!(matches!(parse("oci:"), Some(Err(LocalError::BadReference(_)))));

@@ -57,10 +57,12 @@ pub fn raw_tar(entries: &[Raw<'_>]) -> Vec<u8> {
     b.into_inner().unwrap()
 }
 
-/// A docker-archive as `docker save` writes it (old layout: `<id>.json`,
-/// `<dir>/layer.tar` as a symlink to the layer, as podman save writes)
-/// of one image whose layers are the plain tars `layers`; returns the
-/// archive, the config digest and the diff_ids.
+/// A docker-archive as `docker save` (25 and later) writes it: layers and
+/// config as `blobs/sha256/<hex>`, which manifest.json names, and the
+/// legacy `<id>/layer.tar` symbolic links to them, which it does not (podman
+/// 4's reader takes a symbolic link's own size for the layer's); of one
+/// image whose layers are the plain tars `layers`. Returns the archive, the
+/// config digest and the diff_ids.
 pub fn docker_archive(arch: &str, layers: &[Vec<u8>], repo_tag: &str) -> (Vec<u8>, String, Vec<String>) {
     let diff_ids: Vec<String> = layers.iter().map(|l| sha256(l)).collect();
     let config = serde_json::to_vec(&json!({
@@ -70,15 +72,14 @@ pub fn docker_archive(arch: &str, layers: &[Vec<u8>], repo_tag: &str) -> (Vec<u8
     }))
     .unwrap();
     let config_digest = sha256(&config);
-    let config_name = format!("{}.json", &config_digest[7..]);
+    let config_name = format!("blobs/sha256/{}", &config_digest[7..]);
     let mut names = Vec::new();
     let mut files: Vec<(String, u8, String, Vec<u8>)> = Vec::new();
     for (l, d) in layers.iter().zip(&diff_ids) {
-        let plain = format!("{}.tar", &d[7..]);
-        files.push((plain.clone(), b'0', String::new(), l.clone()));
-        let linked = format!("{}/layer.tar", &d[7..19]);
-        files.push((linked.clone(), b'2', format!("../{plain}"), Vec::new()));
-        names.push(linked);
+        let blob = format!("blobs/sha256/{}", &d[7..]);
+        files.push((blob.clone(), b'0', String::new(), l.clone()));
+        files.push((format!("{}/layer.tar", &d[7..19]), b'2', format!("../{blob}"), Vec::new()));
+        names.push(blob);
     }
     let manifest = serde_json::to_vec(&json!([{"Config": config_name, "RepoTags": [repo_tag], "Layers": names}])).unwrap();
     files.push((config_name, b'0', String::new(), config));
