@@ -337,3 +337,107 @@ fn save_writes_one_platform_that_reads_back_as_the_same_image() {
         assert_eq!(out.status.code(), Some(2), "{bad}: {}", text(&out.stderr));
     }
 }
+
+/// Peak RSS in MiB of one command, from the kernel's high-water mark of
+/// its own address space (VmHWM), sampled until it exits.
+fn peak_rss(mut c: Command) -> u64 {
+    let mut child = c.stdout(std::process::Stdio::null()).spawn().unwrap();
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0u64;
+    loop {
+        if let Ok(s) = std::fs::read_to_string(&status_file) {
+            if let Some(v) = s.lines().find_map(|l| l.strip_prefix("VmHWM:")) {
+                peak_kib = peak_kib.max(v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0));
+            }
+        }
+        if let Some(st) = child.try_wait().unwrap() {
+            assert!(st.success(), "{c:?} failed");
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    peak_kib / 1024
+}
+
+#[test]
+fn memory_does_not_grow_with_the_image_read_from_an_archive() {
+    let test = "memory_does_not_grow_with_the_image_read_from_an_archive";
+    let Some(store) = Store::new(test) else { return };
+    let f = Files::new();
+    let sized = |mib: usize, seed: u64| {
+        let mut data = vec![0u8; mib << 20];
+        let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ seed;
+        for chunk in data.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+        }
+        image("amd64", None, &[(vec![E::File("blob", 0o644, data)], Comp::Plain)])
+    };
+    let mut peaks = Vec::new();
+    for (name, mib) in [("small", 1), ("large", 96)] {
+        let built = sized(mib, mib as u64);
+        write_layout(&f.path(name), &index(&[&built]), "1");
+        let archive = f.path(&format!("{name}.tar"));
+        tar_dir(&f.path(name), &archive);
+        let saved = f.path(&format!("{name}-saved.tar"));
+        let src = format!("oci-archive:{}:1", archive.display());
+        let save = peak_rss(f.mtbx(&["save", "-q", "--arch", "amd64", "-o", saved.to_str().unwrap(), &src]));
+        let mut pull = f.mtbx(&["pull", "-q", "-y", &format!("oci-archive:{}", saved.display())]);
+        pull.env("CONTAINERS_STORAGE_CONF", store.dir.path().join("storage.conf"));
+        let pulled = peak_rss(pull);
+        peaks.push((save, pulled));
+    }
+    let ((save_small, pull_small), (save_large, pull_large)) = (peaks[0], peaks[1]);
+    eprintln!("peak RSS, 1 MiB vs 96 MiB layer: save {save_small}/{save_large} MiB, pull {pull_small}/{pull_large} MiB");
+    assert!(save_large < save_small + 24, "save: {save_large} MiB for 96 MiB, {save_small} MiB for 1 MiB");
+    assert!(pull_large < pull_small + 24, "pull: {pull_large} MiB for 96 MiB, {pull_small} MiB for 1 MiB");
+}
+
+#[test]
+fn an_interrupted_save_leaves_nothing() {
+    use common::registry::{Auth, FixtureRegistry};
+    use std::sync::atomic::Ordering;
+    let reg = FixtureRegistry::fixtures(Auth::None);
+    let image = format!("{}/multi:1", reg.addr);
+    let info = json(
+        &mtbx(&["inspect", "--tls-verify=false", "--format", "json", "--arch", "arm64", &image])
+            .env("CONTAINERS_REGISTRIES_CONF", "/dev/null")
+            .output()
+            .unwrap(),
+    );
+    let layers: Vec<String> =
+        info["Layers"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().into()).collect();
+    // The second layer drips (5 bytes a second): the save is caught with
+    // its temporary file open.
+    *reg.faults.cut_only.lock().unwrap() = vec![layers[1].clone()];
+    reg.faults.drip.store(1, Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("arm64.tar");
+    let mut child =
+        mtbx(&["save", "--tls-verify=false", "--arch", "arm64", "-o", out_file.to_str().unwrap(), &image])
+            .env("CONTAINERS_REGISTRIES_CONF", "/dev/null")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+    let dripping = || reg.log.lock().unwrap().iter().any(|l| l.contains(&layers[1]));
+    while !dripping() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let parts = || {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+    };
+    assert!(parts().iter().any(|n| n.ends_with(".part")), "{:?}", parts());
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("interrupted; nothing was written"), "{err}");
+    assert!(parts().is_empty(), "{:?}", parts());
+}
