@@ -415,7 +415,7 @@ fn an_interrupted_save_leaves_nothing() {
     reg.faults.drip.store(1, Ordering::SeqCst);
     let dir = tempfile::tempdir().unwrap();
     let out_file = dir.path().join("arm64.tar");
-    let mut child =
+    let child =
         mtbx(&["save", "--tls-verify=false", "--arch", "arm64", "-o", out_file.to_str().unwrap(), &image])
             .env("CONTAINERS_REGISTRIES_CONF", "/dev/null")
             .stderr(std::process::Stdio::piped())
