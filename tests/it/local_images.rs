@@ -441,3 +441,60 @@ fn an_interrupted_save_leaves_nothing() {
     assert!(err.contains("interrupted; nothing was written"), "{err}");
     assert!(parts().is_empty(), "{:?}", parts());
 }
+
+/// The part of an error after "offers"/"only", or the kind of failure:
+/// what must not depend on where the image was read.
+fn verdict(out: &Output) -> (Option<i32>, String) {
+    if out.status.success() {
+        let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+        return (Some(0), format!("{} {}", j["ManifestDigest"], j["Platform"]));
+    }
+    let err = text(&out.stderr);
+    let tail = ["it offers", "only;", "config says"]
+        .iter()
+        .find_map(|w| err.find(w).map(|i| err[i..].trim().to_string()))
+        .unwrap_or(err.clone());
+    (out.status.code(), tail)
+}
+
+#[test]
+fn every_platform_choice_is_the_registrys() {
+    use common::registry::{fixtures_root, Auth, FixtureRegistry};
+    let reg = FixtureRegistry::fixtures(Auth::None);
+    let no_skopeo = PathWithout::new("skopeo");
+    let inspect = |image: &str, arch: &[&str]| {
+        let mut args = vec!["inspect", "--tls-verify=false", "--format", "json"];
+        args.extend_from_slice(arch);
+        args.push(image);
+        mtbx(&args)
+            .env("PATH", no_skopeo.path())
+            .env("CONTAINERS_REGISTRIES_CONF", "/dev/null")
+            .output()
+            .unwrap()
+    };
+    let choices: &[&[&str]] = &[
+        &["--arch", "amd64"],
+        &["--arch", "arm64"],
+        &["--arch", "arm64", "--variant", "v8"],
+        &["--arch", "arm"],
+        &["--arch", "arm", "--variant", "v6"],
+        &["--arch", "arm", "--variant", "v5"],
+        &["--arch", "386"],
+        &["--arch", "ppc64le"],
+        &["--arch", "s390x"],
+        &["--arch", "riscv64"],
+        &["--arch", "mips64le"],
+    ];
+    let mut compared = 0;
+    for (repo, tag) in [("multi", "1"), ("dockerlist", "1"), ("single", "1"), ("liar", "1"), ("armold", "1")]
+    {
+        let remote = format!("{}/{repo}:{tag}", reg.addr);
+        let local = format!("oci:{}:{tag}", fixtures_root().join(repo).display());
+        for choice in choices {
+            let (r, l) = (verdict(&inspect(&remote, choice)), verdict(&inspect(&local, choice)));
+            assert_eq!(l, r, "{repo} {choice:?}: layout vs registry");
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 55);
+}
