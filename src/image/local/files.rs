@@ -1,6 +1,6 @@
 //! The files of a local image: a directory (an `oci:` layout) or a tar
 //! archive read in place. An archive is scanned once for its entries'
-//! offsets (headers only, bodies skipped with seeks); a file of it is then
+//! offsets (headers only, bodies skipped by offset); a file of it is then
 //! read by positional reads, so nothing is extracted to disk and no blob is
 //! held in memory.
 //!
@@ -25,6 +25,19 @@ pub const MAX_ENTRIES: usize = 100_000;
 
 /// Symbolic links followed to reach one file (docker save links layers).
 const MAX_LINK_HOPS: usize = 8;
+
+/// The longest GNU long name or link read.
+const MAX_NAME: u64 = 64 << 10;
+
+/// The largest PAX record block read.
+const MAX_PAX: u64 = 1 << 20;
+
+fn trim_nul(mut v: Vec<u8>) -> Vec<u8> {
+    if let Some(i) = v.iter().position(|b| *b == 0) {
+        v.truncate(i);
+    }
+    v
+}
 
 /// One entry of an archive.
 #[derive(Debug, Clone)]
@@ -83,50 +96,119 @@ impl Files {
     }
 
     /// Scan the tar archive at `path`: every entry's name and where its
-    /// body is. Bodies are skipped with seeks, not read.
+    /// body is. Only headers are read (bodies are skipped by offset), with
+    /// GNU long names and PAX records capped: a hostile header cannot make
+    /// mtbx allocate what it claims. (The tar crate's iterator reads those
+    /// records whole, whatever their size, hence this loop.)
     pub fn tar(path: &Path) -> Result<Files, LocalError> {
         let file = File::open(path).map_err(|e| LocalError::open(path, e))?;
-        if file.metadata().map_err(|e| LocalError::open(path, e))?.is_dir() {
+        let meta = file.metadata().map_err(|e| LocalError::open(path, e))?;
+        if meta.is_dir() {
             return Err(LocalError::NotAnArchive {
                 path: path.to_path_buf(),
                 why: "it is a directory".into(),
             });
         }
         let bad = |why: String| LocalError::NotAnArchive { path: path.to_path_buf(), why };
-        let scan = file.try_clone().map_err(|e| LocalError::open(path, e))?;
-        let mut archive = tar::Archive::new(std::io::BufReader::new(scan));
+        let read_err = |e: std::io::Error| LocalError::Read {
+            path: path.to_path_buf(),
+            name: "a header".into(),
+            source: e,
+        };
+        let len = meta.len();
         let mut entries = HashMap::new();
-        let iter = archive.entries_with_seek().map_err(|e| bad(e.to_string()))?;
-        for (n, entry) in iter.enumerate() {
-            if n >= MAX_ENTRIES {
-                return Err(bad(format!("it has more than {MAX_ENTRIES} entries")));
+        let (mut long_name, mut long_link, mut pax_path, mut pax_link) = (None, None, None, None);
+        let mut pos = 0u64;
+        let mut count = 0usize;
+        // A record's body, read whole up to `cap`.
+        let record = |at: u64, size: u64, cap: u64| -> Result<Vec<u8>, LocalError> {
+            if size > cap {
+                return Err(bad(format!("a header record of {size} bytes (more than {cap})")));
             }
-            let entry = entry.map_err(|e| bad(e.to_string()))?;
-            let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-            // A name that leaves the root can never be asked for: leave it out.
-            let Some(name) = normalize(&raw) else { continue };
-            let kind = entry.header().entry_type();
-            let link = || -> Option<String> {
-                let target = String::from_utf8_lossy(&entry.link_name_bytes()?).into_owned();
-                if kind.is_symlink() {
-                    // Relative to the link's directory; absolute is the root.
-                    let dir = name.rsplit_once('/').map_or("", |(d, _)| d);
-                    normalize(&if target.starts_with('/') { target } else { format!("{dir}/{target}") })
-                } else {
-                    normalize(&target)
-                }
+            let mut buf = vec![0u8; size as usize];
+            file.read_exact_at(&mut buf, at).map_err(read_err)?;
+            Ok(buf)
+        };
+        loop {
+            if pos == len {
+                break; // no end-of-archive blocks: GNU tar reads that too
+            }
+            let mut block = [0u8; 512];
+            file.read_exact_at(&mut block, pos).map_err(|_| bad("it ends inside a header".into()))?;
+            if block.iter().all(|b| *b == 0) {
+                break;
+            }
+            let header = tar::Header::from_byte_slice(&block);
+            let sum: u64 = block
+                .iter()
+                .enumerate()
+                .map(|(i, b)| if (148..156).contains(&i) { 32 } else { u64::from(*b) })
+                .sum();
+            if header.cksum().ok().map(u64::from) != Some(sum) {
+                return Err(bad(format!("no valid tar header at byte {pos}")));
+            }
+            let size = header.entry_size().map_err(|e| bad(e.to_string()))?;
+            let body = pos + 512;
+            let next = size.div_ceil(512).checked_mul(512).and_then(|n| n.checked_add(body));
+            let next = match next {
+                Some(n) if n <= len => n,
+                _ => return Err(bad(format!("it is cut off: an entry at byte {pos} runs past its end"))),
             };
-            let e = if kind.is_file() || kind == tar::EntryType::Continuous {
-                Entry::File { offset: entry.raw_file_position(), size: entry.size() }
-            } else if kind.is_symlink() || kind.is_hard_link() {
-                match link() {
-                    Some(t) => Entry::Link(t),
-                    None => continue,
+            let kind = header.entry_type();
+            match kind {
+                tar::EntryType::GNULongName => long_name = Some(trim_nul(record(body, size, MAX_NAME)?)),
+                tar::EntryType::GNULongLink => long_link = Some(trim_nul(record(body, size, MAX_NAME)?)),
+                tar::EntryType::XHeader => {
+                    let data = record(body, size, MAX_PAX)?;
+                    for ext in tar::PaxExtensions::new(&data) {
+                        let ext = ext.map_err(|e| bad(format!("a malformed PAX record: {e}")))?;
+                        match ext.key_bytes() {
+                            b"path" => pax_path = Some(ext.value_bytes().to_vec()),
+                            b"linkpath" => pax_link = Some(ext.value_bytes().to_vec()),
+                            _ => {}
+                        }
+                    }
                 }
-            } else {
-                continue;
-            };
-            entries.insert(name, e);
+                tar::EntryType::XGlobalHeader => {}
+                _ => {
+                    count += 1;
+                    if count > MAX_ENTRIES {
+                        return Err(bad(format!("it has more than {MAX_ENTRIES} entries")));
+                    }
+                    let raw = pax_path
+                        .take()
+                        .or(long_name.take())
+                        .unwrap_or_else(|| header.path_bytes().into_owned());
+                    let link = pax_link
+                        .take()
+                        .or(long_link.take())
+                        .or_else(|| header.link_name_bytes().map(|l| l.into_owned()));
+                    let name = normalize(&String::from_utf8_lossy(&raw));
+                    let entry = if kind.is_file() || kind == tar::EntryType::Continuous {
+                        Some(Entry::File { offset: body, size })
+                    } else if kind.is_symlink() || kind.is_hard_link() {
+                        // A symbolic link is relative to its directory (an
+                        // absolute one to the root); a hard link to the root.
+                        name.as_ref().zip(link).and_then(|(n, l)| {
+                            let l = String::from_utf8_lossy(&l).into_owned();
+                            let dir = n.rsplit_once('/').map_or("", |(d, _)| d);
+                            let target = if kind.is_symlink() && !l.starts_with('/') {
+                                format!("{dir}/{l}")
+                            } else {
+                                l
+                            };
+                            normalize(&target).map(Entry::Link)
+                        })
+                    } else {
+                        None
+                    };
+                    // A name that leaves the root can never be asked for.
+                    if let (Some(name), Some(entry)) = (name, entry) {
+                        entries.insert(name, entry);
+                    }
+                }
+            }
+            pos = next;
         }
         Ok(Files::Tar { path: path.to_path_buf(), file: Arc::new(file), entries: Arc::new(entries) })
     }
@@ -279,5 +361,50 @@ mod tests {
         assert!(matches!(read("../x.tar"), Err(LocalError::Escapes { .. })));
         assert!(matches!(read("loop"), Err(LocalError::NotAnArchive { .. })));
         assert!(matches!(files.read_small("x.tar", 2), Err(LocalError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn long_names_and_pax_paths_are_read_and_huge_records_refused() {
+        let mut b = tar::Builder::new(Vec::new());
+        let long = format!("{}/file", "d".repeat(150));
+        let mut h = tar::Header::new_gnu();
+        h.set_size(2);
+        h.set_mode(0o644);
+        b.append_data(&mut h, &long, &b"gn"[..]).unwrap();
+        b.append_pax_extensions([("path", &b"pax/named"[..])]).unwrap();
+        let mut h = tar::Header::new_ustar();
+        h.set_size(3);
+        h.set_mode(0o644);
+        h.set_path("short").unwrap();
+        h.set_cksum();
+        b.append(&h, &b"pax"[..]).unwrap();
+        let bytes = b.into_inner().unwrap();
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), &bytes).unwrap();
+        let files = Files::tar(f.path()).unwrap();
+        assert_eq!(files.read_small(&long, 10).unwrap(), b"gn");
+        assert_eq!(files.read_small("pax/named", 10).unwrap(), b"pax");
+        // Cut in the middle of a body: said so.
+        std::fs::write(f.path(), &bytes[..bytes.len() - 1024 - 100]).unwrap();
+        assert!(
+            matches!(Files::tar(f.path()), Err(LocalError::NotAnArchive { why, .. }) if why.contains("cut off"))
+        );
+        // A PAX record claiming 2 MiB (and having it) is not read.
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::XHeader);
+        h.set_size(2 << 20);
+        h.set_path("pax").unwrap();
+        h.set_cksum();
+        let mut huge = h.as_bytes().to_vec();
+        huge.resize(512 + (2 << 20), b'x');
+        std::fs::write(f.path(), &huge).unwrap();
+        assert!(
+            matches!(Files::tar(f.path()), Err(LocalError::NotAnArchive { why, .. }) if why.contains("header record"))
+        );
+        // Not a tar at all.
+        std::fs::write(f.path(), vec![b'j'; 4096]).unwrap();
+        assert!(
+            matches!(Files::tar(f.path()), Err(LocalError::NotAnArchive { why, .. }) if why.contains("no valid tar header"))
+        );
     }
 }
