@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::images::{image, index, tar_of, Built, Comp, E};
-use common::local::{docker_archive, raw_tar, tar_dir, write_layout, PathWithout};
+use common::local::{docker_archive, docker_archive_stored, raw_tar, tar_dir, write_layout, PathWithout};
 use common::{mtbx, skip, text};
 use serde_json::Value;
 
@@ -199,6 +199,15 @@ fn pull_stores_layouts_and_archives_without_skopeo() {
     assert_eq!(j["name"], "localhost/me/app:2");
     assert_eq!(j["id"], &config_digest[7..]);
     assert!(store.diff_ids().contains(&diff_ids[0]));
+    // A compressed layer is served uncompressed, under its diff_id.
+    let plain = tar_of(&[E::Dir("etc", 0o755), E::File("etc/zipped", 0o644, b"gz".to_vec())]);
+    let zipped = common::images::compress(&plain, Comp::Gzip);
+    let (docker, config_digest, diff_ids) = docker_archive_stored(host, &[(plain, zipped)], "me/zipped:1");
+    std::fs::write(f.path("zipped.tar"), docker).unwrap();
+    let j = json(&store.pull(&f, &[&format!("docker-archive:{}", f.path("zipped.tar").display())]));
+    assert_eq!(j["name"], "localhost/me/zipped:1");
+    assert_eq!(j["id"], &config_digest[7..]);
+    assert!(store.diff_ids().contains(&diff_ids[0]));
     // Asked for another architecture, a single-platform archive is refused.
     let other =
         store.pull(&f, &["--arch", "arm64", &format!("docker-archive:{}", f.path("docker.tar").display())]);
@@ -278,6 +287,14 @@ fn hostile_archives_are_refused_and_leave_nothing() {
         format!("oci-archive:{}:1", f.path("cut.tar").display()),
         "not a usable image layout or archive",
     ));
+
+    // A compressed docker-archive layer that expands without end.
+    let bomb_tar = tar_of(&[E::File("zeros", 0o644, vec![0u8; 64 << 20])]);
+    let bomb = common::images::compress(&bomb_tar, Comp::Gzip);
+    let arm = "arm64";
+    let (docker, _, _) = docker_archive_stored(arm, &[(bomb_tar, bomb)], "me/bomb:1");
+    std::fs::write(f.path("bomb.tar"), docker).unwrap();
+    cases.push((format!("docker-archive:{}", f.path("bomb.tar").display()), "expands more than 1000 times"));
 
     // An index.json larger than any index.
     let huge = f.path("huge");

@@ -44,6 +44,13 @@ const MAX_NESTING: usize = 4;
 /// Chunks a blob is read in.
 const CHUNK: usize = 256 << 10;
 
+/// How many times its file size a compressed docker-archive layer may
+/// expand in the pass that measures it (the size its descriptor needs),
+/// so that a compression bomb ends that pass instead of stalling it. pull
+/// applies its own, stricter limit (`MTBX_MAX_LAYER_EXPANSION`) when it
+/// extracts the layer; this one only bounds the measuring.
+const MAX_MEASURED_EXPANSION: u64 = 1000;
+
 /// Which kind of file an image is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
@@ -756,8 +763,16 @@ fn open_docker(
             size
         } else {
             let (reader, _) = files.open(name)?;
-            std::io::copy(&mut compression.decode(reader).map_err(read_err)?, &mut std::io::sink())
-                .map_err(read_err)?
+            let cap = size.saturating_mul(MAX_MEASURED_EXPANSION).max(1 << 20);
+            let decoded = compression.decode(reader).map_err(read_err)?;
+            let n = std::io::copy(&mut decoded.take(cap + 1), &mut std::io::sink()).map_err(read_err)?;
+            if n > cap {
+                return Err(LocalError::NotAnArchive {
+                    path: path.clone(),
+                    why: format!("layer {name} expands more than {MAX_MEASURED_EXPANSION} times its size"),
+                });
+            }
+            n
         };
         blobs.insert(diff_id.clone(), Blob::Docker { name: name.clone(), compression });
         layers.push(Descriptor {

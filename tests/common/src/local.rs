@@ -64,7 +64,18 @@ pub fn raw_tar(entries: &[Raw<'_>]) -> Vec<u8> {
 /// image whose layers are the plain tars `layers`. Returns the archive, the
 /// config digest and the diff_ids.
 pub fn docker_archive(arch: &str, layers: &[Vec<u8>], repo_tag: &str) -> (Vec<u8>, String, Vec<String>) {
-    let diff_ids: Vec<String> = layers.iter().map(|l| sha256(l)).collect();
+    let stored: Vec<(Vec<u8>, Vec<u8>)> = layers.iter().map(|l| (l.clone(), l.clone())).collect();
+    docker_archive_stored(arch, &stored, repo_tag)
+}
+
+/// The same with each layer stored as given (compressed, say): pairs of
+/// the plain tar (for its diff_id) and the bytes the archive holds.
+pub fn docker_archive_stored(
+    arch: &str,
+    layers: &[(Vec<u8>, Vec<u8>)],
+    repo_tag: &str,
+) -> (Vec<u8>, String, Vec<String>) {
+    let diff_ids: Vec<String> = layers.iter().map(|(plain, _)| sha256(plain)).collect();
     let config = serde_json::to_vec(&json!({
         "architecture": arch, "os": "linux", "created": "2024-01-02T03:04:05Z",
         "config": {"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]},
@@ -75,8 +86,8 @@ pub fn docker_archive(arch: &str, layers: &[Vec<u8>], repo_tag: &str) -> (Vec<u8
     let config_name = format!("blobs/sha256/{}", &config_digest[7..]);
     let mut names = Vec::new();
     let mut files: Vec<(String, u8, String, Vec<u8>)> = Vec::new();
-    for (l, d) in layers.iter().zip(&diff_ids) {
-        let blob = format!("blobs/sha256/{}", &d[7..]);
+    for ((_, l), d) in layers.iter().zip(&diff_ids) {
+        let blob = format!("blobs/sha256/{}", &sha256(l)[7..]);
         files.push((blob.clone(), b'0', String::new(), l.clone()));
         files.push((format!("{}/layer.tar", &d[7..19]), b'2', format!("../{blob}"), Vec::new()));
         names.push(blob);
