@@ -250,10 +250,39 @@ fn toolbox_from_layout(test: &str, rootless: bool) {
     }
     let out = mtbx(&["run", "-c", name, "uname", "-m"]).output().unwrap();
     let images = env.podman_ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    // The same layout as an oci-archive, and the image podman saves as a
+    // docker-archive: toolboxes too.
+    let mut others = Vec::new();
+    if !rootless {
+        let archive = env.dir.path().join("busybox.tar");
+        common::local::tar_dir(&layout, &archive);
+        let docker = env.dir.path().join("busybox-docker.tar");
+        env.podman_ok(&[
+            "save",
+            "--format",
+            "docker-archive",
+            "-o",
+            docker.to_str().unwrap(),
+            "localhost/busybox:latest-arm64",
+        ]);
+        for (n, image) in [
+            ("bb-arm64-ociarchive", format!("oci-archive:{}:latest", archive.display())),
+            ("bb-arm64-dockerarchive", format!("docker-archive:{}", docker.display())),
+        ] {
+            let created = mtbx(&["create", "--image", &image, "--arch", "arm64", n, "-y"]).output().unwrap();
+            let ran = mtbx(&["run", "-c", n, "uname", "-m"]).output().unwrap();
+            let _ = mtbx(&["rm", "--force", n]).output();
+            others.push((image, created, ran));
+        }
+    }
     cleanup();
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "aarch64\n");
     assert!(images.contains("localhost/busybox:latest-arm64"), "{images}");
+    for (image, created, ran) in others {
+        assert!(created.status.success(), "{image}: {}", text(&created.stderr));
+        assert_eq!(text(&ran.stdout), "aarch64\n", "{image}: {}", text(&ran.stderr));
+    }
 }
 
 #[test]
