@@ -98,6 +98,18 @@ fn inspect_chooses_the_platform_from_a_layout_and_an_archive() {
             "{err}"
         );
     }
+    // An index inside an index (as the spec allows): the inner one's
+    // platforms are chosen from.
+    let mut up = index(&f.built.iter().collect::<Vec<_>>());
+    let (inner, inner_bytes, media) = up.manifests.last().unwrap().clone();
+    let outer = serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "mediaType": media,
+        "manifests": [{"mediaType": media, "digest": inner, "size": inner_bytes.len()}]}))
+    .unwrap();
+    up.manifests.push((common::fixtures::sha256(&outer), outer, media));
+    write_layout(&f.path("nested"), &up, "1");
+    let j = json(&f.inspect(&format!("oci:{}:1", f.path("nested").display()), "s390x"));
+    assert_eq!(j["ManifestDigest"], f.built[2].manifest_digest.as_str());
+    assert_eq!(j["Platforms"], serde_json::json!(["linux/amd64", "linux/arm64", "linux/s390x"]));
     let no_tag = f.inspect(&format!("oci:{}:2", dir.display()), "arm64");
     let err = text(&no_tag.stderr);
     assert_eq!(no_tag.status.code(), Some(3), "{err}");
