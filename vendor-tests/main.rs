@@ -3,9 +3,11 @@
 //! skopeo, podman reading what mtbx pulled, and toolbox containers run by
 //! real podman. One binary, a module per vendor.
 
+mod cpu_model;
 mod local_images;
 mod pull;
 mod qemu;
 mod registry;
+mod rootfs;
 mod toolbox;
 mod toolbx_parity;

@@ -33,6 +33,11 @@ pub enum ArchCommand {
         /// Use this QEMU interpreter instead of searching (one ARCH only).
         #[arg(long, value_name = "PATH")]
         qemu: Option<PathBuf>,
+        /// Run under this QEMU CPU model, as `create --cpu` would (one
+        /// foreign ARCH only; `qemu-<target> -cpu help` lists the models),
+        /// and show whether the model has the architecture's probe feature.
+        #[arg(long, value_name = "MODEL")]
+        cpu: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value_t)]
         format: Format,
@@ -42,7 +47,7 @@ pub enum ArchCommand {
 pub fn run(cmd: ArchCommand) -> Result<i32> {
     match cmd {
         ArchCommand::List { format } => list(format),
-        ArchCommand::Check { arches, qemu, format } => check(&arches, qemu, format),
+        ArchCommand::Check { arches, qemu, cpu, format } => check(&arches, qemu, cpu, format),
     }
 }
 
@@ -177,10 +182,12 @@ struct CheckRow {
     uname: Option<String>,
     method: Option<Method>,
     interpreter: Option<PathBuf>,
+    cpu: Option<String>,
+    probe: Option<check::ProbeResult>,
     error: Option<String>,
 }
 
-fn check(names: &[String], qemu: Option<PathBuf>, format: Format) -> Result<i32> {
+fn check(names: &[String], qemu: Option<PathBuf>, cpu: Option<String>, format: Format) -> Result<i32> {
     let mut unique: Vec<&'static Arch> = Vec::new();
     for n in names {
         let named: Vec<&'static Arch> =
@@ -194,11 +201,15 @@ fn check(names: &[String], qemu: Option<PathBuf>, format: Format) -> Result<i32>
     if qemu.is_some() && unique.len() != 1 {
         bail!("--qemu names one interpreter, so give exactly one ARCH");
     }
+    let cpu = match cpu {
+        None => None,
+        Some(model) => Some(cpu_choice(&unique, qemu.as_deref(), &model)?),
+    };
     let ctx = Context { host_binfmt: HostBinfmt::read(&BinfmtFs::default()), interpreter: qemu };
     let mut rows = Vec::new();
     for a in unique {
         let spin = output::spinner(format!("checking {}", a.platform()));
-        let res = check::check(a, &ctx);
+        let res = check::check_with_cpu(a, &ctx, cpu.as_ref());
         spin.finish_and_clear();
         rows.push(match res {
             Ok(p) => CheckRow {
@@ -207,6 +218,8 @@ fn check(names: &[String], qemu: Option<PathBuf>, format: Format) -> Result<i32>
                 uname: Some(p.uname),
                 method: Some(p.method),
                 interpreter: p.interpreter,
+                cpu: p.cpu,
+                probe: p.probe,
                 error: None,
             },
             Err(e) => CheckRow {
@@ -215,6 +228,8 @@ fn check(names: &[String], qemu: Option<PathBuf>, format: Format) -> Result<i32>
                 uname: None,
                 method: None,
                 interpreter: None,
+                cpu: None,
+                probe: None,
                 error: Some(e.to_string()),
             },
         });
@@ -224,7 +239,12 @@ fn check(names: &[String], qemu: Option<PathBuf>, format: Format) -> Result<i32>
         output::print_json(&rows)?;
     } else {
         let color = color_stdout();
-        let mut t = Table::new(&["PLATFORM", "RESULT", "UNAME -M", "RUNS VIA"]);
+        let with_cpu = cpu.is_some();
+        let mut head = vec!["PLATFORM", "RESULT", "UNAME -M", "RUNS VIA"];
+        if with_cpu {
+            head.extend(["CPU MODEL", "PROBE"]);
+        }
+        let mut t = Table::new(&head);
         for r in &rows {
             let result =
                 if r.passed { paint("ok", Style::Green, color) } else { paint("FAILED", Style::Red, color) };
@@ -235,7 +255,16 @@ fn check(names: &[String], qemu: Option<PathBuf>, format: Format) -> Result<i32>
                 (Some(Method::HostEntry(e)), _) => format!("host binfmt_misc entry {e}"),
                 (None, _) => "-".to_string(),
             };
-            t.row(vec![r.platform.clone(), result, r.uname.clone().unwrap_or("-".into()), via]);
+            let mut row = vec![r.platform.clone(), result, r.uname.clone().unwrap_or("-".into()), via];
+            if with_cpu {
+                row.push(r.cpu.clone().unwrap_or("-".into()));
+                row.push(match &r.probe {
+                    Some(p) if p.available => format!("{}: yes", p.feature),
+                    Some(p) => format!("{}: no (SIGILL)", p.feature),
+                    None => "-".into(),
+                });
+            }
+            t.row(row);
         }
         print!("{}", t.render(color));
     }
@@ -243,4 +272,28 @@ fn check(names: &[String], qemu: Option<PathBuf>, format: Format) -> Result<i32>
         super::report_error(&anyhow::anyhow!("{}", r.error.as_deref().unwrap_or("failed")), false);
     }
     Ok(if all_passed { exit::OK } else { exit::FAILED })
+}
+
+/// `--cpu` is for one foreign architecture, whose interpreter must know
+/// the model: checked before anything runs, so a wrong model is bad
+/// input (exit 2), not a failed check.
+fn cpu_choice(
+    arches: &[&'static Arch],
+    qemu: Option<&std::path::Path>,
+    model: &str,
+) -> Result<check::CpuChoice> {
+    let [arch] = arches else {
+        return Err(crate::error::BadInput(
+            "--cpu names a model of one architecture, so give exactly one ARCH".into(),
+        )
+        .into());
+    };
+    if arch.is_native_on(Arch::host()) {
+        return Err(crate::emu::cpu::CpuError::Native { platform: arch.platform() }.into());
+    }
+    let search = host::find_interpreter(arch, qemu);
+    let Some(interp) = search.usable() else { bail!("{}", search.problem(arch)) };
+    let model = crate::emu::cpu::resolve(arch, &interp.path, model)?;
+    let shim = std::env::current_exe().map_err(|e| anyhow::anyhow!("cannot find the mtbx binary: {e}"))?;
+    Ok(check::CpuChoice { model, shim })
 }

@@ -37,6 +37,9 @@ fn classify(e: &(dyn StdError + 'static)) -> Option<Kind> {
         crate::image::registries_conf::RegistriesError,
         crate::sys::userns::UsernsError,
         crate::emu::register::RegisterError,
+        crate::emu::rootfs::RootfsError,
+        crate::emu::sandbox::SandboxError,
+        crate::emu::cpu::CpuError,
     );
     None
 }

@@ -12,6 +12,7 @@ mod images_cmd;
 mod inspect_cmd;
 pub(crate) mod output;
 mod pull_cmd;
+mod rootfs_cmd;
 mod save_cmd;
 mod toolbox_cmd;
 pub(crate) mod toolbx;
@@ -51,9 +52,11 @@ enum Command {
     Save(save_cmd::SaveArgs),
     /// Create a toolbox container of any architecture.
     Create(toolbox_cmd::CreateArgs),
-    /// Enter a toolbox container for an interactive shell.
+    /// Enter a toolbox container (or, with --rootfs, a root file system
+    /// directory) for an interactive shell.
     Enter(toolbox_cmd::EnterArgs),
-    /// Run a command in a toolbox container.
+    /// Run a command in a toolbox container (or, with --rootfs, in a root
+    /// file system directory).
     Run(toolbox_cmd::RunArgs),
     /// List mtbx's toolbox containers and their images, with architectures.
     List(toolbox_cmd::ListArgs),

@@ -48,6 +48,11 @@ pub struct CreateArgs {
     /// The static QEMU interpreter to use instead of the one found on PATH.
     #[arg(long, value_name = "FILE")]
     qemu: Option<PathBuf>,
+    /// Run every program of the container under this QEMU CPU model, sudo
+    /// and `env -i` included (`qemu-<target> -cpu help` lists them; default:
+    /// the `cpu` key of toolbox.conf for its `arch`, else QEMU's default).
+    #[arg(long, value_name = "MODEL")]
+    cpu: Option<String>,
     /// Answer yes to the download prompt.
     #[arg(short = 'y', long)]
     assumeyes: bool,
@@ -62,6 +67,8 @@ pub struct EnterArgs {
     name: Option<String>,
     #[command(flatten)]
     which: Which,
+    #[command(flatten)]
+    rootfs: super::rootfs_cmd::RootfsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -71,6 +78,8 @@ pub struct RunArgs {
     container: Option<String>,
     #[command(flatten)]
     which: Which,
+    #[command(flatten)]
+    rootfs: super::rootfs_cmd::RootfsArgs,
     /// The command and its arguments (after `--` when it starts with `-`).
     #[arg(value_name = "COMMAND", trailing_var_arg = true, required = true)]
     command: Vec<std::ffi::OsString>,
@@ -138,6 +147,8 @@ pub struct InitArgs {
     shell: PathBuf,
     #[arg(long)]
     qemu: Option<PathBuf>,
+    #[arg(long)]
+    cpu: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -174,6 +185,7 @@ pub fn create(args: CreateArgs) -> Result<i32> {
         selector: (&args.which).into(),
         variant: args.variant.clone(),
         qemu: args.qemu.clone(),
+        cpu: args.cpu.clone(),
     };
     let plan = tb.plan_create(&req)?;
     let stored = match &plan.local_image {
@@ -198,7 +210,12 @@ pub fn create(args: CreateArgs) -> Result<i32> {
     };
     let created = tb.create(&plan, &stored)?;
     let name = &created.name;
-    eprintln!("Created container {name} ({}) from {}", created.platform, created.image);
+    match &created.cpu {
+        Some(cpu) => {
+            eprintln!("Created container {name} ({}, CPU {cpu}) from {}", created.platform, created.image)
+        }
+        None => eprintln!("Created container {name} ({}) from {}", created.platform, created.image),
+    }
     eprintln!("Enter it with: mtbx enter {name}");
     println!("{name}");
     Ok(exit::OK)
@@ -227,10 +244,28 @@ fn exec_in(podman: &Podman, name: &str, command: &[std::ffi::OsString], tty: boo
 }
 
 pub fn enter(args: EnterArgs) -> Result<i32> {
+    if args.rootfs.given() {
+        if let Some(name) = &args.name {
+            return Err(crate::error::BadInput(format!(
+                "--rootfs runs a directory, not a container: drop {name}"
+            ))
+            .into());
+        }
+        return super::rootfs_cmd::run(&args.rootfs, args.which.arch.as_deref(), None);
+    }
     run_in(args.name.as_deref(), &args.which, &[], true)
 }
 
 pub fn run(args: RunArgs) -> Result<i32> {
+    if args.rootfs.given() {
+        if args.container.is_some() {
+            return Err(crate::error::BadInput(
+                "--rootfs runs a directory, not a container: drop -c/--container".into(),
+            )
+            .into());
+        }
+        return super::rootfs_cmd::run(&args.rootfs, args.which.arch.as_deref(), Some(args.command));
+    }
     let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     run_in(args.container.as_deref(), &args.which, &args.command, tty)
 }
@@ -268,11 +303,12 @@ pub fn list(args: ListArgs) -> Result<i32> {
     }
     let color = output::color_stdout();
     if !l.containers.is_empty() {
-        let mut t = Table::new(&["NAME", "ARCH", "IMAGE", "STATUS", "CREATED"]);
+        let mut t = Table::new(&["NAME", "ARCH", "CPU", "IMAGE", "STATUS", "CREATED"]);
         for c in &l.containers {
             t.row(vec![
                 c.name.clone(),
                 c.arch.clone(),
+                c.cpu.clone().unwrap_or_else(|| "-".into()),
                 c.image.clone(),
                 c.status.clone(),
                 output::created(c.created),
@@ -321,6 +357,7 @@ pub fn init_container(args: InitArgs) -> Result<i32> {
         arch,
         user: HostUser { name: args.user, uid: args.uid, gid: args.gid, home: args.home, shell: args.shell },
         qemu: args.qemu,
+        cpu: args.cpu,
     };
     Ok(crate::toolbox::inside::init_container(&init))
 }

@@ -605,7 +605,9 @@ fn create_container(
         return Err(Fail::usage(format!("container {} already exists\nEnter with: {enter}", c.container)));
     }
     let target = target_of(c)?;
-    let plan = tb.plan_for(c.container.clone(), target.clone(), None)?;
+    // toolbox.conf's `cpu` (mtbx's key) for containers of its `arch`.
+    let cpu = naming::cpu_for_arch(&d.config, c.arch)?;
+    let plan = tb.plan_for(c.container.clone(), target.clone(), None, cpu.as_deref())?;
     let Some(image) = find_or_pull(tb.podman(), c, &plan, authfile, g)? else { return Ok(0) };
     let created = tb.create(&plan, &image).map_err(|e| {
         tracing::debug!("podman create failed: {e}");

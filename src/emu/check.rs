@@ -48,6 +48,30 @@ pub struct Passed {
     pub uname: String,
     /// The interpreter used, when emulated in the sandbox.
     pub interpreter: Option<PathBuf>,
+    /// The QEMU CPU model, when one was asked for.
+    pub cpu: Option<String>,
+    /// Whether the model has the architecture's probe feature, when a
+    /// model was asked for and the architecture has a probe.
+    pub probe: Option<ProbeResult>,
+}
+
+/// What the feature probe ([`testprog::probe`]) found under a model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProbeResult {
+    /// The feature.
+    pub feature: String,
+    /// Whether its instruction ran (false: the program died of SIGILL).
+    pub available: bool,
+}
+
+/// A CPU model to run the check under, and the mtbx binary that serves as
+/// the shim ([`crate::emu::cpu`]).
+#[derive(Debug, Clone)]
+pub struct CpuChoice {
+    /// The model, as [`crate::emu::cpu::resolve`] returned it.
+    pub model: String,
+    /// The mtbx binary (the running one, for the command line).
+    pub shim: PathBuf,
 }
 
 /// A failed check; the message says what is missing and how to get it.
@@ -74,6 +98,17 @@ pub enum CheckError {
         /// The failure.
         source: SandboxError,
     },
+    /// A CPU model needs the sandbox: a host entry runs QEMU's default.
+    #[error("{platform}: --cpu needs a binfmt_misc instance of a user namespace's own (Linux >= 6.7), and here: {why}")]
+    CpuNeedsSandbox {
+        /// The platform.
+        platform: String,
+        /// Why the sandbox is unavailable.
+        why: String,
+    },
+    /// The model is not usable.
+    #[error(transparent)]
+    Cpu(#[from] crate::emu::cpu::CpuError),
     /// The program ran but did not do what it should.
     #[error("{platform}: the test program {how}")]
     Failed {
@@ -94,6 +129,63 @@ pub struct Context {
 
 /// Run the check for one platform.
 pub fn check(arch: &Arch, ctx: &Context) -> Result<Passed, CheckError> {
+    check_with_cpu(arch, ctx, None)
+}
+
+/// Run the check for one platform under a CPU model: in the sandbox, with
+/// the model's shim registered instead of QEMU itself, then the feature
+/// probe, when the architecture has one, through the same entry.
+pub fn check_with_cpu(arch: &Arch, ctx: &Context, cpu: Option<&CpuChoice>) -> Result<Passed, CheckError> {
+    let Some(cpu) = cpu else { return check_default(arch, ctx) };
+    let platform = arch.platform();
+    let failed = |source| CheckError::Sandbox { platform: platform.clone(), source };
+    if arch.is_native_on(Arch::host()) {
+        return Err(crate::emu::cpu::CpuError::Native { platform }.into());
+    }
+    let search = host::find_interpreter(arch, ctx.interpreter.as_deref());
+    let Some(interp) = search.usable() else { return Err(CheckError::NoInterpreter(search.problem(arch))) };
+    let qemu = std::fs::canonicalize(&interp.path).unwrap_or_else(|_| interp.path.clone());
+    let model = crate::emu::cpu::resolve(arch, &qemu, &cpu.model)?;
+    let wd = Workdir::new().map_err(failed)?;
+    let reg = crate::emu::cpu::shim_registration(arch, &qemu, &model, &cpu.shim, wd.path(), Flags::SANDBOX)?;
+    let program = write_program(wd.path(), arch).map_err(failed)?;
+    let output = match sandbox::run(&wd, std::slice::from_ref(&reg), &program, None, &[], TIMEOUT) {
+        Ok(out) => out,
+        Err(e) if e.is_setup_failure() => {
+            return Err(CheckError::CpuNeedsSandbox { platform, why: e.to_string() })
+        }
+        Err(e) => return Err(failed(e)),
+    };
+    let mut passed = verify(arch, Arch::host(), Method::Sandbox, Some(qemu), &output)?;
+    passed.cpu = Some(model);
+    if let Some(probe) = testprog::probe(arch) {
+        let path = wd.path().join(format!("probe-{}", arch.short_name()));
+        write_file(&path, &probe.program).map_err(failed)?;
+        let out = sandbox::run(&wd, &[reg], &path, None, &[], TIMEOUT).map_err(failed)?;
+        passed.probe = Some(probe_result(arch, probe.feature, &out)?);
+    }
+    Ok(passed)
+}
+
+/// Read a probe's outcome: it ran (the feature is there), or it died of
+/// SIGILL (it is not); anything else is a failed check.
+pub fn probe_result(arch: &Arch, feature: &str, out: &Output) -> Result<ProbeResult, CheckError> {
+    use std::os::unix::process::ExitStatusExt;
+    let uname = testprog::parse_output(&out.stdout);
+    let available = if out.status.success() && arch.uname.contains(&uname.as_str()) {
+        true
+    } else if out.status.signal() == Some(libc::SIGILL) {
+        false
+    } else {
+        return Err(CheckError::Failed {
+            platform: arch.platform(),
+            how: format!("probe for {feature} ended with {} and printed '{uname}'", out.status),
+        });
+    };
+    Ok(ProbeResult { feature: feature.to_string(), available })
+}
+
+fn check_default(arch: &Arch, ctx: &Context) -> Result<Passed, CheckError> {
     let platform = arch.platform();
     let host = Arch::host();
     let failed = |source| CheckError::Sandbox { platform: platform.clone(), source };
@@ -165,18 +257,23 @@ fn verify(
             how: format!("printed '{uname}', expected one of {}", expected.join(", ")),
         });
     }
-    Ok(Passed { platform, method, uname, interpreter })
+    Ok(Passed { platform, method, uname, interpreter, cpu: None, probe: None })
 }
 
 /// Write the check program for `arch` into `dir`, executable.
 pub fn write_program(dir: &Path, arch: &Arch) -> Result<PathBuf, SandboxError> {
     let path = dir.join(format!("check-{}", arch.short_name()));
+    write_file(&path, &testprog::program(arch))?;
+    Ok(path)
+}
+
+/// Write a new executable file.
+pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), SandboxError> {
     let io = |source| SandboxError::Io { what: format!("writing {}", path.display()), source };
     let mut f =
-        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o755).open(&path).map_err(io)?;
-    f.write_all(&testprog::program(arch)).map_err(io)?;
-    drop(f);
-    Ok(path)
+        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o755).open(path).map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
+    Ok(())
 }
 
 fn run_plain(program: &Path) -> Result<Output, SandboxError> {

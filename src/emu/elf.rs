@@ -137,6 +137,18 @@ fn identify(header: &goblin::elf::Header) -> Option<&'static Arch> {
     })
 }
 
+/// The architecture an ELF file is for, from its first bytes (64 are
+/// enough): how a root file system's architecture is told from its
+/// programs. None for anything else (a script, a truncated header, a
+/// machine the table lacks).
+pub fn arch_of(head: &[u8]) -> Option<&'static Arch> {
+    if head.len() < 20 || &head[..4] != b"\x7fELF" {
+        return None;
+    }
+    let header = Elf::parse_header(head).ok()?;
+    matches!(header.e_type, ET_EXEC | ET_DYN).then(|| identify(&header)).flatten()
+}
+
 /// Check that the file at `path` is a static executable for `host`.
 ///
 /// Reads only the ELF header, the program headers and the dynamic section
@@ -299,6 +311,18 @@ mod tests {
             );
             assert!(err.to_string().contains("truncated or malformed"), "cut {cut}: {err}");
         }
+    }
+
+    #[test]
+    fn the_architecture_of_a_program_is_read_from_its_header() {
+        for name in ["arm64", "amd64", "ppc64le", "s390x", "arm/v7", "riscv64"] {
+            let arch = Arch::parse(name).unwrap();
+            let bytes = testprog::program(arch);
+            let found = arch_of(&bytes[..64]).unwrap_or_else(|| panic!("{name}: not recognised"));
+            assert_eq!(found.elf, arch.elf, "{name}");
+        }
+        assert!(arch_of(b"#!/bin/sh\n").is_none());
+        assert!(arch_of(&testprog::program(host())[..10]).is_none());
     }
 
     #[test]

@@ -10,14 +10,20 @@
 //!   binfmt_misc instance.
 //! - [`testprog`]: tiny generated programs, one per architecture.
 //! - [`check`]: prove that an architecture runs.
+//! - [`cpu`]: QEMU CPU models, and the shim that runs every program of
+//!   a binfmt_misc instance under one.
 //! - [`register`]: the policy of registering interpreters in an instance.
+//! - [`rootfs`]: a root file system directory run in the sandbox (`run
+//!   --rootfs`).
 
 pub mod arch;
 pub mod binfmt;
 pub mod check;
+pub mod cpu;
 pub mod elf;
 pub mod host;
 pub mod register;
+pub mod rootfs;
 #[allow(unsafe_code)]
 pub mod sandbox;
 pub mod testprog;

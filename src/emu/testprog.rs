@@ -24,7 +24,42 @@ const MEM_EXTRA: u32 = 0x1000 + 6 * 65;
 
 /// The complete ELF file of the check program for `arch`.
 pub fn program(arch: &Arch) -> Vec<u8> {
-    let code = code(arch);
+    elf(arch, code(arch, false))
+}
+
+/// A program that needs more than QEMU's default CPU model of a target
+/// gives, or than an older named model gives: the check program with one
+/// instruction of a newer feature first. Under a CPU model without the
+/// feature it dies of SIGILL before printing anything; with it, it prints
+/// what [`program`] prints. `arch check --cpu` runs it to show that the
+/// model is in effect, and the tests use it to prove that a container's
+/// programs (through sudo and `env -i` too) run under the model asked for.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// The feature, as people name it.
+    pub feature: &'static str,
+    /// The ELF file.
+    pub program: Vec<u8>,
+}
+
+/// The feature probe for `arch`, for the instruction sets that have one:
+/// 64-bit Power (ISA 3.1's `brh`: POWER10 has it, qemu 7.2's default
+/// POWER9 does not), AArch64 (SVE's `rdvl`: the default `max` has it,
+/// `cortex-a53` does not) and x86-64 (x86-64-v2's `popcnt`, whose absence
+/// makes RHEL 9 and UBI fail with "CPU does not support x86-64-v2": the
+/// `qemu64` model lacks it, `Nehalem` and `max` have it). (z/Architecture
+/// has none: qemu 7.2 decodes z15's `ncrk` even under `z900-base`.)
+pub fn probe(arch: &Arch) -> Option<Probe> {
+    let feature = match arch.qemu.isa {
+        Isa::Ppc64 => "ISA 3.1 (brh)",
+        Isa::Aarch64 => "SVE (rdvl)",
+        Isa::X86_64 => "x86-64-v2 (popcnt)",
+        _ => return None,
+    };
+    Some(Probe { feature, program: elf(arch, code(arch, true)) })
+}
+
+fn elf(arch: &Arch, code: Vec<u8>) -> Vec<u8> {
     let (ehsize, phsize) = match arch.elf.class {
         Class::Elf32 => (52u32, 32u32),
         Class::Elf64 => (64, 56),
@@ -97,7 +132,7 @@ pub fn parse_output(stdout: &[u8]) -> String {
 
 /// The instructions: uname(BUF); write(1, BUF + MACHINE, FIELD_LEN); exit(0).
 /// One program for every architecture; only the encodings differ.
-fn code(arch: &Arch) -> Vec<u8> {
+fn code(arch: &Arch, probe: bool) -> Vec<u8> {
     let enc: &dyn Encoder = match arch.qemu.isa {
         Isa::X86_64 => &X86_64,
         Isa::I386 => &I386,
@@ -112,6 +147,14 @@ fn code(arch: &Arch) -> Vec<u8> {
     let s: Syscalls = arch.syscalls;
     let [a0, a1, a2] = enc.args();
     let mut w = Writer::new(arch.elf.endian);
+    if probe {
+        match arch.qemu.isa {
+            Isa::Ppc64 => w.u32(0x7c00_01b6 | 3 << 21 | 3 << 16), // brh r3, r3
+            Isa::Aarch64 => w.u32(0x04bf_5020),                   // rdvl x0, #1
+            Isa::X86_64 => w.bytes(&[0xf3, 0x0f, 0xb8, 0xc0]),    // popcnt eax, eax
+            _ => {}
+        }
+    }
     enc.li(&mut w, a0, BUF);
     enc.syscall(&mut w, s.uname);
     enc.li(&mut w, a0, 1);
@@ -351,7 +394,7 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::emu::arch::ARCHES;
+    use crate::emu::arch::{Arch, ARCHES};
 
     #[test]
     fn every_program_matches_its_binfmt_entry_and_parses_as_elf() {
@@ -367,6 +410,19 @@ mod tests {
             assert!(elf.libraries.is_empty());
             assert_eq!(elf.program_headers.len(), 1);
         }
+    }
+
+    #[test]
+    fn a_probe_is_the_check_program_with_one_instruction_more() {
+        for a in ARCHES {
+            let Some(p) = probe(a) else { continue };
+            let plain = program(a);
+            assert_eq!(p.program.len(), plain.len() + 4, "{a}");
+            let elf = goblin::elf::Elf::parse(&p.program).unwrap_or_else(|e| panic!("{a}: {e}"));
+            assert_eq!(elf.header.e_machine, a.elf.machine);
+        }
+        assert!(probe(Arch::parse("ppc64le").unwrap()).is_some());
+        assert!(probe(Arch::parse("riscv64").unwrap()).is_none());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 pub mod files;
 pub mod process;
+pub mod shim;
 pub mod userns;
 
 /// The real user id of this process.

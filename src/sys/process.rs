@@ -75,6 +75,19 @@ pub fn ignore_sigint() -> std::io::Result<()> {
     Ok(())
 }
 
+/// Ignore the signals a terminal sends to its whole foreground process
+/// group (Ctrl-C's SIGINT, Ctrl-\\'s SIGQUIT): a parent that waits for a
+/// child in the same group, which gets them too and decides. And SIGTTOU,
+/// so that it can take the terminal back from a child that had it.
+pub fn ignore_terminal_signals() -> std::io::Result<()> {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    for s in [Signal::SIGINT, Signal::SIGQUIT, Signal::SIGTTOU] {
+        // SAFETY: SIG_IGN installs no handler code.
+        unsafe { signal(s, SigHandler::SigIgn) }?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,6 +34,8 @@ pub struct InitArgs {
     pub user: toolbox::HostUser,
     /// The interpreter inside the container (foreign platforms).
     pub qemu: Option<PathBuf>,
+    /// The QEMU CPU model every program runs under (`create --cpu`).
+    pub cpu: Option<String>,
 }
 
 /// Why init-container stopped.
@@ -110,7 +112,7 @@ fn setup(args: &InitArgs) -> Result<(), InitError> {
     if let Some(qemu) = &args.qemu {
         crate::emu::elf::check_static(qemu, Arch::host())
             .map_err(|e| err("the interpreter is not usable", &e))?;
-        register(args.arch, qemu)?;
+        register(args.arch, qemu, args.cpu.as_deref())?;
         verify(args.arch)?;
     }
     mark(args).map_err(|e| err("cannot write the toolbox markers", &e))?;
@@ -131,12 +133,26 @@ fn setup(args: &InitArgs) -> Result<(), InitError> {
 /// The container's own binfmt_misc instance, with the interpreter
 /// registered with [`Flags::CONTAINER`] (P, O, C, F). On a
 /// kernel without per-namespace instances, an entry the host already has
-/// is used, with a warning.
-fn register(arch: &Arch, qemu: &Path) -> Result<(), InitError> {
+/// is used, with a warning. With a CPU model, the entry's interpreter is
+/// the model's shim ([`crate::emu::cpu`]): a link under /run/mtbx to the
+/// bind-mounted mtbx, whose path names the model and the interpreter; a
+/// host entry cannot carry a model, so then there is no fallback.
+fn register(arch: &Arch, qemu: &Path, cpu: Option<&str>) -> Result<(), InitError> {
     let fs = BinfmtFs::default();
     match fs.mount() {
         Ok(()) => {
-            let reg = Registration::for_arch(arch, qemu, Flags::CONTAINER);
+            let reg = match cpu {
+                None => Registration::for_arch(arch, qemu, Flags::CONTAINER),
+                Some(model) => crate::emu::cpu::shim_registration(
+                    arch,
+                    qemu,
+                    model,
+                    &Path::new(toolbox::HOST_DIR).join("mtbx"),
+                    Path::new(RUN_DIR),
+                    Flags::CONTAINER,
+                )
+                .map_err(|e| InitError(format!("cannot register CPU model {model}: {e}")))?,
+            };
             match fs.register(&reg) {
                 Ok(()) => Ok(()),
                 Err(e) if fs.entry(&reg.name).is_ok() => {
@@ -149,6 +165,9 @@ fn register(arch: &Arch, qemu: &Path) -> Result<(), InitError> {
                 ))),
             }
         }
+        Err(mount_err) if cpu.is_some() => Err(InitError(format!(
+            "cannot mount a binfmt_misc instance ({mount_err}); a CPU model needs one of the container's own (Linux >= 6.7)"
+        ))),
         Err(mount_err) => {
             let host = crate::emu::host::HostBinfmt::read(&fs);
             match host.entry_for(arch) {
@@ -407,6 +426,13 @@ fn mark_in(root: &Path, args: &InitArgs) -> std::io::Result<()> {
     let run = root.join(RUN_DIR.trim_start_matches('/'));
     crate::fsutil::mkdir_all(&run, 0o755)?;
     write_atomic(&run.join("arch"), format!("{}\n", args.arch.short_name()).as_bytes(), 0o644)?;
+    // The CPU model, for programs and people inside (`cat /run/mtbx/cpu`).
+    match &args.cpu {
+        Some(model) => write_atomic(&run.join("cpu"), format!("{model}\n").as_bytes(), 0o644)?,
+        None => {
+            let _ = std::fs::remove_file(run.join("cpu"));
+        }
+    }
     let emulated = run.join("emulated");
     let prompt = root.join("etc/profile.d/zz-mtbx-arch.sh");
     match &args.qemu {
@@ -1032,6 +1058,7 @@ mod tests {
                 home: "/home/ann".into(),
                 shell: "/bin/sh".into(),
             },
+            cpu: None,
             qemu: Some("/run/mtbx-host/qemu-aarch64".into()),
         };
         mark_in(root.path(), &args).unwrap();

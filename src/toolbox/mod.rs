@@ -28,6 +28,9 @@ pub const LABEL_ARCH: &str = "io.github.mtbx.arch";
 /// create: `run` under another environment (sudo -u, cron, ssh) may
 /// compute another one.
 pub const LABEL_STAMP_DIR: &str = "io.github.mtbx.stamp-dir";
+/// The QEMU CPU model every program of the container runs under, when
+/// create was given one.
+pub const LABEL_CPU: &str = "io.github.mtbx.cpu";
 /// Where the static mtbx and the interpreter appear inside a container.
 pub const HOST_DIR: &str = "/run/mtbx-host";
 /// Where the readiness stamp directory appears inside a container.
@@ -186,6 +189,8 @@ pub struct CreateSpec {
     pub arch: &'static Arch,
     /// The static interpreter, for a foreign platform.
     pub qemu: Option<PathBuf>,
+    /// The QEMU CPU model, checked against that interpreter.
+    pub cpu: Option<String>,
     /// The static mtbx binary to bind-mount.
     pub mtbx: PathBuf,
     /// The user.
@@ -285,6 +290,9 @@ pub fn create_args(spec: &CreateSpec) -> Vec<String> {
     if spec.qemu.is_some() {
         a.extend(["--label".into(), format!("{LABEL_TOOLBOX_ARCH}={}", oci_platform(spec.arch))]);
     }
+    if let Some(cpu) = &spec.cpu {
+        a.extend(["--label".into(), format!("{LABEL_CPU}={cpu}")]);
+    }
     a.extend([
         "--label".into(),
         format!("{LABEL_TOOLBOX}=true"),
@@ -313,6 +321,9 @@ pub fn create_args(spec: &CreateSpec) -> Vec<String> {
     ]);
     if spec.qemu.is_some() {
         a.extend(["--qemu".into(), qemu_in_container(spec.arch)]);
+        if let Some(cpu) = &spec.cpu {
+            a.extend(["--cpu".into(), cpu.clone()]);
+        }
     }
     a
 }
@@ -719,6 +730,7 @@ mod tests {
             image: "img".into(),
             arch: Arch::parse("arm64").unwrap(),
             qemu: Some("/usr/bin/qemu-aarch64-static".into()),
+            cpu: None,
             mtbx: "/usr/bin/mtbx".into(),
             user: HostUser {
                 name: "u".into(),
@@ -737,6 +749,10 @@ mod tests {
         assert!(a.contains("--label toolbox-arch=linux/arm64 "), "{a}");
         let toolbox_path = format!("--env TOOLBOX_PATH={} ", invoked_path().display());
         assert!(a.contains("--env MTBX_ARCH=arm64 ") && a.contains(&toolbox_path), "{a}");
+        let cpu = create_args(&CreateSpec { cpu: Some("cortex-a53".into()), ..spec.clone() }).join(" ");
+        assert!(cpu.ends_with("--qemu /run/mtbx-host/qemu-aarch64 --cpu cortex-a53"), "{cpu}");
+        assert!(cpu.contains("--label io.github.mtbx.cpu=cortex-a53 "), "{cpu}");
+        assert!(!a.contains("io.github.mtbx.cpu"), "no model, no label: {a}");
         let native = create_args(&CreateSpec { arch: Arch::host(), qemu: None, ..spec.clone() }).join(" ");
         assert!(!native.contains("toolbox-arch"), "only foreign containers carry it: {native}");
         let a = create_args(&CreateSpec { rootless: true, ..spec }).join(" ");

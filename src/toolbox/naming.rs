@@ -8,6 +8,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::emu::arch::Arch;
+
 /// A distribution with toolbox images.
 #[derive(Debug)]
 pub struct Distro {
@@ -214,6 +216,8 @@ pub struct General {
     pub image: Option<String>,
     /// Default architecture (mtbx's own key).
     pub arch: Option<String>,
+    /// QEMU CPU model for containers of `arch` (mtbx's own key).
+    pub cpu: Option<String>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -272,8 +276,29 @@ pub fn load_config(paths: &[PathBuf]) -> Result<General, ConfigError> {
         merged.release = g.release.or(merged.release);
         merged.image = g.image.or(merged.image);
         merged.arch = g.arch.or(merged.arch);
+        merged.cpu = g.cpu.or(merged.cpu);
+        if merged.cpu.is_some() && merged.arch.is_none() {
+            return Err(ConfigError {
+                path: path.clone(),
+                line: None,
+                message: "`cpu` needs `arch` beside it: a CPU model belongs to one architecture".into(),
+            });
+        }
     }
     Ok(merged)
+}
+
+/// The `cpu` of a toolbox.conf for a container of `arch`: the model when
+/// the file's `arch` is that architecture, None otherwise (an `arch` the
+/// table does not know is the file's error, named as such).
+pub fn cpu_for_arch(conf: &General, arch: &'static Arch) -> Result<Option<String>, ConfigError> {
+    let (Some(cpu), Some(conf_arch)) = (&conf.cpu, &conf.arch) else { return Ok(None) };
+    let parsed = Arch::parse(conf_arch).map_err(|e| ConfigError {
+        path: PathBuf::from("toolbox.conf"),
+        line: None,
+        message: format!("arch: {e}"),
+    })?;
+    Ok(std::ptr::eq(parsed, arch).then(|| cpu.clone()))
 }
 
 /// Why a container or image name could not be resolved; the CLI words
@@ -573,9 +598,15 @@ mod tests {
         let sys = dir.path().join("sys.conf");
         let user = dir.path().join("user.conf");
         std::fs::write(&sys, "[general]\ndistro = \"ubuntu\"\nrelease = \"20.04\"\n").unwrap();
-        std::fs::write(&user, "[general]\narch = \"arm64\"\n").unwrap();
+        std::fs::write(&user, "[general]\narch = \"arm64\"\ncpu = \"cortex-a53\"\n").unwrap();
         let g = load_config(&[sys.clone(), user.clone(), dir.path().join("missing")]).unwrap();
         assert_eq!(g.arch.as_deref(), Some("arm64"));
+        let arm64 = Arch::parse("aarch64").unwrap();
+        assert_eq!(cpu_for_arch(&g, arm64).unwrap().as_deref(), Some("cortex-a53"));
+        assert_eq!(cpu_for_arch(&g, Arch::parse("ppc64le").unwrap()).unwrap(), None, "another arch");
+        let lone = dir.path().join("lone.conf");
+        std::fs::write(&lone, "[general]\ncpu = \"max\"\n").unwrap();
+        assert!(load_config(&[lone]).unwrap_err().to_string().contains("`cpu` needs `arch`"));
         let d = Defaults::new(&OsRelease { id: Some("fedora".into()), version_id: Some("42".into()) }, g);
         assert_eq!(d.default_container().unwrap(), "ubuntu-toolbox-20.04");
         std::fs::write(&user, "[general]\nrelease = \n").unwrap();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::engine::{ContainerInfo, EngineError, Podman};
-use super::{CreateSpec, HostUser, ToolboxError, LABEL_ARCH, LABEL_STAMP_DIR, LABEL_TOOLBOX};
+use super::{CreateSpec, HostUser, ToolboxError, LABEL_ARCH, LABEL_CPU, LABEL_STAMP_DIR, LABEL_TOOLBOX};
 use crate::emu::arch::Arch;
 use crate::error::{Classify, Kind, Reported};
 use crate::image::platform;
@@ -70,6 +70,12 @@ pub enum ServiceError {
     /// Nothing named to remove.
     #[error("name the images to remove, or pass --all")]
     NothingToRemove,
+    /// The CPU model cannot be used.
+    #[error(transparent)]
+    Cpu(#[from] crate::emu::cpu::CpuError),
+    /// toolbox.conf cannot be used.
+    #[error(transparent)]
+    Config(#[from] super::naming::ConfigError),
     /// The image store.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -94,6 +100,8 @@ impl Classify for ServiceError {
     fn kind(&self) -> Kind {
         match self {
             ServiceError::Toolbox(e) => e.kind(),
+            ServiceError::Cpu(e) => e.kind(),
+            ServiceError::Config(e) => e.kind(),
             ServiceError::Target(_) | ServiceError::NothingToRemove => Kind::BadInput,
             ServiceError::Pull(r) => r.kind(),
             _ => Kind::Failed,
@@ -175,6 +183,8 @@ pub struct CreateRequest {
     pub variant: Option<String>,
     /// `--qemu`.
     pub qemu: Option<PathBuf>,
+    /// `--cpu`; when None, toolbox.conf's `cpu` for its `arch`.
+    pub cpu: Option<String>,
 }
 
 /// A create that passed every check, before any download.
@@ -186,6 +196,8 @@ pub struct CreatePlan {
     pub target: Target,
     /// The interpreter, for a foreign architecture.
     pub qemu: Option<PathBuf>,
+    /// The QEMU CPU model, as the interpreter lists it.
+    pub cpu: Option<String>,
     /// The static mtbx to bind-mount.
     pub mtbx: PathBuf,
     /// The store's name for the image, when the store already has it.
@@ -201,6 +213,8 @@ pub struct Created {
     pub image: String,
     /// Its platform.
     pub platform: String,
+    /// Its CPU model, when it has one.
+    pub cpu: Option<String>,
 }
 
 /// The toolbox workflow, over one podman.
@@ -233,9 +247,14 @@ impl Toolbox {
         }
         let qemu =
             if target.native { None } else { Some(super::check_host(target.arch, req.qemu.as_deref())?) };
+        let model = match &req.cpu {
+            Some(m) => Some(m.clone()),
+            None => config_cpu(target.arch)?,
+        };
+        let cpu = cpu_for(&target, qemu.as_deref(), model.as_deref())?;
         let mtbx = static_self()?;
         let local_image = local_image(&target, req.variant.is_some());
-        Ok(CreatePlan { name, target, qemu, mtbx, local_image })
+        Ok(CreatePlan { name, target, qemu, cpu, mtbx, local_image })
     }
 
     /// The plan for a container named `name` of `target`, with the host
@@ -246,11 +265,13 @@ impl Toolbox {
         name: String,
         target: Target,
         qemu: Option<&Path>,
+        cpu: Option<&str>,
     ) -> Result<CreatePlan, ServiceError> {
         super::check_name(&name)?;
         let qemu = if target.native { None } else { Some(super::check_host(target.arch, qemu)?) };
+        let cpu = cpu_for(&target, qemu.as_deref(), cpu)?;
         let mtbx = static_self()?;
-        Ok(CreatePlan { name, target, qemu, mtbx, local_image: None })
+        Ok(CreatePlan { name, target, qemu, cpu, mtbx, local_image: None })
     }
 
     /// Create the container of a plan from `image` (the store's name).
@@ -267,6 +288,7 @@ impl Toolbox {
             image: image.to_string(),
             arch: plan.target.arch,
             qemu: plan.qemu.clone(),
+            cpu: plan.cpu.clone(),
             mtbx: plan.mtbx.clone(),
             user,
             rootless: crate::sys::getuid() != 0,
@@ -282,6 +304,7 @@ impl Toolbox {
             name: plan.name.clone(),
             image: image.to_string(),
             platform: plan.target.arch.platform(),
+            cpu: plan.cpu.clone(),
         })
     }
 
@@ -364,6 +387,7 @@ impl Toolbox {
             .map(|c| ContainerRow {
                 name: c.name().to_string(),
                 arch: c.label(LABEL_ARCH).unwrap_or("-").to_string(),
+                cpu: c.label(LABEL_CPU).map(str::to_string),
                 image: c.image.clone(),
                 status: c.state.clone(),
                 created: c.created,
@@ -503,6 +527,28 @@ impl Toolbox {
     }
 }
 
+/// The CPU model a create of `target` uses: `model` checked against the
+/// interpreter (bad input for a native target, or a model it does not
+/// know), or none.
+fn cpu_for(
+    target: &Target,
+    qemu: Option<&Path>,
+    model: Option<&str>,
+) -> Result<Option<String>, ServiceError> {
+    let Some(model) = model else { return Ok(None) };
+    match qemu {
+        Some(q) if !target.native => Ok(Some(crate::emu::cpu::resolve(target.arch, q, model)?)),
+        _ => Err(crate::emu::cpu::CpuError::Native { platform: target.arch.platform() }.into()),
+    }
+}
+
+/// toolbox.conf's `cpu`, for containers of its `arch` only (a model
+/// belongs to one architecture); None for any other architecture.
+pub fn config_cpu(arch: &'static Arch) -> Result<Option<String>, ServiceError> {
+    let conf = super::naming::load_config(&super::naming::config_paths())?;
+    Ok(super::naming::cpu_for_arch(&conf, arch)?)
+}
+
 /// Whether an image's architecture (as `list` shows it) is `arch`'s.
 fn arch_matches(shown: &str, arch: Option<&'static Arch>) -> bool {
     match arch {
@@ -605,6 +651,8 @@ pub struct ContainerRow {
     pub name: String,
     /// Platform (`arm64/v8`).
     pub arch: String,
+    /// The QEMU CPU model its programs run under; None: QEMU's default.
+    pub cpu: Option<String>,
     /// Image name.
     pub image: String,
     /// podman's state.

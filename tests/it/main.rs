@@ -6,6 +6,7 @@
 mod architecture;
 mod binfmt_entries;
 mod binfmt_userns;
+mod cpu_model;
 mod elf_real_files;
 mod emulation;
 mod fixtures_valid;
@@ -14,6 +15,7 @@ mod inspect;
 mod local_images;
 mod pull;
 mod registry_faults;
+mod rootfs_cli;
 mod storage_apply;
 mod table_vs_qemu;
 mod toolbox_cli;
