@@ -73,6 +73,15 @@ if [ "$(id -u)" = 0 ] && [ "$(dpkg --print-architecture)" = amd64 ]; then
     [ -f "$assets/amd64/busybox" ] || cp /bin/busybox "$assets/amd64/busybox"
 fi
 
+# The small multi-architecture OCI layout `scripts/run.sh` (no arguments)
+# makes an arm64 toolbox from, with no registry: built from those busybox
+# binaries, deterministic, rebuilt only when they change.
+if [ -f "$assets/amd64/busybox" ] && [ -f "$assets/arm64/busybox" ]; then
+    scripts/busybox-layout.sh target/oci/busybox >&2
+else
+    echo "setup: no busybox-static for amd64 and arm64 in $assets (run this script as root once); skipping the OCI layout" >&2
+fi
+
 TARGET="$(uname -m)-unknown-linux-musl"
 rustup target list --installed | grep -qx "$TARGET" || rustup target add "$TARGET" >&2
 CC_x86_64_unknown_linux_musl=musl-gcc cargo build --quiet --release --locked --target "$TARGET" >&2

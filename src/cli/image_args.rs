@@ -12,8 +12,9 @@ use crate::image::registry::Options;
 
 #[derive(Debug, Args)]
 pub struct ImageArgs {
-    /// Image reference: registry/repo[:tag][@digest], or a short name that
-    /// registries.conf resolves.
+    /// Image reference: registry/repo[:tag][@digest], a short name that
+    /// registries.conf resolves, or an image in files: oci:DIR[:TAG],
+    /// oci-archive:FILE[:TAG], docker-archive:FILE[:REF].
     #[arg(value_name = "IMAGE")]
     pub image: String,
     /// Architecture to select (any name `mtbx arch list` shows); default:

@@ -14,6 +14,7 @@ mod inspect_cmd;
 pub(crate) mod output;
 mod pull_cmd;
 mod rootfs_cmd;
+mod save_cmd;
 mod toolbox_cmd;
 pub(crate) mod toolbx;
 
@@ -48,6 +49,8 @@ enum Command {
     Pull(pull_cmd::PullArgs),
     /// List the images in podman's storage, with their architecture.
     Images(images_cmd::ImagesArgs),
+    /// Write one platform of an image as an OCI archive (oci-archive:FILE).
+    Save(save_cmd::SaveArgs),
     /// Create a toolbox container of any architecture.
     Create(toolbox_cmd::CreateArgs),
     /// Enter a toolbox container (or, with --rootfs, a root file system
@@ -124,6 +127,7 @@ pub fn run() -> i32 {
         Command::Inspect(args) => inspect_cmd::run(args),
         Command::Pull(args) => pull_cmd::run(args),
         Command::Images(args) => images_cmd::run(args),
+        Command::Save(args) => save_cmd::run(args),
         Command::Create(args) => toolbox_cmd::create(args),
         Command::Enter(args) => toolbox_cmd::enter(args),
         Command::Run(args) => toolbox_cmd::run(args),

@@ -26,9 +26,8 @@ pub struct PullArgs {
     /// Print only the image id.
     #[arg(short, long)]
     quiet: bool,
-    /// Where to read the image: mtbx's own registry client, or skopeo's
-    /// image proxy (needs skopeo; also takes oci:DIR[:TAG],
-    /// oci-archive:FILE[:TAG] and docker-archive:FILE[:REF] references).
+    /// Where to read the image: mtbx's own registry client and file
+    /// reader, or skopeo's image proxy (needs skopeo; a cross-check).
     #[arg(long, value_enum, default_value_t)]
     source: Source,
     /// Output format of the result.

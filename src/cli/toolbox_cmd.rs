@@ -30,7 +30,8 @@ pub(crate) struct Which {
     /// Release of that distribution.
     #[arg(long, short = 'r', value_name = "RELEASE", add = super::complete::releases())]
     release: Option<String>,
-    /// Image instead of a distribution's.
+    /// Image instead of a distribution's (also oci:DIR[:TAG], oci-archive:FILE[:TAG],
+    /// docker-archive:FILE[:REF]).
     #[arg(long, short = 'i', value_name = "IMAGE", add = super::complete::images())]
     image: Option<String>,
 }

@@ -5,12 +5,13 @@
 
 use crate::emu::arch::Arch;
 use crate::error::{Classify, Kind};
+use crate::image::local::{self, LocalError};
 use crate::image::manifest::{ImageConfig, Manifest, MAX_CONFIG_BYTES};
 use crate::image::platform::{self, Wanted};
 use crate::image::reference::ImageRef;
 use crate::image::registries_conf::{Registries, RegistriesError};
 use crate::image::registry::{Client, Options, RegistryError};
-use crate::image::resolved::{check_config, platforms_of, ImageError, Inspection};
+use crate::image::resolved::{check_config, check_platform, platforms_of, ImageError, Inspection};
 
 /// What to inspect.
 #[derive(Debug, Clone, Default)]
@@ -50,6 +51,9 @@ pub enum InspectError {
     /// The image is not what was asked for, or is broken.
     #[error(transparent)]
     Image(#[from] ImageError),
+    /// An image in files could not be read.
+    #[error(transparent)]
+    Local(#[from] LocalError),
 }
 
 impl Classify for InspectError {
@@ -58,12 +62,21 @@ impl Classify for InspectError {
             InspectError::Registries(_) | InspectError::Conflict(_) => Kind::BadInput,
             InspectError::Registry(e) => e.kind(),
             InspectError::Image(e) => e.kind(),
+            InspectError::Local(e) => e.kind(),
         }
     }
 }
 
-/// Inspect an image on its registry, trying mirrors first.
+/// Inspect an image on its registry, trying mirrors first, or in files
+/// (`oci:`, `oci-archive:`, `docker-archive:`).
 pub async fn inspect(req: &Request, regs: &Registries, opts: &Options) -> Result<Inspection, InspectError> {
+    if let Some(r) = local::parse(&req.image) {
+        let r = r?;
+        let name = local::name(&r)?;
+        let wanted = req.wanted(platform::choose_arch(&name, req.arch)?);
+        let opened = tokio::task::spawn_blocking(move || local::open(&r, name, &wanted));
+        return Ok(opened.await.expect("opening a local image does not panic")?.1);
+    }
     locate(req, regs, opts).await.map(|(_, found)| found)
 }
 
@@ -136,31 +149,7 @@ async fn inspect_at(client: &Client, req: &Request, wanted: &Wanted) -> Result<I
     let config_bytes = client.small_blob(&image, &config_desc, MAX_CONFIG_BYTES).await?;
     tracing::debug!("config {}", config_desc.digest);
     let config = ImageConfig::parse(&config_bytes).map_err(malformed)?;
-    let config_platform = config.platform();
-    match &entry_platform {
-        // The config must agree with the index entry it was reached by.
-        Some(p) if p.architecture != config.architecture || (!config.os.is_empty() && p.os != config.os) => {
-            return Err(ImageError::Contradiction {
-                image: image.to_string(),
-                entry: p.display(),
-                config: config_platform.display(),
-            }
-            .into());
-        }
-        Some(_) => {}
-        // A single-arch image: refuse rather than silently hand back another
-        // architecture, as skopeo --override-arch does.
-        None => {
-            if !wanted.matches_config(&config.architecture, &config.os, config.variant.as_deref()) {
-                return Err(ImageError::SingleArchMismatch {
-                    image: image.to_string(),
-                    have: config_platform.display(),
-                    wanted: wanted.display(),
-                }
-                .into());
-            }
-        }
-    }
+    check_platform(&image.to_string(), entry_platform.as_ref(), &config, wanted)?;
     let tags = if req.tags { Some(client.tags(&image).await?) } else { None };
     Ok(Inspection {
         image,

@@ -13,10 +13,12 @@
 //! - [`text`]: outside text (names, registries' messages) made safe for
 //!   one error line.
 //! - [`inspect`]: an image on its registry, resolved for one platform.
+//! - [`local`]: images in files (`oci:`, `oci-archive:`, `docker-archive:`), read natively.
 //! - [`proxy`]: skopeo's image proxy as a second source.
 
 pub mod auth;
 pub mod inspect;
+pub mod local;
 pub mod manifest;
 pub mod platform;
 pub mod proxy;

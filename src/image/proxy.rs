@@ -19,9 +19,10 @@ use containers_image_proxy::{ImageProxy, ImageProxyConfig, OpenedImage};
 use tokio::io::AsyncReadExt;
 
 use crate::error::{Classify, Kind};
+use crate::image::local::{self, LocalError};
 use crate::image::manifest::{sha256_digest, Descriptor, ImageConfig, Manifest};
 use crate::image::platform::Wanted;
-use crate::image::reference::{self, ImageRef, Parsed};
+use crate::image::reference::{self, ImageRef};
 use crate::image::registries_conf::{Registries, RegistriesError};
 use crate::image::registry::Options;
 use crate::image::resolved::{check_config, ImageError, Inspection};
@@ -60,6 +61,9 @@ pub enum ProxyError {
     /// The image skopeo opened is not what was asked for, or is broken.
     #[error(transparent)]
     Image(#[from] ImageError),
+    /// A local reference that cannot be named.
+    #[error(transparent)]
+    Local(#[from] LocalError),
 }
 
 /// An image opened through skopeo.
@@ -150,6 +154,7 @@ impl Classify for ProxyError {
             | ProxyError::Registries(_) => Kind::BadInput,
             ProxyError::Skopeo(_) | ProxyError::Read(_) => Kind::Failed,
             ProxyError::Image(e) => e.kind(),
+            ProxyError::Local(e) => e.kind(),
         }
     }
 }
@@ -222,87 +227,14 @@ impl BlobSource for ProxySource {
     }
 }
 
-/// The first RepoTags entry of a docker-archive's manifest.json, as podman
-/// names an image loaded from one (the archive is read as a stream).
-fn archive_repo_tag(path: &std::path::Path) -> Option<String> {
-    let mut ar = tar::Archive::new(std::fs::File::open(path).ok()?);
-    for entry in ar.entries().ok()? {
-        let mut entry = entry.ok()?;
-        if entry.path().ok()?.as_os_str() != "manifest.json" || entry.size() > 1 << 20 {
-            continue;
-        }
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut entry, &mut text).ok()?;
-        let doc: serde_json::Value = serde_json::from_str(&text).ok()?;
-        return doc[0]["RepoTags"][0].as_str().map(String::from);
-    }
-    None
-}
-
-/// The skopeo reference to open and the name the image is stored under.
-/// `oci:DIR[:TAG]` and `oci-archive:FILE[:TAG]` are named
-/// `localhost/<base name>:<TAG>`; `docker-archive:FILE[:REF]` by REF, else
-/// by the tag recorded in the archive, else after the file;
-/// `docker://REF` and plain references (resolved through registries.conf)
-/// by the reference.
+/// The skopeo reference to open and the name the image is stored under:
+/// `oci:`, `oci-archive:` and `docker-archive:` references are named as
+/// mtbx's own reader names them ([`local::name`]); `docker://REF` and plain
+/// references (resolved through registries.conf) by the reference.
 pub fn resolve(reference: &str, regs: &Registries) -> Result<(String, ImageRef), ProxyError> {
     let bad = ProxyError::BadReference;
-    let local = |path: &str, tag: Option<&str>| -> Result<ImageRef, ProxyError> {
-        let base = std::path::Path::new(path)
-            .file_name()
-            .map(|b| b.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let base = base.strip_suffix(".tar").unwrap_or(&base).to_ascii_lowercase();
-        let repo: String = base
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' })
-            .collect();
-        if repo.is_empty() {
-            return Err(bad(format!("cannot name an image after {path:?}")));
-        }
-        Ok(ImageRef {
-            registry: "localhost".into(),
-            repository: repo,
-            tag: Some(tag.unwrap_or("latest").into()),
-            digest: None,
-        })
-    };
-    // PATH:TAG, where the tag is what follows the last ':' if it has no '/'.
-    let split = |rest: &str| -> (String, Option<String>) {
-        match rest.rsplit_once(':') {
-            Some((p, t)) if !t.contains('/') && !p.is_empty() => (p.to_string(), Some(t.to_string())),
-            _ => (rest.to_string(), None),
-        }
-    };
-    if let Some(rest) = reference.strip_prefix("oci:").or_else(|| reference.strip_prefix("oci-archive:")) {
-        let (path, tag) = split(rest);
-        return Ok((reference.to_string(), local(&path, tag.as_deref())?));
-    }
-    if let Some(rest) = reference.strip_prefix("docker-archive:") {
-        // FILE or FILE:REPO:TAG; the reference part contains a '/' or a ':'.
-        let (path, name) = match rest.split_once(':') {
-            Some((p, r)) => (p, Some(r)),
-            None => (rest, None),
-        };
-        // Names in docker archives follow Docker's normalization.
-        let docker_named = |r: &str| match reference::parse(r) {
-            Ok(Parsed::Qualified(i)) => Ok(i),
-            Ok(Parsed::Short { path: p, tag, digest }) => Ok(ImageRef {
-                registry: reference::DOCKER_HUB.into(),
-                repository: if p.contains('/') { p } else { format!("library/{p}") },
-                tag,
-                digest,
-            }),
-            Err(e) => Err(ProxyError::Reference(e)),
-        };
-        let image = match name {
-            Some(r) => docker_named(r)?,
-            None => match archive_repo_tag(std::path::Path::new(path)) {
-                Some(t) => docker_named(&t)?,
-                None => local(path, None)?,
-            },
-        };
-        return Ok((reference.to_string(), image));
+    if let Some(r) = local::parse(reference) {
+        return Ok((reference.to_string(), local::name(&r?)?));
     }
     for other in ["dir:", "containers-storage:", "docker-daemon:", "ostree:", "sif:"] {
         if reference.starts_with(other) {
@@ -327,12 +259,8 @@ mod tests {
 
     #[test]
     fn local_references_are_named_as_podman_names_them() {
-        assert_eq!(named("oci:/srv/images/Rich_Layout:1").1, "localhost/rich_layout:1");
-        assert_eq!(named("oci:/srv/images/x").1, "localhost/x:latest");
+        assert_eq!(named("oci:/srv/images/Rich_Layout:1").1, "localhost/rich-layout:1");
         assert_eq!(named("oci-archive:/tmp/img.tar:2").1, "localhost/img:2");
-        assert_eq!(named("docker-archive:/nonexistent/a.tar:me/app:3").1, "docker.io/me/app:3");
-        assert_eq!(named("docker-archive:/nonexistent/a.tar:app").1, "docker.io/library/app:latest");
-        assert_eq!(named("docker-archive:/nonexistent/a.tar").1, "localhost/a:latest");
         let (t, i) = named("docker://quay.io/x/y:1");
         assert_eq!((t.as_str(), i.as_str()), ("docker://quay.io/x/y:1", "quay.io/x/y:1"));
         assert!(resolve("dir:/x", &Registries::default()).is_err());

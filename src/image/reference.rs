@@ -178,7 +178,8 @@ fn parse_digest(d: &str) -> Result<String, String> {
     Ok(d.to_string())
 }
 
-fn valid_tag(t: &str) -> bool {
+/// Whether `t` is a valid tag.
+pub fn valid_tag(t: &str) -> bool {
     !t.is_empty()
         && t.len() <= 128
         && !t.starts_with(['.', '-'])

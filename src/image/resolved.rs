@@ -9,7 +9,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::error::{Classify, Kind};
-use crate::image::manifest::{Descriptor, ImageConfig, IndexEntry, ManifestError, DOCKER_CONFIG, OCI_CONFIG};
+use crate::image::manifest::{
+    Descriptor, ImageConfig, IndexEntry, ManifestError, Platform, DOCKER_CONFIG, OCI_CONFIG,
+};
+use crate::image::platform::Wanted;
 use crate::image::reference::ImageRef;
 use crate::image::text::quoted;
 
@@ -94,6 +97,37 @@ pub(crate) fn check_config(image: &str, config: &Descriptor) -> Result<(), Image
         return Ok(());
     }
     Err(ImageError::NotAnImage { image: image.to_string(), media_type: config.media_type.clone() })
+}
+
+/// The config must agree with the index entry it was reached by
+/// (`entry`); a single-platform image (no entry) must be of the platform
+/// asked for: refused rather than silently handed back, as skopeo
+/// --override-arch would.
+pub(crate) fn check_platform(
+    image: &str,
+    entry: Option<&Platform>,
+    config: &ImageConfig,
+    wanted: &Wanted,
+) -> Result<(), ImageError> {
+    let config_platform = config.platform();
+    match entry {
+        Some(p) if p.architecture != config.architecture || (!config.os.is_empty() && p.os != config.os) => {
+            Err(ImageError::Contradiction {
+                image: image.to_string(),
+                entry: p.display(),
+                config: config_platform.display(),
+            })
+        }
+        Some(_) => Ok(()),
+        None if !wanted.matches_config(&config.architecture, &config.os, config.variant.as_deref()) => {
+            Err(ImageError::SingleArchMismatch {
+                image: image.to_string(),
+                have: config_platform.display(),
+                wanted: wanted.display(),
+            })
+        }
+        None => Ok(()),
+    }
 }
 
 /// Everything a source learned about one image, resolved for one platform.

@@ -14,6 +14,8 @@
 //! (`repo:42-arm64`, see docs/podman.md, "Names"), so it never takes the name
 //! of the native image of the same reference.
 
+pub mod save;
+
 use std::io::{BufReader, Read, Write};
 use std::os::fd::AsFd;
 use std::sync::Arc;
@@ -25,6 +27,7 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 use crate::emu::arch::Arch;
 use crate::error::{Classify, Kind};
 use crate::image::inspect::{self, InspectError};
+use crate::image::local::{self, LocalError, LocalSource};
 use crate::image::manifest::Descriptor;
 use crate::image::platform;
 use crate::image::proxy::{self, ProxyError, ProxySource};
@@ -55,9 +58,15 @@ pub enum PullError {
     /// skopeo's proxy source failed.
     #[error(transparent)]
     Proxy(#[from] ProxyError),
+    /// An image in files (oci:, oci-archive:, docker-archive:) failed.
+    #[error(transparent)]
+    Local(#[from] LocalError),
     /// The store could not be written.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// An archive could not be written (`save`).
+    #[error(transparent)]
+    Save(#[from] save::SaveError),
     /// A layer's content was refused.
     #[error("layer {layer}")]
     Apply {
@@ -90,6 +99,8 @@ impl Classify for PullError {
             PullError::Inspect(e) => e.kind(),
             PullError::Registry(e) => e.kind(),
             PullError::Proxy(e) => e.kind(),
+            PullError::Local(e) => e.kind(),
+            PullError::Save(e) => e.kind(),
             PullError::Storage(StorageError::Config(_)) => Kind::BadInput,
             PullError::Storage(_) => Kind::Failed,
             PullError::Apply { .. } | PullError::Mismatch { .. } | PullError::BadImage(_) => Kind::Failed,
@@ -154,7 +165,9 @@ pub trait Observer: Send + Sync {
 /// Where an image comes from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum SourceKind {
-    /// mtbx's own registry client (the default; needs nothing else).
+    /// mtbx's own registry client, or its own reader of oci:,
+    /// oci-archive: and docker-archive: references (the default; needs
+    /// nothing else).
     #[default]
     Registry,
     /// skopeo's image proxy, for oci:, oci-archive: and docker-archive:
@@ -163,9 +176,10 @@ pub enum SourceKind {
 }
 
 /// An opened source of blobs.
-enum Source {
+pub(crate) enum Source {
     Registry(Client),
     Proxy(ProxySource),
+    Local(LocalSource),
 }
 
 impl BlobSource for Source {
@@ -181,6 +195,7 @@ impl BlobSource for Source {
         match self {
             Source::Registry(c) => Ok(c.blob_into(image, desc, tx, on_bytes).await?),
             Source::Proxy(p) => Ok(p.blob_into(image, desc, tx, on_bytes).await?),
+            Source::Local(l) => Ok(l.blob_into(image, desc, tx, on_bytes).await?),
         }
     }
 }
@@ -201,19 +216,7 @@ pub async fn prepare(
     store: Arc<Store>,
     kind: SourceKind,
 ) -> Result<Prepared, PullError> {
-    let (source, found, arch) = match kind {
-        SourceKind::Registry => {
-            let (client, found) = inspect::locate(req, regs, opts).await?;
-            let arch = platform::choose_arch(&found.image, req.arch).map_err(InspectError::from)?;
-            (Source::Registry(client), found, arch)
-        }
-        SourceKind::Proxy => {
-            let (reference, name) = proxy::resolve(&req.image, regs)?;
-            let arch = platform::choose_arch(&name, req.arch).map_err(InspectError::from)?;
-            let (p, found) = proxy::open(&reference, name, &req.wanted(arch), opts).await?;
-            (Source::Proxy(p), found, arch)
-        }
-    };
+    let (source, found, arch) = open_source(req, regs, opts, kind).await?;
     let diff_ids = found.config.rootfs.as_ref().map(|r| r.diff_ids.clone()).unwrap_or_default();
     if diff_ids.len() != found.layers.len() || found.layers.is_empty() {
         return Err(PullError::BadImage(format!(
@@ -256,6 +259,41 @@ pub async fn prepare(
         layers,
     };
     Ok(Prepared { source, found, plan, store })
+}
+
+/// Open the image `req` names where it is (a registry, files, or through
+/// skopeo's proxy) and resolve it for the platform asked for; the
+/// architecture chosen too.
+pub(crate) async fn open_source(
+    req: &inspect::Request,
+    regs: &Registries,
+    opts: &Options,
+    kind: SourceKind,
+) -> Result<(Source, Inspection, &'static Arch), PullError> {
+    Ok(match (kind, local::parse(&req.image)) {
+        (SourceKind::Registry, Some(r)) => {
+            let r = r?;
+            let name = local::name(&r)?;
+            let arch = platform::choose_arch(&name, req.arch).map_err(InspectError::from)?;
+            let wanted = req.wanted(arch);
+            // Reading files blocks: not on the runtime's thread.
+            let (l, found) = tokio::task::spawn_blocking(move || local::open(&r, name, &wanted))
+                .await
+                .expect("opening a local image does not panic")?;
+            (Source::Local(l), found, arch)
+        }
+        (SourceKind::Registry, None) => {
+            let (client, found) = inspect::locate(req, regs, opts).await?;
+            let arch = platform::choose_arch(&found.image, req.arch).map_err(InspectError::from)?;
+            (Source::Registry(client), found, arch)
+        }
+        (SourceKind::Proxy, _) => {
+            let (reference, name) = proxy::resolve(&req.image, regs)?;
+            let arch = platform::choose_arch(&name, req.arch).map_err(InspectError::from)?;
+            let (p, found) = proxy::open(&reference, name, &req.wanted(arch), opts).await?;
+            (Source::Proxy(p), found, arch)
+        }
+    })
 }
 
 /// The name an image is stored under: the reference's own for the host's

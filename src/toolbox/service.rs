@@ -168,9 +168,13 @@ pub fn resolve(sel: &Selector, variant: Option<&str>) -> Result<Target, ServiceE
         Some(i) => i.clone(),
         None => super::distro_image(sel.distro.as_deref(), sel.release.as_deref()).map_err(boxed)?,
     };
-    let parsed = match reference::parse(&image).map_err(boxed)? {
-        Parsed::Qualified(r) => r,
-        Parsed::Short { .. } => Registries::load(None).map_err(boxed)?.resolve(&image).map_err(boxed)?.0,
+    let parsed = match crate::image::local::parse(&image) {
+        // An image in files: named as pull will name it.
+        Some(r) => crate::image::local::name(&r.map_err(boxed)?).map_err(boxed)?,
+        None => match reference::parse(&image).map_err(boxed)? {
+            Parsed::Qualified(r) => r,
+            Parsed::Short { .. } => Registries::load(None).map_err(boxed)?.resolve(&image).map_err(boxed)?.0,
+        },
     };
     let flag = sel.arch.as_deref().map(Arch::parse).transpose().map_err(boxed)?;
     let arch = platform::choose_arch(&parsed, flag).map_err(boxed)?;

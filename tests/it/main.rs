@@ -12,6 +12,7 @@ mod emulation;
 mod fixtures_valid;
 mod init_container;
 mod inspect;
+mod local_images;
 mod pull;
 mod registry_faults;
 mod rootfs_cli;

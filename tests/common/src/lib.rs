@@ -102,6 +102,7 @@ pub fn have_qemu(arch: &mtbx::emu::arch::Arch) -> bool {
 pub mod debian;
 pub mod fixtures;
 pub mod images;
+pub mod local;
 pub mod podman;
 pub mod real_registry;
 pub mod registry;
