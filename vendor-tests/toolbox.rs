@@ -400,3 +400,24 @@ fn enter_gives_a_shell_on_a_terminal_and_init_failures_are_shown() {
     // The containers went with it, their readiness stamps too.
     assert!(!mtbx::toolbox::stamp_dir("wrongqemu").exists(), "wrongqemu's stamp directory is left");
 }
+
+/// Without the tests' containers.conf (which empties podman's default
+/// ulimits), podman applies its own defaults: where root cannot raise the
+/// open-files limit to them (no CAP_SYS_RESOURCE, as on this project's CI
+/// machines), every start failed with "error setting rlimits". The
+/// container must start, with the caller's limits where mtbx gives them.
+#[test]
+fn a_rootful_toolbox_starts_under_podmans_own_default_limits() {
+    let test = "a_rootful_toolbox_starts_under_podmans_own_default_limits";
+    let Some(s) = Setup::new(test, false) else { return };
+    std::fs::write(&s.env.containers_conf, "[engine]\nruntime = \"runc\"\n").unwrap();
+    let name = s.create(&mtbx::emu::arch::Arch::host().short_name());
+    let out = s.mtbx(&["run", "-c", &name, "sh", "-c", "ulimit -Sn; ulimit -Hn"]).output().unwrap();
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    let inside: Vec<String> = text(&out.stdout).lines().map(str::to_string).collect();
+    let limits = mtbx::toolbox::Ulimits::for_this_process(false);
+    if let mtbx::toolbox::Ulimits::Caller { nofile: (soft, hard), .. } = limits {
+        let unlimited = |v: u64| if v == u64::MAX { "unlimited".to_string() } else { v.to_string() };
+        assert_eq!(inside, vec![unlimited(soft), unlimited(hard)], "the caller's open-files limits");
+    }
+}

@@ -88,6 +88,24 @@ pub fn ignore_terminal_signals() -> std::io::Result<()> {
     Ok(())
 }
 
+/// A resource limit of this process: (soft, hard), `u64::MAX` for none.
+pub fn rlimit(resource: nix::sys::resource::Resource) -> std::io::Result<(u64, u64)> {
+    nix::sys::resource::getrlimit(resource).map_err(std::io::Error::from)
+}
+
+/// Whether this process may raise its hard limit of open files to `to`:
+/// it tries (a raise this process keeps, as podman raises its own). Only
+/// CAP_SYS_RESOURCE allows a raise above the current hard limit, and
+/// `fs.nr_open` caps it even then.
+pub fn can_raise_nofile(to: u64) -> bool {
+    use nix::sys::resource::{setrlimit, Resource};
+    match rlimit(Resource::RLIMIT_NOFILE) {
+        Ok((_, hard)) if hard >= to => true,
+        Ok((soft, _)) => setrlimit(Resource::RLIMIT_NOFILE, soft, to).is_ok(),
+        Err(_) => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

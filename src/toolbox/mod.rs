@@ -206,6 +206,72 @@ pub struct CreateSpec {
     pub stamp_dir: PathBuf,
     /// Stop after the last session (`create --auto-stop`).
     pub auto_stop: bool,
+    /// The resource limits the container gets.
+    pub ulimits: Ulimits,
+}
+
+/// The resource limits a toolbox container gets. Toolbx asks podman for
+/// the host's (`--ulimit host`), but podman 4 still applies its defaults
+/// then: 1048576 open files and `kernel.pid_max` processes, which runc
+/// must set, and cannot where root lacks CAP_SYS_RESOURCE and the host's
+/// hard limit is lower (containers, some CI machines): every start then
+/// fails with "error setting rlimits ... operation not permitted". There
+/// the caller's own limits are given explicitly, which is what "host"
+/// means anyway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ulimits {
+    /// `--ulimit host`, as Toolbx.
+    Host,
+    /// The caller's limits, each (soft, hard).
+    Caller {
+        /// Open files.
+        nofile: (u64, u64),
+        /// Processes, at most `kernel.pid_max`.
+        nproc: (u64, u64),
+    },
+}
+
+/// The open-files limit podman 4 gives a rootful container unless told
+/// otherwise (its `RLimitDefaultValue`).
+const PODMAN_DEFAULT_NOFILE: u64 = 1_048_576;
+
+impl Ulimits {
+    /// What this process can give: `Host` unless podman's default would
+    /// fail here (rootful, and the open-files hard limit cannot be raised
+    /// to podman's default). The process limit is capped at
+    /// `kernel.pid_max`, the one podman itself runs under (it lowers its
+    /// own to that), since runc cannot raise it above; a larger one could
+    /// never be reached anyway.
+    pub fn for_this_process(rootless: bool) -> Ulimits {
+        use nix::sys::resource::Resource;
+        if rootless || crate::sys::process::can_raise_nofile(PODMAN_DEFAULT_NOFILE) {
+            return Ulimits::Host;
+        }
+        let nofile = crate::sys::process::rlimit(Resource::RLIMIT_NOFILE);
+        let nproc = crate::sys::process::rlimit(Resource::RLIMIT_NPROC);
+        let pid_max =
+            std::fs::read_to_string("/proc/sys/kernel/pid_max").ok().and_then(|s| s.trim().parse().ok());
+        match (nofile, nproc) {
+            (Ok(nofile), Ok((soft, hard))) => {
+                let cap = |v: u64| pid_max.map_or(v, |m: u64| v.min(m));
+                Ulimits::Caller { nofile, nproc: (cap(soft), cap(hard)) }
+            }
+            _ => Ulimits::Host,
+        }
+    }
+
+    /// The `podman create` arguments.
+    pub fn args(&self) -> Vec<String> {
+        match self {
+            Ulimits::Host => vec!["--ulimit".into(), "host".into()],
+            Ulimits::Caller { nofile, nproc } => vec![
+                "--ulimit".into(),
+                format!("nofile={}:{}", nofile.0, nofile.1),
+                "--ulimit".into(),
+                format!("nproc={}:{}", nproc.0, nproc.1),
+            ],
+        }
+    }
 }
 
 /// Path of the interpreter inside the container.
@@ -240,14 +306,13 @@ pub fn create_args(spec: &CreateSpec) -> Vec<String> {
         "--privileged",
         "--security-opt",
         "label=disable",
-        "--ulimit",
-        "host",
         "--user",
         "root:root",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
+    a.extend(spec.ulimits.args());
     if spec.rootless {
         a.extend(["--userns".into(), "keep-id".into()]);
     } else {
@@ -752,8 +817,14 @@ mod tests {
             rootless: false,
             stamp_dir: "/run/mtbx/n".into(),
             auto_stop: false,
+            ulimits: Ulimits::Host,
         };
         let a = create_args(&spec).join(" ");
+        assert!(a.contains("--ulimit host "), "as Toolbx: {a}");
+        let caller = Ulimits::Caller { nofile: (1024, 20000), nproc: (4096, 32768) };
+        let limited = create_args(&CreateSpec { ulimits: caller, ..spec.clone() }).join(" ");
+        assert!(limited.contains("--ulimit nofile=1024:20000 --ulimit nproc=4096:32768 "), "{limited}");
+        assert!(!limited.contains("--ulimit host"), "{limited}");
         assert!(a.contains("--uidmap 0:0:65536"), "{a}");
         assert!(a.contains("--volume /usr/bin/qemu-aarch64-static:/run/mtbx-host/qemu-aarch64:ro"), "{a}");
         assert!(a.ends_with("--qemu /run/mtbx-host/qemu-aarch64"), "{a}");

@@ -297,6 +297,7 @@ impl Toolbox {
         let stamp_dir = super::stamp_dir(&plan.name);
         let made = super::make_stamp_dir(&stamp_dir)
             .map_err(io(format!("cannot create {}", stamp_dir.display())))?;
+        let rootless = crate::sys::getuid() != 0;
         let spec = CreateSpec {
             name: plan.name.clone(),
             image: image.to_string(),
@@ -305,9 +306,10 @@ impl Toolbox {
             cpu: plan.cpu.clone(),
             mtbx: plan.mtbx.clone(),
             user,
-            rootless: crate::sys::getuid() != 0,
+            rootless,
             stamp_dir: stamp_dir.clone(),
             auto_stop: plan.auto_stop,
+            ulimits: super::Ulimits::for_this_process(rootless),
         };
         let marked = super::session::set_auto_stop(&stamp_dir, plan.auto_stop)
             .map_err(io(format!("cannot write in {}", stamp_dir.display())));
