@@ -570,28 +570,9 @@ fn two_mtbx_pulls_and_a_podman_pull_at_once_lose_nothing() {
     assert_eq!(n, 7, "one shared base layer and two of each image's own");
 }
 
-/// Peak RSS in MiB of one `mtbx pull`, from the kernel's high-water mark
-/// of its own address space (VmHWM), sampled until it exits. (wait4's
-/// ru_maxrss would also count the test process's pages, which the child
-/// had between fork and exec.)
+/// Peak RSS in MiB of one `mtbx pull`.
 fn pull_peak_rss(env: &PodmanEnv, name: &str) -> u64 {
-    let mut child =
-        env.mtbx(&["pull", "-q", "-y", "--tls-verify=false", name]).stdout(Stdio::null()).spawn().unwrap();
-    let status_file = format!("/proc/{}/status", child.id());
-    let mut peak_kib = 0u64;
-    loop {
-        if let Ok(s) = std::fs::read_to_string(&status_file) {
-            if let Some(v) = s.lines().find_map(|l| l.strip_prefix("VmHWM:")) {
-                peak_kib = peak_kib.max(v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0));
-            }
-        }
-        if let Some(st) = child.try_wait().unwrap() {
-            assert!(st.success(), "pull of {name} failed");
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
-    peak_kib / 1024
+    common::peak_rss_mib(env.mtbx(&["pull", "-q", "-y", "--tls-verify=false", name]))
 }
 
 #[test]

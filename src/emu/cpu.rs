@@ -160,14 +160,7 @@ fn valid_name(name: &str) -> bool {
 /// Ask `qemu` which CPU models it emulates.
 pub fn models(qemu: &Path) -> Result<Vec<String>, CpuError> {
     let fail = |why: String| CpuError::Query { qemu: qemu.to_path_buf(), why };
-    let child = Command::new(qemu)
-        .args(["-cpu", "help"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| fail(e.to_string()))?;
-    let out = crate::emu::sandbox::wait_output(child, qemu, HELP_TIMEOUT).map_err(|e| fail(e.to_string()))?;
+    let out = run_qemu(qemu, &["-cpu".as_ref(), "help".as_ref()]).map_err(fail)?;
     let found = parse_models(&String::from_utf8_lossy(&out.stdout));
     if found.is_empty() {
         return Err(fail(format!("`-cpu help` listed no models (exit status {})", out.status)));
@@ -191,6 +184,19 @@ pub fn resolve(arch: &Arch, qemu: &Path, model: &str) -> Result<String, CpuError
     Ok(model)
 }
 
+/// `qemu args...` with its output captured, bounded in time (a QEMU that
+/// hangs must not hang create).
+fn run_qemu(qemu: &Path, args: &[&std::ffi::OsStr]) -> Result<std::process::Output, String> {
+    let child = Command::new(qemu)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    crate::emu::sandbox::wait_output(child, qemu, HELP_TIMEOUT).map_err(|e| e.to_string())
+}
+
 /// Run the check program under `qemu -cpu model`.
 fn try_model(arch: &Arch, qemu: &Path, model: &str) -> Result<(), CpuError> {
     let fail = |why: String| CpuError::Query { qemu: qemu.to_path_buf(), why };
@@ -202,16 +208,7 @@ fn try_model(arch: &Arch, qemu: &Path, model: &str) -> Result<(), CpuError> {
         std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755))
     };
     write().map_err(|e| fail(format!("cannot write the check program: {e}")))?;
-    let child = Command::new(qemu)
-        .arg("-cpu")
-        .arg(model)
-        .arg(&program)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| fail(e.to_string()))?;
-    let out = crate::emu::sandbox::wait_output(child, qemu, HELP_TIMEOUT).map_err(|e| fail(e.to_string()))?;
+    let out = run_qemu(qemu, &["-cpu".as_ref(), model.as_ref(), program.as_os_str()]).map_err(fail)?;
     let uname = crate::emu::testprog::parse_output(&out.stdout);
     if out.status.success() && arch.uname.contains(&uname.as_str()) {
         return Ok(());

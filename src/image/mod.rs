@@ -17,6 +17,7 @@
 //! - [`proxy`]: skopeo's image proxy as a second source.
 
 pub mod auth;
+pub mod compression;
 pub mod inspect;
 pub mod local;
 pub mod manifest;

@@ -26,6 +26,7 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use crate::emu::arch::Arch;
 use crate::error::{Classify, Kind};
+pub use crate::image::compression::Compression;
 use crate::image::inspect::{self, InspectError};
 use crate::image::local::{self, LocalError, LocalSource};
 use crate::image::manifest::Descriptor;
@@ -474,13 +475,7 @@ fn extract(
         (&mut blob).take(4).read_to_end(&mut magic).map_err(ApplyError::Read)?;
         let compression = Compression::sniff(&magic);
         let buffered = BufReader::with_capacity(128 << 10, std::io::Cursor::new(magic).chain(&mut blob));
-        let decoder: Box<dyn Read> = match compression {
-            Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
-            Compression::Zstd => {
-                Box::new(zstd::stream::read::Decoder::with_buffer(buffered).map_err(ApplyError::Read)?)
-            }
-            Compression::None => Box::new(buffered),
-        };
+        let decoder = compression.decode(buffered).map_err(ApplyError::Read)?;
         let mut diff = Hashing::new(decoder);
         let stats = apply::apply(&mut diff, root.as_fd(), opts, &mut split)?;
         let (digest, size) = diff.finish();
@@ -549,40 +544,6 @@ fn extract(
     Ok((staging, record))
 }
 
-/// A layer blob's compression, told by its first bytes (media types lie:
-/// Docker's "tar.gzip" and uncompressed layers served as gzip exist).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    /// A plain tar.
-    None,
-    /// gzip.
-    Gzip,
-    /// zstd.
-    Zstd,
-}
-
-impl Compression {
-    /// Look at the magic number.
-    pub fn sniff(head: &[u8]) -> Compression {
-        if head.starts_with(&[0x1f, 0x8b]) {
-            Compression::Gzip
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            Compression::Zstd
-        } else {
-            Compression::None
-        }
-    }
-
-    /// containers/storage's number for it in layers.json.
-    pub fn storage_code(self) -> i32 {
-        match self {
-            Compression::None => 0,
-            Compression::Gzip => 2,
-            Compression::Zstd => 4,
-        }
-    }
-}
-
 /// sha256 and length of everything read through it.
 struct Hashing<R> {
     inner: R,
@@ -648,12 +609,5 @@ mod tests {
             store_name(&by_digest, host, true, "sha256:m"),
             "example.com/x@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
         );
-    }
-
-    #[test]
-    fn compression_by_magic() {
-        assert_eq!(Compression::sniff(&[0x1f, 0x8b, 8]), Compression::Gzip);
-        assert_eq!(Compression::sniff(&[0x28, 0xb5, 0x2f, 0xfd, 0]), Compression::Zstd);
-        assert_eq!(Compression::sniff(b"etc/\0"), Compression::None);
     }
 }

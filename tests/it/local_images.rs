@@ -367,27 +367,6 @@ fn save_writes_one_platform_that_reads_back_as_the_same_image() {
     }
 }
 
-/// Peak RSS in MiB of one command, from the kernel's high-water mark of
-/// its own address space (VmHWM), sampled until it exits.
-fn peak_rss(mut c: Command) -> u64 {
-    let mut child = c.stdout(std::process::Stdio::null()).spawn().unwrap();
-    let status_file = format!("/proc/{}/status", child.id());
-    let mut peak_kib = 0u64;
-    loop {
-        if let Ok(s) = std::fs::read_to_string(&status_file) {
-            if let Some(v) = s.lines().find_map(|l| l.strip_prefix("VmHWM:")) {
-                peak_kib = peak_kib.max(v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0));
-            }
-        }
-        if let Some(st) = child.try_wait().unwrap() {
-            assert!(st.success(), "{c:?} failed");
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
-    peak_kib / 1024
-}
-
 #[test]
 fn memory_does_not_grow_with_the_image_read_from_an_archive() {
     let test = "memory_does_not_grow_with_the_image_read_from_an_archive";
@@ -412,10 +391,18 @@ fn memory_does_not_grow_with_the_image_read_from_an_archive() {
         tar_dir(&f.path(name), &archive);
         let saved = f.path(&format!("{name}-saved.tar"));
         let src = format!("oci-archive:{}:1", archive.display());
-        let save = peak_rss(f.mtbx(&["save", "-q", "--arch", "amd64", "-o", saved.to_str().unwrap(), &src]));
+        let save = common::peak_rss_mib(f.mtbx(&[
+            "save",
+            "-q",
+            "--arch",
+            "amd64",
+            "-o",
+            saved.to_str().unwrap(),
+            &src,
+        ]));
         let mut pull = f.mtbx(&["pull", "-q", "-y", &format!("oci-archive:{}", saved.display())]);
         pull.env("CONTAINERS_STORAGE_CONF", store.dir.path().join("storage.conf"));
-        let pulled = peak_rss(pull);
+        let pulled = common::peak_rss_mib(pull);
         peaks.push((save, pulled));
     }
     let ((save_small, pull_small), (save_large, pull_large)) = (peaks[0], peaks[1]);

@@ -25,6 +25,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Classify, Kind};
+use crate::image::compression::Compression;
 use crate::image::manifest::{
     sha256_digest, Descriptor, ImageConfig, IndexEntry, Manifest, DOCKER_CONFIG, DOCKER_LIST,
     MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, OCI_INDEX,
@@ -489,35 +490,6 @@ enum Blob {
     Docker { name: String, compression: Compression },
 }
 
-/// A layer file's compression, by its magic number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Compression {
-    None,
-    Gzip,
-    Zstd,
-}
-
-impl Compression {
-    fn sniff(head: &[u8]) -> Compression {
-        if head.starts_with(&[0x1f, 0x8b]) {
-            Compression::Gzip
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            Compression::Zstd
-        } else {
-            Compression::None
-        }
-    }
-
-    fn decode(self, r: Box<dyn Read + Send>) -> std::io::Result<Box<dyn Read + Send>> {
-        let buffered = std::io::BufReader::with_capacity(CHUNK, r);
-        Ok(match self {
-            Compression::None => Box::new(buffered),
-            Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
-            Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(buffered)?),
-        })
-    }
-}
-
 /// An opened local image: where its blobs are.
 #[derive(Debug, Clone)]
 pub struct LocalSource {
@@ -711,7 +683,10 @@ impl LocalSource {
             }
             Blob::Docker { name, compression } => {
                 let (reader, _) = self.files.open(&name)?;
-                compression.decode(reader).map_err(|source| LocalError::Read { path, name, source })
+                let buffered = std::io::BufReader::with_capacity(CHUNK, reader);
+                let decoded =
+                    compression.decode(buffered).map_err(|source| LocalError::Read { path, name, source })?;
+                Ok(Box::new(decoded))
             }
         }
     }
@@ -764,7 +739,8 @@ fn open_docker(
         } else {
             let (reader, _) = files.open(name)?;
             let cap = size.saturating_mul(MAX_MEASURED_EXPANSION).max(1 << 20);
-            let decoded = compression.decode(reader).map_err(read_err)?;
+            let decoded =
+                compression.decode(std::io::BufReader::with_capacity(CHUNK, reader)).map_err(read_err)?;
             let n = std::io::copy(&mut decoded.take(cap + 1), &mut std::io::sink()).map_err(read_err)?;
             if n > cap {
                 return Err(LocalError::NotAnArchive {

@@ -99,6 +99,29 @@ pub fn have_qemu(arch: &mtbx::emu::arch::Arch) -> bool {
     mtbx::emu::host::find_interpreter(arch, None).usable().is_some()
 }
 
+/// Peak RSS in MiB of one command, from the kernel's high-water mark of
+/// its own address space (VmHWM), sampled until it exits. (The parent's
+/// ru_maxrss would also count the test process's pages, which the child
+/// had between fork and exec.) Its stdout is discarded; it must succeed.
+pub fn peak_rss_mib(mut c: Command) -> u64 {
+    let mut child = c.stdout(std::process::Stdio::null()).spawn().unwrap();
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0u64;
+    loop {
+        if let Ok(s) = std::fs::read_to_string(&status_file) {
+            if let Some(v) = s.lines().find_map(|l| l.strip_prefix("VmHWM:")) {
+                peak_kib = peak_kib.max(v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0));
+            }
+        }
+        if let Some(st) = child.try_wait().unwrap() {
+            assert!(st.success(), "{c:?} failed");
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    peak_kib / 1024
+}
+
 pub mod debian;
 pub mod fixtures;
 pub mod images;
