@@ -7,12 +7,14 @@
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    // Before the first allocation: mimalloc reads these options when it
+    // reserves its first arena (the shim's check below allocates already).
+    mtbx::sys::tune_allocator();
     // binfmt_misc started mtbx as the CPU-model shim of a container:
     // become QEMU at once (see mtbx::emu::cpu).
     if let Some(code) = mtbx::emu::cpu::shim_main() {
         std::process::exit(code);
     }
-    mtbx::sys::tune_allocator();
     // A rootless pull's second half starts here, before any thread exists.
     mtbx::sys::userns::child_handshake();
     std::process::exit(mtbx::cli::run());

@@ -134,3 +134,15 @@ fn the_cycle_finder_finds_cycles() {
     g.entry("c".into()).or_default().insert("a".into());
     assert_eq!(cycle(&g), Some(vec!["a".into(), "b".into(), "c".into(), "a".into()]));
 }
+
+/// mimalloc reads its options when it reserves its first arena, so they
+/// must be set before anything allocates: set after the CPU-model shim's
+/// check (which allocates), they were ignored and a pull's peak RSS went
+/// from 37 to 70 MiB (benches/pull.sh).
+#[test]
+fn main_tunes_the_allocator_before_anything_else() {
+    let main = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/main.rs")).unwrap();
+    let body = &main[main.find("fn main()").expect("src/main.rs has fn main")..];
+    let first = body.lines().skip(1).map(str::trim).find(|l| !l.is_empty() && !l.starts_with("//")).unwrap();
+    assert_eq!(first, "mtbx::sys::tune_allocator();", "the first statement of main");
+}
