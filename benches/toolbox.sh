@@ -69,7 +69,7 @@ PY
 skopeo copy -q --all --dest-tls-verify=false "oci:$work/layout:1" "docker://$img"
 line=$("$bin" binfmt register --arch arm64 --dry-run --format json 2>/dev/null \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["line"])' | sed "s#:$qemu:#:/qemu:#")
-wipe="podman rm -af >/dev/null 2>&1 || true; $bin rm --all --force >/dev/null 2>&1 || true; umount -l $work/graph/overlay 2>/dev/null || true; rm -rf $work/graph $work/run || true"
+wipe="$bin rm --all --force >/dev/null 2>&1 || true; podman rm -af >/dev/null 2>&1 || true; umount -l $work/graph/overlay 2>/dev/null || true; rm -rf $work/graph $work/run || true"
 cd "$HOME"
 # 1. run on a running container.
 eval "$wipe"
@@ -106,6 +106,7 @@ hyperfine -N --warmup 3 --runs 20 --export-json "$work/toolbx.json" \
     -n "podman exec" "podman exec mtbx-bench true" \
     -n "podman exec login" "podman exec --user $user mtbx-bench bash --login -c true"
 "$toolbx" rm -f tbx-bench >/dev/null 2>&1 || true
+"$bin" rm --force mtbx-bench >/dev/null 2>&1 || true
 python3 - "$work/run.json" "$work/create.json" "$work/toolbx.json" <<'PY'
 import json, sys
 r, c, t = ({x["command"]: x["mean"] for x in json.load(open(f))["results"]} for f in sys.argv[1:4])
