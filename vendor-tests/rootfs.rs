@@ -127,6 +127,7 @@ fn field(out: &str, key: &str) -> String {
 const REPORT: &str = r#"
 echo uname=$(uname -m)
 echo uid=$(id -u) gid=$(id -g)
+echo name=$(id -un):$(id -gn)
 echo deb=$(cat /etc/debian_version)
 echo pwd=$(pwd)
 echo marker=$(cat marker)
@@ -183,6 +184,10 @@ fn check(deb_arch: &str) {
         let ids =
             if root { "uid=0 gid=0".to_string() } else { format!("uid={} gid={}", t.user.uid, t.user.gid) };
         assert_eq!(format!("uid={}", field(&o, "uid")), ids, "{what}");
+        // Who you are has a name inside (the tree's passwd and group, not
+        // having you, are seen with you added; the files stay as they were).
+        let names = if root { "root:root".to_string() } else { format!("{0}:{0}", t.user.name) };
+        assert_eq!(field(&o, "name"), names, "{what}");
         assert_eq!(field(&o, "deb"), tree_debian.trim(), "{what}");
         assert_eq!(Path::new(&field(&o, "pwd")), t.work.path(), "{what}");
         assert_eq!(field(&o, "marker"), "seen-from-inside", "{what}");

@@ -49,6 +49,8 @@ pub(crate) fn run(
         arch,
         root: args.root,
         user: user.name,
+        uid: user.uid,
+        gid: user.gid,
         home: user.home,
         cwd: std::env::current_dir().ok(),
         command,

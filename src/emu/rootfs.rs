@@ -140,6 +140,10 @@ pub struct Request {
     pub root: bool,
     /// The user's login name (to find their shell in the rootfs's passwd).
     pub user: String,
+    /// The user's ids, the same inside (unless `root`).
+    pub uid: u32,
+    /// The user's primary group.
+    pub gid: u32,
     /// The user's home, bound at the same path inside.
     pub home: PathBuf,
     /// The current directory, kept inside when it exists there.
@@ -391,12 +395,19 @@ impl Tree {
         })
     }
 
-    /// The login shell /etc/passwd gives `user`, if any.
-    fn passwd_shell(&self, user: &str) -> Option<PathBuf> {
-        let fd = self.open_in(Path::new("/etc/passwd"), OFlags::RDONLY).ok()?;
+    /// A small text file of the tree (`/etc/passwd`), read within it and
+    /// capped.
+    fn read_small(&self, inside: &Path) -> Option<String> {
+        let fd = self.open_in(inside, OFlags::RDONLY).ok()?;
         let mut text = Vec::new();
         std::fs::File::from(fd).take(PASSWD_MAX).read_to_end(&mut text).ok()?;
-        String::from_utf8_lossy(&text).lines().find_map(|l| {
+        Some(String::from_utf8_lossy(&text).into_owned())
+    }
+
+    /// The login shell /etc/passwd gives `user`, if any.
+    fn passwd_shell(&self, user: &str) -> Option<PathBuf> {
+        let text = self.read_small(Path::new("/etc/passwd"))?;
+        text.lines().find_map(|l| {
             let f: Vec<&str> = l.split(':').collect();
             (f.len() >= 7 && f[0] == user && !f[6].is_empty()).then(|| PathBuf::from(f[6]))
         })
@@ -590,6 +601,38 @@ pub fn prepare(req: &Request) -> Result<Prepared, RootfsError> {
             Err(e) => warnings.push(format!("the host's /etc/resolv.conf is not mounted: {e}")),
         }
     }
+    if !req.root {
+        let shell = ["/bin/bash", "/bin/sh"].into_iter().map(Path::new).find(|s| tree.is_file(s));
+        let shell = shell.unwrap_or(Path::new("/bin/sh"));
+        let entries = [
+            ("/etc/passwd", passwd_line(&req.user, req.uid, req.gid, &req.home, shell)),
+            ("/etc/group", format!("{}:x:{}:", req.user, req.gid)),
+        ];
+        for (file, line) in entries {
+            let inside = Path::new(file);
+            let Some(text) = with_entry(tree.read_small(inside).as_deref().unwrap_or(""), &line) else {
+                continue;
+            };
+            let made = tempfile::Builder::new()
+                .prefix("mtbx-rootfs-")
+                .tempdir()
+                .and_then(|d| std::fs::write(d.path().join("entries"), &text).map(|()| d));
+            match made.and_then(|d| tree.ensure(inside, false).map(|target| (d, target))) {
+                Ok((scratch, target)) => {
+                    mounts.push(RootfsMount {
+                        source: Some(scratch.path().join("entries")),
+                        fstype: None,
+                        data: None,
+                        target,
+                        what: format!("{file} with you in it"),
+                        mkdirs: vec![],
+                    });
+                    overlays.push(scratch);
+                }
+                Err(e) => warnings.push(format!("you are not in the tree's {file}: {e}")),
+            }
+        }
+    }
 
     let mut workdirs = Vec::new();
     if let Some(cwd) = &req.cwd {
@@ -638,6 +681,33 @@ pub fn prepare(req: &Request) -> Result<Prepared, RootfsError> {
         take_terminal: req.command.is_none(),
     };
     Ok(Prepared { spec, arch, interpreter, warnings, created: std::mem::take(&mut tree.created), overlays })
+}
+
+/// Your passwd line inside the tree.
+fn passwd_line(user: &str, uid: u32, gid: u32, home: &Path, shell: &Path) -> String {
+    format!("{user}:x:{uid}:{gid}:{user}:{}:{}", home.display(), shell.display())
+}
+
+/// `text` (a passwd or group file) with `line` added, or None when its
+/// name or id is there already: programs that ask who you are (a shell's
+/// prompt, `id -un`, ssh, git) then find you, and the tree's own file,
+/// bound over by the copy, stays as it was.
+fn with_entry(text: &str, line: &str) -> Option<String> {
+    fn key(l: &str) -> (&str, &str) {
+        let mut f = l.split(':');
+        (f.next().unwrap_or(""), f.nth(1).unwrap_or(""))
+    }
+    let (name, id) = key(line);
+    if text.lines().map(key).any(|(n, i)| n == name || i == id) {
+        return None;
+    }
+    let mut out = text.to_string();
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out.push_str(line);
+    out.push('\n');
+    Some(out)
 }
 
 fn home_mount(home: &Path, target: PathBuf, mkdirs: Vec<PathBuf>) -> RootfsMount {
@@ -717,6 +787,19 @@ mod tests {
         });
         assert!(!root.join("run").exists() && !root.join("x").exists() && !root.join("var/home/me").exists());
         assert!(root.join("var/home").is_dir() && root.join("etc/resolv.conf").symlink_metadata().is_ok());
+    }
+
+    #[test]
+    fn you_are_added_to_passwd_and_group_only_when_missing() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\nme:x:1000:1000::/home/me:/bin/sh";
+        let line = passwd_line("you", 1001, 1001, Path::new("/home/you"), Path::new("/bin/bash"));
+        assert_eq!(
+            with_entry(passwd, &line).unwrap(),
+            format!("{passwd}\nyou:x:1001:1001:you:/home/you:/bin/bash\n")
+        );
+        assert_eq!(with_entry(passwd, "me:x:1002:1002::/home/me:/bin/sh"), None, "the name is there");
+        assert_eq!(with_entry(passwd, "other:x:1000:1000::/:/bin/sh"), None, "the id is there");
+        assert_eq!(with_entry("", "you:x:7:"), Some("you:x:7:\n".into()), "no file: one line");
     }
 
     #[test]
