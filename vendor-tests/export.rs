@@ -52,11 +52,7 @@ fn export_wrappers_and_desktop_entries(rootless: bool) {
         "rootful_exported_programs_and_apps_run_in_their_container"
     };
     let Some(s) = Setup::new(test, rootless) else { return };
-    let Some(&(native_platform, _, _)) = s
-        .platforms
-        .iter()
-        .find(|p| std::ptr::eq(mtbx::emu::arch::Arch::parse(p.0).unwrap(), mtbx::emu::arch::Arch::host()))
-    else {
+    let Some(native_platform) = s.native_platform() else {
         return common::skip(test, "no busybox for the host's own architecture");
     };
     let host_before = common::host_binfmt_snapshot();
@@ -283,11 +279,7 @@ fn stop_and_auto_stop(rootless: bool) {
         "rootful_stop_and_auto_stop_after_the_last_session"
     };
     let Some(s) = Setup::new(test, rootless) else { return };
-    let Some(&(native_platform, _, _)) = s
-        .platforms
-        .iter()
-        .find(|p| std::ptr::eq(mtbx::emu::arch::Arch::parse(p.0).unwrap(), mtbx::emu::arch::Arch::host()))
-    else {
+    let Some(native_platform) = s.native_platform() else {
         return common::skip(test, "no busybox for the host's own architecture");
     };
     let arm = s.create("arm64");

@@ -580,19 +580,8 @@ fn memory_does_not_grow_with_the_image() {
     let test = "memory_does_not_grow_with_the_image";
     let Some(env) = PodmanEnv::rootful(test) else { return };
     let Some(reg) = RealRegistry::start(test) else { return };
-    let sized = |mib: usize, seed: u64| {
-        let mut data = vec![0u8; mib << 20];
-        let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ seed;
-        for chunk in data.chunks_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-        }
-        image("amd64", None, &[(vec![E::File("blob", 0o644, data)], Comp::Plain)])
-    };
-    reg.push("small", "1", &index(&[&sized(1, 1)]));
-    reg.push("large", "1", &index(&[&sized(96, 2)]));
+    reg.push("small", "1", &index(&[&common::images::incompressible_image(1, 1)]));
+    reg.push("large", "1", &index(&[&common::images::incompressible_image(96, 2)]));
     let small = pull_peak_rss(&env, &format!("{}/small:1", reg.addr));
     let large = pull_peak_rss(&env, &format!("{}/large:1", reg.addr));
     eprintln!("peak RSS: 1 MiB layer {small} MiB, 96 MiB layer {large} MiB");

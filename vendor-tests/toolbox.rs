@@ -135,6 +135,15 @@ impl Setup {
         text(&out.stdout)
     }
 
+    /// The platform of the test images that is the host's own, if any.
+    pub(crate) fn native_platform(&self) -> Option<&'static str> {
+        let host = mtbx::emu::arch::Arch::host();
+        self.platforms
+            .iter()
+            .map(|p| p.0)
+            .find(|p| std::ptr::eq(mtbx::emu::arch::Arch::parse(p).unwrap(), host))
+    }
+
     pub(crate) fn create(&self, arch: &str) -> String {
         self.ok(&["create", "-y", "--tls-verify=false", "--image", &self.image, "--arch", arch])
             .trim()

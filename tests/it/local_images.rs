@@ -12,7 +12,8 @@ use std::process::{Command, Output};
 
 use common::images::{image, index, tar_of, Built, Comp, E};
 use common::local::{docker_archive, docker_archive_stored, raw_tar, tar_dir, write_layout, PathWithout};
-use common::{mtbx, skip, text};
+use common::store::Store;
+use common::{mtbx, text};
 use serde_json::Value;
 
 /// Three platforms, each with a layer of its own.
@@ -123,45 +124,23 @@ fn inspect_chooses_the_platform_from_a_layout_and_an_archive() {
     assert!(text(&wrong.stderr).contains("no oci-layout file"), "{}", text(&wrong.stderr));
 }
 
-/// A rootful store of the test's own.
-struct Store {
-    dir: tempfile::TempDir,
+/// Pulls into a [`Store`] from files.
+trait LocalPulls {
+    fn pull(&self, f: &Files, args: &[&str]) -> Output;
+    fn diff_ids(&self) -> Vec<String>;
+    fn images(&self) -> Vec<Value>;
 }
 
-impl Store {
-    fn new(test: &str) -> Option<Store> {
-        if !common::is_root() {
-            skip(test, "needs root: a rootful image store");
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("storage.conf"),
-            format!(
-                "[storage]\ndriver = \"overlay\"\ngraphroot = \"{0}/graph\"\nrunroot = \"{0}/run\"\n",
-                dir.path().display()
-            ),
-        )
-        .unwrap();
-        Some(Store { dir })
-    }
-
+impl LocalPulls for Store {
     fn pull(&self, f: &Files, args: &[&str]) -> Output {
         let mut all = vec!["pull", "-y", "--format", "json"];
         all.extend_from_slice(args);
-        f.mtbx(&all).env("CONTAINERS_STORAGE_CONF", self.dir.path().join("storage.conf")).output().unwrap()
-    }
-
-    fn read(&self, p: &str) -> Vec<Value> {
-        std::fs::read(self.dir.path().join("graph").join(p))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
+        f.mtbx(&all).env("CONTAINERS_STORAGE_CONF", self.conf()).output().unwrap()
     }
 
     fn diff_ids(&self) -> Vec<String> {
         let mut v: Vec<String> = self
-            .read("overlay-layers/layers.json")
+            .records("overlay-layers/layers.json")
             .iter()
             .map(|l| l["diff-digest"].as_str().unwrap().into())
             .collect();
@@ -170,11 +149,7 @@ impl Store {
     }
 
     fn images(&self) -> Vec<Value> {
-        self.read("overlay-images/images.json")
-    }
-
-    fn staging_left(&self) -> usize {
-        std::fs::read_dir(self.dir.path().join("graph/overlay/mtbx-staging")).map(|d| d.count()).unwrap_or(0)
+        self.records("overlay-images/images.json")
     }
 }
 
@@ -372,20 +347,9 @@ fn memory_does_not_grow_with_the_image_read_from_an_archive() {
     let test = "memory_does_not_grow_with_the_image_read_from_an_archive";
     let Some(store) = Store::new(test) else { return };
     let f = Files::new();
-    let sized = |mib: usize, seed: u64| {
-        let mut data = vec![0u8; mib << 20];
-        let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ seed;
-        for chunk in data.chunks_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-        }
-        image("amd64", None, &[(vec![E::File("blob", 0o644, data)], Comp::Plain)])
-    };
     let mut peaks = Vec::new();
     for (name, mib) in [("small", 1), ("large", 96)] {
-        let built = sized(mib, mib as u64);
+        let built = common::images::incompressible_image(mib, mib as u64);
         write_layout(&f.path(name), &index(&[&built]), "1");
         let archive = f.path(&format!("{name}.tar"));
         tar_dir(&f.path(name), &archive);
@@ -401,7 +365,7 @@ fn memory_does_not_grow_with_the_image_read_from_an_archive() {
             &src,
         ]));
         let mut pull = f.mtbx(&["pull", "-q", "-y", &format!("oci-archive:{}", saved.display())]);
-        pull.env("CONTAINERS_STORAGE_CONF", store.dir.path().join("storage.conf"));
+        pull.env("CONTAINERS_STORAGE_CONF", store.conf());
         let pulled = common::peak_rss_mib(pull);
         peaks.push((save, pulled));
     }

@@ -9,31 +9,19 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::registry::{output_within, Auth, FixtureRegistry};
+use common::store::Store;
 use common::{mtbx, skip, text};
 use serde_json::Value;
 
-struct Store {
-    dir: tempfile::TempDir,
+/// Pulls into a [`Store`] from the fixture registry.
+trait RegistryPulls {
+    fn pull(&self, args: &[&str]) -> Output;
+    fn pull_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output;
+    fn command(&self, args: &[&str]) -> Command;
+    fn layers(&self) -> Vec<Value>;
 }
 
-impl Store {
-    fn new(test: &str) -> Option<Store> {
-        if !common::is_root() {
-            skip(test, "needs root: a rootful image store");
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("storage.conf"),
-            format!(
-                "[storage]\ndriver = \"overlay\"\ngraphroot = \"{0}/graph\"\nrunroot = \"{0}/run\"\n",
-                dir.path().display()
-            ),
-        )
-        .unwrap();
-        Some(Store { dir })
-    }
-
+impl RegistryPulls for Store {
     fn pull(&self, args: &[&str]) -> Output {
         self.pull_env(args, &[])
     }
@@ -46,20 +34,12 @@ impl Store {
         let mut all = vec!["pull", "-y", "--tls-verify=false"];
         all.extend_from_slice(args);
         let mut c = mtbx(&all);
-        c.env("CONTAINERS_STORAGE_CONF", self.dir.path().join("storage.conf"))
-            .env("CONTAINERS_REGISTRIES_CONF", "/dev/null");
+        c.env("CONTAINERS_STORAGE_CONF", self.conf()).env("CONTAINERS_REGISTRIES_CONF", "/dev/null");
         c
     }
 
     fn layers(&self) -> Vec<Value> {
-        std::fs::read(self.dir.path().join("graph/overlay-layers/layers.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
-    }
-
-    fn staging_left(&self) -> usize {
-        std::fs::read_dir(self.dir.path().join("graph/overlay/mtbx-staging")).map(|d| d.count()).unwrap_or(0)
+        self.records("overlay-layers/layers.json")
     }
 }
 
@@ -155,7 +135,7 @@ fn bad_input_is_a_clear_error_with_its_exit_code() {
     assert!(text(&out.stderr).contains("offers"), "{}", text(&out.stderr));
     let out = store.pull(&[&format!("{}/nothing:1", reg.addr)]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
-    std::fs::write(store.dir.path().join("storage.conf"), "[storage]\ndriver = \"btrfs\"\n").unwrap();
+    std::fs::write(store.conf(), "[storage]\ndriver = \"btrfs\"\n").unwrap();
     let out = store.pull(&[&image]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("not supported"), "{}", text(&out.stderr));
@@ -176,7 +156,7 @@ fn on_a_terminal_the_size_is_asked_about_first() {
         let cmd = format!("{} pull --tls-verify=false --arch arm64 {image}", common::mtbx_bin().display());
         let mut child = std::process::Command::new("script")
             .args(["-qec", &cmd, "/dev/null"])
-            .env("CONTAINERS_STORAGE_CONF", store.dir.path().join("storage.conf"))
+            .env("CONTAINERS_STORAGE_CONF", store.conf())
             .env("CONTAINERS_REGISTRIES_CONF", "/dev/null")
             .env("NO_COLOR", "1")
             .stdin(std::process::Stdio::piped())
@@ -302,7 +282,7 @@ fn storage_conf_mistakes_are_one_line_errors_naming_the_file() {
     let Some(store) = Store::new("storage_conf_mistakes_are_one_line_errors_naming_the_file") else { return };
     let reg = FixtureRegistry::fixtures(Auth::None);
     let image = format!("{}/multi:1", reg.addr);
-    let conf = store.dir.path().join("storage.conf");
+    let conf = store.conf();
     let cwd = tempfile::tempdir().unwrap();
     let pull_in_cwd = || {
         mtbx(&["pull", "-y", "--tls-verify=false", &image])

@@ -146,6 +146,21 @@ pub fn image(arch: &str, variant: Option<&str>, layers: &[(Vec<E>, Comp)]) -> Bu
 }
 
 /// An image from ready tars.
+/// An amd64 image of one file of `mib` MiB of pseudo-random bytes (an
+/// xorshift stream from `seed`), stored uncompressed: nothing in it
+/// compresses, so a reader that buffered it would show in its memory.
+pub fn incompressible_image(mib: usize, seed: u64) -> Built {
+    let mut data = vec![0u8; mib << 20];
+    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ seed;
+    for chunk in data.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    image("amd64", None, &[(vec![E::File("blob", 0o644, data)], Comp::Plain)])
+}
+
 pub fn image_from_tars(arch: &str, variant: Option<&str>, layers: &[(Vec<u8>, Comp)]) -> Built {
     image_from_tars_with_config(arch, variant, layers, json!({"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]}))
 }

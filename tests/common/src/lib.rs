@@ -129,6 +129,7 @@ pub mod local;
 pub mod podman;
 pub mod real_registry;
 pub mod registry;
+pub mod store;
 
 /// Whether the tests run as root.
 pub fn is_root() -> bool {
