@@ -26,7 +26,7 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use crate::emu::arch::Arch;
 use crate::error::{Classify, Kind};
-pub use crate::image::compression::Compression;
+use crate::image::compression::Compression;
 use crate::image::inspect::{self, InspectError};
 use crate::image::local::{self, LocalError, LocalSource};
 use crate::image::manifest::Descriptor;
