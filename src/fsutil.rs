@@ -10,7 +10,7 @@ use std::path::Path;
 /// target. A crash leaves either the old content or the new.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
+    mkdir_all(dir, 0o755)?;
     let mut tmp = tempfile::Builder::new().prefix(".mtbx-").tempfile_in(dir)?;
     tmp.write_all(data)?;
     tmp.as_file().set_permissions(std::fs::Permissions::from_mode(mode))?;
@@ -19,11 +19,43 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> 
     Ok(())
 }
 
-/// Create `path` and its missing parents with `mode` (the parents too,
-/// as containers/storage creates its directories 0700).
+/// Create `path` and its missing parents with exactly `mode` (the parents
+/// too, as containers/storage creates its directories 0700). mkdir(2)
+/// masks the mode with the caller's umask, which a login may set to 0002
+/// (group-writable) or 0077: each directory made here is given `mode`
+/// afterwards, so what mtbx creates never depends on who ran it.
+/// Directories that already exist are left as they are.
 pub fn mkdir_all(path: &Path, mode: u32) -> std::io::Result<()> {
+    if path.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        mkdir_all(parent, mode)?;
+    }
+    mkdir_exact(path, mode).map(drop)
+}
+
+/// Create one directory with exactly `mode` (see [`mkdir_all`]); whether
+/// this call made it (false: it was already there as a directory).
+pub fn mkdir_exact(path: &Path, mode: u32) -> std::io::Result<bool> {
     use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new().recursive(true).mode(mode).create(path)
+    match std::fs::DirBuilder::new().mode(mode).create(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    // Opened without following a link: a directory swapped for a link
+    // between the two calls is refused rather than followed.
+    let dir = rustix::fs::open(
+        path,
+        rustix::fs::OFlags::RDONLY
+            | rustix::fs::OFlags::DIRECTORY
+            | rustix::fs::OFlags::NOFOLLOW
+            | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    rustix::fs::fchmod(&dir, rustix::fs::Mode::from_raw_mode(mode))?;
+    Ok(true)
 }
 
 /// The first executable `name` on PATH.
