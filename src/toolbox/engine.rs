@@ -169,6 +169,17 @@ impl Podman {
             .and_then(|s| s.code())
     }
 
+    /// `podman wait NAME` running in the background: its stdout closes
+    /// when the container stops (see [`super::readiness`]).
+    pub fn watch_exit(&self, name: &str) -> Result<std::process::Child, EngineError> {
+        self.command(&["wait", name])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|source| EngineError::Spawn { args: format!("wait {name}"), source })
+    }
+
     /// Whether a container of this name exists.
     pub fn container_exists(&self, name: &str) -> bool {
         self.status(&["container", "exists", name]) == Some(0)
