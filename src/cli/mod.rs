@@ -31,6 +31,11 @@ pub(crate) struct Cli {
     #[arg(long, global = true, default_value = "warn", value_name = "LEVEL")]
     log_level: tracing::Level,
 
+    /// Answer yes to every question (download prompts), before or after
+    /// the command, as Toolbx takes it.
+    #[arg(short = 'y', long, global = true)]
+    assumeyes: bool,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -125,10 +130,10 @@ pub fn run() -> i32 {
         Command::Arch(cmd) => arch_cmd::run(cmd),
         Command::Binfmt(cmd) => binfmt_cmd::run(cmd),
         Command::Inspect(args) => inspect_cmd::run(args),
-        Command::Pull(args) => pull_cmd::run(args),
+        Command::Pull(args) => pull_cmd::run(args, cli.assumeyes),
         Command::Images(args) => images_cmd::run(args),
         Command::Save(args) => save_cmd::run(args),
-        Command::Create(args) => toolbox_cmd::create(args),
+        Command::Create(args) => toolbox_cmd::create(args, cli.assumeyes),
         Command::Enter(args) => toolbox_cmd::enter(args),
         Command::Run(args) => toolbox_cmd::run(args),
         Command::List(args) => toolbox_cmd::list(args),

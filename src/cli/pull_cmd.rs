@@ -20,9 +20,6 @@ use crate::storage::{Owner, StorageConfig, Store};
 pub struct PullArgs {
     #[command(flatten)]
     image: ImageArgs,
-    /// Answer yes to the download prompt.
-    #[arg(short = 'y', long)]
-    assumeyes: bool,
     /// Print only the image id.
     #[arg(short, long)]
     quiet: bool,
@@ -54,7 +51,8 @@ struct PullReport {
     graph_root: String,
 }
 
-pub fn run(args: PullArgs) -> Result<i32> {
+/// `assumeyes` is the global `-y`.
+pub fn run(args: PullArgs, assumeyes: bool) -> Result<i32> {
     // Rootless: do the work as root of a user namespace mapped like
     // podman's, so layer files get the owners podman expects.
     if matches!(crate::storage::config::current_owner(), Owner::Rootless { .. })
@@ -81,7 +79,7 @@ pub fn run(args: PullArgs) -> Result<i32> {
     let plan = prepared.plan().clone();
     let size = plan.download_size();
     if plan.missing() > 0
-        && !args.assumeyes
+        && !assumeyes
         && !args.quiet
         && std::io::stdin().is_terminal()
         && std::io::stderr().is_terminal()

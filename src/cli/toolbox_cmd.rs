@@ -54,9 +54,6 @@ pub struct CreateArgs {
     /// the `cpu` key of toolbox.conf for its `arch`, else QEMU's default).
     #[arg(long, value_name = "MODEL")]
     cpu: Option<String>,
-    /// Answer yes to the download prompt.
-    #[arg(short = 'y', long)]
-    assumeyes: bool,
     /// Stop the container when its last `mtbx run`/`enter` ends.
     #[arg(long)]
     auto_stop: bool,
@@ -195,7 +192,8 @@ impl From<&Which> for Selector {
     }
 }
 
-pub fn create(args: CreateArgs) -> Result<i32> {
+/// `assumeyes` is the global `-y`.
+pub fn create(args: CreateArgs, assumeyes: bool) -> Result<i32> {
     let tb = Toolbox::new()?;
     let req = CreateRequest {
         name: args.name.clone(),
@@ -211,7 +209,7 @@ pub fn create(args: CreateArgs) -> Result<i32> {
             eprintln!("Using {n}, already in the image store");
             n.clone()
         }
-        None if !args.assumeyes && !std::io::stdin().is_terminal() => {
+        None if !assumeyes && !std::io::stdin().is_terminal() => {
             return Err(crate::error::BadInput(format!(
                 "{} is not in the image store and there is no terminal to ask before downloading it: pass -y/--assumeyes",
                 plan.target.image
@@ -222,7 +220,7 @@ pub fn create(args: CreateArgs) -> Result<i32> {
             &plan.mtbx,
             &plan,
             args.variant.as_deref(),
-            args.assumeyes,
+            assumeyes,
             &args.registry.to_args(),
         )?,
     };
@@ -247,7 +245,8 @@ fn exec_in(podman: &Podman, name: &str, command: &[std::ffi::OsString], tty: boo
         toolbox::PASSED_ENV.iter().filter_map(|k| std::env::var_os(k).map(|v| (*k, v))).collect();
     let cwd = std::env::current_dir().ok();
     let args = toolbox::exec_args(name, &user, cwd.as_deref(), &env, command, tty);
-    // Toolbx tells the terminal which container a shell is in (enter only).
+    // Toolbx tells the terminal which container a shell is in (enter
+    // only, and only when there is a terminal to tell).
     let osc = command.is_empty() && tty;
     if osc {
         print!("{}", toolbox::osc_container_push(name, user.uid));
@@ -271,7 +270,14 @@ pub fn enter(args: EnterArgs) -> Result<i32> {
         }
         return super::rootfs_cmd::run(&args.rootfs, args.which.arch.as_deref(), None);
     }
-    run_in(args.name.as_deref(), &args.which, &[], true)
+    run_in(args.name.as_deref(), &args.which, &[], terminal())
+}
+
+/// Whether a command gets a terminal in the container: only when both
+/// stdin and stdout are one, as Toolbx decides (`echo cmd | mtbx enter`
+/// must see the end of its input, which a pseudo-terminal would hide).
+fn terminal() -> bool {
+    std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
 }
 
 pub fn run(args: RunArgs) -> Result<i32> {
@@ -284,8 +290,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         }
         return super::rootfs_cmd::run(&args.rootfs, args.which.arch.as_deref(), Some(args.command));
     }
-    let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-    run_in(args.container.as_deref(), &args.which, &args.command, tty)
+    run_in(args.container.as_deref(), &args.which, &args.command, terminal())
 }
 
 fn run_in(name: Option<&str>, which: &Which, command: &[std::ffi::OsString], tty: bool) -> Result<i32> {

@@ -13,9 +13,9 @@ use std::process::Command;
 use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use super::complete;
-use crate::emu::arch::Arch;
 use crate::toolbox::engine::Podman;
-use crate::toolbox::naming::{self, Defaults, OsRelease, ResolveError, CONTAINER_NAME_REGEXP};
+use crate::toolbox::naming::{self, Defaults, ResolveError, CONTAINER_NAME_REGEXP};
+use crate::toolbox::selection::{self, SelectError, Selection};
 use crate::toolbox::service::{self, CreatePlan, Target, Toolbox};
 use crate::toolbox::{self, HostUser, LABEL_ARCH, LABEL_TOOLBOX};
 
@@ -466,8 +466,7 @@ fn forward_to_host(args: &[OsString]) -> i32 {
 /// The defaults every command resolves names against: the host's
 /// os-release and toolbox.conf.
 fn defaults() -> Result<Defaults> {
-    let config = naming::load_config(&naming::config_paths())?;
-    Ok(Defaults::new(&OsRelease::host(), config))
+    Ok(Defaults::load()?)
 }
 
 /// Toolbx's words for a resolution error.
@@ -489,17 +488,8 @@ fn resolve_failure(e: ResolveError, container_arg: &str) -> Fail {
     }
 }
 
-/// A resolved container and image, with the architecture applied: a
-/// foreign architecture gets its suffix on the default container's name
-/// and on the image's tag (unless the tag already names one).
-struct Chosen {
-    container: String,
-    image: String,
-    release: String,
-    arch: &'static Arch,
-    native: bool,
-}
-
+/// The container and image a command means (one pipeline with mtbx's
+/// own front end: [`selection`]), in Toolbx's words when it fails.
 fn choose(
     d: &Defaults,
     container: Option<&str>,
@@ -508,38 +498,22 @@ fn choose(
     image: Option<&str>,
     release: Option<&str>,
     arch: Option<&str>,
-) -> Result<Chosen> {
-    let r = naming::resolve(container, distro, image, release, d)
-        .map_err(|e| resolve_failure(e, container_arg))?;
-    let flag = match arch.or(d.config.arch.as_deref()) {
-        Some(a) => {
-            Some(Arch::parse(a).map_err(|e| Fail::usage(format!("invalid argument for '--arch'\n{e}")))?)
+) -> Result<Selection> {
+    let req = selection::Request { container, distro, image, release, arch, variant: None };
+    selection::select(d, &req, selection::ShortNames::Local).map_err(|e| match e {
+        SelectError::Resolve(e) => resolve_failure(e, container_arg),
+        SelectError::Arch(e) => Fail::usage(format!("invalid argument for '--arch'\n{e}")),
+        SelectError::Tag(c) => Fail::usage(format!(
+            "invalid argument for '--arch'\nImage {} is for {}, not {}.",
+            image.unwrap_or(&c.tag),
+            c.tag_arch,
+            c.asked
+        )),
+        SelectError::Stored { image, stored, asked } => {
+            Fail::usage(format!("invalid argument for '--arch'\nImage {image} is for {stored}, not {asked}."))
         }
-        None => None,
-    };
-    // The tag's architecture (`42-aarch64`) selects it; a contradicting
-    // --arch is an error.
-    let full = naming::fully_qualified(&r.image, &r.release).unwrap_or_else(|| r.image.clone());
-    let tag_arch = parse_image(&full).ok().and_then(|p| crate::image::platform::arch_from_tag(&p));
-    let arch = match (flag, tag_arch) {
-        (Some(f), Some(t)) if !std::ptr::eq(f, t) => {
-            return Err(Fail::usage(format!(
-                "invalid argument for '--arch'\nImage {} is for {}, not {}.",
-                r.image,
-                t.platform(),
-                f.platform()
-            )))
-        }
-        (Some(f), _) => f,
-        (None, Some(t)) => t,
-        (None, None) => Arch::host(),
-    };
-    let native = std::ptr::eq(arch, Arch::host());
-    let mut container = r.container;
-    if !native && tag_arch.is_none() && container_arg.is_empty() {
-        container = format!("{container}-{}", arch.short_name());
-    }
-    Ok(Chosen { container, image: r.image, release: r.release, arch, native })
+        e => Fail::new(e.to_string()),
+    })
 }
 
 /// The container a create or enter names, and how (for Toolbx's error
@@ -594,7 +568,7 @@ fn create(a: CreateArgs, g: &Globals) -> Result<i32> {
 /// no to the download.
 fn create_container(
     d: &Defaults,
-    c: &Chosen,
+    c: &Selection,
     authfile: Option<&Path>,
     g: &Globals,
     show_enter: bool,
@@ -604,7 +578,7 @@ fn create_container(
     if tb.podman().container_exists(&c.container) {
         return Err(Fail::usage(format!("container {} already exists\nEnter with: {enter}", c.container)));
     }
-    let target = target_of(c)?;
+    let target = Target::from(c);
     // toolbox.conf's `cpu` (mtbx's key) for containers of its `arch`.
     let cpu = naming::cpu_for_arch(&d.config, c.arch)?;
     let plan = tb.plan_for(c.container.clone(), target.clone(), None, cpu.as_deref())?;
@@ -634,22 +608,21 @@ fn parse_image(full: &str) -> Result<crate::image::reference::ImageRef> {
     }
 }
 
-fn target_of(c: &Chosen) -> Result<Target> {
-    let full = naming::fully_qualified(&c.image, &c.release).unwrap_or_else(|| c.image.clone());
-    let parsed = parse_image(&full)?;
-    Ok(Target { image: full, parsed, arch: c.arch, native: c.native })
-}
-
 /// The store's name of the image to create from: one already there (by
 /// id, `localhost/`, or its fully qualified name, as Toolbx looks), else
 /// pulled after asking. None when the user declined the download.
 fn find_or_pull(
     podman: &Podman,
-    c: &Chosen,
+    c: &Selection,
     plan: &CreatePlan,
     authfile: Option<&Path>,
     g: &Globals,
 ) -> Result<Option<String>> {
+    // The store's own image for this platform (found by selection,
+    // which reads the architecture from its config).
+    if let Some(stored) = &c.stored {
+        return Ok(Some(stored.clone()));
+    }
     let exists = |name: &str| podman.image_exists(name);
     let suffixed = |name: &str| match parse_image(name) {
         Ok(r) => crate::pull::store_name(&r, c.arch, c.native, ""),
@@ -753,7 +726,7 @@ fn run_cmd(a: RunArgs, g: &Globals) -> Result<i32> {
 #[allow(clippy::too_many_arguments)]
 fn run_command(
     d: &Defaults,
-    mut c: Chosen,
+    mut c: Selection,
     default_container: bool,
     command: &[OsString],
     preserve_fds: u32,
@@ -836,13 +809,14 @@ fn run_command(
     let args =
         toolbox::exec_args_with_fds(&c.container, &user, cwd.as_deref(), &env, command, tty, preserve_fds);
     // `enter` tells the terminal which container the shell is in (OSC
-    // 777), as Toolbx does.
-    if interactive {
+    // 777), as Toolbx does; only to a terminal, never into a pipe.
+    let osc = interactive && tty;
+    if osc {
         print!("{}", toolbox::osc_container_push(&c.container, user.uid));
         let _ = std::io::stdout().flush();
     }
     let status = tb.podman().command(&args).status();
-    if interactive {
+    if osc {
         print!("{}", toolbox::osc_container_pop(user.uid));
         let _ = std::io::stdout().flush();
     }

@@ -13,14 +13,14 @@ pub mod engine;
 pub mod export;
 pub mod inside;
 pub mod naming;
+pub mod readiness;
+pub mod selection;
 pub mod service;
 pub mod session;
 
 use std::path::{Path, PathBuf};
 
 use crate::emu::arch::Arch;
-use crate::image::platform;
-use crate::image::reference::ImageRef;
 
 /// Toolbx's own label: `toolbox list` sees mtbx containers too.
 pub const LABEL_TOOLBOX: &str = "com.github.containers.toolbox";
@@ -57,34 +57,9 @@ pub fn oci_platform(arch: &Arch) -> String {
     }
 }
 
-/// A distribution with toolbox images.
-#[derive(Debug, Clone, Copy)]
-pub struct Distro {
-    /// `--distro` value.
-    pub name: &'static str,
-    /// The release used when none is given.
-    pub default_release: &'static str,
-    /// Repository of its toolbox images (the tag is the release).
-    pub repository: &'static str,
-}
-
-/// The toolbox images mtbx knows by distribution, as Toolbx names them.
-pub const DISTROS: &[Distro] = &[
-    Distro { name: "fedora", default_release: "42", repository: "registry.fedoraproject.org/fedora-toolbox" },
-    Distro { name: "ubuntu", default_release: "24.04", repository: "quay.io/toolbx/ubuntu-toolbox" },
-    Distro { name: "debian", default_release: "12", repository: "quay.io/toolbx-images/debian-toolbox" },
-    Distro { name: "arch", default_release: "latest", repository: "quay.io/toolbx/arch-toolbox" },
-];
-
-/// The default distribution (Toolbx's).
-pub const DEFAULT_DISTRO: &str = "fedora";
-
 /// Bad input to create/enter/run/rm.
 #[derive(Debug, thiserror::Error)]
 pub enum ToolboxError {
-    /// Unknown --distro.
-    #[error("unknown distribution '{0}'; mtbx knows {list} (or give --image)", list = DISTROS.iter().map(|d| d.name).collect::<Vec<_>>().join(", "))]
-    UnknownDistro(String),
     /// A name too long to name a directory.
     #[error("a container name has at most {MAX_NAME} characters; this one has {0}")]
     NameTooLong(usize),
@@ -102,27 +77,6 @@ pub enum ToolboxError {
     /// The host cannot emulate the architecture; the message says how to fix it.
     #[error("{0}")]
     Host(String),
-}
-
-/// The image of `distro` at `release` (defaults when None).
-pub fn distro_image(distro: Option<&str>, release: Option<&str>) -> Result<String, ToolboxError> {
-    let name = distro.unwrap_or(DEFAULT_DISTRO);
-    let d =
-        DISTROS.iter().find(|d| d.name == name).ok_or_else(|| ToolboxError::UnknownDistro(name.into()))?;
-    Ok(format!("{}:{}", d.repository, release.unwrap_or(d.default_release)))
-}
-
-/// The container name Toolbx would give: the image's last path component
-/// and tag (`fedora-toolbox-42`), with the architecture appended for a
-/// foreign one unless the tag already names it (`fedora-toolbox-42-arm64`).
-pub fn container_name(image: &ImageRef, arch: &Arch, native: bool) -> String {
-    let base = image.repository.rsplit('/').next().unwrap_or(&image.repository);
-    let mut name = format!("{base}-{}", image.tag_or_latest());
-    if !native && platform::arch_from_tag(image).is_none() {
-        name.push('-');
-        name.push_str(&arch.short_name());
-    }
-    name.chars().map(|c| if c.is_ascii_alphanumeric() || "_.-".contains(c) { c } else { '-' }).collect()
 }
 
 /// Check a user-given container name against podman's rule.
@@ -159,9 +113,7 @@ pub struct HostUser {
 impl crate::error::Classify for ToolboxError {
     fn kind(&self) -> crate::error::Kind {
         match self {
-            ToolboxError::UnknownDistro(_) | ToolboxError::BadName(_) | ToolboxError::NameTooLong(_) => {
-                crate::error::Kind::BadInput
-            }
+            ToolboxError::BadName(_) | ToolboxError::NameTooLong(_) => crate::error::Kind::BadInput,
             ToolboxError::NoUser(_) | ToolboxError::NotInPasswd(_) | ToolboxError::Host(_) => {
                 crate::error::Kind::Failed
             }
@@ -481,12 +433,24 @@ pub fn make_stamp_dir(dir: &Path) -> std::io::Result<bool> {
             parent.display()
         )));
     }
-    match std::fs::create_dir(dir) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(false),
-        Err(e) => Err(e),
+    // `is_ready` trusts a stamp only in a directory no one else can
+    // write: the mode is set, not left to the umask (0002 on logins with
+    // user-private groups made it 0775), and one an older mtbx made
+    // group-writable is mended when it is this user's.
+    let made = crate::fsutil::mkdir_exact(dir, STAMP_DIR_MODE)?;
+    if !made {
+        let m = std::fs::symlink_metadata(dir)?;
+        if m.is_dir() && m.uid() == uid && m.mode() & 0o022 != 0 {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(STAMP_DIR_MODE))?;
+        }
     }
+    Ok(made)
 }
+
+/// A stamp directory's mode: the container's root writes the stamp in
+/// it, and the user reads it; nobody else may write.
+const STAMP_DIR_MODE: u32 = 0o755;
 
 /// The stamp file in a stamp directory.
 pub fn stamp_file(dir: &Path) -> PathBuf {
@@ -693,38 +657,6 @@ pub const PASSED_ENV: &[&str] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::reference::{parse, Parsed};
-
-    fn r(s: &str) -> ImageRef {
-        match parse(s).unwrap() {
-            Parsed::Qualified(i) => i,
-            Parsed::Short { .. } => unreachable!(),
-        }
-    }
-
-    #[test]
-    fn names_as_toolbx_gives_them() {
-        let arm64 = Arch::parse("arm64").unwrap();
-        let img = r("registry.fedoraproject.org/fedora-toolbox:42");
-        assert_eq!(container_name(&img, Arch::host(), true), "fedora-toolbox-42");
-        assert_eq!(container_name(&img, arm64, false), "fedora-toolbox-42-arm64");
-        let tagged = r("registry.fedoraproject.org/fedora-toolbox:42-aarch64");
-        assert_eq!(container_name(&tagged, arm64, false), "fedora-toolbox-42-aarch64");
-        assert_eq!(
-            container_name(&r("quay.io/x/my_img"), Arch::parse("arm/v6").unwrap(), false),
-            "my_img-latest-arm-v6"
-        );
-    }
-
-    #[test]
-    fn distro_defaults_and_unknowns() {
-        assert_eq!(distro_image(None, None).unwrap(), "registry.fedoraproject.org/fedora-toolbox:42");
-        assert_eq!(
-            distro_image(Some("ubuntu"), Some("22.04")).unwrap(),
-            "quay.io/toolbx/ubuntu-toolbox:22.04"
-        );
-        assert!(distro_image(Some("gentoo"), None).unwrap_err().to_string().contains("fedora, ubuntu"));
-    }
 
     #[test]
     fn exec_passes_the_user_the_directory_and_the_command_untouched() {

@@ -306,10 +306,10 @@ pub fn cpu_for_arch(conf: &General, arch: &'static Arch) -> Result<Option<String
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResolveError {
     /// A user-given name podman would refuse.
-    #[error("invalid container name {0}")]
+    #[error("invalid container name {}: use letters, digits, '_', '.' and '-', starting with a letter or digit", crate::image::text::quoted(.0))]
     ContainerNameInvalid(String),
     /// The name made from the image is not a valid name.
-    #[error("container name {0} generated from image is invalid")]
+    #[error("container name {} generated from image is invalid: name one", crate::image::text::quoted(.0))]
     ContainerNameFromImageInvalid(String),
     /// `--distro` is not known.
     #[error("distribution {0} is unsupported")]
@@ -355,6 +355,12 @@ impl Defaults {
     pub fn new(os: &OsRelease, config: General) -> Defaults {
         let (distro, release) = host_defaults(os);
         Defaults { distro, release, config }
+    }
+
+    /// The host's os-release and the toolbox.conf files, read once per
+    /// command: every choice of container and image starts here.
+    pub fn load() -> Result<Defaults, ConfigError> {
+        Ok(Defaults::new(&OsRelease::host(), load_config(&config_paths())?))
     }
 
     /// The default container's name (what `toolbox enter` enters).

@@ -5,20 +5,20 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 
 use super::engine::{ContainerInfo, EngineError, Podman};
+use super::naming::Defaults;
+use super::selection::{Request, Selection, ShortNames};
 use super::{
     CreateSpec, HostUser, ToolboxError, LABEL_ARCH, LABEL_AUTO_STOP, LABEL_CPU, LABEL_STAMP_DIR,
     LABEL_TOOLBOX,
 };
 use crate::emu::arch::Arch;
 use crate::error::{Classify, Kind, Reported};
-use crate::image::platform;
-use crate::image::reference::{self, ImageRef, Parsed};
-use crate::image::registries_conf::Registries;
+use crate::image::reference::ImageRef;
 use crate::storage::{StorageConfig, StorageError, Store};
 
 /// How long a starting container may take to become ready.
@@ -33,9 +33,9 @@ pub enum ServiceError {
     /// A toolbox rule (names, distros, the host) refused.
     #[error(transparent)]
     Toolbox(#[from] ToolboxError),
-    /// The image or architecture asked for does not make sense.
+    /// The container, image or architecture asked for does not make sense.
     #[error(transparent)]
-    Target(Box<dyn std::error::Error + Send + Sync>),
+    Select(#[from] super::selection::SelectError),
     /// The name is taken.
     #[error("a container named {0} already exists: enter it with `mtbx enter {0}`, or remove it with `mtbx rm {0}`")]
     Exists(String),
@@ -110,9 +110,8 @@ impl Classify for ServiceError {
             ServiceError::Toolbox(e) => e.kind(),
             ServiceError::Cpu(e) => e.kind(),
             ServiceError::Config(e) => e.kind(),
-            ServiceError::Target(_) | ServiceError::NothingToRemove | ServiceError::NotToolbox(_) => {
-                Kind::BadInput
-            }
+            ServiceError::Select(e) => e.kind(),
+            ServiceError::NothingToRemove | ServiceError::NotToolbox(_) => Kind::BadInput,
             ServiceError::Pull(r) => r.kind(),
             _ => Kind::Failed,
         }
@@ -137,10 +136,25 @@ pub struct Selector {
     pub image: Option<String>,
 }
 
+impl Selector {
+    /// The selection request of these flags, for `container` when named.
+    pub fn request<'a>(&'a self, container: Option<&'a str>, variant: Option<&'a str>) -> Request<'a> {
+        Request {
+            container,
+            distro: self.distro.as_deref(),
+            image: self.image.as_deref(),
+            release: self.release.as_deref(),
+            arch: self.arch.as_deref(),
+            variant,
+        }
+    }
+}
+
 /// An image and architecture, resolved.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// The image as the user (or the distro default) named it.
+    /// The reference to pull it by: an image in files as given (`oci:DIR`),
+    /// any other one fully qualified.
     pub image: String,
     /// Its parsed, qualified reference.
     pub parsed: ImageRef,
@@ -150,36 +164,25 @@ pub struct Target {
     pub native: bool,
 }
 
-impl Target {
-    /// The container name Toolbx would give it.
-    pub fn container_name(&self) -> String {
-        super::container_name(&self.parsed, self.arch, self.native)
+impl From<&Selection> for Target {
+    fn from(s: &Selection) -> Target {
+        let image = match crate::image::local::parse(&s.image) {
+            Some(_) => s.image.clone(),
+            None => s.parsed.to_string(),
+        };
+        Target { image, parsed: s.parsed.clone(), arch: s.arch, native: s.native }
     }
 }
 
-/// The image and architecture a selector means: `--image` or the distro's
-/// image, short names through registries.conf, the architecture from
-/// `--arch` or the tag (never both contradicting).
-pub fn resolve(sel: &Selector, variant: Option<&str>) -> Result<Target, ServiceError> {
-    fn boxed<E: std::error::Error + Send + Sync + 'static>(e: E) -> ServiceError {
-        ServiceError::Target(Box::new(e))
-    }
-    let image = match &sel.image {
-        Some(i) => i.clone(),
-        None => super::distro_image(sel.distro.as_deref(), sel.release.as_deref()).map_err(boxed)?,
-    };
-    let parsed = match crate::image::local::parse(&image) {
-        // An image in files: named as pull will name it.
-        Some(r) => crate::image::local::name(&r.map_err(boxed)?).map_err(boxed)?,
-        None => match reference::parse(&image).map_err(boxed)? {
-            Parsed::Qualified(r) => r,
-            Parsed::Short { .. } => Registries::load(None).map_err(boxed)?.resolve(&image).map_err(boxed)?.0,
-        },
-    };
-    let flag = sel.arch.as_deref().map(Arch::parse).transpose().map_err(boxed)?;
-    let arch = platform::choose_arch(&parsed, flag).map_err(boxed)?;
-    let native = std::ptr::eq(arch, Arch::host()) && variant.is_none();
-    Ok(Target { image, parsed, arch, native })
+/// The container and image `sel` (and a container name) mean in mtbx's
+/// own front end: short names through registries.conf.
+pub fn select(
+    d: &Defaults,
+    sel: &Selector,
+    container: Option<&str>,
+    variant: Option<&str>,
+) -> Result<Selection, ServiceError> {
+    Ok(super::selection::select(d, &sel.request(container, variant), ShortNames::Registries)?)
 }
 
 /// What `create` is asked for.
@@ -253,8 +256,10 @@ impl Toolbox {
     /// the image is already in the store (then create works offline, as
     /// Toolbx does).
     pub fn plan_create(&self, req: &CreateRequest) -> Result<CreatePlan, ServiceError> {
-        let target = resolve(&req.selector, req.variant.as_deref())?;
-        let name = req.name.clone().unwrap_or_else(|| target.container_name());
+        let d = Defaults::load()?;
+        let selection = select(&d, &req.selector, req.name.as_deref(), req.variant.as_deref())?;
+        let target = Target::from(&selection);
+        let name = selection.container;
         super::check_name(&name)?;
         if self.podman.container_exists(&name) {
             return Err(ServiceError::Exists(name));
@@ -263,11 +268,11 @@ impl Toolbox {
             if target.native { None } else { Some(super::check_host(target.arch, req.qemu.as_deref())?) };
         let model = match &req.cpu {
             Some(m) => Some(m.clone()),
-            None => config_cpu(target.arch)?,
+            None => super::naming::cpu_for_arch(&d.config, target.arch)?,
         };
         let cpu = cpu_for(&target, qemu.as_deref(), model.as_deref())?;
         let mtbx = static_self()?;
-        let local_image = local_image(&target, req.variant.is_some());
+        let local_image = selection.stored;
         Ok(CreatePlan { name, target, qemu, cpu, mtbx, local_image, auto_stop: req.auto_stop })
     }
 
@@ -349,7 +354,7 @@ impl Toolbox {
     pub fn name_for(&self, name: Option<&str>, sel: &Selector) -> Result<String, ServiceError> {
         match name {
             Some(n) => Ok(n.to_string()),
-            None => Ok(resolve(sel, None)?.container_name()),
+            None => Ok(select(&Defaults::load()?, sel, None, None)?.container),
         }
     }
 
@@ -361,22 +366,13 @@ impl Toolbox {
             return Ok(Vec::new());
         }
         self.podman.output(&["start", c.name()])?;
-        let start = Instant::now();
-        // The stamp lives on a host directory the container writes
-        // through a bind mount: mtbx polls it (Toolbx's words at debug).
-        tracing::debug!("Setting up polling ticker for container {}", c.name());
-        let started = loop {
-            tracing::debug!("Handling polling tick");
-            if super::is_ready(&stamp) {
-                break true;
-            }
-            let running =
-                self.podman.output(&["container", "inspect", "--format", "{{.State.Running}}", c.name()])?;
-            if running.trim() != "true" || start.elapsed() > timeout {
-                break false;
-            }
-            std::thread::sleep(Duration::from_millis(30));
-        };
+        // Toolbx's words at debug; mtbx waits on events, not a ticker.
+        tracing::debug!("Listening to file system events for container {}", c.name());
+        let dir = stamp_dir_of(c);
+        let watch = self.podman.watch_exit(c.name())?;
+        let waited = super::readiness::until_ready(&dir, || super::is_ready(&stamp), watch, timeout)
+            .map_err(io(format!("cannot watch {}", dir.display())))?;
+        let started = waited == super::readiness::Waited::Ready;
         let logs = self.podman.logs(c.name());
         let warnings = logs
             .lines()
@@ -601,13 +597,6 @@ fn cpu_for(
     }
 }
 
-/// toolbox.conf's `cpu`, for containers of its `arch` only (a model
-/// belongs to one architecture); None for any other architecture.
-pub fn config_cpu(arch: &'static Arch) -> Result<Option<String>, ServiceError> {
-    let conf = super::naming::load_config(&super::naming::config_paths())?;
-    Ok(super::naming::cpu_for_arch(&conf, arch)?)
-}
-
 /// Whether an image's architecture (as `list` shows it) is `arch`'s.
 fn arch_matches(shown: &str, arch: Option<&'static Arch>) -> bool {
     match arch {
@@ -622,17 +611,6 @@ fn arch_matches(shown: &str, arch: Option<&'static Arch>) -> bool {
 /// else where this environment puts it.
 pub fn stamp_dir_of(c: &ContainerInfo) -> PathBuf {
     c.label(LABEL_STAMP_DIR).map(PathBuf::from).unwrap_or_else(|| super::stamp_dir(c.name()))
-}
-
-/// The store name a pull of the target would give, if the store has it.
-fn local_image(t: &Target, variant: bool) -> Option<String> {
-    if t.parsed.digest.is_some() || variant {
-        return None; // named by a digest only a registry can tell
-    }
-    let name = crate::pull::store_name(&t.parsed, t.arch, t.native, "");
-    let store = Store::open(StorageConfig::for_current_user().ok()?).ok()?;
-    let images = store.images().ok()?;
-    images.iter().any(|i| i.record.names.contains(&name)).then_some(name)
 }
 
 /// This very binary, which must be static to run inside any container.
