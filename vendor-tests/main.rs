@@ -12,3 +12,4 @@ mod registry;
 mod rootfs;
 mod toolbox;
 mod toolbx_parity;
+mod user_hosts;

@@ -101,8 +101,13 @@ pub(crate) struct Setup {
 
 impl Setup {
     pub(crate) fn new(test: &str, rootless: bool) -> Option<Setup> {
+        Self::with_env(test, if rootless { PodmanEnv::rootless(test) } else { PodmanEnv::rootful(test) })
+    }
+
+    /// A setup in `env` (None: its skip reason was printed).
+    pub(crate) fn with_env(test: &str, env: Option<PodmanEnv>) -> Option<Setup> {
         let mtbx = static_mtbx(test)?;
-        let env = if rootless { PodmanEnv::rootless(test)? } else { PodmanEnv::rootful(test)? };
+        let env = env?;
         let platforms = available(test);
         if platforms.is_empty() {
             return None;

@@ -58,8 +58,8 @@ pub struct Selection {
     pub container: String,
     /// The image as the user or the defaults named it.
     pub image: String,
-    /// Its full reference.
-    pub parsed: ImageRef,
+    /// Its full reference; None for an image named by its id in the store.
+    pub parsed: Option<ImageRef>,
     /// The release (Toolbx's words mention it).
     pub release: String,
     /// The architecture.
@@ -144,60 +144,93 @@ pub fn select_with(
     lookup: &dyn Fn(&[String]) -> Option<StoredImage>,
 ) -> Result<Selection, SelectError> {
     let r = naming::resolve(req.container, req.distro, req.image, req.release, d)?;
-    let parsed = qualify(&r.image, &r.release, short)?;
     let flag = req.arch.or(d.config.arch.as_deref()).map(Arch::parse).transpose()?;
+    let settle = |found: StoredImage, bound: bool| -> Result<Option<(&'static Arch, String)>, SelectError> {
+        match (found.arch, flag) {
+            (Some(s), Some(f)) if !std::ptr::eq(s, f) => match bound {
+                true => Err(SelectError::Stored {
+                    image: r.image.clone(),
+                    stored: found.platform,
+                    asked: f.platform(),
+                }),
+                false => Ok(None),
+            },
+            (Some(s), _) => Ok(Some((s, found.name))),
+            (None, _) => Ok(Some((flag.unwrap_or(Arch::host()), found.name))),
+        }
+    };
+    // An image id names one image of the store, whatever registries.conf
+    // would make of it as a short name.
+    if naming::image_can_be_id(&r.image) && req.variant.is_none() {
+        if let Some(found) = lookup(std::slice::from_ref(&r.image)) {
+            if let Some((arch, name)) = settle(found, true)? {
+                let container = with_arch(r.container, req, arch, None);
+                let native = std::ptr::eq(arch, Arch::host());
+                return Ok(Selection {
+                    container,
+                    image: r.image,
+                    parsed: None,
+                    release: r.release,
+                    arch,
+                    native,
+                    stored: Some(name),
+                });
+            }
+        }
+    }
+    let parsed = qualify(&r.image, &r.release, short)?;
     let mut arch = platform::choose_arch(&parsed, flag)?;
     // The store's image for this platform: by the name a pull gives it
     // (the architecture on the tag for a foreign one), or by the name as
-    // given (an image built or pulled for its own platform), or by id.
+    // given (an image built or pulled for its own platform).
     let mut stored = None;
     if req.variant.is_none() {
-        let native = std::ptr::eq(arch, Arch::host());
-        let suffixed = crate::pull::store_name(&parsed, arch, native, "");
+        let suffixed = crate::pull::store_name(&parsed, arch, std::ptr::eq(arch, Arch::host()), "");
         let plain = parsed.to_string();
         let mut names = vec![suffixed.clone()];
         if plain != suffixed {
-            names.push(plain.clone());
-        }
-        if naming::image_can_be_id(&r.image) {
-            names.push(r.image.clone());
+            names.push(plain);
         }
         if let Some(found) = lookup(&names) {
-            match (found.arch, flag) {
-                (Some(s), Some(f)) if !std::ptr::eq(s, f) => {
-                    // Another platform under the plain name of a registry's
-                    // image means "pull the one asked for"; the name a pull
-                    // of --arch gives, an id, a digest or a local image
-                    // can only be what the store holds.
-                    let by_id = found.name != suffixed && found.name != plain;
-                    let pullable = parsed.registry != "localhost" && parsed.digest.is_none() && !by_id;
-                    if found.name == suffixed || !pullable {
-                        return Err(SelectError::Stored {
-                            image: r.image.clone(),
-                            stored: found.platform,
-                            asked: f.platform(),
-                        });
-                    }
-                }
-                (Some(s), _) => {
-                    arch = s;
-                    stored = Some(found.name);
-                }
-                (None, _) => stored = Some(found.name),
+            // Another platform under the plain name of a registry's image
+            // means "pull the one asked for"; the name a pull of --arch
+            // gives, a digest or a local image can only be what the store
+            // holds.
+            let bound = found.name == suffixed || parsed.registry == "localhost" || parsed.digest.is_some();
+            if let Some((a, name)) = settle(found, bound)? {
+                arch = a;
+                stored = Some(name);
             }
         }
     }
     let native = std::ptr::eq(arch, Arch::host()) && req.variant.is_none();
-    let mut container = r.container;
+    let container = with_arch(r.container, req, arch, Some(&parsed));
+    Ok(Selection {
+        container,
+        image: r.image,
+        parsed: Some(parsed),
+        release: r.release,
+        arch,
+        native,
+        stored,
+    })
+}
+
+/// A default container of a foreign architecture carries it in its name,
+/// unless the tag names it already (`42-aarch64`, or pull's `1-arm64`).
+fn with_arch(
+    mut container: String,
+    req: &Request<'_>,
+    arch: &'static Arch,
+    image: Option<&ImageRef>,
+) -> String {
     let suffix = format!("-{}", arch.short_name());
-    if req.container.is_none()
-        && !native
-        && platform::arch_from_tag(&parsed).is_none()
-        && !container.ends_with(&suffix)
-    {
+    let tagged = image.is_some_and(|i| platform::arch_from_tag(i).is_some());
+    let native = std::ptr::eq(arch, Arch::host()) && req.variant.is_none();
+    if req.container.is_none() && !native && !tagged && !container.ends_with(&suffix) {
         container.push_str(&suffix);
     }
-    Ok(Selection { container, image: r.image, parsed, release: r.release, arch, native, stored })
+    container
 }
 
 /// The full reference of an image as named by the user or the defaults.
@@ -271,7 +304,7 @@ mod tests {
         });
         for short in [ShortNames::Registries, ShortNames::Local] {
             let s = select_with(&d, &Request::default(), short, &none).unwrap();
-            assert_eq!(s.parsed.to_string(), "quay.io/toolbx-images/debian-toolbox:12");
+            assert_eq!(s.parsed.as_ref().unwrap().to_string(), "quay.io/toolbx-images/debian-toolbox:12");
             assert!(std::ptr::eq(s.arch, arm64()));
             assert_eq!(s.container, "debian-toolbox-12-arm64");
         }
@@ -282,11 +315,11 @@ mod tests {
         let s =
             select_with(&debian12(General::default()), &Request::default(), ShortNames::Registries, &none)
                 .unwrap();
-        assert_eq!(s.parsed.to_string(), "quay.io/toolbx-images/debian-toolbox:12");
+        assert_eq!(s.parsed.as_ref().unwrap().to_string(), "quay.io/toolbx-images/debian-toolbox:12");
         assert_eq!(s.container, "debian-toolbox-12");
         let req = Request { distro: Some("rhel"), release: Some("9.4"), ..Request::default() };
         let s = select_with(&debian12(General::default()), &req, ShortNames::Registries, &none).unwrap();
-        assert_eq!(s.parsed.to_string(), "registry.access.redhat.com/ubi9/toolbox:9.4");
+        assert_eq!(s.parsed.as_ref().unwrap().to_string(), "registry.access.redhat.com/ubi9/toolbox:9.4");
         assert_eq!(s.container, "rhel-toolbox-9.4");
     }
 
@@ -317,6 +350,24 @@ mod tests {
         let s = select_with(&d, &req, ShortNames::Registries, &stored).unwrap();
         assert_eq!(s.stored.as_deref(), Some("127.0.0.1:5599/hb/bb:multi-arm64"));
         assert_eq!(s.container, "bb-multi-arm64");
+    }
+
+    #[test]
+    fn an_id_names_a_stored_image_whatever_registries_conf_says() {
+        let d = debian12(General::default());
+        let stored = |names: &[String]| {
+            (names == ["872322d26017678d"]).then(|| StoredImage {
+                name: names[0].clone(),
+                arch: Some(arm64()),
+                platform: "linux/arm64/v8".into(),
+            })
+        };
+        let req = Request { image: Some("872322d26017678d"), container: Some("box"), ..Request::default() };
+        let s = select_with(&d, &req, ShortNames::Registries, &stored).unwrap();
+        assert!(std::ptr::eq(s.arch, arm64()) && s.parsed.is_none());
+        assert_eq!(s.stored.as_deref(), Some("872322d26017678d"));
+        let req = Request { arch: Some("s390x"), ..req };
+        assert!(matches!(select_with(&d, &req, ShortNames::Local, &stored), Err(SelectError::Stored { .. })));
     }
 
     #[test]

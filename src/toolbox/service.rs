@@ -18,7 +18,6 @@ use super::{
 };
 use crate::emu::arch::Arch;
 use crate::error::{Classify, Kind, Reported};
-use crate::image::reference::ImageRef;
 use crate::storage::{StorageConfig, StorageError, Store};
 
 /// How long a starting container may take to become ready.
@@ -156,8 +155,6 @@ pub struct Target {
     /// The reference to pull it by: an image in files as given (`oci:DIR`),
     /// any other one fully qualified.
     pub image: String,
-    /// Its parsed, qualified reference.
-    pub parsed: ImageRef,
     /// The architecture.
     pub arch: &'static Arch,
     /// Whether it is the host's own platform.
@@ -166,11 +163,11 @@ pub struct Target {
 
 impl From<&Selection> for Target {
     fn from(s: &Selection) -> Target {
-        let image = match crate::image::local::parse(&s.image) {
-            Some(_) => s.image.clone(),
-            None => s.parsed.to_string(),
+        let image = match (&s.parsed, crate::image::local::parse(&s.image)) {
+            (Some(p), None) => p.to_string(),
+            _ => s.image.clone(),
         };
-        Target { image, parsed: s.parsed.clone(), arch: s.arch, native: s.native }
+        Target { image, arch: s.arch, native: s.native }
     }
 }
 
