@@ -196,3 +196,52 @@ fn one_toolbox_conf_decides_the_default_container_under_both_names() {
     let err = text(&out.stderr);
     assert!(!out.status.success() && err.contains(&format!("container {expected} already exists")), "{err}");
 }
+
+/// A home outside /home reached through a symlink (Fedora Atomic's
+/// /home -> var/home is the common case), with XDG_RUNTIME_DIR set as a
+/// desktop login sets it: inside, $HOME is the path the user knows, the
+/// working directory is the canonical one the host's getcwd() gives, and
+/// files written there are the host's.
+#[test]
+fn rootless_home_through_a_symlink_outside_home() {
+    let test = "rootless_home_through_a_symlink_outside_home";
+    let Some(s) = Setup::new(test, true) else { return };
+    let u = s.env.user.clone().unwrap();
+    let base = tempfile::Builder::new().prefix("mtbx-homes-").tempdir_in("/var/tmp").unwrap();
+    let real = base.path().join("var/home");
+    let home_link = base.path().join("home");
+    std::fs::create_dir_all(real.join(&u.name)).unwrap();
+    std::os::unix::fs::symlink("var/home", &home_link).unwrap();
+    std::os::unix::fs::chown(real.join(&u.name), Some(u.uid), Some(u.gid)).unwrap();
+    let home = home_link.join(&u.name);
+    let runtime = user_dir(&s, "runtime");
+    std::fs::set_permissions(&runtime, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    // Through env(1): runuser sets HOME from passwd, as su does.
+    let (home_var, runtime_var) =
+        (format!("HOME={}", home.display()), format!("XDG_RUNTIME_DIR={}", runtime.display()));
+    let mtbx = |args: &[&str]| {
+        let mut all = vec![home_var.as_str(), runtime_var.as_str(), s.mtbx.to_str().unwrap()];
+        all.extend_from_slice(args);
+        s.env.command(Path::new("env"), &all).current_dir(&home).output().unwrap()
+    };
+    let name =
+        ok(mtbx(&["create", "-y", "--tls-verify=false", "--image", &s.image, "--arch", "arm64"]), "create");
+    let name = name.trim();
+    let out = ok(
+        mtbx(&[
+            "run",
+            "-c",
+            name,
+            "sh",
+            "-c",
+            "echo $HOME; pwd; cd \"$HOME\" && pwd -P && echo inside > made-inside",
+        ]),
+        "run",
+    );
+    assert!(runtime.join("mtbx").join(name).join("ready").exists(), "the stamp in XDG_RUNTIME_DIR");
+    let canonical = real.join(&u.name);
+    assert_eq!(out, format!("{}\n{}\n{}\n", home.display(), canonical.display(), canonical.display()));
+    assert_eq!(std::fs::read_to_string(canonical.join("made-inside")).unwrap(), "inside\n");
+    ok(mtbx(&["rm", "--force", name]), "rm");
+    let _ = Command::new("rm").arg("-rf").arg(base.path()).status();
+}
