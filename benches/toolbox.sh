@@ -79,6 +79,16 @@ base=()
 [ -n "${MTBX_BASELINE:-}" ] && base=(-n "mtbx-baseline" "$MTBX_BASELINE run -c bench true")
 hyperfine -N --warmup 3 --runs 30 --export-json "$work/run.json" "${base[@]}" \
     -n "mtbx run" "$bin run -c bench true" -n "podman exec" "podman exec bench true"
+# 1b. run on a stopped container: mtbx starts it and waits for
+# init-container's readiness (inotify on the stamp, `podman wait` for its
+# end) against `podman start` + `podman exec` by hand (no wait at all:
+# the floor). CPU time (user + system) shows what the waiting costs.
+stop_bench="podman stop -t 0 bench"
+base=()
+[ -n "${MTBX_BASELINE:-}" ] && base=(-n "mtbx-baseline" "$MTBX_BASELINE run -c bench true")
+hyperfine -N --runs 10 --prepare "$stop_bench" --export-json "$work/stopped.json" "${base[@]}" \
+    -n "mtbx run" "$bin run -c bench true" \
+    -n "podman start+exec" "sh -c 'podman start bench >/dev/null && podman exec bench true'"
 # 2. create to first run.
 # By hand: a static native shell (the host's busybox) mounts binfmt_misc in
 # the container's own user namespace, registers QEMU, runs arm64 `true`.
@@ -107,9 +117,17 @@ hyperfine -N --warmup 3 --runs 20 --export-json "$work/toolbx.json" \
     -n "podman exec login" "podman exec --user $user mtbx-bench bash --login -c true"
 "$toolbx" rm -f tbx-bench >/dev/null 2>&1 || true
 "$bin" rm --force mtbx-bench >/dev/null 2>&1 || true
-python3 - "$work/run.json" "$work/create.json" "$work/toolbx.json" <<'PY'
+python3 - "$work/run.json" "$work/create.json" "$work/toolbx.json" "$work/stopped.json" <<'PY'
 import json, sys
 r, c, t = ({x["command"]: x["mean"] for x in json.load(open(f))["results"]} for f in sys.argv[1:4])
+st = {x["command"]: x for x in json.load(open(sys.argv[4]))["results"]}
+m, p = st["mtbx run"], st["podman start+exec"]
+cpu = lambda x: (x["user"] + x["system"]) * 1000
+print(f"run on a stopped container: mtbx {m['mean']*1000:.0f} ms ({cpu(m):.0f} ms CPU), podman start+exec "
+      f"{p['mean']*1000:.0f} ms ({cpu(p):.0f} ms CPU), ratio {m['mean']/p['mean']:.2f} (CPU {cpu(m)/cpu(p):.2f})")
+if "mtbx-baseline" in st:
+    b = st["mtbx-baseline"]
+    print(f"  baseline build {b['mean']*1000:.0f} ms ({cpu(b):.0f} ms CPU): ratio to it {m['mean']/b['mean']:.2f}")
 print(f"run on a running container: mtbx {r['mtbx run']*1000:.0f} ms, podman exec {r['podman exec']*1000:.0f} ms, ratio {r['mtbx run']/r['podman exec']:.2f}")
 if "mtbx-baseline" in r:
     print(f"  baseline build {r['mtbx-baseline']*1000:.0f} ms: ratio to it {r['mtbx run']/r['mtbx-baseline']:.2f}")
