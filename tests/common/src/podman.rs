@@ -3,9 +3,15 @@
 //! podman and mtbx through CONTAINERS_STORAGE_CONF / CONTAINERS_CONF, so
 //! tests never touch the machine's image store or /etc. The
 //! containers.conf carries this machine's quirks (docs/podman.md, "Running podman on that machine").
+//!
+//! Rootless environments run the test user's commands the way a login of
+//! that user runs them: with the umask of a Debian 13 login (0002) unless
+//! a test asks for another one, and with the storage driver podman itself
+//! picks for such a user on this podman (vfs on podman 4, overlay on 5).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 
 use super::{mtbx_bin, skip, text};
 
@@ -17,6 +23,8 @@ pub struct PodmanEnv {
     pub containers_conf: PathBuf,
     /// Run as this user (rootless tests), via runuser.
     pub user: Option<TestUser>,
+    /// The umask the test user's commands start with (rootless only).
+    pub umask: u32,
 }
 
 #[derive(Clone)]
@@ -29,6 +37,12 @@ pub struct TestUser {
 
 /// The user CI creates for rootless tests (scripts/setup.sh).
 pub const TEST_USER: &str = "mtbxtest";
+
+/// The umask of a login on Debian 13 (and Fedora): pam_umask with
+/// USERGROUPS_ENAB gives a user whose primary group is their own 0002,
+/// so files and directories a tool makes without an explicit mode are
+/// group-writable. Debian 12's `su -` gave 0022, as the test process has.
+pub const LOGIN_UMASK: u32 = 0o002;
 
 pub use super::is_root;
 
@@ -56,17 +70,23 @@ impl PodmanEnv {
         Some(Self::make(Some("overlay"), None))
     }
 
-    /// A rootless environment for the test user (vfs, podman's default),
-    /// or None with a printed skip reason.
+    /// A rootless environment for the test user, whose commands run with
+    /// a login's umask (`LOGIN_UMASK`), or None with a printed skip reason.
     pub fn rootless(test: &str) -> Option<PodmanEnv> {
+        Self::rootless_with_umask(test, LOGIN_UMASK)
+    }
+
+    /// A rootless environment whose commands run with `umask` (0o077:
+    /// a user who keeps everything private; 0o022: Debian 12's `su -`).
+    pub fn rootless_with_umask(test: &str, umask: u32) -> Option<PodmanEnv> {
         root_and_podman(test, "needs root to act as the rootless test user")?;
         let Some(user) = test_user() else {
             skip(test, &format!("no user {TEST_USER} with /etc/subuid and /etc/subgid ranges (scripts/setup.sh creates it)"));
             return None;
         };
-        // podman 4 refuses a storage.conf without a driver for rootless
-        // use; vfs is what it picks here when there is no file at all.
-        Some(Self::make(Some("vfs"), Some(user)))
+        let mut env = Self::make(Some(rootless_driver()), Some(user));
+        env.umask = umask;
+        Some(env)
     }
 
     fn make(driver: Option<&str>, user: Option<TestUser>) -> PodmanEnv {
@@ -95,13 +115,13 @@ impl PodmanEnv {
         if let Some(u) = &user {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-            for d in [&graph, &run] {
+            for d in [&graph, &run, &dir.path().join("tmp")] {
                 std::fs::create_dir_all(d).unwrap();
                 std::os::unix::fs::chown(d, Some(u.uid), Some(u.gid)).unwrap();
                 std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).unwrap();
             }
         }
-        PodmanEnv { dir, graph, run, storage_conf, containers_conf, user }
+        PodmanEnv { dir, graph, run, storage_conf, containers_conf, user, umask: 0o022 }
     }
 
     /// `program` with this environment's podman settings (as the test user
@@ -109,9 +129,26 @@ impl PodmanEnv {
     pub fn command(&self, program: &Path, args: &[&str]) -> Command {
         let mut c = match &self.user {
             Some(u) => {
+                // runuser passes on the caller's umask (the test
+                // process's 0022), not a login's: a shell sets it and
+                // execs the program, which stays runuser's child.
                 let mut c = Command::new("runuser");
-                c.args(["-u", &u.name, "--"]).arg(program);
-                c.env("HOME", &u.home).env("USER", &u.name).env_remove("XDG_RUNTIME_DIR");
+                c.args(["-u", &u.name, "--", "sh", "-c"])
+                    .arg(format!("umask {:04o} && exec \"$@\"", self.umask))
+                    .arg("sh")
+                    .arg(program);
+                // No XDG_RUNTIME_DIR, as under `su -` or cron; rootless
+                // podman then keeps its run root (where the layer store
+                // records which layers are mounted), its tmp_dir and its
+                // pause process in $TMPDIR/podman-run-UID (podman 4) or
+                // storage-run-UID (podman 5). Environments sharing one
+                // lose each other's mount records: overlay containers
+                // lost their root file system under a second store
+                // ("unable to find user root"). So each has its own.
+                c.env("HOME", &u.home)
+                    .env("USER", &u.name)
+                    .env_remove("XDG_RUNTIME_DIR")
+                    .env("TMPDIR", self.user_tmp());
                 c
             }
             None => Command::new(program),
@@ -123,6 +160,11 @@ impl PodmanEnv {
             .env("NO_COLOR", "1")
             .current_dir("/");
         c
+    }
+
+    /// The test user's TMPDIR in this environment (rootless only).
+    fn user_tmp(&self) -> PathBuf {
+        self.dir.path().join("tmp")
     }
 
     pub fn podman(&self, args: &[&str]) -> Command {
@@ -195,11 +237,57 @@ impl Drop for PodmanEnv {
             // so it broke the test user's other environments in use at
             // the same time ("cannot chown run directory", "Refreshing
             // container").
+            // Rootless overlay (podman 5) keeps its overlay/ directory
+            // bind-mounted onto itself in that namespace: unmount it
+            // there first, or rm cannot remove it.
             let graph = self.graph.display().to_string();
             let _ = self.podman(&["rm", "--all", "--force", "--time", "0"]).output();
-            let _ = self.podman(&["unshare", "rm", "-rf", &graph]).output();
+            let _ = self
+                .podman(&[
+                    "unshare",
+                    "sh",
+                    "-c",
+                    "umount -l \"$1/overlay\" 2>/dev/null; rm -rf \"$1\"",
+                    "sh",
+                    &graph,
+                ])
+                .output();
+            // The pause process that holds this environment's user
+            // namespace, which would outlive the test.
+            for run in std::fs::read_dir(self.user_tmp()).into_iter().flatten().flatten() {
+                if let Ok(pid) = std::fs::read_to_string(run.path().join("libpod/tmp/pause.pid")) {
+                    let _ = Command::new("kill").arg(pid.trim()).output();
+                }
+            }
         }
     }
+}
+
+/// The driver podman picks by itself for a rootless user with no
+/// storage.conf, which the rootless environments name explicitly:
+/// podman 4 refuses a rootless storage.conf without a driver, and on
+/// Debian 12 (podman 4.3) it picks vfs; podman 5 (Debian 13) picks native
+/// overlay, the store most Toolbx users have. Read from `podman
+/// --version` once (asking podman what it picks would make a store in
+/// the test user's home).
+pub fn rootless_driver() -> &'static str {
+    static DRIVER: OnceLock<&'static str> = OnceLock::new();
+    DRIVER.get_or_init(|| {
+        let version =
+            Command::new("podman").arg("--version").output().map(|o| text(&o.stdout)).unwrap_or_default();
+        // "podman version 5.4.2"
+        let major: u32 = version
+            .split_whitespace()
+            .last()
+            .and_then(|v| v.split('.').next())
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(4);
+        if major >= 5 {
+            "overlay"
+        } else {
+            "vfs"
+        }
+    })
 }
 
 pub fn test_user() -> Option<TestUser> {
