@@ -17,12 +17,16 @@ fn classify(e: &(dyn StdError + 'static)) -> Option<Kind> {
     }
     known!(
         BadInput,
+        Reported,
         crate::toolbox::ToolboxError,
         crate::toolbox::service::ServiceError,
         crate::toolbox::engine::EngineError,
         crate::toolbox::inside::ExecError,
         crate::toolbox::export::ExportError,
         crate::toolbox::session::SessionError,
+        crate::toolbox::selection::SelectError,
+        crate::toolbox::naming::ConfigError,
+        crate::toolbox::naming::ResolveError,
         crate::image::registry::RegistryError,
         crate::image::inspect::InspectError,
         crate::image::proxy::ProxyError,

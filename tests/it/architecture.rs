@@ -146,3 +146,31 @@ fn main_tunes_the_allocator_before_anything_else() {
     let first = body.lines().skip(1).map(str::trim).find(|l| !l.is_empty() && !l.starts_with("//")).unwrap();
     assert_eq!(first, "mtbx::sys::tune_allocator();", "the first statement of main");
 }
+
+/// Every error type that knows its kind (`impl Classify for T`) is in the
+/// one list that turns errors into exit codes (src/cli/errors.rs): a type
+/// missing there would exit 1 whatever kind it says it is.
+#[test]
+fn every_classified_error_reaches_the_exit_code() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let listed = std::fs::read_to_string(src.join("cli/errors.rs")).unwrap();
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let mut missing = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        for (i, _) in text.match_indices("Classify for ") {
+            let ty: String =
+                text[i + 13..].chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+            let module = module_of(&src, &f, 9).unwrap_or_default();
+            let path =
+                if module.is_empty() { format!("crate::{ty}") } else { format!("crate::{module}::{ty}") };
+            let named = listed.contains(&format!("{path},"))
+                || (module == "error" && listed.contains(&format!("{ty},")));
+            if !named {
+                missing.push(path);
+            }
+        }
+    }
+    assert!(missing.is_empty(), "not in src/cli/errors.rs's list: {missing:?}");
+}
