@@ -352,7 +352,7 @@ fn edit_lines(path: &Path, edit: impl Fn(&str) -> Option<String>) -> std::io::Re
     let mut out: String = text.lines().filter_map(edit).collect::<Vec<_>>().join("\n");
     out.push('\n');
     if out != text {
-        write_atomic(path, out.as_bytes(), mode_of(path, 0o644))?;
+        rewrite(path, &out)?;
     }
     Ok(())
 }
@@ -957,6 +957,25 @@ fn user_shell(user: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    /// /etc/shadow is root:shadow 0640 on Debian: unix_chkpwd reads it as
+    /// group shadow, so an edit that left it root:root broke `sudo` with
+    /// a password and screen lockers. Every edit keeps owner and mode.
+    #[test]
+    fn an_edited_shadow_keeps_its_group_and_mode() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let shadow = dir.path().join("shadow");
+        std::fs::write(&shadow, "root:*:19000:0:99999:7:::\nann:!:19000::::::\n").unwrap();
+        // As root (CI) another group than the creator's proves it is kept.
+        let group = if crate::sys::getuid() == 0 { 42 } else { nix::unistd::getgid().as_raw() };
+        std::os::unix::fs::chown(&shadow, None, Some(group)).unwrap();
+        std::fs::set_permissions(&shadow, std::fs::Permissions::from_mode(0o640)).unwrap();
+        super::edit_lines(&shadow, |l| (!l.starts_with("ann:")).then(|| l.to_string())).unwrap();
+        let m = std::fs::metadata(&shadow).unwrap();
+        assert_eq!(std::fs::read_to_string(&shadow).unwrap(), "root:*:19000:0:99999:7:::\n");
+        assert_eq!((m.gid(), m.mode() & 0o7777), (group, 0o640));
+    }
+
     use super::*;
 
     #[test]
