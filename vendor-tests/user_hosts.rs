@@ -155,6 +155,12 @@ fn a_stored_image_is_the_truth_about_its_architecture() {
     ok(out, "toolbox create");
     let out = s.env.command(&toolbox, &["run", "-c", "tb-arm64", "uname", "-m"]).output().unwrap();
     assert_eq!(ok(out, "toolbox run").trim(), "aarch64");
+    // Removed by its id, it takes its readiness directory with it.
+    let stamp = readiness_dir(&s, "tb-arm64");
+    assert!(stamp.is_dir(), "{}", stamp.display());
+    let cid = s.env.podman_ok(&["inspect", "--format", "{{.Id}}", "tb-arm64"]).trim().to_string();
+    ok(s.env.command(&toolbox, &["rm", "--force", &cid[..12]]).output().unwrap(), "toolbox rm ID");
+    assert!(!stamp.exists(), "the readiness directory of a container removed by id");
     let out = s
         .env
         .command(&toolbox, &["create", "--image", &stored, "--arch", &native, "tb-no"])

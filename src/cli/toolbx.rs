@@ -1085,7 +1085,7 @@ impl Removal {
         podman: &Podman,
         names: &[String],
         force: bool,
-        after: impl Fn(&str),
+        after: impl Fn(&str, Option<&str>),
     ) -> Result<i32> {
         if names.is_empty() {
             return Err(Fail::usage(format!("missing argument for \"{}\"", self.verb)));
@@ -1105,7 +1105,11 @@ impl Removal {
                 continue;
             }
             if self.remove(podman, name, force) {
-                after(name);
+                // The name podman knows it by (the one given may be an
+                // id), and the stamp directory its label records.
+                let known = v[0]["Name"].as_str().unwrap_or(name);
+                let stamp = labels.as_ref().and_then(|l| l.get(toolbox::LABEL_STAMP_DIR)).map(String::as_str);
+                after(known, stamp);
             }
         }
         Ok(0)
@@ -1114,18 +1118,15 @@ impl Removal {
 
 fn rm(a: RmArgs) -> Result<i32> {
     let podman = Podman::find()?;
-    let forget_stamp = |name: &str| {
-        let _ = std::fs::remove_dir_all(toolbox::stamp_dir(name));
-    };
     if a.all {
         for c in toolbx_containers(&podman).map_err(|_| Fail::new("failed to get containers"))? {
             if CONTAINERS.remove(&podman, &c.id, a.force) {
-                forget_stamp(c.name());
+                toolbox::forget_stamp_dir(c.name(), c.label(toolbox::LABEL_STAMP_DIR));
             }
         }
         return Ok(0);
     }
-    CONTAINERS.remove_named(&podman, &a.names, a.force, forget_stamp)
+    CONTAINERS.remove_named(&podman, &a.names, a.force, toolbox::forget_stamp_dir)
 }
 
 fn rmi(a: RmiArgs) -> Result<i32> {
@@ -1142,5 +1143,5 @@ fn rmi(a: RmiArgs) -> Result<i32> {
         }
         return Ok(0);
     }
-    IMAGES.remove_named(&podman, &a.names, a.force, |_| {})
+    IMAGES.remove_named(&podman, &a.names, a.force, |_, _| {})
 }

@@ -452,6 +452,23 @@ pub fn make_stamp_dir(dir: &Path) -> std::io::Result<bool> {
 /// it, and the user reads it; nobody else may write.
 const STAMP_DIR_MODE: u32 = 0o755;
 
+/// Remove the stamp directory of a removed container: the one its label
+/// records (XDG_RUNTIME_DIR may have changed since create), else the one
+/// its name gives now. Only a directory of this user's that lies in an
+/// mtbx stamp base (`.../mtbx/NAME`, `/tmp/mtbx-UID/NAME`) goes: a label
+/// is the container's word, not proof the path is mtbx's.
+pub fn forget_stamp_dir(name: &str, label: Option<&str>) {
+    use std::os::unix::fs::MetadataExt;
+    let dir = label.map(PathBuf::from).unwrap_or_else(|| stamp_dir(name));
+    let in_base = dir.parent().and_then(|p| p.file_name()).and_then(|b| b.to_str()).is_some_and(|b| {
+        b == "mtbx" || b.strip_prefix("mtbx-").is_some_and(|u| u == crate::sys::getuid().to_string())
+    });
+    let ours = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir() && m.uid() == crate::sys::getuid());
+    if in_base && ours && dir.file_name().is_some_and(|n| n == name) {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
 /// The stamp file in a stamp directory.
 pub fn stamp_file(dir: &Path) -> PathBuf {
     dir.join("ready")
@@ -779,6 +796,22 @@ mod tests {
 
 #[cfg(test)]
 mod stamp_tests {
+    #[test]
+    fn only_an_mtbx_stamp_directory_of_that_name_is_forgotten() {
+        let t = tempfile::tempdir().unwrap();
+        let mine = t.path().join("mtbx/box");
+        let other = t.path().join("data/box");
+        let renamed = t.path().join("mtbx/else");
+        for d in [&mine, &other, &renamed] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        super::forget_stamp_dir("box", Some(other.to_str().unwrap()));
+        super::forget_stamp_dir("box", Some(renamed.to_str().unwrap()));
+        assert!(other.is_dir() && renamed.is_dir(), "a label is no proof the path is mtbx's");
+        super::forget_stamp_dir("box", Some(mine.to_str().unwrap()));
+        assert!(!mine.exists());
+    }
+
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;

@@ -502,13 +502,9 @@ impl Toolbox {
 
     /// Remove a container and its readiness stamp.
     pub fn remove(&self, name: &str, force: bool) -> Result<(), ServiceError> {
-        let stamp_dir = self
-            .podman
-            .containers(LABEL_ARCH)
-            .ok()
-            .and_then(|cs| cs.into_iter().find(|c| c.name() == name))
-            .map(|c| stamp_dir_of(&c))
-            .unwrap_or_else(|| super::stamp_dir(name));
+        let found = self.podman.containers(LABEL_ARCH).ok().and_then(|cs| {
+            cs.into_iter().find(|c| c.name() == name || c.id.starts_with(name) && name.len() >= 12)
+        });
         let mut a = vec!["rm"];
         if force {
             a.push("--force");
@@ -518,7 +514,10 @@ impl Toolbox {
             source,
             hint: if force { "" } else { " (a running container needs --force)" },
         })?;
-        let _ = std::fs::remove_dir_all(stamp_dir);
+        match &found {
+            Some(c) => super::forget_stamp_dir(c.name(), c.label(LABEL_STAMP_DIR)),
+            None => super::forget_stamp_dir(name, None),
+        }
         Ok(())
     }
 
