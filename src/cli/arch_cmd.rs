@@ -199,7 +199,9 @@ fn check(names: &[String], qemu: Option<PathBuf>, cpu: Option<String>, format: F
         }
     }
     if qemu.is_some() && unique.len() != 1 {
-        bail!("--qemu names one interpreter, so give exactly one ARCH");
+        return Err(
+            crate::error::BadInput("--qemu names one interpreter, so give exactly one ARCH".into()).into()
+        );
     }
     let cpu = match cpu {
         None => None,

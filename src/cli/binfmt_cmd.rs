@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context as _, Result};
+use anyhow::{bail, Context as _, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 
@@ -18,6 +18,7 @@ use crate::emu::arch::{self, Arch};
 use crate::emu::binfmt::{BinfmtFs, Flags, DEFAULT_ROOT};
 use crate::emu::host::{self, HostBinfmt};
 use crate::emu::register::{Mode, Outcome, RegisterError, Request as RegisterRequest};
+use crate::error::BadInput;
 
 #[derive(Debug, Subcommand)]
 pub enum BinfmtCommand {
@@ -124,8 +125,12 @@ pub fn run(cmd: BinfmtCommand) -> Result<i32> {
             let export = match export {
                 None => None,
                 Some(v) => {
-                    let fmt = ExportFormat::from_str(&v[0], true)
-                        .map_err(|_| anyhow!("unknown --export format '{}'; valid: systemd", v[0]))?;
+                    let fmt = ExportFormat::from_str(&v[0], true).map_err(|_| {
+                        BadInput(format!(
+                            "unknown --export format {}; valid: systemd",
+                            crate::image::text::quoted(&v[0])
+                        ))
+                    })?;
                     Some((fmt, PathBuf::from(&v[1])))
                 }
             };
@@ -211,11 +216,12 @@ fn targets(name: &str) -> Result<Vec<&'static Arch>> {
     }
     let a = Arch::parse(name)?;
     if a.is_native_on(host) {
-        bail!(
+        return Err(BadInput(format!(
             "{} runs natively on this {} host; there is nothing to register",
             a.platform(),
             host.platform()
-        );
+        ))
+        .into());
     }
     Ok(vec![a])
 }

@@ -104,8 +104,10 @@ fn cli_errors_are_one_line_with_a_nonzero_exit() {
         (&["arch", "check", "arm64", "--qemu", "/bin/sh"], "is dynamically linked", 1),
         (&["arch", "check", "arm64", "--qemu", "/nonexistent/qemu"], "cannot read /nonexistent/qemu", 1),
         (&["arch", "check", "arm64", "--qemu", "/etc/hostname"], "is not an ELF executable", 1),
-        (&["arch", "check", "arm64", "s390x", "--qemu", "/bin/true"], "give exactly one ARCH", 1),
-        (&["binfmt", "register", "--arch", "amd64", "--dry-run"], "runs natively", 1),
+        // Usage: 2, as README's exit codes say for bad input.
+        (&["arch", "check", "arm64", "s390x", "--qemu", "/bin/true"], "give exactly one ARCH", 2),
+        (&["binfmt", "register", "--arch", "amd64", "--dry-run"], "runs natively", 2),
+        (&["binfmt", "register", "--arch", "arm64", "--export", "rc\x1b[2J", "/tmp"], "'rc\\u{1b}[2J'", 2),
     ];
     for (args, needle, code) in cases {
         let out = mtbx(args).output().unwrap();
