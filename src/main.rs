@@ -16,6 +16,13 @@ fn main() {
         std::process::exit(code);
     }
     // A rootless pull's second half starts here, before any thread exists.
-    mtbx::sys::userns::child_handshake();
+    match mtbx::sys::userns::child_handshake() {
+        Ok(()) => {}
+        Err(mtbx::sys::userns::HandshakeError::ParentGaveUp) => std::process::exit(1),
+        Err(e) => {
+            eprintln!("mtbx: error: {e}");
+            std::process::exit(1);
+        }
+    }
     std::process::exit(mtbx::cli::run());
 }

@@ -69,3 +69,12 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
 pub fn already_reported(err: &anyhow::Error) -> Option<i32> {
     err.chain().find_map(|e| e.downcast_ref::<Reported>()).map(|r| r.0)
 }
+
+/// Whether the error is a write into a pipe whose reader has gone.
+pub(crate) fn broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || e.downcast_ref::<serde_json::Error>().and_then(|j| j.io_error_kind())
+                == Some(std::io::ErrorKind::BrokenPipe)
+    })
+}

@@ -118,6 +118,7 @@ pub(crate) mod exit {
 /// Parse the process arguments, run the command, return the exit code.
 /// Invoked through a link named `toolbox`, mtbx is Toolbx ([`toolbx`]).
 pub fn run() -> i32 {
+    quiet_when_the_reader_leaves();
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let invoked_as = args.first().map(std::path::Path::new).and_then(|p| p.file_name());
     if invoked_as.is_some_and(|n| n == "toolbox") {
@@ -151,6 +152,7 @@ pub fn run() -> i32 {
     tracing::debug!("command finished");
     match result {
         Ok(code) => code,
+        Err(err) if errors::broken_pipe(&err) && output::stdout_gone() => exit::OK,
         Err(err) => {
             if errors::already_reported(&err).is_none() {
                 report_error(&err, cli.log_level >= tracing::Level::DEBUG);
@@ -158,6 +160,28 @@ pub fn run() -> i32 {
             errors::exit_code(&err)
         }
     }
+}
+
+/// `mtbx ... | head`: when the reader of stdout has gone, stop quietly
+/// with 0, as ripgrep does. Rust ignores SIGPIPE, so `println!` panics on
+/// the broken pipe instead of the process dying silently; this hook turns
+/// exactly that panic (stdout's reader is gone) into a quiet exit, and
+/// leaves every other panic to the default hook. SIGPIPE itself stays
+/// ignored: a child's pipe closing must not kill mtbx mid-pull.
+fn quiet_when_the_reader_leaves() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to stdout") && output::stdout_gone() {
+            std::process::exit(exit::OK);
+        }
+        default(info);
+    }));
 }
 
 fn completion(shell: &str) -> anyhow::Result<i32> {

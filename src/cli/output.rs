@@ -180,3 +180,13 @@ mod tests {
         assert_eq!(paint("a", Style::Red, true), "\x1b[31ma\x1b[0m");
     }
 }
+
+/// Whether stdout is a pipe or socket whose reader has gone (poll says
+/// POLLERR on its write end): `mtbx ... | head` after head exits.
+pub(crate) fn stdout_gone() -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let stdout = std::io::stdout();
+    let mut fds = [PollFd::new(&stdout, PollFlags::OUT)];
+    let zero = Timespec { tv_sec: 0, tv_nsec: 0 };
+    poll(&mut fds, Some(&zero)).is_ok() && fds[0].revents().contains(PollFlags::ERR)
+}

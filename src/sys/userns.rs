@@ -77,40 +77,44 @@ pub fn rootless_uid() -> Option<u32> {
     std::env::var(ENV_UID).ok().and_then(|v| v.parse().ok())
 }
 
+/// Why the namespace child cannot go on: `main` says so (unless the
+/// parent already did) and exits 1. Library code never exits itself.
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    /// The descriptors or the namespace could not be set up.
+    #[error("{0}")]
+    Setup(String),
+    /// The parent gave up before mapping the namespace, and said why.
+    #[error("the parent process gave up before mapping the user namespace")]
+    ParentGaveUp,
+}
+
 /// Child side: when started by [`reexec`], enter the namespace and wait
-/// for the maps. Call first thing in `main`. Exits on failure.
-pub fn child_handshake() {
-    let Ok(fds) = std::env::var(ENV_FDS) else { return };
+/// for the maps. Call first thing in `main`, before any thread exists.
+pub fn child_handshake() -> Result<(), HandshakeError> {
+    let Ok(fds) = std::env::var(ENV_FDS) else { return Ok(()) };
+    let setup = |what: String| HandshakeError::Setup(what);
     // Children of this process must not take the descriptors for theirs.
-    if let Err(e) = super::process::remove_env_var_single_threaded(ENV_FDS) {
-        eprintln!("mtbx: error: {e}");
-        std::process::exit(1);
-    }
+    super::process::remove_env_var_single_threaded(ENV_FDS).map_err(|e| setup(e.to_string()))?;
     let parse = |s: Option<&str>| s.and_then(|v| v.parse::<i32>().ok());
     let mut it = fds.split(',');
     let (Some(go), Some(ready)) = (parse(it.next()), parse(it.next())) else {
-        eprintln!("mtbx: error: bad {ENV_FDS}");
-        std::process::exit(1);
+        return Err(setup(format!("bad {ENV_FDS}")));
     };
-    let take = |fd| match super::process::take_inherited_fd(fd) {
-        Ok(fd) => std::fs::File::from(fd),
-        Err(e) => {
-            eprintln!("mtbx: error: {ENV_FDS}: {e}");
-            std::process::exit(1);
-        }
+    let take = |fd| {
+        super::process::take_inherited_fd(fd)
+            .map(std::fs::File::from)
+            .map_err(|e| setup(format!("{ENV_FDS}: {e}")))
     };
-    let (mut go, mut ready) = (take(go), take(ready));
-    if let Err(e) = unshare(CloneFlags::CLONE_NEWUSER) {
-        eprintln!("mtbx: error: cannot create a user namespace: {e}");
-        std::process::exit(1);
-    }
+    let (mut go, mut ready) = (take(go)?, take(ready)?);
+    unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| setup(format!("cannot create a user namespace: {e}")))?;
     let _ = ready.write_all(b"1");
     drop(ready);
     let mut b = [0u8; 1];
     if go.read(&mut b).ok() != Some(1) || b[0] != b'1' {
-        // The parent failed and said why.
-        std::process::exit(1);
+        return Err(HandshakeError::ParentGaveUp);
     }
+    Ok(())
 }
 
 fn ranges(file: &'static str, user: &str, id: u32) -> Result<(u64, u64), UsernsError> {

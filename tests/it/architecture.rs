@@ -174,3 +174,32 @@ fn every_classified_error_reaches_the_exit_code() {
     }
     assert!(missing.is_empty(), "not in src/cli/errors.rs's list: {missing:?}");
 }
+
+/// Only `main` ends the process: library and command code return their
+/// errors (so they are reported, classified and cleaned up after), the
+/// one exception being the panic hook that ends a command whose stdout
+/// reader has gone (src/cli/mod.rs).
+#[test]
+fn nothing_below_main_exits_the_process() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let mut found = Vec::new();
+    for f in files.iter().filter(|f| !f.ends_with("main.rs")) {
+        let text = std::fs::read_to_string(f).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap_or("");
+        for (n, line) in code.lines().enumerate() {
+            let l = line.trim_start();
+            if l.contains("process::exit(") && !l.starts_with("//") {
+                found.push(format!("{}:{}", f.strip_prefix(&src).unwrap().display(), n + 1));
+            }
+        }
+    }
+    assert_eq!(found, ["cli/mod.rs:".to_string() + &line_of_hook(&src)], "process::exit below main");
+}
+
+fn line_of_hook(src: &Path) -> String {
+    let text = std::fs::read_to_string(src.join("cli/mod.rs")).unwrap();
+    let n = text.lines().position(|l| l.contains("std::process::exit(exit::OK)")).unwrap();
+    (n + 1).to_string()
+}

@@ -113,3 +113,35 @@ fn a_container_name_too_long_for_a_directory_is_refused_before_anything() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains(r"'bad\nname'") && err.lines().count() == 1, "{err}");
 }
+
+/// `mtbx ... | head`: a reader that has gone is no error. Every output
+/// path (println!, print!, JSON written to stdout, clap's help) ends
+/// quietly with 0, under both names; stdout here is a pipe whose read end
+/// is closed before mtbx starts, so every write meets EPIPE.
+#[test]
+fn a_reader_that_leaves_ends_the_command_quietly() {
+    let toolbox_dir = tempfile::tempdir().unwrap();
+    let toolbox = toolbox_dir.path().join("toolbox");
+    std::os::unix::fs::symlink(common::mtbx_bin(), &toolbox).unwrap();
+    let cases: &[(&std::path::Path, &[&str])] = &[
+        (&common::mtbx_bin(), &["arch", "list"]),
+        (&common::mtbx_bin(), &["arch", "list", "--format", "json"]),
+        (&common::mtbx_bin(), &["completion", "bash"]),
+        (&common::mtbx_bin(), &["--help"]),
+        (&toolbox, &["completion", "bash"]),
+    ];
+    for (bin, args) in cases {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = std::process::Command::new(bin)
+            .args(*args)
+            .env("MANPAGER", "cat")
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{bin:?} {args:?}: {err}");
+        assert_eq!(err, "", "{bin:?} {args:?}");
+    }
+}
