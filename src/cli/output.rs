@@ -147,6 +147,16 @@ pub fn spinner(msg: String) -> indicatif::ProgressBar {
     pb
 }
 
+/// Whether stdout is a pipe or socket whose reader has gone (poll says
+/// POLLERR on its write end): `mtbx ... | head` after head exits.
+pub(crate) fn stdout_gone() -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let stdout = std::io::stdout();
+    let mut fds = [PollFd::new(&stdout, PollFlags::OUT)];
+    let zero = Timespec { tv_sec: 0, tv_nsec: 0 };
+    poll(&mut fds, Some(&zero)).is_ok() && fds[0].revents().contains(PollFlags::ERR)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,12 +191,3 @@ mod tests {
     }
 }
 
-/// Whether stdout is a pipe or socket whose reader has gone (poll says
-/// POLLERR on its write end): `mtbx ... | head` after head exits.
-pub(crate) fn stdout_gone() -> bool {
-    use rustix::event::{poll, PollFd, PollFlags, Timespec};
-    let stdout = std::io::stdout();
-    let mut fds = [PollFd::new(&stdout, PollFlags::OUT)];
-    let zero = Timespec { tv_sec: 0, tv_nsec: 0 };
-    poll(&mut fds, Some(&zero)).is_ok() && fds[0].revents().contains(PollFlags::ERR)
-}
