@@ -13,7 +13,7 @@
 # podman a second system without a second machine.
 #
 # build: mmdebstrap writes the trixie tree to $MTBX_DEBIAN13_DIR/tree
-#   (default /var/tmp/mtbx-debian13; it takes 1-2 minutes and about 1 GB)
+#   (default /var/tmp/mtbx-debian13; 2-3 minutes and 1.2 GB here)
 #   with everything the vendor tests call, the rootless test user mtbxtest
 #   with subordinate id ranges, and runc as podman's runtime. It is rebuilt
 #   only when this recipe changes (a key in the tree records it).
@@ -41,16 +41,19 @@ export PATH="$HOME/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:
 # hybrid cgroups; passt; netavark; fuse-overlayfs is not needed, rootless
 # overlay is native), uidmap for rootless, qemu-user-static, skopeo and
 # docker-registry (the vendors' tools the tests compare with), mmdebstrap
-# (Debian images for the Toolbx parity tests, when not cached yet),
+# and arch-test (Debian images for the parity and CPU tests when not cached
+# yet; trixie's mmdebstrap wants arch-test for arm64),
 # busybox-static, gcc and libc6-dev, util-linux (runuser, unshare,
 # setpriv, script via bsdutils), openssl (test certificates), sudo,
 # Debian's Toolbx (podman-toolbox) with dbus, for comparing by hand.
-PACKAGES=podman,runc,conmon,catatonit,netavark,aardvark-dns,passt,uidmap,skopeo,qemu-user-static,podman-toolbox,docker-registry,mmdebstrap,busybox-static,gcc,libc6-dev,util-linux,bsdutils,mount,passwd,login,procps,iproute2,openssl,ca-certificates,sudo,dbus,tmux,tar,gzip,zstd,xz-utils
+PACKAGES=podman,runc,conmon,catatonit,netavark,aardvark-dns,passt,uidmap,skopeo,qemu-user-static,podman-toolbox,docker-registry,mmdebstrap,arch-test,busybox-static,gcc,libc6-dev,util-linux,bsdutils,mount,passwd,login,procps,iproute2,openssl,ca-certificates,sudo,dbus,tmux,tar,gzip,zstd,xz-utils
 SUITE=trixie
 TEST_USER=mtbxtest
 SUBIDS=200000-265535
 # The vendor test modules that run podman (rootful and rootless).
-MODULES=(toolbox:: toolbx_parity:: pull:: local_images:: export:: cpu_model::)
+# (Their Debian images come from target/test-assets/debian, which the
+# Debian 12 run fills first; otherwise they are built in the tree.)
+MODULES=(toolbox:: toolbx_parity:: pull:: local_images:: export:: cpu_model:: user_hosts::)
 
 die() { echo "debian13: $*" >&2; exit 1; }
 
