@@ -33,17 +33,38 @@ pub enum Waited {
 /// not the way readiness is normally seen.
 const SAFETY_TICK: Duration = Duration::from_secs(1);
 
+/// How the stamp is looked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watch {
+    /// inotify events on the stamp's directory (the default).
+    Events,
+    /// A look every second and no inotify, as Toolbx falls back to when
+    /// `TOOLBX_RUN_USE_POLLING` is set (file systems without inotify).
+    Polling,
+}
+
+impl Watch {
+    /// Toolbx's choice: polling when `TOOLBX_RUN_USE_POLLING` is set.
+    pub fn from_env() -> Watch {
+        match std::env::var_os("TOOLBX_RUN_USE_POLLING") {
+            Some(v) if !v.is_empty() => Watch::Polling,
+            _ => Watch::Events,
+        }
+    }
+}
+
 /// Wait until `ready()` holds, `exit_watch` (a child whose stdout closes
 /// when the container stops, such as `podman wait NAME`) ends, or
 /// `timeout` passes. `dir` is the directory the stamp is written in.
 /// The child is killed and reaped before returning.
 pub fn until_ready(
     dir: &Path,
+    watch: Watch,
     ready: impl Fn() -> bool,
     mut exit_watch: Child,
     timeout: Duration,
 ) -> std::io::Result<Waited> {
-    let result = wait(dir, &ready, &mut exit_watch, timeout);
+    let result = wait(dir, watch, &ready, &mut exit_watch, timeout);
     let _ = exit_watch.kill();
     let _ = exit_watch.wait();
     result
@@ -51,6 +72,7 @@ pub fn until_ready(
 
 fn wait(
     dir: &Path,
+    watch: Watch,
     ready: &impl Fn() -> bool,
     exit_watch: &mut Child,
     timeout: Duration,
@@ -59,14 +81,16 @@ fn wait(
     let events = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)?;
     // Every way a stamp can appear: written in place, renamed in (as
     // write_atomic does), or its mode or owner changed afterwards.
-    inotify::add_watch(
-        &events,
-        dir,
-        inotify::WatchFlags::CLOSE_WRITE
-            | inotify::WatchFlags::MOVED_TO
-            | inotify::WatchFlags::CREATE
-            | inotify::WatchFlags::ATTRIB,
-    )?;
+    if watch == Watch::Events {
+        inotify::add_watch(
+            &events,
+            dir,
+            inotify::WatchFlags::CLOSE_WRITE
+                | inotify::WatchFlags::MOVED_TO
+                | inotify::WatchFlags::CREATE
+                | inotify::WatchFlags::ATTRIB,
+        )?;
+    }
     // After the watch: a stamp written before it is seen here.
     if ready() {
         return Ok(Waited::Ready);
@@ -94,6 +118,9 @@ fn wait(
         };
         if inotify_ready {
             drain(events.as_fd(), &mut buf);
+        } else if watch == Watch::Polling && !exited {
+            // Toolbx's words, which its tests look for.
+            tracing::debug!("Handling polling tick");
         }
         if ready() {
             return Ok(Waited::Ready);
@@ -141,7 +168,8 @@ mod tests {
         };
         let watch = child("sleep 30");
         let pid = watch.id();
-        let got = until_ready(dir.path(), || stamp.exists(), watch, Duration::from_secs(20)).unwrap();
+        let got = until_ready(dir.path(), Watch::Events, || stamp.exists(), watch, Duration::from_secs(20))
+            .unwrap();
         writer.join().unwrap();
         assert_eq!(got, Waited::Ready);
         assert!(!Path::new(&format!("/proc/{pid}")).exists(), "the exit watch is killed and reaped");
@@ -151,7 +179,7 @@ mod tests {
     fn the_containers_end_ends_the_wait() {
         let dir = tempfile::tempdir().unwrap();
         let watch = child("sleep 0.2; echo 1");
-        let got = until_ready(dir.path(), || false, watch, Duration::from_secs(20)).unwrap();
+        let got = until_ready(dir.path(), Watch::Events, || false, watch, Duration::from_secs(20)).unwrap();
         assert_eq!(got, Waited::Exited);
     }
 
@@ -159,14 +187,35 @@ mod tests {
     fn a_stamp_already_there_needs_no_event() {
         let dir = tempfile::tempdir().unwrap();
         let watch = child("sleep 30");
-        assert_eq!(until_ready(dir.path(), || true, watch, Duration::from_secs(20)).unwrap(), Waited::Ready);
+        assert_eq!(
+            until_ready(dir.path(), Watch::Events, || true, watch, Duration::from_secs(20)).unwrap(),
+            Waited::Ready
+        );
+    }
+
+    #[test]
+    fn polling_sees_the_stamp_without_inotify() {
+        let dir = tempfile::tempdir().unwrap();
+        let stamp = dir.path().join("ready");
+        let writer = {
+            let stamp = stamp.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(200));
+                std::fs::write(&stamp, b"x").unwrap();
+            })
+        };
+        let watch = child("sleep 30");
+        let got = until_ready(dir.path(), Watch::Polling, || stamp.exists(), watch, Duration::from_secs(20));
+        writer.join().unwrap();
+        assert_eq!(got.unwrap(), Waited::Ready);
     }
 
     #[test]
     fn nothing_happening_times_out() {
         let dir = tempfile::tempdir().unwrap();
         let watch = child("sleep 30");
-        let got = until_ready(dir.path(), || false, watch, Duration::from_millis(300)).unwrap();
+        let got =
+            until_ready(dir.path(), Watch::Events, || false, watch, Duration::from_millis(300)).unwrap();
         assert_eq!(got, Waited::TimedOut);
     }
 }

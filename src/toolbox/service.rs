@@ -363,12 +363,21 @@ impl Toolbox {
             return Ok(Vec::new());
         }
         self.podman.output(&["start", c.name()])?;
-        // Toolbx's words at debug; mtbx waits on events, not a ticker.
-        tracing::debug!("Listening to file system events for container {}", c.name());
+        // Toolbx's words at debug (its tests read them).
+        let how = super::readiness::Watch::from_env();
+        match how {
+            super::readiness::Watch::Events => {
+                tracing::debug!("Setting up watches for file system events from container {}", c.name())
+            }
+            super::readiness::Watch::Polling => {
+                tracing::debug!("Setting up polling ticker for container {}", c.name())
+            }
+        }
         let dir = stamp_dir_of(c);
-        let watch = self.podman.watch_exit(c.name())?;
-        let waited = super::readiness::until_ready(&dir, || super::is_ready(&stamp), watch, timeout)
-            .map_err(io(format!("cannot watch {}", dir.display())))?;
+        let exit_watch = self.podman.watch_exit(c.name())?;
+        let waited =
+            super::readiness::until_ready(&dir, how, || super::is_ready(&stamp), exit_watch, timeout)
+                .map_err(io(format!("cannot watch {}", dir.display())))?;
         let started = waited == super::readiness::Waited::Ready;
         let logs = self.podman.logs(c.name());
         let warnings = logs
