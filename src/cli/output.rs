@@ -190,4 +190,3 @@ mod tests {
         assert_eq!(paint("a", Style::Red, true), "\x1b[31ma\x1b[0m");
     }
 }
-
