@@ -252,10 +252,22 @@ impl Drop for PodmanEnv {
                     &graph,
                 ])
                 .output();
-            // The pause process that holds this environment's user
-            // namespace, which would outlive the test.
-            for run in std::fs::read_dir(self.user_tmp()).into_iter().flatten().flatten() {
-                if let Ok(pid) = std::fs::read_to_string(run.path().join("libpod/tmp/pause.pid")) {
+            // The pause processes that hold this environment's user
+            // namespaces, which would outlive the test: podman's tmp_dir
+            // is in its run directory, under TMPDIR
+            // (tmp/storage-run-UID/libpod/tmp) or under an
+            // XDG_RUNTIME_DIR a test gave inside `dir` (DIR/libpod/tmp).
+            let mut runs = vec![];
+            for top in std::fs::read_dir(self.dir.path()).into_iter().flatten().flatten() {
+                if top.path() != self.graph {
+                    runs.extend(
+                        std::fs::read_dir(top.path()).into_iter().flatten().flatten().map(|e| e.path()),
+                    );
+                    runs.push(top.path());
+                }
+            }
+            for run in runs {
+                if let Ok(pid) = std::fs::read_to_string(run.join("libpod/tmp/pause.pid")) {
                     let _ = Command::new("kill").arg(pid.trim()).output();
                 }
             }
