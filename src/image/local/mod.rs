@@ -42,6 +42,12 @@ pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// Indexes inside indexes followed at most (the spec allows nesting).
 const MAX_NESTING: usize = 4;
 
+/// Index entries looked at in all, over every nested index, before the
+/// layout is refused: a real layout lists a few hundred, and the bound
+/// keeps a hostile one (indexes whose entries all name one another) from
+/// costing more than a moment.
+pub const MAX_ENTRIES_SEEN: usize = 10_000;
+
 /// Chunks a blob is read in.
 const CHUNK: usize = 256 << 10;
 
@@ -556,7 +562,7 @@ fn open_oci(
     {
         Manifest::Index { manifests, .. } => {
             let mut offered = Vec::new();
-            match source.select(manifests, wanted, 0, &mut offered)? {
+            match source.select(manifests, wanted, &mut offered)? {
                 Some((entries, entry, bytes)) => {
                     (Some(entries), entry.descriptor.digest.clone(), bytes, entry.platform.clone())
                 }
@@ -603,16 +609,43 @@ fn is_index(media_type: &str) -> bool {
 /// The index's entries, the entry chosen and its manifest's bytes.
 type Selected = (Vec<IndexEntry>, IndexEntry, Vec<u8>);
 
+/// What a search through nested indexes has done so far.
+#[derive(Debug, Default)]
+struct Walk {
+    /// Digests of the indexes searched (without a match).
+    searched: std::collections::HashSet<String>,
+    /// Entries looked at.
+    seen: usize,
+}
+
 impl LocalSource {
     /// The entry of `entries` serving `wanted`, following nested indexes
     /// (an entry that is an index, chosen by platform or without one) up to
     /// [`MAX_NESTING`] deep. `offered` collects every platform seen.
+    ///
+    /// Each nested index is read and searched once, however many entries
+    /// name it (four levels of 40 entries naming one child would otherwise
+    /// be 40^4 searches), and at most [`MAX_ENTRIES_SEEN`] entries are
+    /// looked at in all.
     fn select(
+        &self,
+        entries: Vec<IndexEntry>,
+        wanted: &Wanted,
+        offered: &mut Vec<String>,
+    ) -> Result<Option<Selected>, LocalError> {
+        let mut walk = Walk::default();
+        let found = self.select_in(entries, wanted, 0, offered, &mut walk);
+        tracing::debug!("{} index entries looked at", walk.seen);
+        found
+    }
+
+    fn select_in(
         &self,
         entries: Vec<IndexEntry>,
         wanted: &Wanted,
         depth: usize,
         offered: &mut Vec<String>,
+        walk: &mut Walk,
     ) -> Result<Option<Selected>, LocalError> {
         let path = self.files.path().to_path_buf();
         if depth > MAX_NESTING {
@@ -621,19 +654,33 @@ impl LocalSource {
                 why: format!("indexes nest more than {MAX_NESTING} deep"),
             });
         }
-        offered
-            .extend(platforms_of(&entries).into_iter().filter(|p| !offered.contains(p)).collect::<Vec<_>>());
+        walk.seen += entries.len();
+        if walk.seen > MAX_ENTRIES_SEEN {
+            return Err(LocalError::NotAnArchive {
+                path,
+                why: format!("its indexes list more than {MAX_ENTRIES_SEEN} entries in all"),
+            });
+        }
+        for p in platforms_of(&entries) {
+            if !offered.contains(&p) {
+                offered.push(p);
+            }
+        }
         let malformed = |source| ImageError::Malformed { image: path.display().to_string(), source };
         let mut tries: Vec<IndexEntry> = platform::select(&entries, wanted).into_iter().cloned().collect();
         tries.extend(
             entries.iter().filter(|e| e.platform.is_none() && is_index(&e.descriptor.media_type)).cloned(),
         );
         for entry in tries {
+            if walk.searched.contains(&entry.descriptor.digest) {
+                continue; // an index searched already: it has nothing
+            }
             let bytes = self.read_blob(&entry.descriptor, MAX_MANIFEST_BYTES as u64)?;
             match Manifest::parse(&bytes).map_err(malformed)? {
                 Manifest::Image { .. } => return Ok(Some((entries, entry, bytes))),
                 Manifest::Index { manifests, .. } => {
-                    if let Some(found) = self.select(manifests, wanted, depth + 1, offered)? {
+                    walk.searched.insert(entry.descriptor.digest.clone());
+                    if let Some(found) = self.select_in(manifests, wanted, depth + 1, offered, walk)? {
                         // The platform is the inner entry's, where one was chosen.
                         return Ok(Some(found));
                     }
