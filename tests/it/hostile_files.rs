@@ -4,8 +4,9 @@
 //! promptly with one clean line (or a clean answer), and leave nothing
 //! behind.
 
-use std::path::PathBuf;
-use std::process::Output;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 use common::local::{tar_dir, PathWithout};
 use common::{mtbx, text};
@@ -120,4 +121,102 @@ fn nested_indexes_naming_one_child_are_searched_once() {
         local_mtbx(&no_skopeo, &["inspect", "--arch", "amd64", &format!("oci:{}:1", wide.dir.display())]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     one_line_error(&text(&out.stderr), "entries in all");
+}
+
+/// A FIFO at `path` (replacing what is there).
+pub fn fifo(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    let out = Command::new("mkfifo").arg(path).output().unwrap();
+    assert!(out.status.success(), "mkfifo {}: {}", path.display(), text(&out.stderr));
+}
+
+/// An amd64 image of one small layer, as a layout at `dir` tagged `1`;
+/// the layer blob's path.
+fn small_layout(dir: &Path) -> PathBuf {
+    use common::images::{image, Comp, E};
+    let built = image("amd64", None, &[(vec![E::File("hello", 0o644, b"hi\n".to_vec())], Comp::Gzip)]);
+    common::local::write_layout(dir, &built.upload, "1");
+    let layer = built.upload.blobs.keys().find(|d| **d != built.config_digest).unwrap().clone();
+    dir.join("blobs/sha256").join(&layer[7..])
+}
+
+/// The names in `dir`.
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// A FIFO where a layout or archive has a file (index.json, oci-layout, a
+/// layer blob, the archive itself) is refused in one line at once, never
+/// opened for a writer that will not come; save leaves no file.
+#[test]
+fn fifos_in_layouts_and_archives_are_refused_without_blocking() {
+    let d = tempfile::tempdir().unwrap();
+    let no_skopeo = PathWithout::new("skopeo");
+    for (name, file) in [("index", "index.json"), ("layout", "oci-layout")] {
+        let dir = d.path().join(name);
+        small_layout(&dir);
+        fifo(&dir.join(file));
+        let out = local_mtbx(&no_skopeo, &["inspect", &format!("oci:{}:1", dir.display())]);
+        assert_eq!(out.status.code(), Some(1), "{file}: {}", text(&out.stderr));
+        one_line_error(&text(&out.stderr), "FIFO");
+    }
+    let archive = d.path().join("archive.tar");
+    fifo(&archive);
+    let out = local_mtbx(&no_skopeo, &["inspect", &format!("oci-archive:{}", archive.display())]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    one_line_error(&text(&out.stderr), "FIFO");
+
+    let dir = d.path().join("blob");
+    let layer = small_layout(&dir);
+    fifo(&layer);
+    let outdir = d.path().join("out");
+    std::fs::create_dir(&outdir).unwrap();
+    let target = outdir.join("x.tar");
+    let out = local_mtbx(
+        &no_skopeo,
+        &["save", "--arch", "amd64", "-o", target.to_str().unwrap(), &format!("oci:{}:1", dir.display())],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    one_line_error(&text(&out.stderr), "FIFO");
+    assert_eq!(names(&outdir), Vec::<String>::new());
+}
+
+/// A layout whose blob is a link to a file outside it (one its owner may
+/// not read, saved by root) is refused without naming the file's size or
+/// digest, and nothing is written; a link inside the layout is followed.
+#[test]
+fn links_out_of_a_layout_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let no_skopeo = PathWithout::new("skopeo");
+    let secret = d.path().join("secret");
+    std::fs::write(&secret, b"root's own secret\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let dir = d.path().join("user-layout");
+    let layer = small_layout(&dir);
+    // Inside: the blob moved elsewhere in the layout, linked back.
+    std::fs::rename(&layer, dir.join("moved")).unwrap();
+    std::os::unix::fs::symlink("../../moved", &layer).unwrap();
+    let outdir = d.path().join("out");
+    std::fs::create_dir(&outdir).unwrap();
+    let target = outdir.join("x.tar");
+    let image = format!("oci:{}:1", dir.display());
+    let out = local_mtbx(&no_skopeo, &["save", "--arch", "amd64", "-o", target.to_str().unwrap(), &image]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    std::fs::remove_file(&target).unwrap();
+    // Outside: refused.
+    std::fs::remove_file(&layer).unwrap();
+    std::os::unix::fs::symlink(&secret, &layer).unwrap();
+    let out = local_mtbx(&no_skopeo, &["save", "--arch", "amd64", "-o", target.to_str().unwrap(), &image]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    one_line_error(&err, "points outside the archive or layout");
+    let secret_digest = common::fixtures::sha256(&std::fs::read(&secret).unwrap());
+    assert!(!err.contains(&secret_digest[7..]) && !err.contains(" 18 "), "{err}");
+    assert_eq!(names(&outdir), Vec::<String>::new());
 }

@@ -118,7 +118,7 @@ pub enum LocalError {
         why: String,
     },
     /// A name from the archive that leads outside it.
-    #[error("{}: {name:?} points outside the archive; refusing it", .path.display())]
+    #[error("{}: {name:?} points outside the archive or layout; refusing it", .path.display())]
     Escapes {
         /// The archive.
         path: PathBuf,
@@ -903,7 +903,8 @@ mod tests {
 
     #[test]
     fn blob_names_come_only_from_valid_digests() {
-        let f = Files::Dir("/nonexistent".into());
+        let d = tempfile::tempdir().unwrap();
+        let f = Files::dir(d.path()).unwrap();
         assert_eq!(
             blob_name(&f, &format!("sha256:{}", "a".repeat(64))).unwrap(),
             format!("blobs/sha256/{}", "a".repeat(64))
