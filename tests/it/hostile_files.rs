@@ -220,3 +220,78 @@ fn links_out_of_a_layout_are_refused() {
     assert!(!err.contains(&secret_digest[7..]) && !err.contains(" 18 "), "{err}");
     assert_eq!(names(&outdir), Vec::<String>::new());
 }
+
+/// `save` stopped by SIGTERM or SIGHUP in the middle of a blob ends as
+/// Ctrl-C does: exit 1, "interrupted", no temporary file. One killed
+/// outright (SIGKILL) leaves its temporary file, which the next save to
+/// the same file removes. The archive's mode follows the umask.
+#[test]
+fn save_cleans_up_after_every_signal_and_follows_the_umask() {
+    use common::registry::{Auth, FixtureRegistry};
+    use std::sync::atomic::Ordering;
+    let reg = FixtureRegistry::fixtures(Auth::None);
+    let image = format!("{}/multi:1", reg.addr);
+    let out = mtbx(&["inspect", "--tls-verify=false", "--format", "json", "--arch", "arm64", &image])
+        .env("CONTAINERS_REGISTRIES_CONF", "/dev/null")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let info: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let layer = info["Layers"][1].as_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("arm64.tar");
+    let save = || {
+        let mut c = mtbx(&[
+            "save",
+            "--tls-verify=false",
+            "--arch",
+            "arm64",
+            "-o",
+            out_file.to_str().unwrap(),
+            &image,
+        ]);
+        c.env("CONTAINERS_REGISTRIES_CONF", "/dev/null").stderr(std::process::Stdio::piped());
+        c
+    };
+    let requests = || reg.log.lock().unwrap().iter().filter(|l| l.contains(&layer)).count();
+    for signal in ["TERM", "HUP", "KILL"] {
+        // The layer drips (5 bytes a second): the save is caught with its
+        // temporary file open.
+        *reg.faults.cut_only.lock().unwrap() = vec![layer.clone()];
+        reg.faults.drip.store(1, Ordering::SeqCst);
+        let seen = requests();
+        let child = save().spawn().unwrap();
+        while requests() == seen {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        while !names(dir.path()).iter().any(|n| n.ends_with(".part")) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let kill =
+            Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().unwrap();
+        assert!(kill.success());
+        let out = child.wait_with_output().unwrap();
+        let err = text(&out.stderr);
+        if signal == "KILL" {
+            assert_eq!(names(dir.path()).len(), 1, "{:?}", names(dir.path()));
+        } else {
+            assert_eq!(out.status.code(), Some(1), "{signal}: {err}");
+            one_line_error(&err, "interrupted; nothing was written");
+            assert_eq!(names(dir.path()), Vec::<String>::new(), "{signal}");
+        }
+    }
+    reg.faults.drip.store(0, Ordering::SeqCst);
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("umask 077 && exec \"$@\"")
+        .arg("sh")
+        .arg(common::mtbx_bin())
+        .args(["save", "--tls-verify=false", "--arch", "arm64", "-o", out_file.to_str().unwrap(), &image])
+        .env("CONTAINERS_REGISTRIES_CONF", "/dev/null")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(names(dir.path()), vec!["arm64.tar".to_string()], "the killed save's file is gone");
+    let mode = std::fs::metadata(&out_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "umask 077");
+}
