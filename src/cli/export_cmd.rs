@@ -245,7 +245,13 @@ fn list(dirs: &[PathBuf], container: Option<&str>, format: Format) -> Result<i32
             Item::Bin(_) => "bin",
             Item::App(_) => "app",
         };
-        t.row(vec![e.path.display().to_string(), e.container.clone(), kind.into(), e.item.value().into()]);
+        // The container and item come from the files' markers: escaped.
+        t.row(vec![
+            crate::text::escaped(&e.path.to_string_lossy()),
+            crate::text::escaped(&e.container),
+            kind.into(),
+            crate::text::escaped(e.item.value()),
+        ]);
     }
     print!("{}", t.render(output::color_stdout()));
     Ok(exit::OK)

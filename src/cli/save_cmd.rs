@@ -47,7 +47,7 @@ pub fn run(args: SaveArgs) -> Result<i32> {
             ProgressStyle::with_template("{spinner} writing {msg} {bytes:>10} {bytes_per_sec:>12}")
                 .expect("valid template"),
         );
-        b.set_message(args.output.display().to_string());
+        b.set_message(crate::text::quoted_path(&args.output));
         b
     };
     let on_bytes = |n: u64| bar.inc(n);
@@ -69,13 +69,13 @@ pub fn run(args: SaveArgs) -> Result<i32> {
     match args.format {
         Format::Json => output::print_json(&saved)?,
         Format::Table => eprintln!(
-            "Saved {} ({}, manifest {}) to {} as tag {:?}: oci-archive:{}",
-            saved.image,
-            saved.platform,
+            "Saved {} ({}, manifest {}) to {} as tag {}: oci-archive:{}",
+            crate::text::escaped(&saved.image),
+            crate::text::escaped(&saved.platform),
             saved.manifest_digest,
-            saved.path.display(),
-            saved.tag,
-            saved.path.display()
+            crate::text::quoted_path(&saved.path),
+            crate::text::quoted(&saved.tag),
+            crate::text::escaped(&saved.path.to_string_lossy())
         ),
     }
     Ok(exit::OK)

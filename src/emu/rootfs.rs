@@ -47,25 +47,25 @@ pub const PASSWD_MAX: u64 = 4 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
     /// No such file or directory.
-    #[error("{}: no such directory: give the directory of a root file system", .0.display())]
+    #[error("{}: no such directory: give the directory of a root file system", crate::text::quoted_path(.0))]
     Missing(PathBuf),
     /// A file that is not a directory, nor anything known.
-    #[error("{} is not a directory: give the directory of a root file system", .0.display())]
+    #[error("{} is not a directory: give the directory of a root file system", crate::text::quoted_path(.0))]
     NotADirectory(PathBuf),
     /// A disk image (an SD card's .img).
-    #[error("{} is a disk image: mounting its partitions needs root, which mtbx does not use; mount its root partition first (udisksctl loop-setup -f FILE on a desktop, or sudo mount -o loop,offset=...) and give that directory", .0.display())]
+    #[error("{} is a disk image: mounting its partitions needs root, which mtbx does not use; mount its root partition first (udisksctl loop-setup -f FILE on a desktop, or sudo mount -o loop,offset=...) and give that directory", crate::text::quoted_path(.0))]
     DiskImage(PathBuf),
     /// A tar archive of a root file system.
-    #[error("{} is an archive: extract it into a directory first (mkdir DIR && tar -xf FILE -C DIR --exclude='./dev/*') and give that directory", .0.display())]
+    #[error("{} is an archive: extract it into a directory first (mkdir DIR && tar -xf FILE -C DIR --exclude='./dev/*') and give that directory", crate::text::quoted_path(.0))]
     Archive(PathBuf),
     /// No program tells the architecture.
-    #[error("cannot tell the architecture of {}: none of {} is an ELF program of a known architecture; give --arch", dir.display(), ARCH_PROBES.join(", "))]
+    #[error("cannot tell the architecture of {}: none of {} is an ELF program of a known architecture; give --arch", crate::text::quoted_path(.dir), ARCH_PROBES.join(", "))]
     UnknownArch {
         /// The root file system.
         dir: PathBuf,
     },
     /// --arch says one thing, the programs another.
-    #[error("{} holds {found} programs ({probe}), not {asked}: drop --arch or give --arch {found_short}", dir.display())]
+    #[error("{} holds {found} programs ({probe}), not {asked}: drop --arch or give --arch {found_short}", crate::text::quoted_path(.dir))]
     ArchMismatch {
         /// The root file system.
         dir: PathBuf,
@@ -79,7 +79,7 @@ pub enum RootfsError {
         probe: String,
     },
     /// No shell for `enter`.
-    #[error("{} has no shell ({shell}, /bin/bash, /bin/sh): is it a root file system?", dir.display())]
+    #[error("{} has no shell ({shell}, /bin/bash, /bin/sh): is it a root file system?", crate::text::quoted_path(.dir))]
     NoShell {
         /// The root file system.
         dir: PathBuf,
@@ -90,7 +90,7 @@ pub enum RootfsError {
     #[error("{0}")]
     NoQemu(String),
     /// A mount point the sandbox cannot do without could not be made.
-    #[error("{} has no {inside} and it cannot be created: {source}", dir.display())]
+    #[error("{} has no {inside} and it cannot be created: {source}", crate::text::quoted_path(.dir))]
     MountPoint {
         /// The root file system.
         dir: PathBuf,
@@ -102,7 +102,7 @@ pub enum RootfsError {
     },
     /// A file of the tree mtbx must read (its passwd, group) is not one
     /// it can: a FIFO, a device, or too large.
-    #[error("{}: {inside} {why}", dir.display())]
+    #[error("{}: {inside} {why}", crate::text::quoted_path(.dir))]
     BadFile {
         /// The root file system.
         dir: PathBuf,
@@ -112,7 +112,7 @@ pub enum RootfsError {
         why: String,
     },
     /// Reading the directory failed.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {source}", crate::text::quoted_path(.path))]
     Read {
         /// What.
         path: PathBuf,
@@ -575,7 +575,7 @@ pub fn prepare(req: &Request) -> Result<Prepared, RootfsError> {
                 .find(|s| tree.is_file(s))
                 .ok_or_else(|| RootfsError::NoShell {
                     dir: tree.dir.clone(),
-                    shell: listed.as_ref().map_or("none in /etc/passwd".into(), |s| s.display().to_string()),
+                    shell: listed.as_ref().map_or("none in /etc/passwd".into(), crate::text::quoted_path),
                 })?;
             // A login shell, by the '-' its argv[0] starts with (QEMU keeps
             // argv[0]: flag P).

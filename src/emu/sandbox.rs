@@ -138,6 +138,8 @@ pub enum SandboxError {
 }
 
 fn exec_message(program: &str, errno: Errno) -> String {
+    // What the user typed, or the shell a tree's passwd names.
+    let program = crate::text::escaped(program);
     match errno {
         Errno::ENOENT | Errno::ENOTDIR => format!("{program}: command not found in the root file system"),
         e => format!("cannot run {program} in the root file system: {}", e.desc()),

@@ -34,7 +34,7 @@ use crate::image::source::BlobSource;
 #[derive(Debug, thiserror::Error)]
 pub enum SaveError {
     /// The output's directory is not there, or the output is one.
-    #[error("cannot write {}: {why}", .path.display())]
+    #[error("cannot write {}: {why}", crate::text::quoted_path(.path))]
     BadOutput {
         /// The output path.
         path: PathBuf,
@@ -42,7 +42,7 @@ pub enum SaveError {
         why: String,
     },
     /// Writing the archive failed.
-    #[error("cannot write {}", .path.display())]
+    #[error("cannot write {}", crate::text::quoted_path(.path))]
     Write {
         /// The archive being written.
         path: PathBuf,

@@ -28,10 +28,10 @@ pub const MAX_READ: u64 = 1 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
     /// A file mtbx did not write is in the way.
-    #[error("{} exists and was not written by mtbx export: it is left alone; pick another name with --as NAME (or move it away)", .0.display())]
+    #[error("{} exists and was not written by mtbx export: it is left alone; pick another name with --as NAME (or move it away)", crate::text::quoted_path(.0))]
     Foreign(PathBuf),
     /// mtbx wrote the file, for another container or program.
-    #[error("{} already exports {what} from container {container}: remove it with `mtbx export -c {container} --delete {name}`, or pick another name with --as NAME", path.display(), name = path.file_name().unwrap_or_default().to_string_lossy())]
+    #[error("{} already exports {} from container {container}: remove it with `mtbx export -c {container} --delete {name}`, or pick another name with --as NAME", crate::text::quoted_path(.path), crate::text::quoted(.what), container = crate::text::escaped(.container), name = crate::text::escaped(&path.file_name().unwrap_or_default().to_string_lossy()))]
     Taken {
         /// The file.
         path: PathBuf,
@@ -41,7 +41,7 @@ pub enum ExportError {
         what: String,
     },
     /// A native export would hide a host program, or be hidden by it.
-    #[error("a wrapper named {name} would be confused with the host's {}: pick another name with --as NAME", host.display())]
+    #[error("a wrapper named {} would be confused with the host's {}: pick another name with --as NAME", crate::text::quoted(.name), crate::text::quoted_path(.host))]
     Shadows {
         /// The wrapper's name.
         name: String,
@@ -53,7 +53,9 @@ pub enum ExportError {
     Bad(String),
     /// Nothing exported matches.
     #[error(
-        "container {container} has no export named {what} (`mtbx export --list -c {container}` shows them)"
+        "container {container} has no export named {} (`mtbx export --list -c {container}` shows them)",
+        crate::text::quoted(.what),
+        container = crate::text::escaped(.container)
     )]
     NotExported {
         /// The container.
@@ -62,7 +64,7 @@ pub enum ExportError {
         what: String,
     },
     /// Several exports match.
-    #[error("{what} names several exports of {container}: {}; name the file", names.join(", "))]
+    #[error("{} names several exports of {}: {}; name the file", crate::text::quoted(.what), crate::text::escaped(.container), names.iter().map(|n| crate::text::quoted(n)).collect::<Vec<_>>().join(", "))]
     Ambiguous {
         /// The container.
         container: String,
@@ -72,7 +74,7 @@ pub enum ExportError {
         names: Vec<String>,
     },
     /// The container has no such program or desktop file.
-    #[error("container {container} has no {what}: {why}")]
+    #[error("container {} has no {}: {}", crate::text::escaped(.container), crate::text::quoted(.what), crate::text::one_line(.why, crate::text::SHOWN_CHARS))]
     NotInContainer {
         /// The container.
         container: String,
@@ -178,7 +180,7 @@ pub fn check_program(program: &str) -> Result<(), ExportError> {
     if !program.starts_with('/') || program.ends_with('/') || program.contains(['\n', '\0']) {
         return Err(ExportError::Bad(format!(
             "--bin takes the program's absolute path in the container (such as /usr/bin/gcc), not {}",
-            crate::image::text::quoted(program)
+            crate::text::quoted(program)
         )));
     }
     Ok(())
@@ -197,7 +199,7 @@ pub fn check_file_name(name: &str) -> Result<(), ExportError> {
     } else {
         Err(ExportError::Bad(format!(
             "{} cannot name an exported file: one file name, not starting with '.'",
-            crate::image::text::quoted(name)
+            crate::text::quoted(name)
         )))
     }
 }
@@ -214,7 +216,7 @@ pub fn check_app(app: &str) -> Result<String, ExportError> {
     } else {
         Err(ExportError::Bad(format!(
             "--app takes a desktop file id from the container's /usr/share/applications (such as org.gnome.Calculator), not {}",
-            crate::image::text::quoted(app)
+            crate::text::quoted(app)
         )))
     }
 }

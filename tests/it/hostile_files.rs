@@ -295,3 +295,115 @@ fn save_cleans_up_after_every_signal_and_follows_the_umask() {
     let mode = std::fs::metadata(&out_file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "umask 077");
 }
+
+/// No byte of an escape sequence (ESC, BEL, CSI) in what mtbx printed,
+/// and an error is one line.
+fn no_escapes(what: &str, out: &Output) {
+    for (stream, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+        assert!(
+            !bytes.iter().any(|b| matches!(b, 0x1b | 0x07 | 0x9b)),
+            "{what}: raw escape on {stream}: {:?}",
+            text(bytes)
+        );
+    }
+    if !out.status.success() {
+        assert_eq!(text(&out.stderr).lines().count(), 1, "{what}: {}", text(&out.stderr));
+    }
+}
+
+const PWNED: &str = "\x1b]0;PWNED\x07\x1b[2J";
+
+/// Names from outside reach the terminal escaped: a layout's tags,
+/// platform fields and config labels in inspect's report and errors, and
+/// what the user typed echoed in errors (--rootfs, with a newline too,
+/// oci:, oci-archive:, save -o, -c, --arch, --bin, --delete), and the
+/// markers export --list shows.
+#[test]
+fn names_from_outside_are_printed_escaped() {
+    use common::images::{image_from_tars_with_config, tar_of, Comp, E};
+    let d = tempfile::tempdir().unwrap();
+    let no_skopeo = PathWithout::new("skopeo");
+    let built = image_from_tars_with_config(
+        "amd64",
+        None,
+        &[(tar_of(&[E::File("f", 0o644, b"x".to_vec())]), Comp::Gzip)],
+        json!({"Labels": {"evil": PWNED, PWNED: "key"}}),
+    );
+    let l = Layout::new(d.path().join("evil"));
+    for (dg, b) in built
+        .upload
+        .blobs
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .chain(built.upload.manifests.iter().map(|(k, v, _)| (k.clone(), v.clone())))
+    {
+        std::fs::write(l.dir.join("blobs/sha256").join(&dg[7..]), b).unwrap();
+    }
+    let manifest = json!({"mediaType": OCI_MANIFEST, "digest": built.manifest_digest, "size": built.manifest_size,
+        "platform": {"architecture": "amd64", "os": "linux"}});
+    let mut odd = manifest.clone();
+    odd["platform"] = json!({"architecture": format!("s390x{PWNED}"), "os": "linux", "variant": PWNED});
+    let top = l.index(vec![manifest, odd]);
+    let mut one = top.clone();
+    one["annotations"] = json!({"org.opencontainers.image.ref.name": "1"});
+    let mut evil = top;
+    evil["annotations"] = json!({"org.opencontainers.image.ref.name": format!("x{PWNED}")});
+    let idx = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [one, evil]});
+    std::fs::write(l.dir.join("index.json"), serde_json::to_vec(&idx).unwrap()).unwrap();
+    let layout = format!("oci:{}", l.dir.display());
+    let tagged = format!("{layout}:1");
+    for args in [
+        vec!["inspect", "--arch", "amd64", "--tags", tagged.as_str()],
+        vec!["inspect", "--arch", "amd64", "--platforms", tagged.as_str()],
+        vec!["inspect", "--arch", "arm64", tagged.as_str()],
+        vec!["inspect", "--arch", "amd64", layout.as_str()],
+    ] {
+        let out = local_mtbx(&no_skopeo, &args);
+        no_escapes(&format!("{args:?}"), &out);
+    }
+    let out = local_mtbx(&no_skopeo, &["inspect", "--arch", "amd64", "--tags", &tagged]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("\\u{1b}]0;PWNED\\u{7}"), "{}", text(&out.stdout));
+
+    // Typed by the user.
+    let missing = d.path().join(format!("no{PWNED}\nsuch"));
+    let missing = missing.to_str().unwrap();
+    let out_file = format!("{}/x.tar", missing);
+    let bin_dir = d.path().join("bin");
+    std::fs::create_dir(&bin_dir).unwrap();
+    let marker = json!({"container": format!("box{PWNED}"), "program": format!("/usr/bin/x{PWNED}")});
+    std::fs::write(bin_dir.join("x-arm64"), format!("#!/bin/sh\n# mtbx-export {marker}\nexit 0\n")).unwrap();
+    let bin_dir = bin_dir.to_str().unwrap();
+    let oci = format!("oci:{missing}");
+    let archive = format!("oci-archive:{missing}");
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["run", "--rootfs", missing, "true"],
+        vec!["inspect", &oci],
+        vec!["inspect", &archive],
+        vec!["save", "--arch", "amd64", "-o", &out_file, &tagged],
+        vec!["run", "-c", missing, "true"],
+        vec!["inspect", "--arch", missing, &tagged],
+        vec!["export", "-c", "box", "--bin", missing],
+        vec!["export", "--list", "--dir", bin_dir],
+    ];
+    let evil_name = format!("x{PWNED}");
+    let delete = ["export", "-c", "box", "--dir", bin_dir, "--delete", evil_name.as_str()];
+    // A tree whose passwd names a shell it lacks, for enter.
+    let tree = d.path().join("tree");
+    std::fs::create_dir_all(tree.join("usr/bin")).unwrap();
+    std::fs::create_dir_all(tree.join("etc")).unwrap();
+    std::fs::write(tree.join("usr/bin/env"), mtbx::emu::testprog::program(mtbx::emu::arch::Arch::host()))
+        .unwrap();
+    std::fs::write(tree.join("etc/passwd"), format!("root:x:0:0::/root:/bin/{PWNED}\n")).unwrap();
+    let tree = tree.to_str().unwrap();
+    let enter = ["enter", "--rootfs", tree, "--root"];
+    for args in cases.iter().map(|c| c.as_slice()).chain([&delete[..], &enter[..]]) {
+        let out = local_mtbx(&no_skopeo, args);
+        no_escapes(&format!("{args:?}"), &out);
+    }
+    let out = local_mtbx(&no_skopeo, &enter);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("has no shell"), "{}", text(&out.stderr));
+    let out = local_mtbx(&no_skopeo, &["run", "--rootfs", missing, "true"]);
+    assert!(text(&out.stderr).contains("\\nsuch"), "the newline is shown, not obeyed: {}", text(&out.stderr));
+}
