@@ -145,18 +145,11 @@ pub(crate) fn run(args: ExportArgs) -> Result<i32> {
             };
             export::check_file_name(&file)?;
             let found = in_session(&tb, &name, &args.which, |probe| {
-                let mut found = Err(String::new());
-                for dir in ["/usr/share/applications", "/usr/local/share/applications"] {
-                    found = probe(&["--read", &format!("{dir}/{id}.desktop")]);
-                    if found.is_ok() {
-                        break;
-                    }
-                }
-                found
+                export::find_desktop(&id, |path| probe(&["--read", path]))
             })?;
-            let text = found.map_err(|why| ExportError::NotInContainer {
+            let text = found.map_err(|(what, why)| ExportError::NotInContainer {
                 container: name.clone(),
-                what: format!("{id}.desktop in /usr/share/applications"),
+                what,
                 why,
             })?;
             let label = suffix.unwrap_or_else(|| name.clone());

@@ -348,18 +348,22 @@ pub fn rewrite_desktop(
         };
         let key = key.trim();
         let value = value.trim_start();
-        match key {
+        // Localized variants (`Exec[de]`, `TryExec[de]`) are not in the
+        // specification, but a launcher that honours them must not run the
+        // container's command on the host: they are rewritten alike.
+        let base = key.split_once('[').map_or(key, |(b, _)| b.trim_end());
+        match base {
             "Exec" => {
-                if group == "[Desktop Entry]" {
+                if key == "Exec" && group == "[Desktop Entry]" {
                     exec = true;
                 }
-                out.push_str(&format!("Exec={prefix} {value}\n"));
+                out.push_str(&format!("{key}={prefix} {value}\n"));
             }
-            "TryExec" => out.push_str(&format!("TryExec={}\n", desktop_value(&mtbx.to_string_lossy()))),
+            "TryExec" => out.push_str(&format!("{key}={}\n", desktop_value(&mtbx.to_string_lossy()))),
             "DBusActivatable" => {}
             k if k == DESKTOP_CONTAINER_KEY || k == DESKTOP_APP_KEY => {}
-            k if group == "[Desktop Entry]" && (k == "Name" || k.starts_with("Name[")) => {
-                out.push_str(&format!("{k}={value} ({})\n", desktop_value(label)));
+            "Name" if group == "[Desktop Entry]" => {
+                out.push_str(&format!("{key}={value} ({})\n", desktop_value(label)));
             }
             _ => {
                 out.push_str(line);
@@ -531,15 +535,51 @@ pub fn probe_executable(path: &Path) -> Result<(), ExportError> {
     Ok(())
 }
 
-/// Inside the container: the file at `path`, refused beyond [`MAX_READ`].
+/// What [`probe_read`] says of a file that is not there (the words
+/// [`find_desktop`] knows it by, to look in the next directory).
+const NO_SUCH_FILE: &str = "there is no such file";
+
+/// Inside the container: the regular file at `path` (links followed, a
+/// FIFO or device refused before it is read), refused beyond [`MAX_READ`].
 pub fn probe_read(path: &Path) -> Result<Vec<u8>, ExportError> {
-    let f = std::fs::File::open(path).map_err(io(format!("cannot read {}", path.display())))?;
+    let f = crate::sys::files::open_regular(path, true).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            ExportError::Bad(format!("{}: {NO_SUCH_FILE}", crate::text::quoted_path(path)))
+        } else {
+            io(format!("cannot read {}", crate::text::quoted_path(path)))(e)
+        }
+    })?;
     let mut data = Vec::new();
     f.take(MAX_READ + 1).read_to_end(&mut data).map_err(io(format!("cannot read {}", path.display())))?;
     if data.len() as u64 > MAX_READ {
         return Err(ExportError::Bad(format!("{} is larger than {MAX_READ} bytes", path.display())));
     }
     Ok(data)
+}
+
+/// The desktop file `ID.desktop` of a container, read by `read` (a probe
+/// in the container: the file's text, or what went wrong) from the first
+/// of the applications directories that has it. Err: what was looked for
+/// (in the directory where it was found, when reading it failed there)
+/// and why.
+pub fn find_desktop(
+    id: &str,
+    read: impl Fn(&str) -> Result<String, String>,
+) -> Result<String, (String, String)> {
+    let dirs = ["/usr/share/applications", "/usr/local/share/applications"];
+    let mut missing = String::new();
+    for dir in dirs {
+        match read(&format!("{dir}/{id}.desktop")) {
+            Ok(text) => return Ok(text),
+            // Found, but not to be read (too large, a FIFO): said of this
+            // directory, not of the next one that lacks it.
+            Err(why) if !why.ends_with(NO_SUCH_FILE) => {
+                return Err((format!("readable {id}.desktop in {dir}"), why))
+            }
+            Err(why) => missing = why,
+        }
+    }
+    Err((format!("{id}.desktop in {}", dirs.join(" or ")), missing))
 }
 
 /// The directory wrappers go to: `$XDG_BIN_HOME` when set (absolute),
@@ -609,6 +649,36 @@ mod tests {
     }
 
     #[test]
+    fn a_desktop_file_that_cannot_be_read_is_named_where_it_is() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(made.success());
+        let e = probe_read(&fifo).unwrap_err().to_string();
+        assert!(e.contains("cannot read"), "{e}");
+        let big = d.path().join("big");
+        std::fs::write(&big, vec![b'#'; MAX_READ as usize + 1]).unwrap();
+        let e = probe_read(&big).unwrap_err().to_string();
+        assert!(e.contains("larger than"), "{e}");
+        let missing = probe_read(&d.path().join("none")).unwrap_err().to_string();
+        // Too large in the first directory, missing in the second: the
+        // error names the first.
+        let read =
+            |p: &str| Err(if p.starts_with("/usr/share/") { "too big".to_string() } else { missing.clone() });
+        let (what, why) = find_desktop("app", read).unwrap_err();
+        assert_eq!(
+            (what.as_str(), why.as_str()),
+            ("readable app.desktop in /usr/share/applications", "too big")
+        );
+        let (what, _) = find_desktop("app", |_| Err(missing.clone())).unwrap_err();
+        assert!(what.contains("/usr/share/applications or /usr/local/share/applications"), "{what}");
+        assert_eq!(
+            find_desktop("app", |p| Ok(p.to_string())).unwrap(),
+            "/usr/share/applications/app.desktop"
+        );
+    }
+
+    #[test]
     fn desktop_exec_arguments_are_quoted_as_the_specification_says() {
         assert_eq!(desktop_exec_arg("/usr/bin/mtbx"), "/usr/bin/mtbx");
         assert_eq!(desktop_exec_arg("/opt/my mtbx"), "\"/opt/my mtbx\"");
@@ -634,6 +704,17 @@ mod tests {
         );
         assert_eq!(parse_marker(&out), Some(("box".into(), Item::App("calc".into()))));
         assert!(rewrite_desktop("[Desktop Entry]\nName=x\n", Path::new("/m"), "b", "x", "l").is_err());
+        // Localized Exec and TryExec keys run through mtbx too.
+        let out = rewrite_desktop(
+            "[Desktop Entry]\nName=x\nExec=x\nExec[de]=/usr/bin/x --de\nTryExec[de] = /usr/bin/x\n",
+            Path::new("/m"),
+            "b",
+            "x",
+            "l",
+        )
+        .unwrap();
+        assert!(out.contains("\nExec[de]=/m run -c b -- /usr/bin/x --de\n"), "{out}");
+        assert!(out.contains("\nTryExec[de]=/m\n") && !out.contains("TryExec[de] ="), "{out}");
         assert!(rewrite_desktop("Name=x\nExec=x\n", Path::new("/m"), "b", "x", "l").is_err());
     }
 
