@@ -54,7 +54,7 @@ pub enum ExportError {
     /// Nothing exported matches.
     #[error(
         "container {container} has no export named {} (`mtbx export --list -c {container}` shows them)",
-        crate::text::quoted(.what),
+        crate::text::escaped(.what),
         container = crate::text::escaped(.container)
     )]
     NotExported {
@@ -64,7 +64,7 @@ pub enum ExportError {
         what: String,
     },
     /// Several exports match.
-    #[error("{} names several exports of {}: {}; name the file", crate::text::quoted(.what), crate::text::escaped(.container), names.iter().map(|n| crate::text::quoted(n)).collect::<Vec<_>>().join(", "))]
+    #[error("{} names several exports of {}: {}; name the file", crate::text::escaped(.what), crate::text::escaped(.container), names.iter().map(|n| crate::text::quoted(n)).collect::<Vec<_>>().join(", "))]
     Ambiguous {
         /// The container.
         container: String,
@@ -74,7 +74,7 @@ pub enum ExportError {
         names: Vec<String>,
     },
     /// The container has no such program or desktop file.
-    #[error("container {} has no {}: {}", crate::text::escaped(.container), crate::text::quoted(.what), crate::text::one_line(.why, crate::text::SHOWN_CHARS))]
+    #[error("container {} has no {}: {}", crate::text::escaped(.container), crate::text::escaped(.what), crate::text::one_line(.why, crate::text::SHOWN_CHARS))]
     NotInContainer {
         /// The container.
         container: String,
