@@ -226,6 +226,16 @@ pub fn sweep(dir: &Path, root: BorrowedFd<'_>) -> usize {
             continue;
         };
         if (header.dev, header.ino) != me {
+            // Another tree's: left for its next run, unless that tree is
+            // gone (or another is at its path), when nothing is to be done.
+            let there = std::fs::metadata(&header.tree).map(|m| {
+                use std::os::unix::fs::MetadataExt;
+                (m.dev(), m.ino())
+            });
+            if there.is_err() || there.is_ok_and(|id| id != (header.dev, header.ino)) {
+                let _ = std::fs::remove_file(&path);
+                remove_dirs(&header.made_dirs);
+            }
             continue;
         }
         // A torn last line is what was being recorded when the run died:
@@ -302,6 +312,22 @@ mod tests {
         assert!(!tree.join("dev").exists());
         assert!(!base.path().join("state").exists(), "the journal's directories went with it");
         std::fs::create_dir_all(&jdir).unwrap();
+        // A dead run's journal of a tree that is gone is dropped by any
+        // sweep; one of a tree that is still there is left for it.
+        let gone = base.path().join("gone");
+        let other = base.path().join("other");
+        std::fs::create_dir(&gone).unwrap();
+        std::fs::create_dir(&other).unwrap();
+        for t in [&gone, &other] {
+            let fd = rustix::fs::open(t, OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
+            drop(Journal::create(&jdir, t, fd.as_fd()).unwrap());
+        }
+        std::fs::remove_dir(&gone).unwrap();
+        assert_eq!(sweep(&jdir, root.as_fd()), 0);
+        assert_eq!(std::fs::read_dir(&jdir).unwrap().count(), 1, "the other tree's stays");
+        for e in std::fs::read_dir(&jdir).unwrap() {
+            std::fs::remove_file(e.unwrap().path()).unwrap();
+        }
         // A run that finishes takes the directories it made with it.
         let j = Journal::create(&jdir.join("deeper"), &tree, root.as_fd()).unwrap();
         j.finish();

@@ -207,7 +207,8 @@ struct Tree {
     root: OwnedFd,
     /// What this run made, in order.
     made: Vec<Made>,
-    /// Where the journal goes; None: no journal (the unit tests).
+    /// Where the journal goes, until it is made; None: made already, or
+    /// no journal (the unit tests, a home one cannot write).
     journal_dir: Option<PathBuf>,
     journal: Option<Journal>,
     /// The upper and work directories of copy-on-write layers.
@@ -253,9 +254,18 @@ impl Tree {
 
     /// Remember `made`, in the journal first (made when the first thing
     /// is: a refused run leaves no journal behind).
+    /// A journal that cannot be kept (a home one may not write) costs
+    /// only the cleanup after a kill: the run goes on, with a warning.
     fn record(&mut self, made: Made) -> std::io::Result<()> {
-        if let (None, Some(dir)) = (&self.journal, &self.journal_dir) {
-            self.journal = Some(Journal::create(dir, &self.dir, self.root.as_fd())?);
+        if let (None, Some(dir)) = (&self.journal, self.journal_dir.take()) {
+            match Journal::create(&dir, &self.dir, self.root.as_fd()) {
+                Ok(j) => self.journal = Some(j),
+                Err(e) => tracing::warn!(
+                    "cannot keep a journal in {} ({e}): if mtbx is killed, what it made in {} stays",
+                    crate::text::quoted_path(&dir),
+                    crate::text::quoted_path(&self.dir)
+                ),
+            }
         }
         let recorded = self.journal.as_mut().map_or(Ok(()), |j| j.record(&made));
         self.made.push(made);
