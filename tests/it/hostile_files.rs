@@ -153,7 +153,8 @@ fn names(dir: &Path) -> Vec<String> {
 
 /// A FIFO where a layout or archive has a file (index.json, oci-layout, a
 /// layer blob, the archive itself) is refused in one line at once, never
-/// opened for a writer that will not come; save leaves no file.
+/// opened for a writer that will not come; save leaves no file, and pull
+/// nothing in the store.
 #[test]
 fn fifos_in_layouts_and_archives_are_refused_without_blocking() {
     let d = tempfile::tempdir().unwrap();
@@ -185,6 +186,22 @@ fn fifos_in_layouts_and_archives_are_refused_without_blocking() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     one_line_error(&text(&out.stderr), "FIFO");
     assert_eq!(names(&outdir), Vec::<String>::new());
+    // A pull of it stores nothing (a rootful store of the test's own).
+    let Some(store) = common::store::Store::new("fifos_in_layouts_and_archives_are_refused_without_blocking")
+    else {
+        return;
+    };
+    let out = mtbx(&["pull", "-y", "--arch", "amd64", &format!("oci:{}:1", dir.display())])
+        .env("PATH", no_skopeo.path())
+        .env("CONTAINERS_REGISTRIES_CONF", "/dev/null")
+        .env("CONTAINERS_STORAGE_CONF", store.conf())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    one_line_error(&text(&out.stderr), "FIFO");
+    assert!(store.records("overlay-images/images.json").is_empty(), "no image");
+    assert!(store.records("overlay-layers/layers.json").is_empty(), "no layer");
+    assert_eq!(store.staging_left(), 0, "no staging left");
 }
 
 /// A layout whose blob is a link to a file outside it (one its owner may
