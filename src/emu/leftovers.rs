@@ -127,6 +127,11 @@ impl Journal {
         self.line(&serde_json::to_vec(made).map_err(std::io::Error::other)?)
     }
 
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Everything recorded has been removed: the journal goes (its lock
     /// with it).
     pub fn finish(self) {
@@ -251,6 +256,34 @@ pub fn sweep(dir: &Path, root: BorrowedFd<'_>) -> usize {
     done
 }
 
+/// How many runs other than the one whose journal is `own` are using the
+/// tree `root` now: journals in `dir` of the same tree whose lock is held.
+/// What a run made may be what another run mounts on: it is left for the
+/// last one to end.
+pub fn live_runs(dir: &Path, root: BorrowedFd<'_>, own: &Path) -> usize {
+    let Ok(me) = identity(root) else { return 0 };
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let mut live = 0;
+    for e in entries.flatten() {
+        let path = e.path();
+        if path == own || path.extension().is_none_or(|x| x != "journal") {
+            continue;
+        }
+        let Ok(file) = crate::sys::files::open_regular(&path, false) else { continue };
+        let header: Option<Header> = std::io::BufReader::new(&file)
+            .split(b'\n')
+            .next()
+            .and_then(|l| l.ok())
+            .and_then(|l| serde_json::from_slice(&l).ok());
+        if header.is_some_and(|h| (h.dev, h.ino) == me)
+            && !crate::sys::files::try_flock(&file, false).unwrap_or(true)
+        {
+            live += 1;
+        }
+    }
+    live
+}
+
 /// What `fd`'s entry `name` in `dir_fd` is, to record it once made.
 pub fn made_at(dir_fd: BorrowedFd<'_>, name: &Path, rel: PathBuf, dir: bool) -> std::io::Result<Made> {
     let st = rustix::fs::statat(dir_fd, name, AtFlags::SYMLINK_NOFOLLOW)?;
@@ -304,6 +337,8 @@ mod tests {
         live.record(&dev).unwrap();
         // A second description of the same file: the live run's lock holds.
         assert_eq!(sweep(&jdir, root.as_fd()), 0);
+        assert_eq!(live_runs(&jdir, root.as_fd(), Path::new("")), 1);
+        assert_eq!(live_runs(&jdir, root.as_fd(), live.path()), 0, "not counting itself");
         assert!(tree.join("dev").is_dir());
         // The run dies (its descriptor closes) with a torn last line.
         live.file.write_all(b"{\"InTree\":{\"rel\":\"pro").unwrap();

@@ -207,9 +207,10 @@ struct Tree {
     root: OwnedFd,
     /// What this run made, in order.
     made: Vec<Made>,
-    /// Where the journal goes, until it is made; None: made already, or
-    /// no journal (the unit tests, a home one cannot write).
+    /// Where the journals go; None: no journal (the unit tests).
     journal_dir: Option<PathBuf>,
+    /// This run's journal, held from the start (its lock says the tree
+    /// is in use); None without one (see [`Tree::open`]).
     journal: Option<Journal>,
     /// The upper and work directories of copy-on-write layers.
     overlays: Vec<tempfile::TempDir>,
@@ -217,13 +218,34 @@ struct Tree {
 
 impl Drop for Tree {
     fn drop(&mut self) {
+        let root = self.root.as_fd();
+        let own = self.journal.as_ref().map_or(Path::new(""), |j| j.path());
+        let others = self.journal_dir.as_deref().map_or(0, |d| leftovers::live_runs(d, root, own));
+        if others > 0 {
+            // Another run uses the tree, perhaps through these mount
+            // points (removing one would unmount it there): they are left
+            // to the last run to end, which finds them in this journal,
+            // whose lock goes with this process. The layers' scratch is
+            // this run's alone.
+            tracing::debug!("{others} other runs use {}: leaving what this one made", self.dir.display());
+            let scratch: Vec<Made> =
+                self.made.iter().filter(|m| matches!(m, Made::Scratch(_))).cloned().collect();
+            leftovers::remove(root, &scratch);
+            self.overlays.clear();
+            self.journal.take();
+            return;
+        }
         // Last made, first removed; only what is still what mtbx made and
         // empty, found without following a link: anything the command put
         // there, or planted on the way, stays.
-        leftovers::remove(self.root.as_fd(), &self.made);
+        leftovers::remove(root, &self.made);
         self.overlays.clear();
         if let Some(j) = self.journal.take() {
             j.finish();
+        }
+        // What runs that ended beside this one left for the last.
+        if let Some(d) = &self.journal_dir {
+            leftovers::sweep(d, root);
         }
     }
 }
@@ -246,27 +268,25 @@ impl Tree {
             std::fs::canonicalize(dir).map_err(|source| RootfsError::Read { path: dir.into(), source })?;
         let root = rustix::fs::open(&dir, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
             .map_err(|e| RootfsError::Read { path: dir.clone(), source: e.into() })?;
-        if let Some(j) = &journal_dir {
+        // A journal that cannot be kept (a home one may not write) costs
+        // only the cleanup after a kill: the run goes on, with a warning.
+        let journal = journal_dir.as_deref().and_then(|j| {
             leftovers::sweep(j, root.as_fd());
-        }
-        Ok(Tree { dir, root, made: Vec::new(), journal_dir, journal: None, overlays: Vec::new() })
+            Journal::create(j, &dir, root.as_fd())
+                .map_err(|e| {
+                    tracing::warn!(
+                        "cannot keep a journal in {} ({e}): if mtbx is killed, what it makes in {} stays",
+                        crate::text::quoted_path(j),
+                        crate::text::quoted_path(&dir)
+                    )
+                })
+                .ok()
+        });
+        Ok(Tree { dir, root, made: Vec::new(), journal_dir, journal, overlays: Vec::new() })
     }
 
-    /// Remember `made`, in the journal first (made when the first thing
-    /// is: a refused run leaves no journal behind).
-    /// A journal that cannot be kept (a home one may not write) costs
-    /// only the cleanup after a kill: the run goes on, with a warning.
+    /// Remember `made`, in the journal first.
     fn record(&mut self, made: Made) -> std::io::Result<()> {
-        if let (None, Some(dir)) = (&self.journal, self.journal_dir.take()) {
-            match Journal::create(&dir, &self.dir, self.root.as_fd()) {
-                Ok(j) => self.journal = Some(j),
-                Err(e) => tracing::warn!(
-                    "cannot keep a journal in {} ({e}): if mtbx is killed, what it made in {} stays",
-                    crate::text::quoted_path(&dir),
-                    crate::text::quoted_path(&self.dir)
-                ),
-            }
-        }
         let recorded = self.journal.as_mut().map_or(Ok(()), |j| j.record(&made));
         self.made.push(made);
         recorded

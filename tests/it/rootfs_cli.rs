@@ -373,7 +373,7 @@ fn a_refused_or_killed_run_leaves_the_tree_as_it_was() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert_ne!(listing(t.dir.path()), before, "the killed run left its mount points");
-    assert_eq!(user_tmp(t.user.uid), tmp_before, "nothing of the run in /tmp");
+    assert_eq!(new_in(&tmp_before, user_tmp(t.user.uid)), Vec::<String>::new(), "nothing of the run in /tmp");
     let (code, _, err) = t.run(&["run", "--rootfs", t.path(), "true"]);
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(listing(t.dir.path()), before, "the next run put the tree back");
@@ -381,9 +381,11 @@ fn a_refused_or_killed_run_leaves_the_tree_as_it_was() {
     unmounted(t.path());
 }
 
-/// Entries of /tmp that belong to `uid` and are named as mtbx's scratch
-/// (the copies of passwd and group, overlay layers) would be; the trees of
-/// the tests running beside aside.
+/// Entries of /tmp that belong to `uid` and are what mtbx's scratch
+/// would be (a directory holding a copy of passwd or group, an overlay
+/// layer's upper and work directories); the machine is shared, so other
+/// tests' directories (trees named mtbx-rootfs-*) are told apart by
+/// content.
 fn user_tmp(uid: u32) -> BTreeSet<String> {
     use std::os::unix::fs::MetadataExt;
     std::fs::read_dir("/tmp")
@@ -392,11 +394,16 @@ fn user_tmp(uid: u32) -> BTreeSet<String> {
         .filter(|e| e.metadata().is_ok_and(|m| m.uid() == uid))
         .filter(|e| {
             let n = e.file_name().to_string_lossy().into_owned();
-            (n.starts_with("mtbx-rootfs-") || n.starts_with("mtbx-layer-"))
-                && !n.starts_with("mtbx-rootfs-bb-")
+            (n.starts_with("mtbx-rootfs-") && e.path().join("entries").exists())
+                || (n.starts_with("mtbx-layer-") && e.path().join("upper").exists())
         })
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect()
+}
+
+/// What appeared in `after` that was not in `before`.
+fn new_in(before: &BTreeSet<String>, after: BTreeSet<String>) -> Vec<String> {
+    after.difference(before).cloned().collect()
 }
 
 /// Whether a process's command line names `dir`.
@@ -426,7 +433,11 @@ fn a_tree_you_cannot_write_without_home_runs() {
     assert_eq!(code, Some(0), "{err}");
     assert!(text(&out).contains("/dev/null") && text(&out).contains("status"), "{}", text(&out));
     assert_eq!(listing(t.dir.path()), before);
-    assert_eq!(user_tmp(t.user.uid), tmp_before, "the layer's scratch is gone");
+    assert_eq!(
+        new_in(&tmp_before, user_tmp(t.user.uid)),
+        Vec::<String>::new(),
+        "the layer's scratch is gone"
+    );
     unmounted(t.path());
 }
 
@@ -479,5 +490,45 @@ fn passwd_is_copied_byte_for_byte_and_fifos_are_refused() {
         std::fs::rename(&saved, &path).unwrap();
         assert_eq!(listing(t.dir.path()), before, "{file}");
     }
+    unmounted(t.path());
+}
+
+/// Two runs on one tree at once: the first to end leaves the mount
+/// points it made, which the second is using (removing one would
+/// unmount it there), and the last one to end takes them away.
+#[test]
+fn the_last_of_two_runs_on_a_tree_puts_it_back() {
+    use std::io::{BufRead, BufReader, Write};
+    let Some(t) = UserTree::new("the_last_of_two_runs_on_a_tree_puts_it_back", false, &[]) else { return };
+    let before = listing(t.dir.path());
+    let home_before = t.home();
+    let script = "echo ready; read x; cat /proc/self/stat >/dev/null && ls /dev/null && echo fine";
+    let start = || {
+        let mut child = t
+            .mtbx(&["run", "--rootfs", t.path(), "sh", "-c", script])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready");
+        (child, out)
+    };
+    let finish = |(mut child, mut out): (std::process::Child, BufReader<std::process::ChildStdout>)| {
+        child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+        assert!(child.wait().unwrap().success(), "{rest}");
+        rest
+    };
+    let first = start();
+    let second = start();
+    assert!(finish(first).contains("fine"));
+    assert_ne!(listing(t.dir.path()), before, "the second still runs in it");
+    assert!(finish(second).contains("fine"), "the second's /proc and /dev are still there");
+    assert_eq!(listing(t.dir.path()), before, "the last one put the tree back");
+    assert_eq!(t.home(), home_before);
     unmounted(t.path());
 }
