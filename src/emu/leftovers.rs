@@ -67,8 +67,8 @@ struct Header {
 pub struct Journal {
     path: PathBuf,
     file: std::fs::File,
-    /// The directories made for it, deepest last: removed again when
-    /// empty, so that a run leaves no trace in the home.
+    /// The directories made for it and mtbx's own two, deepest last:
+    /// removed again when empty, so that a run leaves no trace in the home.
     made_dirs: Vec<PathBuf>,
 }
 
@@ -91,14 +91,22 @@ impl Journal {
     /// A new journal in `dir` for the tree at `tree` (root `root`),
     /// locked for as long as it is open.
     pub fn create(dir: &Path, tree: &Path, root: BorrowedFd<'_>) -> std::io::Result<Journal> {
+        // The directories this run makes, and mtbx's own two (`mtbx/rootfs`,
+        // whoever made them: runs on other trees may have, at the same
+        // moment), are removed again when empty.
         let made_dirs: Vec<PathBuf> = {
-            let mut missing: Vec<PathBuf> = dir
+            let mut dirs: Vec<PathBuf> = dir
                 .ancestors()
                 .take_while(|a| a.symlink_metadata().is_err())
                 .map(Path::to_path_buf)
                 .collect();
-            missing.reverse();
-            missing
+            for own in [Some(dir), dir.parent()].into_iter().flatten() {
+                if !dirs.iter().any(|d| d == own) {
+                    dirs.push(own.to_path_buf());
+                }
+            }
+            dirs.sort_by_key(|d| d.components().count());
+            dirs
         };
         crate::fsutil::mkdir_all(dir, 0o700)?;
         let mut name = [0u8; 8];
@@ -363,9 +371,10 @@ mod tests {
         for e in std::fs::read_dir(&jdir).unwrap() {
             std::fs::remove_file(e.unwrap().path()).unwrap();
         }
-        // A run that finishes takes the directories it made with it.
+        // A run that finishes takes the directories it made with it, and
+        // mtbx's own two when empty; others stay.
         let j = Journal::create(&jdir.join("deeper"), &tree, root.as_fd()).unwrap();
         j.finish();
-        assert!(!jdir.join("deeper").exists() && jdir.is_dir());
+        assert!(!jdir.exists() && base.path().join("state").is_dir());
     }
 }
