@@ -76,3 +76,17 @@ pub fn pid_alive(pid: i32) -> bool {
 pub fn random_bytes(buf: &mut [u8]) -> std::io::Result<()> {
     getrandom::fill(buf).map_err(std::io::Error::from)
 }
+
+/// The process's umask, as /proc/self/status shows it (reading it with
+/// umask(2) would mean setting it, for a moment, under other threads);
+/// 022 when it cannot be read.
+pub fn umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        .unwrap_or(0o022)
+}

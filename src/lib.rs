@@ -16,6 +16,8 @@
 //! - [`error`]: what kind of failure an error is, and its exit code.
 //! - [`sys`]: the system calls that need `unsafe`, and mtbx's own user
 //!   namespace for rootless pulls.
+//! - [`text`]: text from outside (names, paths, files' fields) made safe to
+//!   show on a terminal: escaped, one line, cut short.
 
 #![warn(missing_docs)]
 
@@ -28,4 +30,5 @@ pub mod pull;
 pub mod storage;
 #[allow(unsafe_code)]
 pub mod sys;
+pub mod text;
 pub mod toolbox;

@@ -159,7 +159,8 @@ fn export_wrappers_and_desktop_entries(rootless: bool) {
 
     // --app: a desktop file the test puts into the container.
     let desktop = "[Desktop Entry]\nType=Application\nName=Hello\nName[de]=Hallo\nTryExec=/bin/busybox\n\
-                   Exec=/bin/busybox touch %f\nDBusActivatable=true\n";
+                   Exec=/bin/busybox touch %f\nExec[de]=/bin/busybox touch --de %f\nTryExec[de]=/bin/busybox\n\
+                   DBusActivatable=true\n";
     s.env.podman_ok(&[
         "exec",
         "--user",
@@ -200,6 +201,11 @@ fn export_wrappers_and_desktop_entries(rootless: bool) {
     let got = std::fs::read_to_string(&entry).unwrap();
     let exec = format!("Exec={} run -c {arm} -- /bin/busybox touch %f", s.mtbx.display());
     assert!(got.lines().any(|l| l == exec), "{got}");
+    // Localized Exec and TryExec keys run through mtbx too, never the
+    // container's command on the host.
+    let exec_de = format!("Exec[de]={} run -c {arm} -- /bin/busybox touch --de %f", s.mtbx.display());
+    assert!(got.lines().any(|l| l == exec_de), "{got}");
+    assert!(got.contains(&format!("\nTryExec[de]={}\n", s.mtbx.display())), "{got}");
     assert!(got.contains("\nName=Hello (arm64)\nName[de]=Hallo (arm64)\n"), "{got}");
     assert!(
         got.contains(&format!("\nTryExec={}\n", s.mtbx.display())) && !got.contains("DBusActivatable"),
@@ -229,6 +235,22 @@ fn export_wrappers_and_desktop_entries(rootless: bool) {
         &s.mtbx(&["export", "-c", &arm, "--app", "org.example.Nope", "--dir", &bin_s]).output().unwrap(),
     );
     assert!(code == Some(2) && err.contains("org.example.Nope"), "{err}");
+    // A FIFO as the desktop file is refused at once (the probe inside
+    // never blocks on it), and one too large is named where it is.
+    let root_sh = |script: &str| {
+        s.env.podman_ok(&["exec", "--user", "root", &arm, "/bin/busybox", "sh", "-c", script]);
+    };
+    root_sh("/bin/busybox mkfifo -m 644 /usr/share/applications/org.example.Fifo.desktop");
+    root_sh("/bin/busybox head -c 1048577 /dev/zero > /usr/share/applications/org.example.Big.desktop");
+    for (app, why) in [("org.example.Fifo", "FIFO"), ("org.example.Big", "larger than")] {
+        let (code, err) =
+            failed(&s.mtbx(&["export", "-c", &arm, "--app", app, "--dir", &bin_s]).output().unwrap());
+        assert_eq!(code, Some(2), "{app}: {err}");
+        assert!(
+            err.contains(why) && err.contains(&format!("{app}.desktop in /usr/share/applications")),
+            "{err}"
+        );
+    }
     let (code, err) = failed(
         &s.mtbx(&["export", "-c", &arm, "--delete", "nothing-here", "--dir", &bin_s]).output().unwrap(),
     );

@@ -128,7 +128,7 @@ pub fn run(cmd: BinfmtCommand) -> Result<i32> {
                     let fmt = ExportFormat::from_str(&v[0], true).map_err(|_| {
                         BadInput(format!(
                             "unknown --export format {}; valid: systemd",
-                            crate::image::text::quoted(&v[0])
+                            crate::text::quoted(&v[0])
                         ))
                     })?;
                     Some((fmt, PathBuf::from(&v[1])))

@@ -145,18 +145,11 @@ pub(crate) fn run(args: ExportArgs) -> Result<i32> {
             };
             export::check_file_name(&file)?;
             let found = in_session(&tb, &name, &args.which, |probe| {
-                let mut found = Err(String::new());
-                for dir in ["/usr/share/applications", "/usr/local/share/applications"] {
-                    found = probe(&["--read", &format!("{dir}/{id}.desktop")]);
-                    if found.is_ok() {
-                        break;
-                    }
-                }
-                found
+                export::find_desktop(&id, |path| probe(&["--read", path]))
             })?;
-            let text = found.map_err(|why| ExportError::NotInContainer {
+            let text = found.map_err(|(what, why)| ExportError::NotInContainer {
                 container: name.clone(),
-                what: format!("{id}.desktop in /usr/share/applications"),
+                what,
                 why,
             })?;
             let label = suffix.unwrap_or_else(|| name.clone());
@@ -245,7 +238,13 @@ fn list(dirs: &[PathBuf], container: Option<&str>, format: Format) -> Result<i32
             Item::Bin(_) => "bin",
             Item::App(_) => "app",
         };
-        t.row(vec![e.path.display().to_string(), e.container.clone(), kind.into(), e.item.value().into()]);
+        // The container and item come from the files' markers: escaped.
+        t.row(vec![
+            crate::text::escaped(&e.path.to_string_lossy()),
+            crate::text::escaped(&e.container),
+            kind.into(),
+            crate::text::escaped(e.item.value()),
+        ]);
     }
     print!("{}", t.render(output::color_stdout()));
     Ok(exit::OK)

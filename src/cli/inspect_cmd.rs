@@ -38,7 +38,7 @@ pub fn run(args: InspectArgs) -> Result<i32> {
     let (req, regs) = args.image.resolve(args.tags)?;
     let opts = args.image.options();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let spin = output::spinner(format!("inspecting {}", args.image.image));
+    let spin = output::spinner(format!("inspecting {}", crate::text::escaped(&args.image.image)));
     let result = rt.block_on(inspect::inspect(&req, &regs, &opts));
     tracing::debug!("inspect done");
     // Nothing left to do on the runtime: do not wait for its blocking
@@ -60,7 +60,9 @@ pub fn run(args: InspectArgs) -> Result<i32> {
         let platforms = found.platforms();
         match args.format {
             Format::Json => output::print_json(&platforms)?,
-            Format::Table => platforms.iter().try_for_each(|p| writeln!(out, "{p}"))?,
+            Format::Table => {
+                platforms.iter().try_for_each(|p| writeln!(out, "{}", crate::text::escaped(p)))?
+            }
         }
         return Ok(exit::OK);
     }
@@ -69,7 +71,11 @@ pub fn run(args: InspectArgs) -> Result<i32> {
         output::print_json(&report)?;
         return Ok(exit::OK);
     }
-    let field = |out: &mut dyn Write, k: &str, v: &str| writeln!(out, "{:<15}{v}", format!("{k}:"));
+    // Every value may come from the image (tags, platform fields, labels):
+    // escaped, so that no escape sequence of theirs reaches the terminal.
+    let field = |out: &mut dyn Write, k: &str, v: &str| {
+        writeln!(out, "{:<15}{}", format!("{k}:"), crate::text::escaped(v))
+    };
     field(&mut out, "Name", &found.image.to_string())?;
     field(&mut out, "Digest", &report.digest)?;
     let selected = if report.index_digest.is_some() {

@@ -238,13 +238,16 @@ fn man_pages(dir: &std::path::Path) -> anyhow::Result<i32> {
 }
 
 /// Print an error chain as one line, `mtbx: error: outer: inner`, and
-/// with `debug` each cause again on a `caused by:` line of its own.
+/// with `debug` each cause again on a `caused by:` line of its own. The
+/// messages quote outside names escaped (`crate::text::quoted`); any
+/// control character left is escaped here, the last line of defence
+/// between a hostile file and the terminal.
 pub(crate) fn report_error(err: &anyhow::Error, debug: bool) {
     let head = paint("error:", Style::Red, output::color_stderr());
-    eprintln!("mtbx: {head} {}", one_line(err));
+    eprintln!("mtbx: {head} {}", crate::text::escaped(&one_line(err)));
     if debug {
         for cause in err.chain().skip(1) {
-            eprintln!("  caused by: {cause}");
+            eprintln!("  caused by: {}", crate::text::escaped(&cause.to_string()));
         }
     }
 }

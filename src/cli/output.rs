@@ -131,6 +131,7 @@ pub fn created(secs: i64) -> String {
 
 /// A warning line on stderr.
 pub fn warn(msg: &str) {
+    let msg = crate::text::escaped(msg);
     eprintln!("{} {msg}", paint("warning:", Style::Yellow, color_stderr()));
 }
 

@@ -33,6 +33,12 @@ pub fn run(args: SaveArgs) -> Result<i32> {
     let (req, regs) = args.image.resolve(false)?;
     let opts = args.image.options();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    // Ctrl-C, SIGTERM and SIGHUP end a save alike: the future is dropped,
+    // which removes its temporary file.
+    let (mut term, mut hup) = rt.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok::<_, std::io::Error>((signal(SignalKind::terminate())?, signal(SignalKind::hangup())?))
+    })?;
     let bar = if args.quiet || !std::io::stderr().is_terminal() {
         ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden())
     } else {
@@ -41,7 +47,7 @@ pub fn run(args: SaveArgs) -> Result<i32> {
             ProgressStyle::with_template("{spinner} writing {msg} {bytes:>10} {bytes_per_sec:>12}")
                 .expect("valid template"),
         );
-        b.set_message(args.output.display().to_string());
+        b.set_message(crate::text::quoted_path(&args.output));
         b
     };
     let on_bytes = |n: u64| bar.inc(n);
@@ -50,6 +56,8 @@ pub fn run(args: SaveArgs) -> Result<i32> {
             r = save::save(&req, &regs, &opts, &args.output, &on_bytes) => r.map_err(anyhow::Error::from),
             // Dropping the save removes its temporary file.
             _ = tokio::signal::ctrl_c() => Err(save::SaveError::Interrupted.into()),
+            _ = term.recv() => Err(save::SaveError::Interrupted.into()),
+            _ = hup.recv() => Err(save::SaveError::Interrupted.into()),
         }
     });
     rt.shutdown_background();
@@ -61,13 +69,13 @@ pub fn run(args: SaveArgs) -> Result<i32> {
     match args.format {
         Format::Json => output::print_json(&saved)?,
         Format::Table => eprintln!(
-            "Saved {} ({}, manifest {}) to {} as tag {:?}: oci-archive:{}",
-            saved.image,
-            saved.platform,
+            "Saved {} ({}, manifest {}) to {} as tag {}: oci-archive:{}",
+            crate::text::escaped(&saved.image),
+            crate::text::escaped(&saved.platform),
             saved.manifest_digest,
-            saved.path.display(),
-            saved.tag,
-            saved.path.display()
+            crate::text::quoted_path(&saved.path),
+            crate::text::quoted(&saved.tag),
+            crate::text::escaped(&saved.path.to_string_lossy())
         ),
     }
     Ok(exit::OK)

@@ -435,7 +435,7 @@ impl crate::error::Classify for UnknownArch {
 
 /// An architecture name that is in no row of the table.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("unknown architecture '{given}'; valid names: {valid}")]
+#[error("unknown architecture {}; valid names: {valid}", crate::text::quoted(.given))]
 pub struct UnknownArch {
     /// What the user typed.
     pub given: String,

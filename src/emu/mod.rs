@@ -15,6 +15,8 @@
 //! - [`register`]: the policy of registering interpreters in an instance.
 //! - [`rootfs`]: a root file system directory run in the sandbox (`run
 //!   --rootfs`).
+//! - [`leftovers`]: what a `--rootfs` run made in the tree, journaled, and
+//!   removed safely after it, or at the next run when it was killed.
 
 pub mod arch;
 pub mod binfmt;
@@ -22,6 +24,7 @@ pub mod check;
 pub mod cpu;
 pub mod elf;
 pub mod host;
+pub mod leftovers;
 pub mod register;
 pub mod rootfs;
 #[allow(unsafe_code)]

@@ -10,13 +10,14 @@
 //! link such as `etc/resolv.conf -> /run/...` or `home -> /var/home` must
 //! not lead to the host's files. A mount point the directory lacks (your
 //! home, usually) is created before and removed after the run, so the
-//! directory is left as it was.
+//! directory is left as it was; [`crate::emu::leftovers`] journals what
+//! was made and removes it without following the tree's links, also after
+//! a refusal, and at the next run when mtbx was killed.
 
 use std::ffi::OsString;
 use std::io::Read;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::{Mode, OFlags, ResolveFlags};
@@ -24,6 +25,7 @@ use rustix::fs::{Mode, OFlags, ResolveFlags};
 use crate::emu::arch::Arch;
 use crate::emu::binfmt::{Flags, Registration};
 use crate::emu::host;
+use crate::emu::leftovers::{self, Journal, Made};
 use crate::emu::sandbox::{self, RootfsMount, RootfsSpec, SandboxError};
 use crate::error::{Classify, Kind};
 
@@ -36,32 +38,34 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 const ARCH_PROBES: &[&str] =
     &["/bin/sh", "/usr/bin/env", "/bin/bash", "/bin/busybox", "/sbin/init", "/bin/ls"];
 
-/// The most of /etc/passwd read: hostile input is bounded.
-const PASSWD_MAX: u64 = 1 << 20;
+/// The largest /etc/passwd or /etc/group read (and copied with your line
+/// added): hostile input is bounded, and one of more is refused whole
+/// rather than cut in the middle of a record.
+pub const PASSWD_MAX: u64 = 4 << 20;
 
 /// Why a root file system cannot be run; each message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
     /// No such file or directory.
-    #[error("{}: no such directory: give the directory of a root file system", .0.display())]
+    #[error("{}: no such directory: give the directory of a root file system", crate::text::quoted_path(.0))]
     Missing(PathBuf),
     /// A file that is not a directory, nor anything known.
-    #[error("{} is not a directory: give the directory of a root file system", .0.display())]
+    #[error("{} is not a directory: give the directory of a root file system", crate::text::quoted_path(.0))]
     NotADirectory(PathBuf),
     /// A disk image (an SD card's .img).
-    #[error("{} is a disk image: mounting its partitions needs root, which mtbx does not use; mount its root partition first (udisksctl loop-setup -f FILE on a desktop, or sudo mount -o loop,offset=...) and give that directory", .0.display())]
+    #[error("{} is a disk image: mounting its partitions needs root, which mtbx does not use; mount its root partition first (udisksctl loop-setup -f FILE on a desktop, or sudo mount -o loop,offset=...) and give that directory", crate::text::quoted_path(.0))]
     DiskImage(PathBuf),
     /// A tar archive of a root file system.
-    #[error("{} is an archive: extract it into a directory first (mkdir DIR && tar -xf FILE -C DIR --exclude='./dev/*') and give that directory", .0.display())]
+    #[error("{} is an archive: extract it into a directory first (mkdir DIR && tar -xf FILE -C DIR --exclude='./dev/*') and give that directory", crate::text::quoted_path(.0))]
     Archive(PathBuf),
     /// No program tells the architecture.
-    #[error("cannot tell the architecture of {}: none of {} is an ELF program of a known architecture; give --arch", dir.display(), ARCH_PROBES.join(", "))]
+    #[error("cannot tell the architecture of {}: none of {} is an ELF program of a known architecture; give --arch", crate::text::quoted_path(.dir), ARCH_PROBES.join(", "))]
     UnknownArch {
         /// The root file system.
         dir: PathBuf,
     },
     /// --arch says one thing, the programs another.
-    #[error("{} holds {found} programs ({probe}), not {asked}: drop --arch or give --arch {found_short}", dir.display())]
+    #[error("{} holds {found} programs ({probe}), not {asked}: drop --arch or give --arch {found_short}", crate::text::quoted_path(.dir))]
     ArchMismatch {
         /// The root file system.
         dir: PathBuf,
@@ -75,7 +79,7 @@ pub enum RootfsError {
         probe: String,
     },
     /// No shell for `enter`.
-    #[error("{} has no shell ({shell}, /bin/bash, /bin/sh): is it a root file system?", dir.display())]
+    #[error("{} has no shell ({shell}, /bin/bash, /bin/sh): is it a root file system?", crate::text::quoted_path(.dir))]
     NoShell {
         /// The root file system.
         dir: PathBuf,
@@ -86,7 +90,7 @@ pub enum RootfsError {
     #[error("{0}")]
     NoQemu(String),
     /// A mount point the sandbox cannot do without could not be made.
-    #[error("{} has no {inside} and it cannot be created: {source}", dir.display())]
+    #[error("{} has no {inside} and it cannot be created: {source}", crate::text::quoted_path(.dir))]
     MountPoint {
         /// The root file system.
         dir: PathBuf,
@@ -96,8 +100,19 @@ pub enum RootfsError {
         #[source]
         source: std::io::Error,
     },
+    /// A file of the tree mtbx must read (its passwd, group) is not one
+    /// it can: a FIFO, a device, or too large.
+    #[error("{}: {inside} {why}", crate::text::quoted_path(.dir))]
+    BadFile {
+        /// The root file system.
+        dir: PathBuf,
+        /// The file inside.
+        inside: String,
+        /// What is wrong with it.
+        why: String,
+    },
     /// Reading the directory failed.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {source}", crate::text::quoted_path(.path))]
     Read {
         /// What.
         path: PathBuf,
@@ -119,7 +134,8 @@ impl Classify for RootfsError {
             | RootfsError::Archive(_)
             | RootfsError::UnknownArch { .. }
             | RootfsError::ArchMismatch { .. }
-            | RootfsError::NoShell { .. } => Kind::BadInput,
+            | RootfsError::NoShell { .. }
+            | RootfsError::BadFile { .. } => Kind::BadInput,
             // As a missing interpreter is for create: the host lacks it.
             RootfsError::NoQemu(_) | RootfsError::MountPoint { .. } | RootfsError::Read { .. } => {
                 Kind::Failed
@@ -154,8 +170,9 @@ pub struct Request {
     pub env: Vec<(OsString, OsString)>,
 }
 
-/// A root file system ready to run: the sandbox's spec, and the mount
-/// points created for it, removed again when this is dropped.
+/// A root file system ready to run: the sandbox's spec, and the tree
+/// with what was made in it for the run, removed again when this is
+/// dropped.
 #[derive(Debug)]
 pub struct Prepared {
     /// What the sandbox does.
@@ -167,52 +184,76 @@ pub struct Prepared {
     /// What the sandbox goes without (a home it cannot mount), one line
     /// each.
     pub warnings: Vec<String>,
-    /// Host paths created as mount points, in creation order.
-    created: Vec<PathBuf>,
-    /// The upper and work directories of copy-on-write layers.
-    overlays: Vec<tempfile::TempDir>,
+    /// The tree, and what was made in it.
+    tree: Tree,
 }
 
 impl Prepared {
     /// Run it; the command's exit code (128+N when killed by signal N).
+    /// What was made for it is removed when this returns, as the tree is
+    /// dropped.
     pub fn run(self) -> Result<i32, RootfsError> {
+        tracing::debug!("made for the run in {}: {:?}", self.tree.dir.display(), self.tree.made);
         Ok(sandbox::run_rootfs(&self.spec)?)
     }
 }
 
-impl Drop for Prepared {
+/// The directory, in-root resolution and what was made for the run
+/// (mount points, an overlay's scratch), removed again when it is
+/// dropped: after the run, or after a refusal half-way through.
+#[derive(Debug)]
+struct Tree {
+    dir: PathBuf,
+    root: OwnedFd,
+    /// What this run made, in order.
+    made: Vec<Made>,
+    /// Where the journals go; None: no journal (the unit tests).
+    journal_dir: Option<PathBuf>,
+    /// This run's journal, held from the start (its lock says the tree
+    /// is in use); None without one (see [`Tree::open`]).
+    journal: Option<Journal>,
+    /// The upper and work directories of copy-on-write layers.
+    overlays: Vec<tempfile::TempDir>,
+}
+
+impl Drop for Tree {
     fn drop(&mut self) {
-        // Last made, first removed; only what is still empty (rmdir), and
-        // files only while empty: anything the command put there stays.
-        for p in self.created.iter().rev() {
-            match std::fs::symlink_metadata(p) {
-                Ok(m) if m.is_dir() => {
-                    let _ = std::fs::remove_dir(p);
-                }
-                Ok(m) if m.is_file() && m.len() == 0 => {
-                    let _ = std::fs::remove_file(p);
-                }
-                _ => {}
-            }
+        let root = self.root.as_fd();
+        let own = self.journal.as_ref().map_or(Path::new(""), |j| j.path());
+        let others = self.journal_dir.as_deref().map_or(0, |d| leftovers::live_runs(d, root, own));
+        if others > 0 {
+            // Another run uses the tree, perhaps through these mount
+            // points (removing one would unmount it there): they are left
+            // to the last run to end, which finds them in this journal,
+            // whose lock goes with this process. The layers' scratch is
+            // this run's alone.
+            tracing::debug!("{others} other runs use {}: leaving what this one made", self.dir.display());
+            let scratch: Vec<Made> =
+                self.made.iter().filter(|m| matches!(m, Made::Scratch(_))).cloned().collect();
+            leftovers::remove(root, &scratch);
+            self.overlays.clear();
+            self.journal.take();
+            return;
         }
-        // overlayfs leaves its work directory without permissions; the
-        // TempDir's removal needs them back.
-        for o in &self.overlays {
-            let _ =
-                std::fs::set_permissions(o.path().join("work/work"), std::fs::Permissions::from_mode(0o700));
+        // Last made, first removed; only what is still what mtbx made and
+        // empty, found without following a link: anything the command put
+        // there, or planted on the way, stays.
+        leftovers::remove(root, &self.made);
+        self.overlays.clear();
+        if let Some(j) = self.journal.take() {
+            j.finish();
+        }
+        // What runs that ended beside this one left for the last.
+        if let Some(d) = &self.journal_dir {
+            leftovers::sweep(d, root);
         }
     }
 }
 
-/// The directory, in-root resolution and the mount points made.
-struct Tree {
-    dir: PathBuf,
-    root: OwnedFd,
-    created: Vec<PathBuf>,
-}
-
 impl Tree {
-    fn open(dir: &Path) -> Result<Tree, RootfsError> {
+    /// Open the tree at `dir`; with a `journal_dir`, first remove what
+    /// killed runs left in it, and journal what this one makes there.
+    fn open(dir: &Path, journal_dir: Option<PathBuf>) -> Result<Tree, RootfsError> {
         let meta = match std::fs::metadata(dir) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -227,7 +268,28 @@ impl Tree {
             std::fs::canonicalize(dir).map_err(|source| RootfsError::Read { path: dir.into(), source })?;
         let root = rustix::fs::open(&dir, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
             .map_err(|e| RootfsError::Read { path: dir.clone(), source: e.into() })?;
-        Ok(Tree { dir, root, created: Vec::new() })
+        // A journal that cannot be kept (a home one may not write) costs
+        // only the cleanup after a kill: the run goes on, with a warning.
+        let journal = journal_dir.as_deref().and_then(|j| {
+            leftovers::sweep(j, root.as_fd());
+            Journal::create(j, &dir, root.as_fd())
+                .map_err(|e| {
+                    tracing::warn!(
+                        "cannot keep a journal in {} ({e}): if mtbx is killed, what it makes in {} stays",
+                        crate::text::quoted_path(j),
+                        crate::text::quoted_path(&dir)
+                    )
+                })
+                .ok()
+        });
+        Ok(Tree { dir, root, made: Vec::new(), journal_dir, journal, overlays: Vec::new() })
+    }
+
+    /// Remember `made`, in the journal first.
+    fn record(&mut self, made: Made) -> std::io::Result<()> {
+        let recorded = self.journal.as_mut().map_or(Ok(()), |j| j.record(&made));
+        self.made.push(made);
+        recorded
     }
 
     /// Open `inside` (absolute, as the sandbox sees it) within the tree:
@@ -237,6 +299,13 @@ impl Tree {
         let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { &rel };
         let how = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
         Ok(rustix::fs::openat2(&self.root, rel, flags | OFlags::CLOEXEC, Mode::empty(), how)?)
+    }
+
+    /// Open the regular file `inside` for reading, within the tree: a
+    /// FIFO or device the tree holds there is refused, never read.
+    fn open_file(&self, inside: &Path) -> std::io::Result<std::fs::File> {
+        let rel = relative(inside);
+        crate::sys::files::open_regular_at(self.root.as_fd(), &rel, ResolveFlags::IN_ROOT)
     }
 
     /// The host path of an open file of the tree.
@@ -304,7 +373,12 @@ impl Tree {
                         } else {
                             rustix::fs::mkdirat(&cur, c, Mode::from_raw_mode(0o755))?;
                         }
-                        self.created.push(here.join(c));
+                        let rel =
+                            here.join(c).strip_prefix(&self.dir).map(Path::to_path_buf).map_err(|_| {
+                                std::io::Error::other(format!("{} is outside the tree", here.display()))
+                            })?;
+                        let made = leftovers::made_at(cur.as_fd(), c, rel, dir || !last)?;
+                        self.record(made)?;
                     }
                     Err(rustix::io::Errno::INVAL) => {} // exists, not a link
                     Err(e) => return Err(e.into()),
@@ -326,7 +400,7 @@ impl Tree {
     /// directories to make in it, the host path `inside` will have, and the
     /// layer's scratch directory.
     fn overlay_for(
-        &self,
+        &mut self,
         inside: &Path,
     ) -> std::io::Result<(RootfsMount, Vec<PathBuf>, PathBuf, tempfile::TempDir)> {
         let want = normal(inside);
@@ -347,6 +421,7 @@ impl Tree {
             )));
         }
         let scratch = tempfile::Builder::new().prefix("mtbx-layer-").tempdir()?;
+        self.record(Made::Scratch(scratch.path().to_path_buf()))?;
         let (upper, work) = (scratch.path().join("upper"), scratch.path().join("work"));
         std::fs::create_dir(&upper)?;
         std::fs::create_dir(&work)?;
@@ -368,6 +443,7 @@ impl Tree {
             target: lower.clone(),
             what: format!("a layer over {}", lower.display()),
             mkdirs: vec![],
+            contents: None,
         };
         Ok((mount, mkdirs, target, scratch))
     }
@@ -388,29 +464,51 @@ impl Tree {
     /// ELF of a known machine, and which probe that was.
     fn arch(&self) -> Option<(&'static Arch, &'static str)> {
         ARCH_PROBES.iter().find_map(|probe| {
-            let fd = self.open_in(Path::new(probe), OFlags::RDONLY).ok()?;
+            let f = self.open_file(Path::new(probe)).ok()?;
             let mut head = Vec::with_capacity(64);
-            std::fs::File::from(fd).take(64).read_to_end(&mut head).ok()?;
+            f.take(64).read_to_end(&mut head).ok()?;
             crate::emu::elf::arch_of(&head).map(|a| (a, *probe))
         })
     }
 
-    /// A small text file of the tree (`/etc/passwd`), read within it and
-    /// capped.
-    fn read_small(&self, inside: &Path) -> Option<String> {
-        let fd = self.open_in(inside, OFlags::RDONLY).ok()?;
-        let mut text = Vec::new();
-        std::fs::File::from(fd).take(PASSWD_MAX).read_to_end(&mut text).ok()?;
-        Some(String::from_utf8_lossy(&text).into_owned())
+    /// The tree's `/etc/passwd` or `/etc/group` (`inside`), byte for byte:
+    /// None when it has none (or it cannot be read); refused when it is not
+    /// a regular file (a FIFO would block the read forever) or larger than
+    /// [`PASSWD_MAX`] (a copy cut there would end in half a record).
+    fn read_db(&self, inside: &Path) -> Result<Option<Vec<u8>>, RootfsError> {
+        let bad = |why: String| RootfsError::BadFile {
+            dir: self.dir.clone(),
+            inside: inside.display().to_string(),
+            why,
+        };
+        let f = match self.open_file(inside) {
+            Ok(f) => f,
+            Err(e) if crate::sys::files::is_not_regular(&e) => {
+                return Err(bad(format!("cannot be read: {e}")))
+            }
+            Err(_) => return Ok(None),
+        };
+        let mut bytes = Vec::new();
+        if f.take(PASSWD_MAX + 1).read_to_end(&mut bytes).is_err() {
+            return Ok(None);
+        }
+        if bytes.len() as u64 > PASSWD_MAX {
+            return Err(bad(format!(
+                "is larger than {} MiB, more than mtbx reads; shorten it or run with --root",
+                PASSWD_MAX >> 20
+            )));
+        }
+        Ok(Some(bytes))
     }
 
     /// The login shell /etc/passwd gives `user`, if any.
-    fn passwd_shell(&self, user: &str) -> Option<PathBuf> {
-        let text = self.read_small(Path::new("/etc/passwd"))?;
-        text.lines().find_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            (f.len() >= 7 && f[0] == user && !f[6].is_empty()).then(|| PathBuf::from(f[6]))
-        })
+    fn passwd_shell(&self, user: &str) -> Result<Option<PathBuf>, RootfsError> {
+        let Some(text) = self.read_db(Path::new("/etc/passwd"))? else { return Ok(None) };
+        Ok(text.split(|b| *b == b'\n').find_map(|l| {
+            let f: Vec<&[u8]> = l.split(|b| *b == b':').collect();
+            (f.len() >= 7 && f[0] == user.as_bytes() && !f[6].is_empty())
+                .then(|| PathBuf::from(std::ffi::OsStr::from_bytes(f[6])))
+        }))
     }
 }
 
@@ -438,7 +536,7 @@ fn normal(inside: &Path) -> PathBuf {
 /// What a file given instead of a directory is, for the error.
 fn sniff_file(path: &Path) -> RootfsError {
     let mut head = vec![0u8; 1024];
-    let n = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)).unwrap_or(0);
+    let n = crate::sys::files::open_regular(path, true).and_then(|mut f| f.read(&mut head)).unwrap_or(0);
     head.truncate(n);
     let name = path.to_string_lossy().to_ascii_lowercase();
     let archive = head.get(257..262) == Some(b"ustar")
@@ -460,7 +558,7 @@ fn sniff_file(path: &Path) -> RootfsError {
 /// Check the request and make everything the sandbox needs, mount points
 /// included; nothing runs yet.
 pub fn prepare(req: &Request) -> Result<Prepared, RootfsError> {
-    let mut tree = Tree::open(&req.dir)?;
+    let mut tree = Tree::open(&req.dir, Some(leftovers::journal_dir(&req.home)))?;
     let found = tree.arch();
     let arch = match (req.arch, found) {
         (Some(asked), Some((found, probe))) if asked.elf != found.elf => {
@@ -499,7 +597,7 @@ pub fn prepare(req: &Request) -> Result<Prepared, RootfsError> {
         }
         None => {
             let who = if req.root { "root" } else { req.user.as_str() };
-            let listed = tree.passwd_shell(who);
+            let listed = tree.passwd_shell(who)?;
             let shell = listed
                 .iter()
                 .cloned()
@@ -507,7 +605,7 @@ pub fn prepare(req: &Request) -> Result<Prepared, RootfsError> {
                 .find(|s| tree.is_file(s))
                 .ok_or_else(|| RootfsError::NoShell {
                     dir: tree.dir.clone(),
-                    shell: listed.as_ref().map_or("none in /etc/passwd".into(), |s| s.display().to_string()),
+                    shell: listed.as_ref().map_or("none in /etc/passwd".into(), crate::text::quoted_path),
                 })?;
             // A login shell, by the '-' its argv[0] starts with (QEMU keeps
             // argv[0]: flag P).
@@ -519,7 +617,9 @@ pub fn prepare(req: &Request) -> Result<Prepared, RootfsError> {
     };
 
     let mut warnings = Vec::new();
-    let mut overlays = Vec::new();
+    // Copy-on-write layers, mounted first (before /proc, /dev, ...: a layer
+    // over the tree's root would hide them).
+    let mut layers = Vec::new();
     let dir_err = |inside: &str, dir: &Path| {
         let dir = dir.to_path_buf();
         let inside = inside.to_string();
@@ -536,6 +636,7 @@ pub fn prepare(req: &Request) -> Result<Prepared, RootfsError> {
             target,
             what: inside.into(),
             mkdirs: vec![],
+            contents: None,
         });
     }
     // A fresh /tmp: writable whoever owns the tree's, and nothing is left
@@ -545,9 +646,10 @@ pub fn prepare(req: &Request) -> Result<Prepared, RootfsError> {
         source: None,
         fstype: Some("tmpfs"),
         data: Some("mode=1777".into()),
-        target: tmp,
+        target: tmp.clone(),
         what: "a tmpfs on /tmp".into(),
         mkdirs: vec![],
+        contents: None,
     });
     let home_mounted = match tree.ensure(&req.home, true) {
         Ok(target) => {
@@ -563,9 +665,9 @@ pub fn prepare(req: &Request) -> Result<Prepared, RootfsError> {
             match tree.overlay_for(&req.home) {
                 Ok((mut overlay, mkdirs, target, scratch)) => {
                     overlay.mkdirs = mkdirs;
-                    mounts.push(overlay);
+                    layers.push(overlay);
                     mounts.push(home_mount(&req.home, target, vec![]));
-                    overlays.push(scratch);
+                    tree.overlays.push(scratch);
                     true
                 }
                 Err(why) => {
@@ -597,6 +699,7 @@ pub fn prepare(req: &Request) -> Result<Prepared, RootfsError> {
                 target,
                 what: "the host's /etc/resolv.conf".into(),
                 mkdirs: vec![],
+                contents: None,
             }),
             Err(e) => warnings.push(format!("the host's /etc/resolv.conf is not mounted: {e}")),
         }
@@ -610,25 +713,22 @@ pub fn prepare(req: &Request) -> Result<Prepared, RootfsError> {
         ];
         for (file, line) in entries {
             let inside = Path::new(file);
-            let Some(text) = with_entry(tree.read_small(inside).as_deref().unwrap_or(""), &line) else {
+            let Some(text) = with_entry(&tree.read_db(inside)?.unwrap_or_default(), &line) else {
                 continue;
             };
-            let made = tempfile::Builder::new()
-                .prefix("mtbx-rootfs-")
-                .tempdir()
-                .and_then(|d| std::fs::write(d.path().join("entries"), &text).map(|()| d));
-            match made.and_then(|d| tree.ensure(inside, false).map(|target| (d, target))) {
-                Ok((scratch, target)) => {
-                    mounts.push(RootfsMount {
-                        source: Some(scratch.path().join("entries")),
-                        fstype: None,
-                        data: None,
-                        target,
-                        what: format!("{file} with you in it"),
-                        mkdirs: vec![],
-                    });
-                    overlays.push(scratch);
-                }
+            // The copy is written by the sandbox into its own /tmp (a tmpfs
+            // that dies with it), bound over the tree's file and unlinked:
+            // nothing of it is left anywhere, however mtbx ends.
+            match tree.ensure(inside, false) {
+                Ok(target) => mounts.push(RootfsMount {
+                    source: Some(tmp.join(format!(".mtbx-{}", file.trim_start_matches("/etc/")))),
+                    fstype: None,
+                    data: None,
+                    target,
+                    what: format!("{file} with you in it"),
+                    mkdirs: vec![],
+                    contents: Some(text),
+                }),
                 Err(e) => warnings.push(format!("you are not in the tree's {file}: {e}")),
             }
         }
@@ -665,10 +765,13 @@ pub fn prepare(req: &Request) -> Result<Prepared, RootfsError> {
         .collect();
     env.push(format!("PATH={DEFAULT_PATH}").into());
 
+    let before_proc = layers.len();
+    layers.extend(mounts);
     let spec = RootfsSpec {
         rootfs: tree.dir.clone(),
         proc_dir,
-        mounts,
+        mounts: layers,
+        before_proc,
         regs,
         root: req.root,
         workdirs,
@@ -680,7 +783,7 @@ pub fn prepare(req: &Request) -> Result<Prepared, RootfsError> {
         // that Ctrl-Z stops both and the outer shell sees it.
         take_terminal: req.command.is_none(),
     };
-    Ok(Prepared { spec, arch, interpreter, warnings, created: std::mem::take(&mut tree.created), overlays })
+    Ok(Prepared { spec, arch, interpreter, warnings, tree })
 }
 
 /// Your passwd line inside the tree.
@@ -688,25 +791,25 @@ fn passwd_line(user: &str, uid: u32, gid: u32, home: &Path, shell: &Path) -> Str
     format!("{user}:x:{uid}:{gid}:{user}:{}:{}", home.display(), shell.display())
 }
 
-/// `text` (a passwd or group file) with `line` added, or None when its
-/// name or id is there already: programs that ask who you are (a shell's
-/// prompt, `id -un`, ssh, git) then find you, and the tree's own file,
-/// bound over by the copy, stays as it was.
-fn with_entry(text: &str, line: &str) -> Option<String> {
-    fn key(l: &str) -> (&str, &str) {
-        let mut f = l.split(':');
-        (f.next().unwrap_or(""), f.nth(1).unwrap_or(""))
+/// `text` (a passwd or group file, its bytes as they are) with `line`
+/// added, or None when its name or id is there already: programs that ask
+/// who you are (a shell's prompt, `id -un`, ssh, git) then find you, and
+/// the tree's own file, bound over by the copy, stays as it was.
+fn with_entry(text: &[u8], line: &str) -> Option<Vec<u8>> {
+    fn key(l: &[u8]) -> (&[u8], &[u8]) {
+        let mut f = l.split(|b| *b == b':');
+        (f.next().unwrap_or(b""), f.nth(1).unwrap_or(b""))
     }
-    let (name, id) = key(line);
-    if text.lines().map(key).any(|(n, i)| n == name || i == id) {
+    let (name, id) = key(line.as_bytes());
+    if text.split(|b| *b == b'\n').map(key).any(|(n, i)| n == name || i == id) {
         return None;
     }
-    let mut out = text.to_string();
-    if !out.is_empty() && !out.ends_with('\n') {
-        out.push('\n');
+    let mut out = text.to_vec();
+    if !out.is_empty() && !out.ends_with(b"\n") {
+        out.push(b'\n');
     }
-    out.push_str(line);
-    out.push('\n');
+    out.extend_from_slice(line.as_bytes());
+    out.push(b'\n');
     Some(out)
 }
 
@@ -718,6 +821,7 @@ fn home_mount(home: &Path, target: PathBuf, mkdirs: Vec<PathBuf>) -> RootfsMount
         target,
         what: format!("your home {}", home.display()),
         mkdirs,
+        contents: None,
     }
 }
 
@@ -727,7 +831,7 @@ mod tests {
 
     fn tree() -> (tempfile::TempDir, Tree) {
         let d = tempfile::tempdir().unwrap();
-        let t = Tree::open(d.path()).unwrap();
+        let t = Tree::open(d.path(), None).unwrap();
         (d, t)
     }
 
@@ -749,9 +853,17 @@ mod tests {
         // A link out through .. stays in.
         std::os::unix::fs::symlink("../../../../..", root.join("up")).unwrap();
         assert_eq!(t.ensure(Path::new("/up/x"), true).unwrap(), root.join("x"));
-        let created = t.created.clone();
+        let created = || -> Vec<PathBuf> {
+            t.made
+                .iter()
+                .map(|m| match m {
+                    Made::InTree { rel, .. } => root.join(rel),
+                    Made::Scratch(p) => p.clone(),
+                })
+                .collect()
+        };
         assert_eq!(
-            created,
+            created(),
             vec![
                 root.join("var/home/me"),
                 root.join("run"),
@@ -763,43 +875,24 @@ mod tests {
         // What exists is not recreated, and is the wrong kind an error.
         assert_eq!(t.ensure(Path::new("/home/me"), true).unwrap(), root.join("var/home/me"));
         assert!(t.ensure(Path::new("/etc/resolv.conf"), true).is_err());
-        assert_eq!(t.created.len(), 5);
-        // Dropping a Prepared removes them again.
-        drop(Prepared {
-            spec: RootfsSpec {
-                rootfs: root.clone(),
-                proc_dir: root.join("proc"),
-                mounts: vec![],
-                regs: vec![],
-                root: false,
-                workdirs: vec![],
-                programs: vec![],
-                program_name: String::new(),
-                argv: vec![],
-                env: vec![],
-                take_terminal: false,
-            },
-            arch: Arch::host(),
-            interpreter: None,
-            warnings: vec![],
-            created,
-            overlays: vec![],
-        });
+        assert_eq!(t.made.len(), 5);
+        // Dropping the tree removes them again.
+        drop(t);
         assert!(!root.join("run").exists() && !root.join("x").exists() && !root.join("var/home/me").exists());
         assert!(root.join("var/home").is_dir() && root.join("etc/resolv.conf").symlink_metadata().is_ok());
     }
 
     #[test]
     fn you_are_added_to_passwd_and_group_only_when_missing() {
-        let passwd = "root:x:0:0:root:/root:/bin/bash\nme:x:1000:1000::/home/me:/bin/sh";
+        // Not UTF-8 (a Latin-1 GECOS): copied byte for byte.
+        let passwd = b"root:x:0:0:root:/root:/bin/bash\nme:x:1000:1000:Ren\xe9:/home/me:/bin/sh";
         let line = passwd_line("you", 1001, 1001, Path::new("/home/you"), Path::new("/bin/bash"));
-        assert_eq!(
-            with_entry(passwd, &line).unwrap(),
-            format!("{passwd}\nyou:x:1001:1001:you:/home/you:/bin/bash\n")
-        );
+        let mut want = passwd.to_vec();
+        want.extend_from_slice(b"\nyou:x:1001:1001:you:/home/you:/bin/bash\n");
+        assert_eq!(with_entry(passwd, &line).unwrap(), want);
         assert_eq!(with_entry(passwd, "me:x:1002:1002::/home/me:/bin/sh"), None, "the name is there");
         assert_eq!(with_entry(passwd, "other:x:1000:1000::/:/bin/sh"), None, "the id is there");
-        assert_eq!(with_entry("", "you:x:7:"), Some("you:x:7:\n".into()), "no file: one line");
+        assert_eq!(with_entry(b"", "you:x:7:"), Some(b"you:x:7:\n".to_vec()), "no file: one line");
     }
 
     #[test]
@@ -810,14 +903,14 @@ mod tests {
         mbr[510] = 0x55;
         mbr[511] = 0xaa;
         std::fs::write(&img, &mbr).unwrap();
-        assert!(matches!(Tree::open(&img), Err(RootfsError::DiskImage(_))));
+        assert!(matches!(Tree::open(&img, None), Err(RootfsError::DiskImage(_))));
         let gz = d.path().join("root.tar.gz");
         std::fs::write(&gz, [0x1f, 0x8b, 8, 0]).unwrap();
-        assert!(matches!(Tree::open(&gz), Err(RootfsError::Archive(_))));
+        assert!(matches!(Tree::open(&gz, None), Err(RootfsError::Archive(_))));
         let txt = d.path().join("notes");
         std::fs::write(&txt, "hello").unwrap();
-        assert!(matches!(Tree::open(&txt), Err(RootfsError::NotADirectory(_))));
-        assert!(matches!(Tree::open(&d.path().join("nope")), Err(RootfsError::Missing(_))));
+        assert!(matches!(Tree::open(&txt, None), Err(RootfsError::NotADirectory(_))));
+        assert!(matches!(Tree::open(&d.path().join("nope"), None), Err(RootfsError::Missing(_))));
     }
 
     #[test]
@@ -835,8 +928,8 @@ mod tests {
         assert_eq!((found.elf, probe), (arm.elf, "/bin/sh"));
         std::fs::write(root.join("etc/passwd"), "root:x:0:0::/root:/bin/zsh\nme:x:1:1::/home/me:/bin/dash\n")
             .unwrap();
-        assert_eq!(t.passwd_shell("me"), Some(PathBuf::from("/bin/dash")));
-        assert_eq!(t.passwd_shell("root"), Some(PathBuf::from("/bin/zsh")));
-        assert_eq!(t.passwd_shell("nobody"), None);
+        assert_eq!(t.passwd_shell("me").unwrap(), Some(PathBuf::from("/bin/dash")));
+        assert_eq!(t.passwd_shell("root").unwrap(), Some(PathBuf::from("/bin/zsh")));
+        assert_eq!(t.passwd_shell("nobody").unwrap(), None);
     }
 }

@@ -138,6 +138,8 @@ pub enum SandboxError {
 }
 
 fn exec_message(program: &str, errno: Errno) -> String {
+    // What the user typed, or the shell a tree's passwd names.
+    let program = crate::text::escaped(program);
     match errno {
         Errno::ENOENT | Errno::ENOTDIR => format!("{program}: command not found in the root file system"),
         e => format!("cannot run {program} in the root file system: {}", e.desc()),
@@ -477,6 +479,10 @@ pub struct RootfsMount {
     /// Directories made in it once mounted, in order (mount points for the
     /// mounts after it).
     pub mkdirs: Vec<PathBuf>,
+    /// Bytes the sandbox writes to `source` (a new file, in a file system
+    /// of its own mounted before: its /tmp) just before binding it, and
+    /// unlinks right after: a file that exists only in the sandbox.
+    pub contents: Option<Vec<u8>>,
 }
 
 /// Everything [`run_rootfs`] needs: a root file system directory, what to
@@ -487,8 +493,12 @@ pub struct RootfsSpec {
     pub rootfs: PathBuf,
     /// Where its /proc is (as the mount targets: a host path).
     pub proc_dir: PathBuf,
-    /// Mounted in this order, after /proc and binfmt_misc.
+    /// Mounted in this order: the first `before_proc` right after the
+    /// root file system's own bind (copy-on-write layers, which would hide
+    /// what is mounted under them), the rest after /proc and binfmt_misc.
     pub mounts: Vec<RootfsMount>,
+    /// How many of `mounts` go before /proc.
+    pub before_proc: usize,
     /// Registered in the namespace's own binfmt_misc instance, mounted at
     /// /proc/sys/fs/binfmt_misc inside; none for a native root file system.
     pub regs: Vec<Registration>,
@@ -522,6 +532,7 @@ struct RootfsPlan {
     proc_dir: CString,
     binfmt: Option<(CString, CString, Vec<Vec<u8>>)>,
     mounts: Vec<MountArgs>,
+    before_proc: usize,
     workdirs: Vec<CString>,
     programs: Vec<CString>,
     _argv: Vec<CString>,
@@ -540,6 +551,59 @@ struct MountArgs {
     flags: libc::c_ulong,
     data: Option<CString>,
     mkdirs: Vec<CString>,
+    contents: Option<Vec<u8>>,
+}
+
+impl MountArgs {
+    /// Mount it (writing its contents first), then make its directories;
+    /// false on failure, errno set. Async-signal-safe: raw calls on
+    /// prepared buffers.
+    unsafe fn mount(&self) -> bool {
+        let null = std::ptr::null::<libc::c_char>();
+        let p = |c: &Option<CString>| c.as_ref().map_or(null, |c| c.as_ptr());
+        if let (Some(bytes), Some(source)) = (&self.contents, &self.source) {
+            let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+            let fd = libc::open(source.as_ptr(), flags, 0o644);
+            if fd < 0 {
+                return false;
+            }
+            let mut left: &[u8] = bytes;
+            while !left.is_empty() {
+                let n = libc::write(fd, left.as_ptr().cast(), left.len());
+                if n < 0 && Errno::last() == Errno::EINTR {
+                    continue;
+                }
+                if n <= 0 {
+                    libc::close(fd);
+                    return false;
+                }
+                left = &left[n as usize..];
+            }
+            libc::close(fd);
+        }
+        let mounted = libc::mount(
+            p(&self.source),
+            self.target.as_ptr(),
+            p(&self.fstype),
+            self.flags,
+            p(&self.data).cast(),
+        ) == 0;
+        if let (Some(_), Some(source)) = (&self.contents, &self.source) {
+            // Bound: the mount holds the file; its name goes.
+            let errno = Errno::last();
+            libc::unlink(source.as_ptr());
+            Errno::set_raw(errno as i32);
+        }
+        if !mounted {
+            return false;
+        }
+        for dir in &self.mkdirs {
+            if libc::mkdir(dir.as_ptr(), 0o755) != 0 && Errno::last() != Errno::EEXIST {
+                return false;
+            }
+        }
+        true
+    }
 }
 
 const PROC: &std::ffi::CStr = c"proc";
@@ -600,6 +664,7 @@ impl RootfsPlan {
                 flags,
                 data: m.data.as_deref().map(|d| CString::new(d).map_err(|_| bad(d.into()))).transpose()?,
                 mkdirs: m.mkdirs.iter().map(|p| cpath(p)).collect::<Result<_, _>>()?,
+                contents: m.contents.clone(),
             });
         }
         let argv: Vec<CString> = spec.argv.iter().map(|a| cstr(a)).collect::<Result<_, _>>()?;
@@ -621,6 +686,7 @@ impl RootfsPlan {
             proc_dir: cpath(&spec.proc_dir)?,
             binfmt,
             mounts,
+            before_proc: spec.before_proc.min(spec.mounts.len()),
             workdirs: spec.workdirs.iter().map(|p| cpath(p)).collect::<Result<_, _>>()?,
             programs: spec.programs.iter().map(|p| cpath(p)).collect::<Result<_, _>>()?,
             argv_ptrs: ptrs(&argv),
@@ -662,6 +728,12 @@ impl RootfsPlan {
         if libc::mount(self.rootfs.as_ptr(), self.rootfs.as_ptr(), null, bind, std::ptr::null()) != 0 {
             fail(Step::RootfsMount, 0);
         }
+        let (layers, mounts) = self.mounts.split_at(self.before_proc);
+        for (i, m) in layers.iter().enumerate() {
+            if !m.mount() {
+                fail(Step::RootfsMount, i + 2);
+            }
+        }
         // A fresh /proc: this process is in the new PID namespace, so it
         // shows the sandbox's processes only.
         let pflags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
@@ -688,15 +760,9 @@ impl RootfsPlan {
                 }
             }
         }
-        for (i, m) in self.mounts.iter().enumerate() {
-            let p = |c: &Option<CString>| c.as_ref().map_or(null, |c| c.as_ptr());
-            if libc::mount(p(&m.source), m.target.as_ptr(), p(&m.fstype), m.flags, p(&m.data).cast()) != 0 {
-                fail(Step::RootfsMount, i + 2);
-            }
-            for dir in &m.mkdirs {
-                if libc::mkdir(dir.as_ptr(), 0o755) != 0 && Errno::last() != Errno::EEXIST {
-                    fail(Step::RootfsMount, i + 2);
-                }
+        for (i, m) in mounts.iter().enumerate() {
+            if !m.mount() {
+                fail(Step::RootfsMount, i + 2 + layers.len());
             }
         }
         // pivot_root(".", "."), then detach the old root stacked on top:

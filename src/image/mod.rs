@@ -10,8 +10,6 @@
 //! - [`resolved`]: what either source resolves an image to, and the
 //!   image-level errors both find.
 //! - [`source`]: the one interface blobs stream through, whatever the source.
-//! - [`text`]: outside text (names, registries' messages) made safe for
-//!   one error line.
 //! - [`inspect`]: an image on its registry, resolved for one platform.
 //! - [`local`]: images in files (`oci:`, `oci-archive:`, `docker-archive:`), read natively.
 //! - [`proxy`]: skopeo's image proxy as a second source.
@@ -28,4 +26,3 @@ pub mod registries_conf;
 pub mod registry;
 pub mod resolved;
 pub mod source;
-pub mod text;

@@ -10,7 +10,7 @@
 use std::fmt;
 
 use crate::error::{Classify, Kind};
-use crate::image::text::quoted;
+use crate::text::quoted;
 
 /// The registry Docker's shorthands mean.
 pub const DOCKER_HUB: &str = "docker.io";

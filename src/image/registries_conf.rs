@@ -313,7 +313,7 @@ fn parse(text: &str, path: &Path) -> Result<ConfFile, RegistriesError> {
         // A mistake found at the end of the text (an unclosed array) is
         // on the last line, not on the empty one after the final newline.
         line: e.span().map(|s| text[..s.start.min(text.trim_end().len())].matches('\n').count() + 1),
-        why: crate::image::text::one_line(e.message(), crate::image::text::SHOWN_CHARS),
+        why: crate::text::one_line(e.message(), crate::text::SHOWN_CHARS),
     })
 }
 

@@ -14,14 +14,14 @@ use crate::image::manifest::{
 };
 use crate::image::platform::Wanted;
 use crate::image::reference::ImageRef;
-use crate::image::text::quoted;
+use crate::text::{escaped, quoted};
 
 /// The image itself is not what was asked for, or is broken; the same
 /// whichever source found it.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
     /// The index has no entry for the platform.
-    #[error("{image} has no {wanted} image; it offers {}", offered.join(", "))]
+    #[error("{image} has no {wanted} image; it offers {}", offered.iter().map(|o| escaped(o)).collect::<Vec<_>>().join(", "))]
     NoPlatform {
         /// The image.
         image: String,
@@ -31,7 +31,7 @@ pub enum ImageError {
         offered: Vec<String>,
     },
     /// A single-arch image of another platform.
-    #[error("image {image} is {have} only; asked for {wanted}")]
+    #[error("image {image} is {} only; asked for {wanted}", escaped(.have))]
     SingleArchMismatch {
         /// The image.
         image: String,
@@ -41,7 +41,7 @@ pub enum ImageError {
         wanted: String,
     },
     /// The index entry and the config disagree.
-    #[error("image {image} is broken: its index entry says {entry} but its config says {config}")]
+    #[error("image {image} is broken: its index entry says {} but its config says {}", escaped(.entry), escaped(.config))]
     Contradiction {
         /// The image.
         image: String,

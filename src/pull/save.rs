@@ -9,7 +9,12 @@
 //! tar on a blocking thread, hashed on the way: memory does not grow with
 //! the image. The archive is a temporary file next to the target, renamed
 //! into place only when every blob was the size and digest its descriptor
-//! says; a failure, or dropping the future (Ctrl-C), removes it.
+//! says; a failure, or dropping the future (Ctrl-C, SIGTERM), removes it.
+//! The temporary file is flock(2)ed while it is written, so that one left
+//! by a save that was killed outright (SIGKILL) is known for a dead one's
+//! and removed by the next save to the same file. The archive's mode is
+//! what the umask gives a new file (0666 less the umask), as for any file
+//! a program creates.
 
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -29,7 +34,7 @@ use crate::image::source::BlobSource;
 #[derive(Debug, thiserror::Error)]
 pub enum SaveError {
     /// The output's directory is not there, or the output is one.
-    #[error("cannot write {}: {why}", .path.display())]
+    #[error("cannot write {}: {why}", crate::text::quoted_path(.path))]
     BadOutput {
         /// The output path.
         path: PathBuf,
@@ -37,7 +42,7 @@ pub enum SaveError {
         why: String,
     },
     /// Writing the archive failed.
-    #[error("cannot write {}", .path.display())]
+    #[error("cannot write {}", crate::text::quoted_path(.path))]
     Write {
         /// The archive being written.
         path: PathBuf,
@@ -124,14 +129,22 @@ pub async fn save(
     }
     let (source, found, _) = open_source(req, regs, opts, SourceKind::Registry).await?;
     let file_name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let prefix = format!(".{file_name}.");
+    remove_dead_parts(&dir, &prefix);
     let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{file_name}."))
+        .prefix(&prefix)
         .suffix(".part")
         .tempfile_in(&dir)
         .map_err(|e| SaveError::Write { path: dir.clone(), source: e })?;
+    // Held until the file is renamed or removed (the descriptor goes to
+    // the writer and is closed then): the mark of a live save.
+    crate::sys::files::try_flock(tmp.as_file(), true)
+        .map_err(|e| SaveError::Write { path: tmp.path().to_path_buf(), source: e })?;
     // The path stays here: dropped with this future (an error, Ctrl-C), it
     // removes the file, whatever the writer thread is doing.
     let (file, tmp_path) = tmp.into_parts();
+    // The lock lives on this second descriptor until the rename.
+    let lock = file.try_clone().map_err(|e| SaveError::Write { path: tmp_path.to_path_buf(), source: e })?;
     let tag = found.image.tag.clone().unwrap_or_else(|| "latest".into());
     let manifest = Descriptor {
         media_type: found.media_type.clone(),
@@ -184,6 +197,7 @@ pub async fn save(
     fed?;
     let blob_bytes = written?;
     tmp_path.persist(out).map_err(|e| SaveError::Write { path: out.to_path_buf(), source: e.error })?;
+    drop(lock);
     if let Source::Proxy(p) = source {
         p.finish().await;
     }
@@ -205,6 +219,25 @@ async fn blob(
     on_bytes: &(dyn Fn(u64) + Sync),
 ) -> Result<(), PullError> {
     source.blob_into(image, desc, tx, on_bytes).await
+}
+
+/// Remove the temporary files (`<prefix>*.part`) of saves to the same
+/// file that were killed before they could: those whose lock is free.
+fn remove_dead_parts(dir: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with(prefix) && name.ends_with(".part")) {
+            continue;
+        }
+        let path = e.path();
+        let Ok(f) = crate::sys::files::open_regular(&path, false) else { continue };
+        if crate::sys::files::try_flock(&f, true).unwrap_or(false) {
+            tracing::debug!("removing {}, left by a save that was killed", path.display());
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }
 
 /// `blobs/sha256/<hex>`, from a digest the source already checked the form of.
@@ -301,8 +334,10 @@ fn write_archive(
     let mut out = tar.into_inner().map_err(io)?;
     out.flush().map_err(io)?;
     let file = out.into_inner().map_err(|e| io(e.into_error()))?;
-    // A temporary file is private; the archive is an ordinary file.
-    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644)).map_err(io)?;
+    // A temporary file is private; the archive is an ordinary new file,
+    // with the mode the umask gives one.
+    let mode = 0o666 & !crate::fsutil::umask();
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode)).map_err(io)?;
     file.sync_all().map_err(io)?;
     Ok(total)
 }

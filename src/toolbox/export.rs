@@ -28,10 +28,10 @@ pub const MAX_READ: u64 = 1 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
     /// A file mtbx did not write is in the way.
-    #[error("{} exists and was not written by mtbx export: it is left alone; pick another name with --as NAME (or move it away)", .0.display())]
+    #[error("{} exists and was not written by mtbx export: it is left alone; pick another name with --as NAME (or move it away)", crate::text::quoted_path(.0))]
     Foreign(PathBuf),
     /// mtbx wrote the file, for another container or program.
-    #[error("{} already exports {what} from container {container}: remove it with `mtbx export -c {container} --delete {name}`, or pick another name with --as NAME", path.display(), name = path.file_name().unwrap_or_default().to_string_lossy())]
+    #[error("{} already exports {} from container {container}: remove it with `mtbx export -c {container} --delete {name}`, or pick another name with --as NAME", crate::text::quoted_path(.path), crate::text::quoted(.what), container = crate::text::escaped(.container), name = crate::text::escaped(&path.file_name().unwrap_or_default().to_string_lossy()))]
     Taken {
         /// The file.
         path: PathBuf,
@@ -41,7 +41,7 @@ pub enum ExportError {
         what: String,
     },
     /// A native export would hide a host program, or be hidden by it.
-    #[error("a wrapper named {name} would be confused with the host's {}: pick another name with --as NAME", host.display())]
+    #[error("a wrapper named {} would be confused with the host's {}: pick another name with --as NAME", crate::text::quoted(.name), crate::text::quoted_path(.host))]
     Shadows {
         /// The wrapper's name.
         name: String,
@@ -53,7 +53,9 @@ pub enum ExportError {
     Bad(String),
     /// Nothing exported matches.
     #[error(
-        "container {container} has no export named {what} (`mtbx export --list -c {container}` shows them)"
+        "container {container} has no export named {} (`mtbx export --list -c {container}` shows them)",
+        crate::text::escaped(.what),
+        container = crate::text::escaped(.container)
     )]
     NotExported {
         /// The container.
@@ -62,7 +64,7 @@ pub enum ExportError {
         what: String,
     },
     /// Several exports match.
-    #[error("{what} names several exports of {container}: {}; name the file", names.join(", "))]
+    #[error("{} names several exports of {}: {}; name the file", crate::text::escaped(.what), crate::text::escaped(.container), names.iter().map(|n| crate::text::quoted(n)).collect::<Vec<_>>().join(", "))]
     Ambiguous {
         /// The container.
         container: String,
@@ -72,7 +74,7 @@ pub enum ExportError {
         names: Vec<String>,
     },
     /// The container has no such program or desktop file.
-    #[error("container {container} has no {what}: {why}")]
+    #[error("container {} has no {}: {}", crate::text::escaped(.container), crate::text::escaped(.what), crate::text::one_line(.why, crate::text::SHOWN_CHARS))]
     NotInContainer {
         /// The container.
         container: String,
@@ -178,7 +180,7 @@ pub fn check_program(program: &str) -> Result<(), ExportError> {
     if !program.starts_with('/') || program.ends_with('/') || program.contains(['\n', '\0']) {
         return Err(ExportError::Bad(format!(
             "--bin takes the program's absolute path in the container (such as /usr/bin/gcc), not {}",
-            crate::image::text::quoted(program)
+            crate::text::quoted(program)
         )));
     }
     Ok(())
@@ -197,7 +199,7 @@ pub fn check_file_name(name: &str) -> Result<(), ExportError> {
     } else {
         Err(ExportError::Bad(format!(
             "{} cannot name an exported file: one file name, not starting with '.'",
-            crate::image::text::quoted(name)
+            crate::text::quoted(name)
         )))
     }
 }
@@ -214,7 +216,7 @@ pub fn check_app(app: &str) -> Result<String, ExportError> {
     } else {
         Err(ExportError::Bad(format!(
             "--app takes a desktop file id from the container's /usr/share/applications (such as org.gnome.Calculator), not {}",
-            crate::image::text::quoted(app)
+            crate::text::quoted(app)
         )))
     }
 }
@@ -346,18 +348,22 @@ pub fn rewrite_desktop(
         };
         let key = key.trim();
         let value = value.trim_start();
-        match key {
+        // Localized variants (`Exec[de]`, `TryExec[de]`) are not in the
+        // specification, but a launcher that honours them must not run the
+        // container's command on the host: they are rewritten alike.
+        let base = key.split_once('[').map_or(key, |(b, _)| b.trim_end());
+        match base {
             "Exec" => {
-                if group == "[Desktop Entry]" {
+                if key == "Exec" && group == "[Desktop Entry]" {
                     exec = true;
                 }
-                out.push_str(&format!("Exec={prefix} {value}\n"));
+                out.push_str(&format!("{key}={prefix} {value}\n"));
             }
-            "TryExec" => out.push_str(&format!("TryExec={}\n", desktop_value(&mtbx.to_string_lossy()))),
+            "TryExec" => out.push_str(&format!("{key}={}\n", desktop_value(&mtbx.to_string_lossy()))),
             "DBusActivatable" => {}
             k if k == DESKTOP_CONTAINER_KEY || k == DESKTOP_APP_KEY => {}
-            k if group == "[Desktop Entry]" && (k == "Name" || k.starts_with("Name[")) => {
-                out.push_str(&format!("{k}={value} ({})\n", desktop_value(label)));
+            "Name" if group == "[Desktop Entry]" => {
+                out.push_str(&format!("{key}={value} ({})\n", desktop_value(label)));
             }
             _ => {
                 out.push_str(line);
@@ -529,15 +535,51 @@ pub fn probe_executable(path: &Path) -> Result<(), ExportError> {
     Ok(())
 }
 
-/// Inside the container: the file at `path`, refused beyond [`MAX_READ`].
+/// What [`probe_read`] says of a file that is not there (the words
+/// [`find_desktop`] knows it by, to look in the next directory).
+const NO_SUCH_FILE: &str = "there is no such file";
+
+/// Inside the container: the regular file at `path` (links followed, a
+/// FIFO or device refused before it is read), refused beyond [`MAX_READ`].
 pub fn probe_read(path: &Path) -> Result<Vec<u8>, ExportError> {
-    let f = std::fs::File::open(path).map_err(io(format!("cannot read {}", path.display())))?;
+    let f = crate::sys::files::open_regular(path, true).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            ExportError::Bad(format!("{}: {NO_SUCH_FILE}", crate::text::quoted_path(path)))
+        } else {
+            io(format!("cannot read {}", crate::text::quoted_path(path)))(e)
+        }
+    })?;
     let mut data = Vec::new();
     f.take(MAX_READ + 1).read_to_end(&mut data).map_err(io(format!("cannot read {}", path.display())))?;
     if data.len() as u64 > MAX_READ {
         return Err(ExportError::Bad(format!("{} is larger than {MAX_READ} bytes", path.display())));
     }
     Ok(data)
+}
+
+/// The desktop file `ID.desktop` of a container, read by `read` (a probe
+/// in the container: the file's text, or what went wrong) from the first
+/// of the applications directories that has it. Err: what was looked for
+/// (in the directory where it was found, when reading it failed there)
+/// and why.
+pub fn find_desktop(
+    id: &str,
+    read: impl Fn(&str) -> Result<String, String>,
+) -> Result<String, (String, String)> {
+    let dirs = ["/usr/share/applications", "/usr/local/share/applications"];
+    let mut missing = String::new();
+    for dir in dirs {
+        match read(&format!("{dir}/{id}.desktop")) {
+            Ok(text) => return Ok(text),
+            // Found, but not to be read (too large, a FIFO): said of this
+            // directory, not of the next one that lacks it.
+            Err(why) if !why.ends_with(NO_SUCH_FILE) => {
+                return Err((format!("readable {id}.desktop in {dir}"), why))
+            }
+            Err(why) => missing = why,
+        }
+    }
+    Err((format!("{id}.desktop in {}", dirs.join(" or ")), missing))
 }
 
 /// The directory wrappers go to: `$XDG_BIN_HOME` when set (absolute),
@@ -607,6 +649,36 @@ mod tests {
     }
 
     #[test]
+    fn a_desktop_file_that_cannot_be_read_is_named_where_it_is() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(made.success());
+        let e = probe_read(&fifo).unwrap_err().to_string();
+        assert!(e.contains("cannot read"), "{e}");
+        let big = d.path().join("big");
+        std::fs::write(&big, vec![b'#'; MAX_READ as usize + 1]).unwrap();
+        let e = probe_read(&big).unwrap_err().to_string();
+        assert!(e.contains("larger than"), "{e}");
+        let missing = probe_read(&d.path().join("none")).unwrap_err().to_string();
+        // Too large in the first directory, missing in the second: the
+        // error names the first.
+        let read =
+            |p: &str| Err(if p.starts_with("/usr/share/") { "too big".to_string() } else { missing.clone() });
+        let (what, why) = find_desktop("app", read).unwrap_err();
+        assert_eq!(
+            (what.as_str(), why.as_str()),
+            ("readable app.desktop in /usr/share/applications", "too big")
+        );
+        let (what, _) = find_desktop("app", |_| Err(missing.clone())).unwrap_err();
+        assert!(what.contains("/usr/share/applications or /usr/local/share/applications"), "{what}");
+        assert_eq!(
+            find_desktop("app", |p| Ok(p.to_string())).unwrap(),
+            "/usr/share/applications/app.desktop"
+        );
+    }
+
+    #[test]
     fn desktop_exec_arguments_are_quoted_as_the_specification_says() {
         assert_eq!(desktop_exec_arg("/usr/bin/mtbx"), "/usr/bin/mtbx");
         assert_eq!(desktop_exec_arg("/opt/my mtbx"), "\"/opt/my mtbx\"");
@@ -632,6 +704,17 @@ mod tests {
         );
         assert_eq!(parse_marker(&out), Some(("box".into(), Item::App("calc".into()))));
         assert!(rewrite_desktop("[Desktop Entry]\nName=x\n", Path::new("/m"), "b", "x", "l").is_err());
+        // Localized Exec and TryExec keys run through mtbx too.
+        let out = rewrite_desktop(
+            "[Desktop Entry]\nName=x\nExec=x\nExec[de]=/usr/bin/x --de\nTryExec[de] = /usr/bin/x\n",
+            Path::new("/m"),
+            "b",
+            "x",
+            "l",
+        )
+        .unwrap();
+        assert!(out.contains("\nExec[de]=/m run -c b -- /usr/bin/x --de\n"), "{out}");
+        assert!(out.contains("\nTryExec[de]=/m\n") && !out.contains("TryExec[de] ="), "{out}");
         assert!(rewrite_desktop("Name=x\nExec=x\n", Path::new("/m"), "b", "x", "l").is_err());
     }
 

@@ -87,7 +87,7 @@ pub fn check_name(name: &str) -> Result<(), ToolboxError> {
     if crate::toolbox::naming::valid_container_name(name) {
         Ok(())
     } else {
-        Err(ToolboxError::BadName(crate::image::text::quoted(name)))
+        Err(ToolboxError::BadName(crate::text::quoted(name)))
     }
 }
 

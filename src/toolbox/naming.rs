@@ -306,10 +306,10 @@ pub fn cpu_for_arch(conf: &General, arch: &'static Arch) -> Result<Option<String
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResolveError {
     /// A user-given name podman would refuse.
-    #[error("invalid container name {}: use letters, digits, '_', '.' and '-', starting with a letter or digit", crate::image::text::quoted(.0))]
+    #[error("invalid container name {}: use letters, digits, '_', '.' and '-', starting with a letter or digit", crate::text::quoted(.0))]
     ContainerNameInvalid(String),
     /// The name made from the image is not a valid name.
-    #[error("container name {} generated from image is invalid: name one", crate::image::text::quoted(.0))]
+    #[error("container name {} generated from image is invalid: name one", crate::text::quoted(.0))]
     ContainerNameFromImageInvalid(String),
     /// `--distro` is not known.
     #[error("distribution {0} is unsupported")]

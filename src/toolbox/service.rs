@@ -36,10 +36,10 @@ pub enum ServiceError {
     #[error(transparent)]
     Select(#[from] super::selection::SelectError),
     /// The name is taken.
-    #[error("a container named {0} already exists: enter it with `mtbx enter {0}`, or remove it with `mtbx rm {0}`")]
+    #[error("a container named {n} already exists: enter it with `mtbx enter {n}`, or remove it with `mtbx rm {n}`", n = crate::text::escaped(.0))]
     Exists(String),
     /// No such mtbx container.
-    #[error("there is no mtbx container named {name}: create it with `{create}` (`mtbx list` shows them)")]
+    #[error("there is no mtbx container named {}: create it with `{}` (`mtbx list` shows them)", crate::text::escaped(.name), crate::text::escaped(.create))]
     NoContainer {
         /// The name looked for.
         name: String,

@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -56,8 +57,9 @@ pub enum Entry {
 /// A directory or a tar archive holding an image's files.
 #[derive(Debug, Clone)]
 pub enum Files {
-    /// A directory (`oci:`).
-    Dir(PathBuf),
+    /// A directory (`oci:`): its path, for messages, and the directory
+    /// itself, which every file is opened beneath.
+    Dir(PathBuf, Arc<OwnedFd>),
     /// A tar archive (`oci-archive:`, `docker-archive:`).
     Tar {
         /// The archive's path, for messages.
@@ -86,13 +88,19 @@ pub fn normalize(name: &str) -> Option<String> {
 }
 
 impl Files {
-    /// A directory whose files are read by name.
+    /// A directory whose files are read by name, beneath it: a link
+    /// that leads out of it is refused (a layout is one tree; a link out
+    /// would read, with mtbx's rights, a file its owner may not read).
     pub fn dir(path: &Path) -> Result<Files, LocalError> {
+        use rustix::fs::{Mode, OFlags};
         match std::fs::metadata(path) {
-            Ok(m) if m.is_dir() => Ok(Files::Dir(path.to_path_buf())),
-            Ok(_) => Err(LocalError::NotADirectory(path.to_path_buf())),
-            Err(e) => Err(LocalError::open(path, e)),
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(LocalError::NotADirectory(path.to_path_buf())),
+            Err(e) => return Err(LocalError::open(path, e)),
         }
+        let fd = rustix::fs::open(path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| LocalError::open(path, e.into()))?;
+        Ok(Files::Dir(path.to_path_buf(), Arc::new(fd)))
     }
 
     /// Scan the tar archive at `path`: every entry's name and where its
@@ -101,14 +109,14 @@ impl Files {
     /// mtbx allocate what it claims. (The tar crate's iterator reads those
     /// records whole, whatever their size, hence this loop.)
     pub fn tar(path: &Path) -> Result<Files, LocalError> {
-        let file = File::open(path).map_err(|e| LocalError::open(path, e))?;
+        let file = crate::sys::files::open_regular(path, true).map_err(|e| {
+            if crate::sys::files::is_not_regular(&e) {
+                LocalError::NotAnArchive { path: path.to_path_buf(), why: e.to_string() }
+            } else {
+                LocalError::open(path, e)
+            }
+        })?;
         let meta = file.metadata().map_err(|e| LocalError::open(path, e))?;
-        if meta.is_dir() {
-            return Err(LocalError::NotAnArchive {
-                path: path.to_path_buf(),
-                why: "it is a directory".into(),
-            });
-        }
         let bad = |why: String| LocalError::NotAnArchive { path: path.to_path_buf(), why };
         let read_err = |e: std::io::Error| LocalError::Read {
             path: path.to_path_buf(),
@@ -216,7 +224,7 @@ impl Files {
     /// Where these files are, for messages.
     pub fn path(&self) -> &Path {
         match self {
-            Files::Dir(p) | Files::Tar { path: p, .. } => p,
+            Files::Dir(p, _) | Files::Tar { path: p, .. } => p,
         }
     }
 
@@ -226,13 +234,19 @@ impl Files {
             return Err(LocalError::Escapes { path: self.path().to_path_buf(), name: name.to_string() });
         };
         match self {
-            Files::Dir(dir) => {
-                let p = dir.join(&name);
-                let f = File::open(&p).map_err(|e| LocalError::open(&p, e))?;
-                let m = f.metadata().map_err(|e| LocalError::open(&p, e))?;
-                if !m.is_file() {
-                    return Err(LocalError::Missing { path: dir.clone(), name });
-                }
+            Files::Dir(dir, fd) => {
+                let how = rustix::fs::ResolveFlags::BENEATH;
+                let f = match crate::sys::files::open_regular_at(fd.as_fd(), Path::new(&name), how) {
+                    Ok(f) => f,
+                    Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+                        return Err(LocalError::Escapes { path: dir.clone(), name })
+                    }
+                    Err(e) if crate::sys::files::is_not_regular(&e) => {
+                        return Err(LocalError::Read { path: dir.clone(), name, source: e })
+                    }
+                    Err(e) => return Err(LocalError::open(&dir.join(&name), e)),
+                };
+                let m = f.metadata().map_err(|e| LocalError::open(&dir.join(&name), e))?;
                 Ok((Box::new(f), m.len()))
             }
             Files::Tar { path, file, entries } => {

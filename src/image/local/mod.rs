@@ -42,6 +42,12 @@ pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// Indexes inside indexes followed at most (the spec allows nesting).
 const MAX_NESTING: usize = 4;
 
+/// Index entries looked at in all, over every nested index, before the
+/// layout is refused: a real layout lists a few hundred, and the bound
+/// keeps a hostile one (indexes whose entries all name one another) from
+/// costing more than a moment.
+pub const MAX_ENTRIES_SEEN: usize = 10_000;
+
 /// Chunks a blob is read in.
 const CHUNK: usize = 256 << 10;
 
@@ -92,7 +98,7 @@ pub enum LocalError {
     #[error("{0}")]
     BadReference(String),
     /// The directory or archive cannot be opened.
-    #[error("cannot open {}", .path.display())]
+    #[error("cannot open {}", crate::text::quoted_path(.path))]
     Open {
         /// The path.
         path: PathBuf,
@@ -101,10 +107,10 @@ pub enum LocalError {
         source: std::io::Error,
     },
     /// `oci:` of something that is not a directory.
-    #[error("{} is not a directory; an oci: layout is a directory (use oci-archive: for a tar)", .0.display())]
+    #[error("{} is not a directory; an oci: layout is a directory (use oci-archive: for a tar)", crate::text::quoted_path(.0))]
     NotADirectory(PathBuf),
     /// Not the kind of layout or archive the reference says.
-    #[error("{} is not a usable image layout or archive: {why}", .path.display())]
+    #[error("{} is not a usable image layout or archive: {why}", crate::text::quoted_path(.path))]
     NotAnArchive {
         /// The path.
         path: PathBuf,
@@ -112,7 +118,7 @@ pub enum LocalError {
         why: String,
     },
     /// A name from the archive that leads outside it.
-    #[error("{}: {name:?} points outside the archive; refusing it", .path.display())]
+    #[error("{}: {} points outside the archive or layout; refusing it", crate::text::quoted_path(.path), crate::text::quoted(.name))]
     Escapes {
         /// The archive.
         path: PathBuf,
@@ -120,7 +126,7 @@ pub enum LocalError {
         name: String,
     },
     /// A file the image needs is not there.
-    #[error("{}: {name} is missing (the layout or archive is incomplete)", .path.display())]
+    #[error("{}: {} is missing (the layout or archive is incomplete)", crate::text::quoted_path(.path), crate::text::quoted(.name))]
     Missing {
         /// The layout or archive.
         path: PathBuf,
@@ -128,7 +134,7 @@ pub enum LocalError {
         name: String,
     },
     /// An index, manifest or config larger than mtbx reads.
-    #[error("{}: {name} is {size} bytes, more than the {cap}-byte limit", .path.display())]
+    #[error("{}: {} is {size} bytes, more than the {cap}-byte limit", crate::text::quoted_path(.path), crate::text::quoted(.name))]
     TooLarge {
         /// The layout or archive.
         path: PathBuf,
@@ -140,7 +146,7 @@ pub enum LocalError {
         cap: u64,
     },
     /// Reading failed.
-    #[error("{}: cannot read {name}", .path.display())]
+    #[error("{}: cannot read {}", crate::text::quoted_path(.path), crate::text::quoted(.name))]
     Read {
         /// The layout or archive.
         path: PathBuf,
@@ -151,7 +157,7 @@ pub enum LocalError {
         source: std::io::Error,
     },
     /// No image has the tag asked for.
-    #[error("{} has no image tagged {tag:?}; it has: {}", .path.display(), list(.tags))]
+    #[error("{} has no image tagged {tag:?}; it has: {}", crate::text::quoted_path(.path), list(.tags))]
     NoTag {
         /// The layout or archive.
         path: PathBuf,
@@ -161,7 +167,7 @@ pub enum LocalError {
         tags: Vec<String>,
     },
     /// Several images and no tag to choose one.
-    #[error("{} holds {count} images; name one: {}{}:TAG (tags: {})", .path.display(), .transport.prefix(), .path.display(), list(.tags))]
+    #[error("{} holds {count} images; name one: {}{}:TAG (tags: {})", crate::text::quoted_path(.path), .transport.prefix(), crate::text::escaped(&.path.to_string_lossy()), list(.tags))]
     WhichImage {
         /// The layout or archive.
         path: PathBuf,
@@ -173,7 +179,7 @@ pub enum LocalError {
         tags: Vec<String>,
     },
     /// A blob whose size is not its descriptor's.
-    #[error("{}: blob {digest} is {have} bytes, but its descriptor says {want}", .path.display())]
+    #[error("{}: blob {} is {have} bytes, but its descriptor says {want}", crate::text::quoted_path(.path), crate::text::quoted(.digest))]
     BlobSize {
         /// The layout or archive.
         path: PathBuf,
@@ -185,7 +191,7 @@ pub enum LocalError {
         have: u64,
     },
     /// A blob whose content is not its digest.
-    #[error("{}: blob {want} has digest {got}; the layout is corrupt", .path.display())]
+    #[error("{}: blob {} has digest {got}; the layout is corrupt", crate::text::quoted_path(.path), crate::text::quoted(.want))]
     Digest {
         /// The layout or archive.
         path: PathBuf,
@@ -195,7 +201,7 @@ pub enum LocalError {
         got: String,
     },
     /// A digest mtbx cannot name a file by.
-    #[error("{}: {digest:?} is not a sha256 digest", .path.display())]
+    #[error("{}: {} is not a sha256 digest", crate::text::quoted_path(.path), crate::text::quoted(.digest))]
     BadDigest {
         /// The layout or archive.
         path: PathBuf,
@@ -203,7 +209,7 @@ pub enum LocalError {
         digest: String,
     },
     /// A JSON file that does not parse.
-    #[error("{}: {name} is malformed", .path.display())]
+    #[error("{}: {} is malformed", crate::text::quoted_path(.path), crate::text::quoted(.name))]
     Malformed {
         /// The layout or archive.
         path: PathBuf,
@@ -218,11 +224,18 @@ pub enum LocalError {
     Image(#[from] ImageError),
 }
 
+/// A path within a longer name (`oci:PATH`), its control characters
+/// escaped.
+fn shown_path(p: &Path) -> String {
+    crate::text::escaped(&p.to_string_lossy())
+}
+
+/// Tags (from the layout's or archive's own files: hostile), escaped.
 fn list(tags: &[String]) -> String {
     if tags.is_empty() {
         "none".into()
     } else {
-        tags.join(", ")
+        tags.iter().map(|t| crate::text::escaped(t)).collect::<Vec<_>>().join(", ")
     }
 }
 
@@ -270,12 +283,16 @@ pub fn parse(reference: &str) -> Option<Result<LocalRef, LocalError>> {
     };
     if path.is_empty() {
         return Some(Err(LocalError::BadReference(format!(
-            "{reference}: no path; write {}PATH[:TAG]",
+            "{}: no path; write {}PATH[:TAG]",
+            crate::text::quoted(reference),
             transport.prefix()
         ))));
     }
     if tag.as_deref() == Some("") {
-        return Some(Err(LocalError::BadReference(format!("{reference}: empty tag after ':'"))));
+        return Some(Err(LocalError::BadReference(format!(
+            "{}: empty tag after ':'",
+            crate::text::quoted(reference)
+        ))));
     }
     Some(Ok(LocalRef { transport, path: PathBuf::from(path), tag }))
 }
@@ -352,7 +369,8 @@ fn oci_name(path: &Path, tag: Option<&str>) -> Result<ImageRef, LocalError> {
         return match reference::parse(t) {
             Ok(Parsed::Qualified(i)) => Ok(i),
             _ => Err(LocalError::BadReference(format!(
-                "{t:?} is neither a tag nor a qualified image name; name the image by its tag"
+                "{} is neither a tag nor a qualified image name; name the image by its tag",
+                crate::text::quoted(t)
             ))),
         };
     }
@@ -370,7 +388,10 @@ fn base_name(path: &Path) -> Result<ImageRef, LocalError> {
         .trim_matches('-')
         .to_string();
     if repo.is_empty() {
-        return Err(LocalError::BadReference(format!("cannot name an image after {}", path.display())));
+        return Err(LocalError::BadReference(format!(
+            "cannot name an image after {}",
+            crate::text::quoted_path(path)
+        )));
     }
     Ok(ImageRef { registry: "localhost".into(), repository: repo, tag: None, digest: None })
 }
@@ -442,7 +463,7 @@ fn read_index(files: &Files) -> Result<Vec<IndexEntry>, LocalError> {
     })?;
     let bytes = files.read_small("index.json", MAX_MANIFEST_BYTES as u64)?;
     let malformed =
-        |source| ImageError::Malformed { image: format!("{}/index.json", files.path().display()), source };
+        |source| ImageError::Malformed { image: format!("{}/index.json", shown_path(files.path())), source };
     match Manifest::parse(&bytes).map_err(malformed)? {
         Manifest::Index { manifests, .. } => Ok(manifests),
         Manifest::Image { .. } => Err(LocalError::NotAnArchive {
@@ -517,7 +538,7 @@ fn open_oci(
 ) -> Result<(LocalSource, Inspection), LocalError> {
     let source = LocalSource { files, layers: HashMap::new() };
     let entries = read_index(&source.files)?;
-    let shown = format!("{}{}", r.transport.prefix(), r.path.display());
+    let shown = format!("{}{}", r.transport.prefix(), shown_path(&r.path));
     let tags: Vec<String> = entries.iter().filter_map(ref_name).collect();
     let tagged: Vec<&IndexEntry> = match &r.tag {
         Some(t) => entries.iter().filter(|e| ref_name(e).as_deref() == Some(t.as_str())).collect(),
@@ -556,7 +577,7 @@ fn open_oci(
     {
         Manifest::Index { manifests, .. } => {
             let mut offered = Vec::new();
-            match source.select(manifests, wanted, 0, &mut offered)? {
+            match source.select(manifests, wanted, &mut offered)? {
                 Some((entries, entry, bytes)) => {
                     (Some(entries), entry.descriptor.digest.clone(), bytes, entry.platform.clone())
                 }
@@ -603,16 +624,43 @@ fn is_index(media_type: &str) -> bool {
 /// The index's entries, the entry chosen and its manifest's bytes.
 type Selected = (Vec<IndexEntry>, IndexEntry, Vec<u8>);
 
+/// What a search through nested indexes has done so far.
+#[derive(Debug, Default)]
+struct Walk {
+    /// Digests of the indexes searched (without a match).
+    searched: std::collections::HashSet<String>,
+    /// Entries looked at.
+    seen: usize,
+}
+
 impl LocalSource {
     /// The entry of `entries` serving `wanted`, following nested indexes
     /// (an entry that is an index, chosen by platform or without one) up to
     /// [`MAX_NESTING`] deep. `offered` collects every platform seen.
+    ///
+    /// Each nested index is read and searched once, however many entries
+    /// name it (four levels of 40 entries naming one child would otherwise
+    /// be 40^4 searches), and at most [`MAX_ENTRIES_SEEN`] entries are
+    /// looked at in all.
     fn select(
+        &self,
+        entries: Vec<IndexEntry>,
+        wanted: &Wanted,
+        offered: &mut Vec<String>,
+    ) -> Result<Option<Selected>, LocalError> {
+        let mut walk = Walk::default();
+        let found = self.select_in(entries, wanted, 0, offered, &mut walk);
+        tracing::debug!("{} index entries looked at", walk.seen);
+        found
+    }
+
+    fn select_in(
         &self,
         entries: Vec<IndexEntry>,
         wanted: &Wanted,
         depth: usize,
         offered: &mut Vec<String>,
+        walk: &mut Walk,
     ) -> Result<Option<Selected>, LocalError> {
         let path = self.files.path().to_path_buf();
         if depth > MAX_NESTING {
@@ -621,19 +669,33 @@ impl LocalSource {
                 why: format!("indexes nest more than {MAX_NESTING} deep"),
             });
         }
-        offered
-            .extend(platforms_of(&entries).into_iter().filter(|p| !offered.contains(p)).collect::<Vec<_>>());
-        let malformed = |source| ImageError::Malformed { image: path.display().to_string(), source };
+        walk.seen += entries.len();
+        if walk.seen > MAX_ENTRIES_SEEN {
+            return Err(LocalError::NotAnArchive {
+                path,
+                why: format!("its indexes list more than {MAX_ENTRIES_SEEN} entries in all"),
+            });
+        }
+        for p in platforms_of(&entries) {
+            if !offered.contains(&p) {
+                offered.push(p);
+            }
+        }
+        let malformed = |source| ImageError::Malformed { image: shown_path(&path), source };
         let mut tries: Vec<IndexEntry> = platform::select(&entries, wanted).into_iter().cloned().collect();
         tries.extend(
             entries.iter().filter(|e| e.platform.is_none() && is_index(&e.descriptor.media_type)).cloned(),
         );
         for entry in tries {
+            if walk.searched.contains(&entry.descriptor.digest) {
+                continue; // an index searched already: it has nothing
+            }
             let bytes = self.read_blob(&entry.descriptor, MAX_MANIFEST_BYTES as u64)?;
             match Manifest::parse(&bytes).map_err(malformed)? {
                 Manifest::Image { .. } => return Ok(Some((entries, entry, bytes))),
                 Manifest::Index { manifests, .. } => {
-                    if let Some(found) = self.select(manifests, wanted, depth + 1, offered)? {
+                    walk.searched.insert(entry.descriptor.digest.clone());
+                    if let Some(found) = self.select_in(manifests, wanted, depth + 1, offered, walk)? {
                         // The platform is the inner entry's, where one was chosen.
                         return Ok(Some(found));
                     }
@@ -700,7 +762,7 @@ fn open_docker(
 ) -> Result<(LocalSource, Inspection), LocalError> {
     let images = read_docker_manifest(&files)?;
     let chosen = chosen(r, &images)?;
-    let shown = format!("{}{}", r.transport.prefix(), r.path.display());
+    let shown = format!("{}{}", r.transport.prefix(), shown_path(&r.path));
     let malformed = |source| ImageError::Malformed { image: shown.clone(), source };
     let config_bytes = files.read_small(&chosen.config, MAX_CONFIG_BYTES)?;
     let config = ImageConfig::parse(&config_bytes).map_err(malformed)?;
@@ -856,7 +918,8 @@ mod tests {
 
     #[test]
     fn blob_names_come_only_from_valid_digests() {
-        let f = Files::Dir("/nonexistent".into());
+        let d = tempfile::tempdir().unwrap();
+        let f = Files::dir(d.path()).unwrap();
         assert_eq!(
             blob_name(&f, &format!("sha256:{}", "a".repeat(64))).unwrap(),
             format!("blobs/sha256/{}", "a".repeat(64))

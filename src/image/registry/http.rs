@@ -15,7 +15,7 @@ use reqwest::header::HeaderMap;
 
 use super::{RegistryError, ATTEMPTS};
 use crate::image::registries_conf::Endpoint;
-use crate::image::text::one_line;
+use crate::text::one_line;
 
 /// Why a registry could not be reached, or kept failing.
 #[derive(Debug, thiserror::Error)]

@@ -85,7 +85,7 @@ pub enum RegistryError {
     #[error(transparent)]
     Credentials(#[from] AuthError),
     /// An environment variable that is not a number.
-    #[error("{name}={} is not a number", crate::image::text::quoted(.value))]
+    #[error("{name}={} is not a number", crate::text::quoted(.value))]
     Setting {
         /// The variable.
         name: &'static str,
