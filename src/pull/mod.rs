@@ -323,6 +323,7 @@ impl Prepared {
     /// Download what is missing and record the image; returns its id.
     pub async fn run(self, observer: Arc<dyn Observer>) -> Result<String, PullError> {
         let Prepared { source, found, plan, store } = self;
+        let metadata = crate::storage::records::MetadataStyle::probe();
         let config = store.config();
         let rootless = matches!(config.owner, crate::storage::Owner::Rootless { .. });
         let opts = ApplyOptions {
@@ -396,8 +397,7 @@ impl Prepared {
             digest: found.top_digest.clone(),
             created: found.config.created.clone(),
             big_data,
-            metadata: serde_json::json!({"signatures-sizes": {found.manifest_digest.clone(): []}})
-                .to_string(),
+            metadata: metadata.unsigned(&found.manifest_digest),
         };
         let s = store.clone();
         tokio::task::spawn_blocking(move || s.commit_image(new)).await.expect("commit does not panic")?;

@@ -172,3 +172,63 @@ mod tests {
         assert_eq!(rfc3339(951_782_400, 500_000_000), "2000-02-29T00:00:00.5Z");
     }
 }
+
+/// An image record's `metadata` as the podman on this machine writes it
+/// for an unsigned image: containers/image in podman 4 records an empty
+/// signature list for the manifest, podman 5's leaves the field empty
+/// (docs/podman.md). Both read either; the store stays byte for byte what
+/// the local podman would have written.
+#[derive(Debug)]
+pub struct MetadataStyle(Option<std::process::Child>);
+
+impl MetadataStyle {
+    /// Ask the installed podman for its version, in the background (a
+    /// pull's downloads hide the cost).
+    pub fn probe() -> MetadataStyle {
+        let mut podman = std::process::Command::new("podman");
+        // In mtbx's rootless user namespace podman would take itself for
+        // root and refuse the user's storage.conf ("runroot must be
+        // set"), even for --version: tell it, as its own re-exec does,
+        // that it runs in the rootless user's namespace already.
+        if let Some(uid) = crate::sys::userns::rootless_uid() {
+            podman.env("_CONTAINERS_USERNS_CONFIGURED", "1").env("_CONTAINERS_ROOTLESS_UID", uid.to_string());
+        }
+        let child = podman
+            .arg("--version")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok();
+        MetadataStyle(child)
+    }
+
+    /// The metadata for an unsigned image pulled by `manifest_digest`.
+    /// Without podman (or with an answer it cannot read): the newer form.
+    pub fn unsigned(self, manifest_digest: &str) -> String {
+        let major = self
+            .0
+            .and_then(|c| c.wait_with_output().ok())
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|v| v.split_whitespace().last()?.split('.').next()?.parse::<u32>().ok());
+        metadata_for(major, manifest_digest)
+    }
+}
+
+fn metadata_for(podman_major: Option<u32>, manifest_digest: &str) -> String {
+    match podman_major {
+        Some(m) if m < 5 => serde_json::json!({"signatures-sizes": {manifest_digest: []}}).to_string(),
+        _ => "{}".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod metadata_tests {
+    #[test]
+    fn each_podman_gets_its_own_metadata_form() {
+        let d = "sha256:abc";
+        assert_eq!(super::metadata_for(Some(4), d), r#"{"signatures-sizes":{"sha256:abc":[]}}"#);
+        assert_eq!(super::metadata_for(Some(5), d), "{}");
+        assert_eq!(super::metadata_for(None, d), "{}");
+    }
+}
