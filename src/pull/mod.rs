@@ -323,7 +323,7 @@ impl Prepared {
     /// Download what is missing and record the image; returns its id.
     pub async fn run(self, observer: Arc<dyn Observer>) -> Result<String, PullError> {
         let Prepared { source, found, plan, store } = self;
-        let metadata = crate::storage::records::MetadataStyle::probe();
+        let style = Arc::new(crate::storage::style::PodmanStyle::probe());
         let config = store.config();
         let rootless = matches!(config.owner, crate::storage::Owner::Rootless { .. });
         let opts = ApplyOptions {
@@ -350,11 +350,11 @@ impl Prepared {
         let src = &source;
         let image = &found.image;
         let mut fetches = futures_util::stream::iter(missing.into_iter().map(|(index, layer)| {
-            let store = store.clone();
+            let dest = Dest { store: store.clone(), style: style.clone() };
             let observer = observer.clone();
             async move {
                 observer.layer_started(index, &layer);
-                let done = fetch_layer(src, image, &layer, index, store, opts, observer).await?;
+                let done = fetch_layer(src, image, &layer, index, dest, opts, observer).await?;
                 Ok::<_, PullError>((index, done))
             }
         }))
@@ -397,7 +397,7 @@ impl Prepared {
             digest: found.top_digest.clone(),
             created: found.config.created.clone(),
             big_data,
-            metadata: metadata.unsigned(&found.manifest_digest),
+            metadata: style.unsigned_metadata(&found.manifest_digest),
         };
         let s = store.clone();
         tokio::task::spawn_blocking(move || s.commit_image(new)).await.expect("commit does not panic")?;
@@ -411,20 +411,27 @@ impl Prepared {
 /// Download one layer into a staging directory: the network side here,
 /// decoding and extraction on a blocking thread, joined by a small bounded
 /// channel (memory stays flat whatever the layer's size).
+/// Where layers go: the store, written as the local podman writes it.
+#[derive(Clone)]
+struct Dest {
+    store: Arc<Store>,
+    style: Arc<crate::storage::style::PodmanStyle>,
+}
+
 async fn fetch_layer(
     source: &Source,
     image: &ImageRef,
     layer: &PlannedLayer,
     index: usize,
-    store: Arc<Store>,
+    dest: Dest,
     opts: ApplyOptions,
     observer: Arc<dyn Observer>,
 ) -> Result<(Staging, LayerRecord), PullError> {
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(16);
     let l = layer.clone();
     // Counted from here, so a failed pull waits for this extraction too.
-    let slot = store.reserve_staging();
-    let extractor = tokio::task::spawn_blocking(move || extract(rx, &l, &store, opts, slot));
+    let slot = dest.store.reserve_staging();
+    let extractor = tokio::task::spawn_blocking(move || extract(rx, &l, &dest, opts, slot));
     let download = source.blob_into(image, &layer.desc, &tx, &|n| observer.layer_bytes(index, n)).await;
     if download.is_err() {
         let _ = tx.send(Err(std::io::Error::other("download failed"))).await;
@@ -439,11 +446,11 @@ async fn fetch_layer(
 fn extract(
     rx: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
     layer: &PlannedLayer,
-    store: &Store,
+    dest: &Dest,
     opts: ApplyOptions,
     slot: StagingSlot,
 ) -> Result<(Staging, LayerRecord), PullError> {
-    let staging = store.stage(layer.parent.as_deref(), slot)?;
+    let staging = dest.store.stage(layer.parent.as_deref(), slot)?;
     let opts = ApplyOptions { compressed_size: layer.desc.size, ..opts };
     let storage_err = |what: &str, path: &std::path::Path, e: std::io::Error| {
         PullError::Storage(StorageError::Io { what: what.into(), path: path.to_path_buf(), source: e })
@@ -519,7 +526,9 @@ fn extract(
     if diff_digest != layer.diff_id {
         return Err(mismatch("the uncompressed digest (diff_id)", layer.diff_id.clone(), diff_digest));
     }
-    let mut out = split.finish().map_err(|e| storage_err("cannot write the tar-split file", &ts_path, e))?;
+    let mut out = split
+        .finish_with(dest.style.empty_end_segment())
+        .map_err(|e| storage_err("cannot write the tar-split file", &ts_path, e))?;
     out.flush().map_err(|e| storage_err("cannot write the tar-split file", &ts_path, e))?;
     if stats.skipped_devices > 0 {
         tracing::warn!(

@@ -21,6 +21,7 @@ mod copy;
 pub mod limits;
 pub mod lockfile;
 pub mod records;
+pub mod style;
 pub mod tarsplit;
 
 use std::collections::BTreeMap;

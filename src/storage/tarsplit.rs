@@ -21,6 +21,8 @@ pub struct TarSplitWriter<W: Write> {
     out: GzEncoder<W>,
     position: u64,
     line: Vec<u8>,
+    /// An empty segment not written yet (see [`TarSplitWriter::segment`]).
+    empty_pending: bool,
 }
 
 #[derive(Serialize)]
@@ -48,13 +50,33 @@ impl<W: Write> TarSplitWriter<W> {
             out: GzEncoder::new(out, flate2::Compression::fast()),
             position: 0,
             line: Vec::new(),
+            empty_pending: false,
         }
     }
 
-    /// Raw tar bytes, as they were in the stream.
+    /// Raw tar bytes, as they were in the stream. An empty segment is
+    /// held back: at the very end of a stream only the tar-split of
+    /// podman 4 writes one ([`TarSplitWriter::finish_with`]).
     pub fn segment(&mut self, raw: &[u8]) -> std::io::Result<()> {
+        if raw.is_empty() {
+            self.flush_pending()?;
+            self.empty_pending = true;
+            return Ok(());
+        }
+        self.flush_pending()?;
+        self.emit_segment(raw)
+    }
+
+    fn emit_segment(&mut self, raw: &[u8]) -> std::io::Result<()> {
         let payload = Some(base64::engine::general_purpose::STANDARD.encode(raw));
         self.emit(Entry { kind: SEGMENT, name: None, name_raw: None, size: 0, payload, position: 0 })
+    }
+
+    fn flush_pending(&mut self) -> std::io::Result<()> {
+        if std::mem::take(&mut self.empty_pending) {
+            self.emit_segment(&[])?;
+        }
+        Ok(())
     }
 
     /// An entry whose content (`size` bytes with checksum `crc`) lives in
@@ -65,6 +87,7 @@ impl<W: Write> TarSplitWriter<W> {
             Err(_) => (None, Some(base64::engine::general_purpose::STANDARD.encode(name))),
         };
         let payload = crc.map(|c| base64::engine::general_purpose::STANDARD.encode(c.to_be_bytes()));
+        self.flush_pending()?;
         self.emit(Entry { kind: FILE, name, name_raw, size, payload, position: 0 })
     }
 
@@ -77,8 +100,20 @@ impl<W: Write> TarSplitWriter<W> {
         self.out.write_all(&self.line)
     }
 
-    /// End the gzip stream and hand back the writer.
+    /// End the gzip stream and hand back the writer, with a final empty
+    /// segment where the stream ended in one.
     pub fn finish(self) -> std::io::Result<W> {
+        self.finish_with(true)
+    }
+
+    /// End the stream; a final empty segment is written only when
+    /// `empty_end` says so. tar-split's own writers differ there: the one
+    /// in podman 4 ends every stream with an empty segment, podman 5's
+    /// leaves it out (docs/podman.md).
+    pub fn finish_with(mut self, empty_end: bool) -> std::io::Result<W> {
+        if empty_end {
+            self.flush_pending()?;
+        }
         self.out.finish()
     }
 }
@@ -134,6 +169,26 @@ mod tests {
         c.update(b"linux/amd64 layer 1\n");
         let b64 = base64::engine::general_purpose::STANDARD.encode(c.value().to_be_bytes());
         assert_eq!(b64, "Ld7m+cCzFSo=");
+    }
+
+    #[test]
+    fn a_final_empty_segment_is_written_only_when_asked() {
+        let lines = |empty_end: bool| {
+            let mut w = TarSplitWriter::new(Vec::new());
+            w.segment(b"").unwrap();
+            w.file(b"a", 0, None).unwrap();
+            w.segment(b"end").unwrap();
+            w.segment(b"").unwrap();
+            let gz = w.finish_with(empty_end).unwrap();
+            let mut text = String::new();
+            flate2::read::GzDecoder::new(&gz[..]).read_to_string(&mut text).unwrap();
+            text.lines().map(str::to_string).collect::<Vec<_>>()
+        };
+        let podman4 = lines(true);
+        assert_eq!(podman4.len(), 4, "an empty segment inside the stream is always kept: {podman4:?}");
+        assert_eq!(podman4[0], r#"{"type":2,"payload":"","position":0}"#);
+        assert_eq!(podman4[3], r#"{"type":2,"payload":"","position":3}"#);
+        assert_eq!(lines(false), podman4[..3], "podman 5 ends without it");
     }
 
     #[test]
