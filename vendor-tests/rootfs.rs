@@ -103,9 +103,13 @@ impl Drop for Tree {
     }
 }
 
+/// `program` as the test user, under a login's umask (0002, as Debian 13
+/// gives): what mtbx makes in the tree and the home must not depend on it.
+/// The shell execs the program, so runuser's child is still mtbx.
 fn as_user(user: &TestUser, program: &str) -> Command {
     let mut c = Command::new("runuser");
-    c.args(["-u", &user.name, "--", program])
+    let umask = format!("umask {:04o} && exec \"$@\"", common::podman::LOGIN_UMASK);
+    c.args(["-u", &user.name, "--", "sh", "-c", &umask, "sh", program])
         .env("HOME", &user.home)
         .env("USER", &user.name)
         // Shells inside keep no history in the user's home.

@@ -84,6 +84,18 @@ fn every_step_under(test: &str, rootless: bool, umask: u32) {
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
     assert_eq!(stdout, "piped-aarch64\n", "no terminal, no OSC 777: {stdout:?}");
+    // The same as `toolbox enter`.
+    let mut child = under_umask(&s, umask, &toolbox_link(&s), &["enter", name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"echo piped-$(uname -m)\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "toolbox enter: {stdout}{}", text(&out.stderr));
+    assert_eq!(stdout, "piped-aarch64\n", "toolbox enter: no terminal, no OSC 777: {stdout:?}");
     // Stopped, then started again by the next run (the wait for readiness).
     ok(run(&["stop", name]), "stop");
     assert_eq!(ok(run(&["run", "-c", name, "echo", "again"]), "run after stop").trim(), "again");
