@@ -72,3 +72,35 @@ impl Classify for Reported {
         Kind::Failed
     }
 }
+
+/// The value of a finished task. A task that panicked panics here with
+/// its own payload (`resume_unwind`), so the first message stays the one
+/// that says what went wrong, rather than an `expect` on the join hiding
+/// it behind its own.
+pub async fn joined<T>(task: tokio::task::JoinHandle<T>) -> T {
+    match task.await {
+        Ok(v) => v,
+        Err(e) => match e.try_into_panic() {
+            Ok(payload) => std::panic::resume_unwind(payload),
+            // Only a runtime shutting down cancels mtbx's tasks, and none
+            // is awaited then.
+            Err(e) => panic!("a task was cancelled: {e}"),
+        },
+    }
+}
+
+#[cfg(test)]
+mod join_tests {
+    #[test]
+    fn a_panicking_task_panics_with_its_own_message() {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            rt.block_on(async {
+                super::joined(tokio::task::spawn_blocking(|| -> u8 { panic!("the real cause") })).await
+            })
+        }));
+        let payload = got.unwrap_err();
+        assert_eq!(payload.downcast_ref::<&str>().copied(), Some("the real cause"));
+        assert_eq!(rt.block_on(async { super::joined(tokio::task::spawn_blocking(|| 7)).await }), 7);
+    }
+}

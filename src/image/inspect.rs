@@ -75,7 +75,7 @@ pub async fn inspect(req: &Request, regs: &Registries, opts: &Options) -> Result
         let name = local::name(&r)?;
         let wanted = req.wanted(platform::choose_arch(&name, req.arch)?);
         let opened = tokio::task::spawn_blocking(move || local::open(&r, name, &wanted));
-        return Ok(opened.await.expect("opening a local image does not panic")?.1);
+        return Ok(crate::error::joined(opened).await?.1);
     }
     locate(req, regs, opts).await.map(|(_, found)| found)
 }

@@ -229,9 +229,8 @@ pub async fn prepare(
     }
     let existing: std::collections::HashSet<String> = {
         let s = store.clone();
-        tokio::task::spawn_blocking(move || s.layers())
-            .await
-            .expect("layer listing does not panic")?
+        crate::error::joined(tokio::task::spawn_blocking(move || s.layers()))
+            .await?
             .into_iter()
             .filter(|l| !l.incomplete())
             .map(|l| l.id)
@@ -278,9 +277,9 @@ pub(crate) async fn open_source(
             let arch = platform::choose_arch(&name, req.arch).map_err(InspectError::from)?;
             let wanted = req.wanted(arch);
             // Reading files blocks: not on the runtime's thread.
-            let (l, found) = tokio::task::spawn_blocking(move || local::open(&r, name, &wanted))
-                .await
-                .expect("opening a local image does not panic")?;
+            let (l, found) =
+                crate::error::joined(tokio::task::spawn_blocking(move || local::open(&r, name, &wanted)))
+                    .await?;
             (Source::Local(l), found, arch)
         }
         (SourceKind::Registry, None) => {
@@ -364,9 +363,8 @@ impl Prepared {
             let committed = async {
                 let (index, (staging, record)) = result?;
                 let s = store.clone();
-                tokio::task::spawn_blocking(move || s.commit_layer(staging, record))
-                    .await
-                    .expect("commit does not panic")?;
+                crate::error::joined(tokio::task::spawn_blocking(move || s.commit_layer(staging, record)))
+                    .await?;
                 observer.layer_done(index);
                 Ok::<_, PullError>(())
             };
@@ -400,7 +398,7 @@ impl Prepared {
             metadata: style.unsigned_metadata(&found.manifest_digest),
         };
         let s = store.clone();
-        tokio::task::spawn_blocking(move || s.commit_image(new)).await.expect("commit does not panic")?;
+        crate::error::joined(tokio::task::spawn_blocking(move || s.commit_image(new))).await?;
         if let Source::Proxy(p) = source {
             p.finish().await;
         }
@@ -437,7 +435,7 @@ async fn fetch_layer(
         let _ = tx.send(Err(std::io::Error::other("download failed"))).await;
     }
     drop(tx);
-    let extracted = extractor.await.expect("extraction does not panic");
+    let extracted = crate::error::joined(extractor).await;
     download?;
     extracted
 }

@@ -193,7 +193,7 @@ pub async fn save(
     };
     let fed = feed.await;
     drop(jobs);
-    let written = writer.await.expect("the archive writer does not panic");
+    let written = crate::error::joined(writer).await;
     fed?;
     let blob_bytes = written?;
     tmp_path.persist(out).map_err(|e| SaveError::Write { path: out.to_path_buf(), source: e.error })?;

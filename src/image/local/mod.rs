@@ -879,7 +879,7 @@ impl BlobSource for LocalSource {
             }
         }
         drop(crx);
-        let read = reading.await.expect("reading a blob does not panic");
+        let read = crate::error::joined(reading).await;
         let total =
             read.map_err(|source| LocalError::Read { path: path.clone(), name: digest.clone(), source })?;
         if !hung_up && total != desc.size {
