@@ -70,32 +70,22 @@ fn every_step_under(test: &str, rootless: bool, umask: u32) {
     let stamp_dir = readiness_dir(&s, name);
     let mode = std::fs::metadata(&stamp_dir).unwrap().permissions();
     assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o755, "{}", stamp_dir.display());
-    // `enter` with its input from a pipe: no terminal, no escape sequence,
-    // and the shell sees the end of its input.
-    let mut child = under_umask(&s, umask, &s.mtbx, &["enter", name])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(b"echo piped-$(uname -m)\n").unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
-    assert_eq!(stdout, "piped-aarch64\n", "no terminal, no OSC 777: {stdout:?}");
-    // The same as `toolbox enter`.
-    let mut child = under_umask(&s, umask, &toolbox_link(&s), &["enter", name])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(b"echo piped-$(uname -m)\n").unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "toolbox enter: {stdout}{}", text(&out.stderr));
-    assert_eq!(stdout, "piped-aarch64\n", "toolbox enter: no terminal, no OSC 777: {stdout:?}");
+    // `enter` with its input from a pipe, under both names: no terminal,
+    // no escape sequence, and the shell sees the end of its input.
+    for program in [s.mtbx.clone(), toolbox_link(&s)] {
+        let mut child = under_umask(&s, umask, &program, &["enter", name])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(b"echo piped-$(uname -m)\n").unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{program:?} enter: {stdout}{}", text(&out.stderr));
+        assert_eq!(stdout, "piped-aarch64\n", "{program:?} enter: no terminal, no OSC 777: {stdout:?}");
+    }
     // Stopped, then started again by the next run (the wait for readiness).
     ok(run(&["stop", name]), "stop");
     assert_eq!(ok(run(&["run", "-c", name, "echo", "again"]), "run after stop").trim(), "again");

@@ -155,17 +155,22 @@ mod tests {
         Command::new("sh").args(["-c", script]).stdout(Stdio::piped()).spawn().unwrap()
     }
 
+    /// A stamp written 200 ms from now, by `write`.
+    fn stamp_later(dir: &Path, write: fn(&Path)) -> (std::path::PathBuf, std::thread::JoinHandle<()>) {
+        let stamp = dir.join("ready");
+        let later = stamp.clone();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            write(&later);
+        });
+        (stamp, writer)
+    }
+
     #[test]
     fn a_stamp_written_later_is_seen_and_the_watch_is_reaped() {
         let dir = tempfile::tempdir().unwrap();
-        let stamp = dir.path().join("ready");
-        let writer = {
-            let stamp = stamp.clone();
-            std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(200));
-                crate::fsutil::write_atomic(&stamp, b"x", 0o644).unwrap();
-            })
-        };
+        let (stamp, writer) =
+            stamp_later(dir.path(), |p| crate::fsutil::write_atomic(p, b"x", 0o644).unwrap());
         let watch = child("sleep 30");
         let pid = watch.id();
         let got = until_ready(dir.path(), Watch::Events, || stamp.exists(), watch, Duration::from_secs(20))
@@ -196,14 +201,7 @@ mod tests {
     #[test]
     fn polling_sees_the_stamp_without_inotify() {
         let dir = tempfile::tempdir().unwrap();
-        let stamp = dir.path().join("ready");
-        let writer = {
-            let stamp = stamp.clone();
-            std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(200));
-                std::fs::write(&stamp, b"x").unwrap();
-            })
-        };
+        let (stamp, writer) = stamp_later(dir.path(), |p| std::fs::write(p, b"x").unwrap());
         let watch = child("sleep 30");
         let got = until_ready(dir.path(), Watch::Polling, || stamp.exists(), watch, Duration::from_secs(20));
         writer.join().unwrap();
