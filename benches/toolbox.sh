@@ -89,6 +89,13 @@ base=()
 hyperfine -N --runs 10 --prepare "$stop_bench" --export-json "$work/stopped.json" "${base[@]}" \
     -n "mtbx run" "$bin run -c bench true" \
     -n "podman start+exec" "sh -c 'podman start bench >/dev/null && podman exec bench true'"
+# 1c. A start that waits a second (init-container delayed by Toolbx's
+# TOOLBX_DELAY_ENTRY_POINT hook): what the waiting itself costs in CPU.
+TOOLBX_DELAY_ENTRY_POINT=1 "$bin" create -y --tls-verify=false --image "$img" --arch arm64 slow >/dev/null
+base=()
+[ -n "${MTBX_BASELINE:-}" ] && base=(-n "mtbx-baseline" "$MTBX_BASELINE run -c slow true")
+hyperfine -N --runs 5 --prepare "podman stop -t 0 slow" --export-json "$work/slow.json" "${base[@]}" \
+    -n "mtbx run" "$bin run -c slow true"
 # 2. create to first run.
 # By hand: a static native shell (the host's busybox) mounts binfmt_misc in
 # the container's own user namespace, registers QEMU, runs arm64 `true`.
@@ -117,7 +124,7 @@ hyperfine -N --warmup 3 --runs 20 --export-json "$work/toolbx.json" \
     -n "podman exec login" "podman exec --user $user mtbx-bench bash --login -c true"
 "$toolbx" rm -f tbx-bench >/dev/null 2>&1 || true
 "$bin" rm --force mtbx-bench >/dev/null 2>&1 || true
-python3 - "$work/run.json" "$work/create.json" "$work/toolbx.json" "$work/stopped.json" <<'PY'
+python3 - "$work/run.json" "$work/create.json" "$work/toolbx.json" "$work/stopped.json" "$work/slow.json" <<'PY'
 import json, sys
 r, c, t = ({x["command"]: x["mean"] for x in json.load(open(f))["results"]} for f in sys.argv[1:4])
 st = {x["command"]: x for x in json.load(open(sys.argv[4]))["results"]}
@@ -125,6 +132,10 @@ m, p = st["mtbx run"], st["podman start+exec"]
 cpu = lambda x: (x["user"] + x["system"]) * 1000
 print(f"run on a stopped container: mtbx {m['mean']*1000:.0f} ms ({cpu(m):.0f} ms CPU), podman start+exec "
       f"{p['mean']*1000:.0f} ms ({cpu(p):.0f} ms CPU), ratio {m['mean']/p['mean']:.2f} (CPU {cpu(m)/cpu(p):.2f})")
+sl = {x["command"]: x for x in json.load(open(sys.argv[5]))["results"]}
+print(f"run on a stopped container whose start waits 1 s: mtbx {sl['mtbx run']['mean']*1000:.0f} ms, "
+      f"{cpu(sl['mtbx run']):.0f} ms CPU" + (f"; baseline build {sl['mtbx-baseline']['mean']*1000:.0f} ms, "
+      f"{cpu(sl['mtbx-baseline']):.0f} ms CPU" if "mtbx-baseline" in sl else ""))
 if "mtbx-baseline" in st:
     b = st["mtbx-baseline"]
     print(f"  baseline build {b['mean']*1000:.0f} ms ({cpu(b):.0f} ms CPU): ratio to it {m['mean']/b['mean']:.2f}")
