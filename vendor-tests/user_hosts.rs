@@ -133,7 +133,7 @@ fn a_stored_image_is_the_truth_about_its_architecture() {
     let stored = format!("{}-arm64", s.image);
     assert!(pulled.contains(&stored), "{pulled}");
     let id = s.env.podman_ok(&["image", "inspect", "--format", "{{.Id}}", &stored]).trim().to_string();
-    for (image, name) in [(stored.as_str(), "by-name"), (&id[..16], "by-id")] {
+    for (image, name) in [(stored.as_str(), "by-name"), (&id[..16], "by-id"), (&id[..8], "by-short-id")] {
         ok(s.mtbx(&["create", "--image", image, name]).output().unwrap(), "create");
         assert_eq!(s.ok(&["run", "-c", name, "uname", "-m"]).trim(), "aarch64", "{name}");
         let label = s.env.podman_ok(&[

@@ -255,24 +255,25 @@ fn qualify(image: &str, release: &str, short: ShortNames) -> Result<ImageRef, Se
     }
 }
 
-/// The first of `names` the store holds (a name, or an image id or a
-/// unique prefix of one of at least 12 hex digits), with its platform.
+/// The first of `names` the store holds (a name, or a unique prefix of an
+/// image id by the rule the front ends use to tell an id,
+/// [`naming::image_can_be_id`]), with its platform.
 pub fn find_stored(names: &[String]) -> Option<StoredImage> {
     let store = Store::open(StorageConfig::for_current_user().ok()?).ok()?;
     let images = store.images().ok()?;
     names.iter().find_map(|n| {
         let id = n.strip_prefix("sha256:").unwrap_or(n);
-        let by_id = |i: &&crate::storage::ImageInfo| {
-            id.len() >= 12 && id.chars().all(|c| c.is_ascii_hexdigit()) && i.record.id.starts_with(id)
-        };
+        let by_id =
+            |i: &&crate::storage::ImageInfo| naming::image_can_be_id(id) && i.record.id.starts_with(id);
         let found = images.iter().find(|i| i.record.names.contains(n)).or_else(|| {
             Some(images.iter().filter(by_id).collect::<Vec<_>>()).filter(|v| v.len() == 1)?.pop()
         })?;
         let c = found.parsed_config();
         let arch = Arch::from_oci(&c.architecture, c.variant.as_deref());
+        let os = if c.os.is_empty() { "linux" } else { &c.os };
         let platform = match c.variant.as_deref().filter(|v| !v.is_empty()) {
-            Some(v) => format!("{}/{}/{v}", if c.os.is_empty() { "linux" } else { &c.os }, c.architecture),
-            None => format!("{}/{}", if c.os.is_empty() { "linux" } else { &c.os }, c.architecture),
+            Some(v) => format!("{os}/{}/{v}", c.architecture),
+            None => format!("{os}/{}", c.architecture),
         };
         Some(StoredImage { name: n.clone(), arch, platform })
     })
