@@ -338,15 +338,17 @@ fn check_run(p: &Parity, name: &str, deb_arch: &str) {
     // --preserve-fds: descriptor 3 of podman exec reaches the command.
     let fd_file = p.scratch.path().join("fd3");
     std::fs::write(&fd_file, "through fd 3\n").unwrap();
-    let args = mtbx::toolbox::exec_args_with_fds(
-        name,
+    let command = ["sh".into(), "-c".into(), "cat <&3".into()];
+    let args = mtbx::toolbox::ExecSpec {
+        container: name,
         user,
-        None,
-        &[],
-        &["sh".into(), "-c".into(), "cat <&3".into()],
-        false,
-        1,
-    );
+        cwd: None,
+        env: Vec::new(),
+        command: &command,
+        tty: false,
+        preserve_fds: 1,
+    }
+    .args();
     let mut sh_args: Vec<String> =
         vec!["-c".into(), "exec 3<\"$FD3\"; exec podman \"$@\"".into(), "sh".into()];
     sh_args.extend(args.iter().map(|a| a.to_string_lossy().into_owned()));

@@ -9,7 +9,8 @@ use std::ffi::OsString;
 
 use clap_complete::engine::{ArgValueCandidates, CompletionCandidate};
 
-use crate::toolbox::engine::Podman;
+use crate::toolbox::naming;
+use crate::toolbox::ops::{OpsError, Toolbox};
 
 /// The variable through which the shell asks for candidates.
 pub const VAR: &str = "MTBX_COMPLETE";
@@ -35,35 +36,28 @@ pub fn shells() -> Vec<&'static str> {
     clap_complete::env::Shells::builtins().names().collect()
 }
 
-fn podman_lines(args: &[&str]) -> Vec<CompletionCandidate> {
-    let Ok(p) = Podman::find() else { return Vec::new() };
-    p.output(args)
-        .map(|o| {
-            o.lines()
-                .filter(|l| !l.is_empty() && !l.contains("<none>"))
-                .map(|l| CompletionCandidate::new(OsString::from(l.trim())))
-                .collect()
-        })
+/// Candidates from the toolbox operations, none when podman is missing
+/// or fails (completion never prints an error).
+fn from_ops(f: impl FnOnce(&Toolbox) -> Result<Vec<String>, OpsError>) -> Vec<CompletionCandidate> {
+    let Ok(tb) = Toolbox::new() else { return Vec::new() };
+    f(&tb)
         .unwrap_or_default()
+        .into_iter()
+        .filter(|l| !l.is_empty() && !l.contains("<none>"))
+        .map(|l| CompletionCandidate::new(OsString::from(l)))
+        .collect()
 }
 
 /// Toolbox containers (mtbx's and Toolbx's).
 pub fn containers() -> ArgValueCandidates {
     ArgValueCandidates::new(|| {
-        podman_lines(&[
-            "ps",
-            "--all",
-            "--format",
-            "{{.Names}}",
-            "--filter",
-            &format!("label={}=true", crate::toolbox::LABEL_TOOLBOX),
-        ])
+        from_ops(|tb| Ok(tb.toolbx_containers()?.iter().map(|c| c.name().to_string()).collect()))
     })
 }
 
 /// Images in podman's store.
 pub fn images() -> ArgValueCandidates {
-    ArgValueCandidates::new(|| podman_lines(&["images", "--format", "{{.Repository}}:{{.Tag}}"]))
+    ArgValueCandidates::new(|| from_ops(Toolbox::image_names))
 }
 
 /// Every architecture name and alias.
@@ -82,13 +76,13 @@ pub fn distros() -> ArgValueCandidates {
 /// default release.
 pub fn releases() -> ArgValueCandidates {
     ArgValueCandidates::new(|| {
-        let mut tags: Vec<String> = podman_lines(&[
-            "images",
-            "--format",
-            "{{.Tag}}",
-            "--filter",
-            &format!("label={}=true", crate::toolbox::LABEL_TOOLBOX),
-        ])
+        let mut tags: Vec<String> = from_ops(|tb| {
+            Ok(tb
+                .toolbx_images()?
+                .into_iter()
+                .filter_map(|i| naming::image_tag(&i.name).map(str::to_string))
+                .collect())
+        })
         .into_iter()
         .map(|c| c.get_value().to_string_lossy().into_owned())
         .collect();

@@ -19,7 +19,7 @@ fn classify(e: &(dyn StdError + 'static)) -> Option<Kind> {
         BadInput,
         Reported,
         crate::toolbox::ToolboxError,
-        crate::toolbox::service::ServiceError,
+        crate::toolbox::ops::OpsError,
         crate::toolbox::engine::EngineError,
         crate::toolbox::inside::ExecError,
         crate::toolbox::export::ExportError,

@@ -7,12 +7,13 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use clap::Args;
 
+use super::containers_cmd::{begin_session, end_session, SelectArgs};
 use super::exit;
 use super::output::{self, Format, Table};
-use super::toolbox_cmd::{begin_session, end_session, Which};
 use crate::emu::arch::Arch;
 use crate::toolbox::export::{self, ExportError, Exported, Item};
-use crate::toolbox::service::{Selector, Toolbox};
+use crate::toolbox::ops::Toolbox;
+use crate::toolbox::selection::SelectFlags;
 use crate::toolbox::{self, HostUser};
 
 #[derive(Debug, Args)]
@@ -21,7 +22,7 @@ pub(crate) struct ExportArgs {
     #[arg(long, short = 'c', value_name = "NAME", add = super::complete::containers())]
     container: Option<String>,
     #[command(flatten)]
-    which: Which,
+    which: SelectArgs,
     /// A program, by its absolute path in the container: a wrapper that
     /// runs it there (`gcc-arm64` for a foreign container's /usr/bin/gcc).
     #[arg(long, value_name = "PATH", conflicts_with = "app")]
@@ -90,7 +91,7 @@ pub(crate) fn run(args: ExportArgs) -> Result<i32> {
         export::check_file_name(n)?;
     }
     let tb = Toolbox::new()?;
-    let name = tb.name_for(args.container.as_deref(), &Selector::from(&args.which))?;
+    let name = tb.name_for(args.container.as_deref(), &SelectFlags::from(&args.which))?;
     if let Some(what) = &args.delete {
         let what = match (what.as_str(), &args.bin, &args.app) {
             ("", Some(b), _) => b.clone(),
@@ -104,7 +105,7 @@ pub(crate) fn run(args: ExportArgs) -> Result<i32> {
         }
         return Ok(exit::OK);
     }
-    let c = tb.find(Some(&name), &Selector::from(&args.which))?;
+    let c = tb.find(Some(&name), &SelectFlags::from(&args.which))?;
     let arch = Arch::parse(c.label(toolbox::LABEL_ARCH).unwrap_or_default())?;
     // Foreign containers carry Toolbx's arch label (create sets it exactly
     // when there is an interpreter).
@@ -187,34 +188,12 @@ type Probed = Result<String, String>;
 fn in_session<T>(
     tb: &Toolbox,
     name: &str,
-    which: &Which,
+    which: &SelectArgs,
     f: impl FnOnce(&dyn Fn(&[&str]) -> Probed) -> T,
 ) -> Result<T> {
     let session = begin_session(tb, name, which)?;
     let user = HostUser::current()?;
-    let probe = |args: &[&str]| -> Probed {
-        let mut a: Vec<String> = vec![
-            "exec".into(),
-            "--user".into(),
-            format!("{}:{}", user.uid, user.gid),
-            name.into(),
-            format!("{}/mtbx", toolbox::HOST_DIR),
-            "container-probe".into(),
-        ];
-        a.extend(args.iter().map(|s| s.to_string()));
-        let out = tb
-            .podman()
-            .command(&a)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run podman exec: {e}"))?;
-        if out.status.success() {
-            return String::from_utf8(out.stdout).map_err(|_| "not UTF-8 text".to_string());
-        }
-        let err = String::from_utf8_lossy(&out.stderr);
-        let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("it failed").trim();
-        Err(last.strip_prefix("mtbx: error: ").unwrap_or(last).to_string())
-    };
+    let probe = |args: &[&str]| -> Probed { tb.probe(name, &user, args) };
     let result = f(&probe);
     end_session(tb, name, session);
     Ok(result)

@@ -5,6 +5,7 @@
 mod arch_cmd;
 mod binfmt_cmd;
 pub(crate) mod complete;
+mod containers_cmd;
 pub(crate) mod docs;
 pub(crate) mod errors;
 mod export_cmd;
@@ -15,8 +16,7 @@ pub(crate) mod output;
 mod pull_cmd;
 mod rootfs_cmd;
 mod save_cmd;
-mod toolbox_cmd;
-pub(crate) mod toolbx;
+pub(crate) mod toolbox_mode;
 
 use clap::{Parser, Subcommand};
 
@@ -57,29 +57,29 @@ enum Command {
     /// Write one platform of an image as an OCI archive (oci-archive:FILE).
     Save(save_cmd::SaveArgs),
     /// Create a toolbox container of any architecture.
-    Create(toolbox_cmd::CreateArgs),
+    Create(containers_cmd::CreateArgs),
     /// Enter a toolbox container (or, with --rootfs, a root file system
     /// directory) for an interactive shell.
-    Enter(toolbox_cmd::EnterArgs),
+    Enter(containers_cmd::EnterArgs),
     /// Run a command in a toolbox container (or, with --rootfs, in a root
     /// file system directory).
-    Run(toolbox_cmd::RunArgs),
+    Run(containers_cmd::RunArgs),
     /// List mtbx's toolbox containers and their images, with architectures.
-    List(toolbox_cmd::ListArgs),
+    List(containers_cmd::ListArgs),
     /// Remove toolbox containers.
-    Rm(toolbox_cmd::RmArgs),
+    Rm(containers_cmd::RmArgs),
     /// Stop toolbox containers.
-    Stop(toolbox_cmd::StopArgs),
+    Stop(containers_cmd::StopArgs),
     /// Make a container's program or application available on the host.
     Export(export_cmd::ExportArgs),
     /// Remove toolbox images.
-    Rmi(toolbox_cmd::RmiArgs),
+    Rmi(containers_cmd::RmiArgs),
     /// The entrypoint of toolbox containers (runs inside them).
     #[command(hide = true)]
-    InitContainer(toolbox_cmd::InitArgs),
+    InitContainer(containers_cmd::InitArgs),
     /// Runs a command inside a toolbox container as the user.
     #[command(hide = true)]
-    ContainerExec(toolbox_cmd::ExecArgs),
+    ContainerExec(containers_cmd::ExecArgs),
     /// Checks or reads a file inside a toolbox container, for export.
     #[command(hide = true)]
     ContainerProbe(export_cmd::ProbeArgs),
@@ -116,13 +116,13 @@ pub(crate) mod exit {
 }
 
 /// Parse the process arguments, run the command, return the exit code.
-/// Invoked through a link named `toolbox`, mtbx is Toolbx ([`toolbx`]).
+/// Invoked through a link named `toolbox`, mtbx is Toolbx ([`toolbox_mode`]).
 pub fn run() -> i32 {
     quiet_when_the_reader_leaves();
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let invoked_as = args.first().map(std::path::Path::new).and_then(|p| p.file_name());
     if invoked_as.is_some_and(|n| n == "toolbox") {
-        return toolbx::run(args);
+        return toolbox_mode::run(args);
     }
     complete::answer_shell(<Cli as clap::CommandFactory>::command, "mtbx");
     let cli = Cli::parse_from(args);
@@ -134,17 +134,17 @@ pub fn run() -> i32 {
         Command::Pull(args) => pull_cmd::run(args, cli.assumeyes),
         Command::Images(args) => images_cmd::run(args),
         Command::Save(args) => save_cmd::run(args),
-        Command::Create(args) => toolbox_cmd::create(args, cli.assumeyes),
-        Command::Enter(args) => toolbox_cmd::enter(args),
-        Command::Run(args) => toolbox_cmd::run(args),
-        Command::List(args) => toolbox_cmd::list(args),
-        Command::Rm(args) => toolbox_cmd::rm(args),
-        Command::Stop(args) => toolbox_cmd::stop(args),
+        Command::Create(args) => containers_cmd::create(args, cli.assumeyes),
+        Command::Enter(args) => containers_cmd::enter(args),
+        Command::Run(args) => containers_cmd::run(args),
+        Command::List(args) => containers_cmd::list(args),
+        Command::Rm(args) => containers_cmd::rm(args),
+        Command::Stop(args) => containers_cmd::stop(args),
         Command::Export(args) => export_cmd::run(args),
         Command::ContainerProbe(args) => export_cmd::container_probe(args),
-        Command::Rmi(args) => toolbox_cmd::rmi(args),
-        Command::InitContainer(args) => toolbox_cmd::init_container(args),
-        Command::ContainerExec(args) => toolbox_cmd::container_exec(args),
+        Command::Rmi(args) => containers_cmd::rmi(args),
+        Command::InitContainer(args) => containers_cmd::init_container(args),
+        Command::ContainerExec(args) => containers_cmd::container_exec(args),
         Command::ManPages { dir } => man_pages(&dir),
         Command::Completion { shell } => completion(&shell),
         Command::Help { command } => help(command.as_deref()),
@@ -232,7 +232,7 @@ fn help(command: Option<&str>) -> anyhow::Result<i32> {
 fn man_pages(dir: &std::path::Path) -> anyhow::Result<i32> {
     use clap::CommandFactory;
     let mut n = docs::write_pages(Cli::command(), dir)?.len();
-    n += docs::write_pages(toolbx::ToolbxCli::command(), dir)?.len();
+    n += docs::write_pages(toolbox_mode::ToolbxCli::command(), dir)?.len();
     eprintln!("wrote {n} manual pages to {}", dir.display());
     Ok(exit::OK)
 }
@@ -323,6 +323,6 @@ mod tests {
     #[test]
     fn both_command_lines_are_consistent() {
         super::Cli::command().debug_assert();
-        super::toolbx::ToolbxCli::command().debug_assert();
+        super::toolbox_mode::ToolbxCli::command().debug_assert();
     }
 }

@@ -30,6 +30,23 @@ pub enum EngineError {
         #[source]
         source: std::io::Error,
     },
+    /// No such container or image (podman rm/rmi exit 1).
+    #[error("there is no {object} named {}", crate::text::escaped(.name))]
+    NotFound {
+        /// Container or image.
+        object: Object,
+        /// The name or id given.
+        name: String,
+    },
+    /// A running container, or an image that containers or children use
+    /// (podman rm/rmi exit 2).
+    #[error("{object} {} is in use ({}): pass --force", crate::text::escaped(.name), object.in_use())]
+    InUse {
+        /// Container or image.
+        object: Object,
+        /// The name or id given.
+        name: String,
+    },
     /// podman's output was not what its --format promised.
     #[error("cannot read podman's output for {args}")]
     Parse {
@@ -45,6 +62,76 @@ impl crate::error::Classify for EngineError {
     fn kind(&self) -> crate::error::Kind {
         crate::error::Kind::Failed
     }
+}
+
+/// The two kinds of object podman's `inspect`, `rm` and `rmi` work on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Object {
+    /// A container (`podman rm`).
+    Container,
+    /// An image (`podman rmi`).
+    Image,
+}
+
+impl Object {
+    /// podman's noun, as `inspect --type` and messages spell it.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Object::Container => "container",
+            Object::Image => "image",
+        }
+    }
+
+    /// What podman's "in use" (exit 2) means for this kind.
+    pub fn in_use(self) -> &'static str {
+        match self {
+            Object::Container => "it is running",
+            Object::Image => "containers or other images use it",
+        }
+    }
+
+    fn remove_verb(self) -> &'static str {
+        match self {
+            Object::Container => "rm",
+            Object::Image => "rmi",
+        }
+    }
+}
+
+impl std::fmt::Display for Object {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.noun())
+    }
+}
+
+/// A container or image as `podman inspect` describes it: the parts
+/// toolbox commands decide on.
+#[derive(Debug, Clone, Default)]
+pub struct Inspected {
+    /// The name podman knows it by (a container's; empty for an image).
+    pub name: String,
+    /// Its id.
+    pub id: String,
+    /// Its labels.
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// An image as `podman images --format json` lists it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImageInfo {
+    /// Its id.
+    #[serde(rename = "Id")]
+    pub id: String,
+    /// Its names (none for a dangling image).
+    #[serde(default)]
+    pub names: Option<Vec<String>>,
+    /// Its labels.
+    #[serde(default)]
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
+    /// Creation time, unix seconds.
+    #[serde(default)]
+    pub created: i64,
 }
 
 /// A container as `podman ps --format json` lists it.
@@ -120,6 +207,13 @@ impl Podman {
 
     /// Run podman quietly; its stdout on success.
     pub fn output<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Result<String, EngineError> {
+        self.answer(args).map_err(|(_, e)| e)
+    }
+
+    /// Run podman quietly; its stdout on success, else its exit code (when
+    /// it exited) beside the error, for callers that tell podman's answers
+    /// apart by code.
+    fn answer<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Result<String, (Option<i32>, EngineError)> {
         let shown =
             || args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ");
         let mut cmd = self.command(args);
@@ -128,24 +222,118 @@ impl Podman {
             // Its log is asked for: it goes to stderr as podman writes it.
             cmd.stderr(Stdio::inherit());
         }
-        let out = cmd.output().map_err(|source| EngineError::Spawn { args: shown(), source })?;
+        let out = cmd.output().map_err(|source| (None, EngineError::Spawn { args: shown(), source }))?;
         if !out.status.success() {
             let stderr = String::from_utf8_lossy(&out.stderr);
             let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
             let last = last.strip_prefix("Error: ").unwrap_or(last);
-            return Err(EngineError::Failed { args: shown(), stderr: last.to_string() });
+            return Err((out.status.code(), EngineError::Failed { args: shown(), stderr: last.to_string() }));
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// Containers carrying `label` (key=value), all states.
-    pub fn containers(&self, label: &str) -> Result<Vec<ContainerInfo>, EngineError> {
-        let args = ["ps", "--all", "--format", "json", "--filter", &format!("label={label}")];
-        let text = self.output(&args)?;
+    /// podman's JSON answer to `args`, parsed; an empty answer is `T`'s
+    /// default (podman prints nothing for an empty list).
+    fn json<T: serde::de::DeserializeOwned + Default>(&self, args: &[&str]) -> Result<T, EngineError> {
+        let text = self.output(args)?;
         if text.trim().is_empty() {
-            return Ok(Vec::new());
+            return Ok(T::default());
         }
         serde_json::from_str(&text).map_err(|source| EngineError::Parse { args: args.join(" "), source })
+    }
+
+    /// Containers carrying `label` (key=value), all states.
+    pub fn containers(&self, label: &str) -> Result<Vec<ContainerInfo>, EngineError> {
+        self.json(&["ps", "--all", "--format", "json", "--filter", &format!("label={label}")])
+    }
+
+    /// Every container, all states, sorted by name.
+    pub fn all_containers(&self) -> Result<Vec<ContainerInfo>, EngineError> {
+        self.json(&["ps", "--all", "--format", "json", "--sort", "names"])
+    }
+
+    /// The container of exactly this name, if there is one.
+    pub fn container(&self, name: &str) -> Result<Option<ContainerInfo>, EngineError> {
+        let found: Vec<ContainerInfo> =
+            self.json(&["ps", "--all", "--format", "json", "--filter", &format!("name=^{name}$")])?;
+        Ok(found.into_iter().find(|c| c.name() == name))
+    }
+
+    /// Every image in the store.
+    pub fn images(&self) -> Result<Vec<ImageInfo>, EngineError> {
+        self.json(&["images", "--format", "json"])
+    }
+
+    /// A container or image by name or id.
+    pub fn inspect(&self, object: Object, name: &str) -> Result<Inspected, EngineError> {
+        let args = ["inspect", "--format", "json", "--type", object.noun(), name];
+        let v: Vec<serde_json::Value> = self.json(&args)?;
+        let Some(v) = v.into_iter().next() else {
+            return Err(EngineError::NotFound { object, name: name.to_string() });
+        };
+        // A container keeps its labels in its config, an image at the top.
+        let labels = match object {
+            Object::Container => &v["Config"]["Labels"],
+            Object::Image => &v["Labels"],
+        };
+        Ok(Inspected {
+            name: v["Name"].as_str().unwrap_or_default().to_string(),
+            id: v["Id"].as_str().unwrap_or_default().to_string(),
+            labels: serde_json::from_value(labels.clone()).unwrap_or_default(),
+        })
+    }
+
+    /// Whether the container is running now.
+    pub fn running(&self, name: &str) -> Result<bool, EngineError> {
+        Ok(self.output(&["container", "inspect", "--format", "{{.State.Running}}", name])?.trim() == "true")
+    }
+
+    /// Create a container with these `podman create` arguments (the
+    /// first is `create`); its id.
+    pub fn create(&self, args: &[String]) -> Result<String, EngineError> {
+        Ok(self.output(args)?.trim().to_string())
+    }
+
+    /// Start a container (podman returns once its entry point runs).
+    pub fn start(&self, name: &str) -> Result<(), EngineError> {
+        self.output(&["start", name]).map(drop)
+    }
+
+    /// Stop a container: its entry point gets SIGTERM, then SIGKILL after
+    /// podman's grace time.
+    pub fn stop(&self, name: &str) -> Result<(), EngineError> {
+        self.output(&["stop", name]).map(drop)
+    }
+
+    /// Remove a container or images; "no such" and "in use" as their own
+    /// errors (podman's exit codes 1 and 2), since front ends word them.
+    /// podman's report (the ids it removed) on success.
+    pub fn remove(&self, object: Object, names: &[&str], force: bool) -> Result<String, EngineError> {
+        let mut args = vec![object.remove_verb()];
+        if force {
+            args.push("--force");
+        }
+        args.extend(names);
+        let name = || names.join(" ");
+        self.answer(&args).map_err(|(code, e)| match code {
+            Some(1) => EngineError::NotFound { object, name: name() },
+            Some(2) => EngineError::InUse { object, name: name() },
+            _ => e,
+        })
+    }
+
+    /// Run `podman exec` with these arguments, the terminal and standard
+    /// streams passed through; its exit status.
+    pub fn exec(&self, args: &[std::ffi::OsString]) -> Result<std::process::ExitStatus, EngineError> {
+        self.command(args).status().map_err(|source| EngineError::Spawn { args: "exec".to_string(), source })
+    }
+
+    /// Run `podman exec` with these arguments and no terminal; its output.
+    pub fn exec_output(&self, args: &[String]) -> Result<std::process::Output, EngineError> {
+        self.command(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| EngineError::Spawn { args: "exec".to_string(), source })
     }
 
     /// A container's log: what it wrote to stdout and to stderr (podman

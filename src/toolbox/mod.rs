@@ -13,9 +13,9 @@ pub mod engine;
 pub mod export;
 pub mod inside;
 pub mod naming;
+pub mod ops;
 pub mod readiness;
 pub mod selection;
-pub mod service;
 pub mod session;
 
 use std::path::{Path, PathBuf};
@@ -24,6 +24,9 @@ use crate::emu::arch::Arch;
 
 /// Toolbx's own label: `toolbox list` sees mtbx containers too.
 pub const LABEL_TOOLBOX: &str = "com.github.containers.toolbox";
+/// The label of containers and images made when Toolbx lived under
+/// debarshiray's name; Toolbx still lists them.
+pub const LABEL_TOOLBOX_OLD: &str = "com.github.debarshiray.toolbox";
 /// The platform an mtbx container runs (`arm64/v8`); list/enter/run/rm read it.
 pub const LABEL_ARCH: &str = "io.github.mtbx.arch";
 /// The host directory of the container's readiness stamp, recorded at
@@ -531,67 +534,86 @@ pub fn check_host(arch: &'static Arch, explicit: Option<&Path>) -> Result<PathBu
     Ok(std::fs::canonicalize(&found.path).unwrap_or_else(|_| found.path.clone()))
 }
 
-/// The `podman exec` arguments of `run`/`enter`: container-exec (inside)
+/// One command run in a container as the user: container-exec (inside)
 /// becomes `user`, goes to `cwd` when the container has it, and runs
 /// `command` through the login shell (the login shell itself when empty),
-/// with `env` passed from the host. Detach keys are off, as in Toolbx, so
-/// Ctrl-P and Ctrl-Q reach the shell and the programs in it;
-/// [`exec_args_with_fds`] passes more descriptors.
-pub fn exec_args(
-    name: &str,
-    user: &HostUser,
-    cwd: Option<&Path>,
-    env: &[(&str, std::ffi::OsString)],
-    command: &[std::ffi::OsString],
-    tty: bool,
-) -> Vec<std::ffi::OsString> {
-    exec_args_with_fds(name, user, cwd, env, command, tty, 0)
+/// with `env` passed from the host. `run` and `enter` of both front ends
+/// build this one spec, so they exec alike.
+#[derive(Debug, Clone)]
+pub struct ExecSpec<'a> {
+    /// The container.
+    pub container: &'a str,
+    /// Who runs the command.
+    pub user: &'a HostUser,
+    /// Where, when the container has that directory.
+    pub cwd: Option<PathBuf>,
+    /// Variables passed from the host.
+    pub env: Vec<(&'a str, std::ffi::OsString)>,
+    /// The command; empty for the login shell.
+    pub command: &'a [std::ffi::OsString],
+    /// Whether podman gives the command a terminal.
+    pub tty: bool,
+    /// Descriptors after stdin, stdout and stderr that reach the command
+    /// (`run --preserve-fds N`, as Toolbx).
+    pub preserve_fds: u32,
 }
 
-/// [`exec_args`] with `preserve_fds` more descriptors after stdin, stdout
-/// and stderr reaching the command (`run --preserve-fds N`, as Toolbx).
-pub fn exec_args_with_fds(
-    name: &str,
-    user: &HostUser,
-    cwd: Option<&Path>,
-    env: &[(&str, std::ffi::OsString)],
-    command: &[std::ffi::OsString],
-    tty: bool,
-    preserve_fds: u32,
-) -> Vec<std::ffi::OsString> {
-    use std::ffi::OsString;
-    let mut args: Vec<OsString> =
-        vec!["exec".into(), "--detach-keys".into(), "".into(), "--interactive".into()];
-    if preserve_fds > 0 {
-        args.extend(["--preserve-fds".into(), preserve_fds.to_string().into()]);
+impl<'a> ExecSpec<'a> {
+    /// `command` for `user` as this process would run it: its working
+    /// directory, Toolbx's variables from its environment, and a terminal
+    /// only when both stdin and stdout are one (`echo cmd | enter` must
+    /// see the end of its input, which a pseudo-terminal would hide).
+    pub fn here(container: &'a str, user: &'a HostUser, command: &'a [std::ffi::OsString]) -> ExecSpec<'a> {
+        use std::io::IsTerminal;
+        ExecSpec {
+            container,
+            user,
+            cwd: std::env::current_dir().ok(),
+            env: PASSED_ENV.iter().filter_map(|k| std::env::var_os(k).map(|v| (*k, v))).collect(),
+            command,
+            tty: std::io::stdin().is_terminal() && std::io::stdout().is_terminal(),
+            preserve_fds: 0,
+        }
     }
-    if tty {
-        args.push("--tty".into());
+
+    /// The `podman exec` arguments. Detach keys are off, as in Toolbx, so
+    /// Ctrl-P and Ctrl-Q reach the shell and the programs in it.
+    pub fn args(&self) -> Vec<std::ffi::OsString> {
+        use std::ffi::OsString;
+        let mut args: Vec<OsString> =
+            vec!["exec".into(), "--detach-keys".into(), "".into(), "--interactive".into()];
+        if self.preserve_fds > 0 {
+            args.extend(["--preserve-fds".into(), self.preserve_fds.to_string().into()]);
+        }
+        if self.tty {
+            args.push("--tty".into());
+        }
+        for (k, v) in &self.env {
+            let mut kv = OsString::from(format!("{k}="));
+            kv.push(v);
+            args.extend(["--env".into(), kv]);
+        }
+        args.push(self.container.into());
+        args.push(format!("{HOST_DIR}/mtbx").into());
+        args.push("container-exec".into());
+        let user = self.user;
+        for (k, v) in [
+            ("--uid", user.uid.to_string()),
+            ("--gid", user.gid.to_string()),
+            ("--user", user.name.clone()),
+            ("--home", user.home.display().to_string()),
+        ] {
+            args.push(k.into());
+            args.push(v.into());
+        }
+        if let Some(d) = &self.cwd {
+            args.push("--workdir".into());
+            args.push(d.into());
+        }
+        args.push("--".into());
+        args.extend(self.command.iter().cloned());
+        args
     }
-    for (k, v) in env {
-        let mut kv = OsString::from(format!("{k}="));
-        kv.push(v);
-        args.extend(["--env".into(), kv]);
-    }
-    args.push(name.into());
-    args.push(format!("{HOST_DIR}/mtbx").into());
-    args.push("container-exec".into());
-    for (k, v) in [
-        ("--uid", user.uid.to_string()),
-        ("--gid", user.gid.to_string()),
-        ("--user", user.name.clone()),
-        ("--home", user.home.display().to_string()),
-    ] {
-        args.push(k.into());
-        args.push(v.into());
-    }
-    if let Some(d) = cwd {
-        args.push("--workdir".into());
-        args.push(d.into());
-    }
-    args.push("--".into());
-    args.extend(command.iter().cloned());
-    args
 }
 
 /// The escape sequence Toolbx prints before entering a container
@@ -686,7 +708,16 @@ mod tests {
         };
         let env = [("TERM", std::ffi::OsString::from("xterm"))];
         let cmd = ["sh".into(), "-c".into(), "echo --uid $1".into()];
-        let a = exec_args("box", &u, Some(Path::new("/home/ann/src")), &env, &cmd, false);
+        let spec = |cwd: Option<&str>, env: &[(&'static str, std::ffi::OsString)], cmd, tty, fds| ExecSpec {
+            container: "box",
+            user: &u,
+            cwd: cwd.map(PathBuf::from),
+            env: env.to_vec(),
+            command: cmd,
+            tty,
+            preserve_fds: fds,
+        };
+        let a = spec(Some("/home/ann/src"), &env, &cmd, false, 0).args();
         let a: Vec<String> = a.iter().map(|s| s.to_string_lossy().into_owned()).collect();
         assert_eq!(
             a.join(" "),
@@ -694,10 +725,10 @@ mod tests {
              --user ann --home /home/ann --workdir /home/ann/src -- sh -c echo --uid $1"
         );
         assert_eq!(a[2], "", "detach keys off: Ctrl-P reaches the shell");
-        let a = exec_args("box", &u, None, &[], &[], true);
+        let a = spec(None, &[], &[], true, 0).args();
         assert_eq!(a[4], "--tty");
         assert_eq!(a.last().unwrap(), "--", "an empty command means the login shell");
-        let a = exec_args_with_fds("box", &u, None, &[], &["cat".into()], false, 2);
+        let a = spec(None, &[], &["cat".into()], false, 2).args();
         assert_eq!(a[4..6], ["--preserve-fds", "2"], "{a:?}");
     }
 
@@ -824,10 +855,10 @@ mod stamp_tests {
             r#"[{{"Id":"x","Names":["c1"],"Image":"i","State":"running","Created":0,"Labels":{{"{LABEL_STAMP_DIR}":"/somewhere/c1"}}}}]"#
         );
         let cs: Vec<engine::ContainerInfo> = serde_json::from_str(&json).unwrap();
-        assert_eq!(service::stamp_dir_of(&cs[0]), PathBuf::from("/somewhere/c1"));
+        assert_eq!(ops::stamp_dir_of(&cs[0]), PathBuf::from("/somewhere/c1"));
         let json = r#"[{"Id":"x","Names":["c2"],"Image":"i","State":"running","Created":0,"Labels":{}}]"#;
         let cs: Vec<engine::ContainerInfo> = serde_json::from_str(json).unwrap();
-        assert_eq!(service::stamp_dir_of(&cs[0]), stamp_dir("c2"));
+        assert_eq!(ops::stamp_dir_of(&cs[0]), stamp_dir("c2"));
     }
 
     /// A stamp anyone could write proves nothing.

@@ -42,6 +42,33 @@ pub struct Request<'a> {
     pub variant: Option<&'a str>,
 }
 
+/// Which container or image a command means, as the user said it.
+#[derive(Debug, Clone, Default)]
+pub struct SelectFlags {
+    /// `--arch`.
+    pub arch: Option<String>,
+    /// `--distro`.
+    pub distro: Option<String>,
+    /// `--release`.
+    pub release: Option<String>,
+    /// `--image`.
+    pub image: Option<String>,
+}
+
+impl SelectFlags {
+    /// The selection request of these flags, for `container` when named.
+    pub fn request<'a>(&'a self, container: Option<&'a str>, variant: Option<&'a str>) -> Request<'a> {
+        Request {
+            container,
+            distro: self.distro.as_deref(),
+            image: self.image.as_deref(),
+            release: self.release.as_deref(),
+            arch: self.arch.as_deref(),
+            variant,
+        }
+    }
+}
+
 /// How an unqualified image name that no distribution claims is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ShortNames {

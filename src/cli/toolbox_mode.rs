@@ -13,11 +13,10 @@ use std::process::Command;
 use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use super::complete;
-use crate::toolbox::engine::Podman;
 use crate::toolbox::naming::{self, Defaults, ResolveError, CONTAINER_NAME_REGEXP};
+use crate::toolbox::ops::{self, Need, Object, Opened, OpsError, PullVoice, Removal, Toolbox};
 use crate::toolbox::selection::{self, SelectError, Selection};
-use crate::toolbox::service::{self, CreatePlan, Target, Toolbox};
-use crate::toolbox::{self, HostUser, LABEL_ARCH, LABEL_TOOLBOX};
+use crate::toolbox::{self, ExecSpec, HostUser, LABEL_ARCH};
 
 const EXE: &str = "toolbox";
 
@@ -282,7 +281,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
     // level (Toolbx's default level is error).
     if cli.log_podman || cli.verbose > 1 {
         let l = level.unwrap_or("error");
-        crate::toolbox::engine::set_podman_log_level(if l == "trace" { "debug" } else { l });
+        ops::set_podman_log_level(if l == "trace" { "debug" } else { l });
     }
     let g = Globals { assumeyes: cli.assumeyes, verbose: cli.verbose > 0 || level == Some("debug") };
     if cli.help {
@@ -575,14 +574,43 @@ fn create_container(
 ) -> Result<i32> {
     let tb = Toolbox::new()?;
     let enter = enter_command(d, &c.container);
-    if tb.podman().container_exists(&c.container) {
+    if tb.container_exists(&c.container) {
         return Err(Fail::usage(format!("container {} already exists\nEnter with: {enter}", c.container)));
     }
-    let target = Target::from(c);
     // toolbox.conf's `cpu` (mtbx's key) for containers of its `arch`.
     let cpu = naming::cpu_for_arch(&d.config, c.arch)?;
-    let plan = tb.plan_for(c.container.clone(), target.clone(), None, cpu.as_deref())?;
-    let Some(image) = find_or_pull(tb.podman(), c, &plan, authfile, g)? else { return Ok(0) };
+    let plan = tb.plan_for(c, None, cpu.as_deref()).map_err(|e| match e {
+        OpsError::Select(SelectError::NotFound(image)) => {
+            Fail::new(format!("image {image} not found in local storage and known registries"))
+        }
+        e => e.into(),
+    })?;
+    let image = match &plan.need {
+        Need::Stored(name) => name.clone(),
+        Need::Pull { reference, shown, registry } => {
+            if !g.assumeyes && registry != "localhost" {
+                if !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
+                    return Err(Fail::usage(
+                        "image required to create Toolbx container.\nUse option '--assumeyes' to download the image.",
+                    ));
+                }
+                if !ask(&format!("Download {shown}? [y/N]:")) {
+                    return Ok(0);
+                }
+            }
+            let mut extra = Vec::new();
+            if let Some(f) = authfile {
+                extra.extend(["--authfile".to_string(), f.display().to_string()]);
+            }
+            let voice = PullVoice::Asked { quiet: !g.verbose };
+            ops::pull_for_create(&plan.mtbx, reference, c.arch, None, &extra, voice).map_err(|e| {
+                tracing::debug!("pull failed: {e}");
+                Fail::new(format!(
+                    "failed to pull image {shown}\nIf it was a private image, log in with: podman login {registry}\nUse '{EXE} --verbose ...' for further details."
+                ))
+            })?
+        }
+    };
     let created = tb.create(&plan, &image).map_err(|e| {
         tracing::debug!("podman create failed: {e}");
         Fail::new(format!("failed to create container {}", c.container))
@@ -592,85 +620,6 @@ fn create_container(
         println!("Enter with: {enter}");
     }
     Ok(0)
-}
-
-/// A reference as a qualified one: unqualified names that no
-/// distribution claims are local (`localhost/NAME`), as Toolbx looks them up.
-fn parse_image(full: &str) -> Result<crate::image::reference::ImageRef> {
-    use crate::image::reference::{parse, Parsed};
-    match parse(full) {
-        Ok(Parsed::Qualified(r)) => Ok(r),
-        _ => match parse(&format!("localhost/{full}")) {
-            Ok(Parsed::Qualified(r)) => Ok(r),
-            Ok(Parsed::Short { .. }) => Err(Fail::new(format!("invalid image reference {full}"))),
-            Err(e) => Err(e.into()),
-        },
-    }
-}
-
-/// The store's name of the image to create from: one already there (by
-/// id, `localhost/`, or its fully qualified name, as Toolbx looks), else
-/// pulled after asking. None when the user declined the download.
-fn find_or_pull(
-    podman: &Podman,
-    c: &Selection,
-    plan: &CreatePlan,
-    authfile: Option<&Path>,
-    g: &Globals,
-) -> Result<Option<String>> {
-    // The store's own image for this platform (found by selection,
-    // which reads the architecture from its config).
-    if let Some(stored) = &c.stored {
-        return Ok(Some(stored.clone()));
-    }
-    let exists = |name: &str| podman.image_exists(name);
-    let suffixed = |name: &str| match parse_image(name) {
-        Ok(r) => crate::pull::store_name(&r, c.arch, c.native, ""),
-        Err(_) => name.to_string(),
-    };
-    if naming::image_can_be_id(&c.image) && exists(&c.image) {
-        return Ok(Some(c.image.clone()));
-    }
-    let has_domain = naming::image_has_domain(&c.image);
-    if !has_domain {
-        let local = suffixed(&format!("localhost/{}", c.image));
-        if exists(&local) {
-            return Ok(Some(local));
-        }
-    }
-    let full = if has_domain {
-        c.image.clone()
-    } else {
-        naming::fully_qualified(&c.image, &c.release).ok_or_else(|| {
-            Fail::new(format!("image {} not found in local storage and known registries", c.image))
-        })?
-    };
-    let stored = suffixed(&full);
-    if exists(&stored) {
-        return Ok(Some(stored));
-    }
-    let domain = full.split('/').next().unwrap_or("");
-    if !g.assumeyes && domain != "localhost" {
-        if !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
-            return Err(Fail::usage(
-                "image required to create Toolbx container.\nUse option '--assumeyes' to download the image.",
-            ));
-        }
-        if !ask(&format!("Download {full}? [y/N]:")) {
-            return Ok(None);
-        }
-    }
-    let mut extra = Vec::new();
-    if let Some(f) = authfile {
-        extra.extend(["--authfile".to_string(), f.display().to_string()]);
-    }
-    let quiet = !g.verbose;
-    service::pull_quietly(&plan.mtbx, &full, c.arch, &extra, quiet).map(Some).map_err(|e| {
-        tracing::debug!("pull failed: {e}");
-        Fail::new(format!(
-            "failed to pull image {full}\nIf it was a private image, log in with: podman login {domain}\nUse '{EXE} --verbose ...' for further details."
-        ))
-    })
 }
 
 /// Toolbx's yes/no question: the prompt and a space on stdout, an answer
@@ -735,7 +684,7 @@ fn run_command(
     g: &Globals,
 ) -> Result<i32> {
     let tb = Toolbox::new()?;
-    let exists = tb.podman().container_exists(&c.container);
+    let exists = tb.container_exists(&c.container);
     if !exists && pedantic {
         return Err(Fail::usage(format!(
             "container {} not found\nUse the 'create' command to create a Toolbx.",
@@ -743,7 +692,7 @@ fn run_command(
         )));
     }
     if !exists {
-        let all = toolbx_containers(tb.podman())?;
+        let all = tb.toolbx_containers()?;
         if all.is_empty() {
             let create = g.assumeyes || ask_offer();
             if !create {
@@ -766,14 +715,8 @@ fn run_command(
             )));
         }
     }
-    let text = tb
-        .podman()
-        .output(&["ps", "--all", "--format", "json", "--filter", &format!("name=^{}$", c.container)])
-        .map_err(|_| Fail::new(format!("failed to inspect container {}", c.container)))?;
-    let info: crate::toolbox::engine::ContainerInfo = serde_json::from_str::<Vec<_>>(&text)
-        .ok()
-        .and_then(|v| v.into_iter().next())
-        .ok_or_else(|| Fail::new(format!("failed to inspect container {}", c.container)))?;
+    let inspect_failed = || Fail::new(format!("failed to inspect container {}", c.container));
+    let info = tb.container(&c.container).map_err(|_| inspect_failed())?.ok_or_else(inspect_failed)?;
     if info.label(LABEL_ARCH).is_none() {
         return Err(Fail::new(format!(
             "container {} is too old and no longer supported\nRecreate it with Toolbx version 0.0.97 or newer.",
@@ -784,47 +727,33 @@ fn run_command(
     // container made with `mtbx create --auto-stop` is never stopped
     // under a toolbox-mode shell, and stops after the last session
     // whichever front end ran it. Containers without it behave as Toolbx's.
-    let session = crate::toolbox::session::Session::begin(&service::stamp_dir_of(&info)).ok();
-    if !toolbox::is_ready(&toolbox::stamp_file(&service::stamp_dir_of(&info))) {
-        // Toolbx waits 25 s for its entry point, then gives up; an entry
-        // point that failed says why in its own words.
-        let warnings = tb.start(&info, std::time::Duration::from_secs(25)).map_err(|e| match e {
-            service::ServiceError::NotStarted { why, .. } if running_failed(tb.podman(), &c.container) => {
-                Fail::new(why.join("\n"))
+    let session = match tb.open_session(&c.container, || Ok(info.clone()))? {
+        Opened::Ready(session) => session,
+        Opened::Stopped { container, session } => {
+            // Toolbx waits 25 s for its entry point, then gives up; an
+            // entry point that failed says why in its own words.
+            let warnings = tb.start(&container, std::time::Duration::from_secs(25)).map_err(|e| match e {
+                OpsError::NotStarted { why, .. } if !tb.running(&c.container).unwrap_or(true) => {
+                    Fail::new(why.join("\n"))
+                }
+                e => {
+                    tracing::debug!("{e}");
+                    Fail::new(format!("failed to initialize container {}", c.container))
+                }
+            })?;
+            for w in warnings {
+                eprintln!("Warning: {w}");
             }
-            e => {
-                tracing::debug!("{e}");
-                Fail::new(format!("failed to initialize container {}", c.container))
-            }
-        })?;
-        for w in warnings {
-            eprintln!("Warning: {w}");
+            session
         }
-    }
+    };
     let user = HostUser::current()?;
-    let env: Vec<(&str, OsString)> =
-        toolbox::PASSED_ENV.iter().filter_map(|k| std::env::var_os(k).map(|v| (*k, v))).collect();
-    let cwd = std::env::current_dir().ok();
-    let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-    let args =
-        toolbox::exec_args_with_fds(&c.container, &user, cwd.as_deref(), &env, command, tty, preserve_fds);
-    // `enter` tells the terminal which container the shell is in (OSC
-    // 777), as Toolbx does; only to a terminal, never into a pipe.
-    let osc = interactive && tty;
-    if osc {
-        print!("{}", toolbox::osc_container_push(&c.container, user.uid));
-        let _ = std::io::stdout().flush();
-    }
-    let status = tb.podman().command(&args).status();
-    if osc {
-        print!("{}", toolbox::osc_container_pop(user.uid));
-        let _ = std::io::stdout().flush();
-    }
-    if let Some(last) = session.and_then(|s| s.end()) {
-        if let Err(e) = tb.stop(&c.container) {
-            tracing::debug!("cannot stop {} after its last session: {e}", c.container);
-        }
-        drop(last);
+    let mut spec = ExecSpec::here(&c.container, &user, command);
+    spec.preserve_fds = preserve_fds;
+    // `enter` tells the terminal which container the shell is in.
+    let status = tb.exec(&spec, interactive);
+    if let Err(e) = tb.end_session(&c.container, session) {
+        tracing::debug!("cannot stop {} after its last session: {e}", c.container);
     }
     let status = status
         .map_err(|_| Fail::new(format!("failed to invoke 'podman exec' in container {}", c.container)))?;
@@ -842,84 +771,15 @@ fn run_command(
             code,
         }),
         // 127 from a command that exists is the command's own code.
-        127 if !interactive && !command_present(tb.podman(), &c.container, &user.name, &shown) => {
+        127 if !interactive && !tb.command_found(&c.container, &user.name, &shown) => {
             Err(Fail { message: format!("command {shown} not found in container {}", c.container), code })
         }
         _ => Ok(code),
     }
 }
 
-/// Whether `command` is found in the container, as the user's shell
-/// finds it.
-fn command_present(podman: &Podman, container: &str, user: &str, command: &str) -> bool {
-    podman.status(&["exec", "--user", user, container, "sh", "-c", "command -v \"$1\"", "sh", command])
-        == Some(0)
-}
-
-/// Whether the container's entry point has exited (rather than still
-/// being busy when the wait ran out).
-fn running_failed(podman: &Podman, name: &str) -> bool {
-    podman
-        .output(&["container", "inspect", "--format", "{{.State.Running}}", name])
-        .is_ok_and(|o| o.trim() != "true")
-}
-
 fn ask_offer() -> bool {
     ask("No Toolbx containers found. Create now? [y/N]")
-}
-
-/// Containers with Toolbx's label (or its old one), sorted by name.
-fn toolbx_containers(podman: &Podman) -> Result<Vec<crate::toolbox::engine::ContainerInfo>> {
-    let text = podman.output(&["ps", "--all", "--format", "json", "--sort", "names"])?;
-    let all: Vec<crate::toolbox::engine::ContainerInfo> = if text.trim().is_empty() {
-        Vec::new()
-    } else {
-        serde_json::from_str(&text).map_err(|e| Fail::new(format!("failed to get containers: {e}")))?
-    };
-    Ok(all.into_iter().filter(|c| is_toolbx(c.labels.as_ref())).collect())
-}
-
-fn is_toolbx(labels: Option<&std::collections::BTreeMap<String, String>>) -> bool {
-    labels.is_some_and(|l| {
-        l.get(LABEL_TOOLBOX).is_some_and(|v| v == "true")
-            || l.get("com.github.debarshiray.toolbox").is_some_and(|v| v == "true")
-    })
-}
-
-#[derive(Debug, serde::Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct PodmanImage {
-    #[serde(rename = "Id")]
-    id: String,
-    #[serde(default)]
-    names: Option<Vec<String>>,
-    #[serde(default)]
-    labels: Option<std::collections::BTreeMap<String, String>>,
-    #[serde(default)]
-    created: i64,
-}
-
-/// Toolbx images, one row per name (`<none>` for none), sorted by name.
-fn toolbx_images(podman: &Podman) -> Result<Vec<(String, String, i64)>> {
-    let text = podman.output(&["images", "--format", "json"])?;
-    let all: Vec<PodmanImage> = if text.trim().is_empty() {
-        Vec::new()
-    } else {
-        serde_json::from_str(&text).map_err(|e| Fail::new(format!("failed to get images: {e}")))?
-    };
-    let mut seen = std::collections::BTreeSet::new();
-    let mut rows = Vec::new();
-    for i in all {
-        if !seen.insert(i.id.clone()) || !is_toolbx(i.labels.as_ref()) {
-            continue;
-        }
-        match i.names.filter(|n| !n.is_empty()) {
-            None => rows.push((i.id.clone(), "<none>".to_string(), i.created)),
-            Some(names) => rows.extend(names.into_iter().map(|n| (i.id.clone(), n, i.created))),
-        }
-    }
-    rows.sort_by(|a, b| a.1.cmp(&b.1));
-    Ok(rows)
 }
 
 /// go-units' HumanDuration, as Toolbx prints ages.
@@ -989,21 +849,18 @@ fn list(a: ListArgs) -> Result<i32> {
     } else if a.containers && !a.images {
         show_i = false;
     }
-    let podman = Podman::find()?;
-    let images = if show_i {
-        toolbx_images(&podman).map_err(|_| Fail::new("failed to get images"))?
-    } else {
-        Vec::new()
-    };
+    let tb = Toolbox::new()?;
+    let images =
+        if show_i { tb.toolbx_images().map_err(|_| Fail::new("failed to get images"))? } else { Vec::new() };
     let containers = if show_c {
-        toolbx_containers(&podman).map_err(|_| Fail::new("failed to get containers"))?
+        tb.toolbx_containers().map_err(|_| Fail::new("failed to get containers"))?
     } else {
         Vec::new()
     };
     if !images.is_empty() {
         let mut rows = vec![vec!["IMAGE ID".to_string(), "IMAGE NAME".into(), "CREATED".into()]];
-        for (id, name, created) in &images {
-            rows.push(vec![id.chars().take(12).collect(), name.clone(), human_duration(*created)]);
+        for i in &images {
+            rows.push(vec![i.id.chars().take(12).collect(), i.name.clone(), human_duration(i.created)]);
         }
         print!("{}", tab(&rows));
     }
@@ -1044,104 +901,71 @@ fn list(a: ListArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// What `rm` and `rmi` remove, in Toolbx's words for podman's answers
-/// (podman rm/rmi exit 1 for "no such", 2 for "in use").
-struct Removal {
-    verb: &'static str,
-    noun: &'static str,
-    in_use: &'static str,
-    /// Where podman keeps its labels in `inspect`'s JSON.
-    labels: &'static [&'static str],
+/// Toolbx's words for podman's answers to `rm`/`rmi` of one: each
+/// failure is an error line and the next name is tried; success is silent.
+fn removed(object: Object, name: &str, r: std::result::Result<(), Removal>) {
+    let noun = object.noun();
+    let in_use = match object {
+        Object::Container => "is running",
+        Object::Image => "has dependent children",
+    };
+    match r {
+        Ok(()) => {}
+        Err(Removal::Inspect(_)) => eprintln!("Error: failed to inspect {noun} {name}"),
+        Err(Removal::NotToolbx) => eprintln!("Error: {name} is not a Toolbx {noun}"),
+        Err(Removal::NotFound) => eprintln!("Error: {noun} {name} not found"),
+        Err(Removal::InUse) => eprintln!("Error: {noun} {name} {in_use}"),
+        Err(Removal::Failed(_)) => eprintln!("Error: failed to remove {noun} {name}"),
+    }
 }
 
-const CONTAINERS: Removal =
-    Removal { verb: "rm", noun: "container", in_use: "is running", labels: &["Config", "Labels"] };
-const IMAGES: Removal =
-    Removal { verb: "rmi", noun: "image", in_use: "has dependent children", labels: &["Labels"] };
-
-impl Removal {
-    /// Remove one, saying on stderr why not; whether it went.
-    fn remove(&self, podman: &Podman, name: &str, force: bool) -> bool {
-        let mut args = vec![self.verb];
-        if force {
-            args.push("--force");
-        }
-        args.push(name);
-        let noun = self.noun;
-        match podman.status(&args) {
-            Some(0) => return true,
-            Some(1) => eprintln!("Error: {noun} {name} not found"),
-            Some(2) => eprintln!("Error: {noun} {name} {}", self.in_use),
-            _ => eprintln!("Error: failed to remove {noun} {name}"),
-        }
-        false
-    }
-
-    /// Remove those named that carry Toolbx's label, as Toolbx does: each
-    /// failure is an error line and the next name is tried; success is
-    /// silent.
-    fn remove_named(
-        &self,
-        podman: &Podman,
-        names: &[String],
-        force: bool,
-        after: impl Fn(&str, Option<&str>),
-    ) -> Result<i32> {
-        if names.is_empty() {
-            return Err(Fail::usage(format!("missing argument for \"{}\"", self.verb)));
-        }
-        let noun = self.noun;
-        for name in names {
-            let Ok(text) = podman.output(&["inspect", "--format", "json", "--type", noun, name]) else {
-                eprintln!("Error: failed to inspect {noun} {name}");
-                continue;
+/// `rm`/`rmi`: every one Toolbx lists with `all`, else those named.
+fn remove(object: Object, names: &[String], all: bool, force: bool) -> Result<i32> {
+    let tb = Toolbox::new()?;
+    if all {
+        let ids: Vec<String> = match object {
+            Object::Container => tb
+                .toolbx_containers()
+                .map_err(|_| Fail::new("failed to get containers"))?
+                .into_iter()
+                .map(|c| c.id)
+                .collect(),
+            Object::Image => {
+                let mut ids: Vec<String> = tb
+                    .toolbx_images()
+                    .map_err(|_| Fail::new("failed to get images"))?
+                    .into_iter()
+                    .map(|i| i.id)
+                    .collect();
+                ids.dedup();
+                ids
+            }
+        };
+        for id in ids {
+            // A container's stamp directory goes with it: remove_toolbx
+            // reads its label (listed ones carry Toolbx's).
+            let r = match object {
+                Object::Container => tb.remove_toolbx(object, &id, force),
+                Object::Image => tb.remove_listed(object, &id, force),
             };
-            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-            let labels = self.labels.iter().fold(&v[0], |v, k| &v[*k]);
-            let labels: Option<std::collections::BTreeMap<String, String>> =
-                serde_json::from_value(labels.clone()).ok();
-            if !is_toolbx(labels.as_ref()) {
-                eprintln!("Error: {name} is not a Toolbx {noun}");
-                continue;
-            }
-            if self.remove(podman, name, force) {
-                // The name podman knows it by (the one given may be an
-                // id), and the stamp directory its label records.
-                let known = v[0]["Name"].as_str().unwrap_or(name);
-                let stamp = labels.as_ref().and_then(|l| l.get(toolbox::LABEL_STAMP_DIR)).map(String::as_str);
-                after(known, stamp);
-            }
+            removed(object, &id, r);
         }
-        Ok(0)
+        return Ok(0);
     }
+    if names.is_empty() {
+        let verb = if object == Object::Container { "rm" } else { "rmi" };
+        return Err(Fail::usage(format!("missing argument for \"{verb}\"")));
+    }
+    for name in names {
+        removed(object, name, tb.remove_toolbx(object, name, force));
+    }
+    Ok(0)
 }
 
 fn rm(a: RmArgs) -> Result<i32> {
-    let podman = Podman::find()?;
-    if a.all {
-        for c in toolbx_containers(&podman).map_err(|_| Fail::new("failed to get containers"))? {
-            if CONTAINERS.remove(&podman, &c.id, a.force) {
-                toolbox::forget_stamp_dir(c.name(), c.label(toolbox::LABEL_STAMP_DIR));
-            }
-        }
-        return Ok(0);
-    }
-    CONTAINERS.remove_named(&podman, &a.names, a.force, toolbox::forget_stamp_dir)
+    remove(Object::Container, &a.names, a.all, a.force)
 }
 
 fn rmi(a: RmiArgs) -> Result<i32> {
-    let podman = Podman::find()?;
-    if a.all {
-        let mut ids: Vec<String> = toolbx_images(&podman)
-            .map_err(|_| Fail::new("failed to get images"))?
-            .into_iter()
-            .map(|r| r.0)
-            .collect();
-        ids.dedup();
-        for id in ids {
-            IMAGES.remove(&podman, &id, a.force);
-        }
-        return Ok(0);
-    }
-    IMAGES.remove_named(&podman, &a.names, a.force, |_, _| {})
+    remove(Object::Image, &a.names, a.all, a.force)
 }

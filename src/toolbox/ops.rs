@@ -9,12 +9,14 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::engine::{ContainerInfo, EngineError, Podman};
+pub use super::engine::{set_podman_log_level, EngineError, Object};
+use super::engine::{ContainerInfo, Podman};
 use super::naming::Defaults;
-use super::selection::{Request, Selection, ShortNames};
+use super::selection::{SelectFlags, Selection, ShortNames};
+use super::session::Session;
 use super::{
-    CreateSpec, HostUser, ToolboxError, LABEL_ARCH, LABEL_AUTO_STOP, LABEL_CPU, LABEL_STAMP_DIR,
-    LABEL_TOOLBOX,
+    CreateSpec, ExecSpec, HostUser, ToolboxError, LABEL_ARCH, LABEL_AUTO_STOP, LABEL_CPU, LABEL_STAMP_DIR,
+    LABEL_TOOLBOX, LABEL_TOOLBOX_OLD,
 };
 use crate::emu::arch::Arch;
 use crate::error::{Classify, Kind, Reported};
@@ -25,7 +27,7 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Why a toolbox command failed; each says what to do.
 #[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
+pub enum OpsError {
     /// podman is missing or failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
@@ -86,6 +88,9 @@ pub enum ServiceError {
     /// The image store.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// A session's lock or mark.
+    #[error(transparent)]
+    Session(#[from] super::session::SessionError),
     /// A file or process operation.
     #[error("{what}")]
     Io {
@@ -103,50 +108,23 @@ pub enum ServiceError {
     Pull(#[from] Reported),
 }
 
-impl Classify for ServiceError {
+impl Classify for OpsError {
     fn kind(&self) -> Kind {
         match self {
-            ServiceError::Toolbox(e) => e.kind(),
-            ServiceError::Cpu(e) => e.kind(),
-            ServiceError::Config(e) => e.kind(),
-            ServiceError::Select(e) => e.kind(),
-            ServiceError::NothingToRemove | ServiceError::NotToolbox(_) => Kind::BadInput,
-            ServiceError::Pull(r) => r.kind(),
+            OpsError::Toolbox(e) => e.kind(),
+            OpsError::Cpu(e) => e.kind(),
+            OpsError::Config(e) => e.kind(),
+            OpsError::Select(e) => e.kind(),
+            OpsError::NothingToRemove | OpsError::NotToolbox(_) => Kind::BadInput,
+            OpsError::Pull(r) => r.kind(),
             _ => Kind::Failed,
         }
     }
 }
 
-fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServiceError {
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> OpsError {
     let what = what.into();
-    move |source| ServiceError::Io { what, source }
-}
-
-/// Which container or image a command means, as the user said it.
-#[derive(Debug, Clone, Default)]
-pub struct Selector {
-    /// `--arch`.
-    pub arch: Option<String>,
-    /// `--distro`.
-    pub distro: Option<String>,
-    /// `--release`.
-    pub release: Option<String>,
-    /// `--image`.
-    pub image: Option<String>,
-}
-
-impl Selector {
-    /// The selection request of these flags, for `container` when named.
-    pub fn request<'a>(&'a self, container: Option<&'a str>, variant: Option<&'a str>) -> Request<'a> {
-        Request {
-            container,
-            distro: self.distro.as_deref(),
-            image: self.image.as_deref(),
-            release: self.release.as_deref(),
-            arch: self.arch.as_deref(),
-            variant,
-        }
-    }
+    move |source| OpsError::Io { what, source }
 }
 
 /// An image and architecture, resolved.
@@ -175,10 +153,10 @@ impl From<&Selection> for Target {
 /// own front end: short names through registries.conf.
 pub fn select(
     d: &Defaults,
-    sel: &Selector,
+    sel: &SelectFlags,
     container: Option<&str>,
     variant: Option<&str>,
-) -> Result<Selection, ServiceError> {
+) -> Result<Selection, OpsError> {
     Ok(super::selection::select(d, &sel.request(container, variant), ShortNames::Registries)?)
 }
 
@@ -188,7 +166,7 @@ pub struct CreateRequest {
     /// The container name; default: Toolbx's name for the target.
     pub name: Option<String>,
     /// The image and architecture.
-    pub selector: Selector,
+    pub selector: SelectFlags,
     /// `--variant`.
     pub variant: Option<String>,
     /// `--qemu`.
@@ -212,8 +190,8 @@ pub struct CreatePlan {
     pub cpu: Option<String>,
     /// The static mtbx to bind-mount.
     pub mtbx: PathBuf,
-    /// The store's name for the image, when the store already has it.
-    pub local_image: Option<String>,
+    /// Whether the store has the image, or it must be pulled.
+    pub need: Need,
     /// Stop after the last session.
     pub auto_stop: bool,
 }
@@ -239,62 +217,53 @@ pub struct Toolbox {
 
 impl Toolbox {
     /// The workflow over the podman on PATH.
-    pub fn new() -> Result<Toolbox, ServiceError> {
+    pub fn new() -> Result<Toolbox, OpsError> {
         Ok(Toolbox { podman: Podman::find()? })
-    }
-
-    /// The engine underneath.
-    pub fn podman(&self) -> &Podman {
-        &self.podman
     }
 
     /// Everything create checks before it downloads anything: the name,
     /// that it is free, the host's emulation, the static mtbx, and whether
     /// the image is already in the store (then create works offline, as
     /// Toolbx does).
-    pub fn plan_create(&self, req: &CreateRequest) -> Result<CreatePlan, ServiceError> {
+    pub fn plan_create(&self, req: &CreateRequest) -> Result<CreatePlan, OpsError> {
         let d = Defaults::load()?;
         let selection = select(&d, &req.selector, req.name.as_deref(), req.variant.as_deref())?;
-        let target = Target::from(&selection);
-        let name = selection.container;
-        super::check_name(&name)?;
-        if self.podman.container_exists(&name) {
-            return Err(ServiceError::Exists(name));
+        super::check_name(&selection.container)?;
+        if self.podman.container_exists(&selection.container) {
+            return Err(OpsError::Exists(selection.container));
         }
-        let qemu =
-            if target.native { None } else { Some(super::check_host(target.arch, req.qemu.as_deref())?) };
         let model = match &req.cpu {
             Some(m) => Some(m.clone()),
-            None => super::naming::cpu_for_arch(&d.config, target.arch)?,
+            None => super::naming::cpu_for_arch(&d.config, selection.arch)?,
         };
-        let cpu = cpu_for(&target, qemu.as_deref(), model.as_deref())?;
-        let mtbx = static_self()?;
-        let local_image = selection.stored;
-        Ok(CreatePlan { name, target, qemu, cpu, mtbx, local_image, auto_stop: req.auto_stop })
+        let mut plan = self.plan_for(&selection, req.qemu.as_deref(), model.as_deref())?;
+        plan.auto_stop = req.auto_stop;
+        Ok(plan)
     }
 
-    /// The plan for a container named `name` of `target`, with the host
-    /// checks create makes before any download (toolbox mode resolves the
-    /// name and target by Toolbx's rules, then comes here).
+    /// The plan for the container `sel` means, with the host checks
+    /// create makes before any download: the name, the host's emulation,
+    /// the CPU model, the static mtbx, and whether the store has the image.
     pub fn plan_for(
         &self,
-        name: String,
-        target: Target,
+        sel: &Selection,
         qemu: Option<&Path>,
         cpu: Option<&str>,
-    ) -> Result<CreatePlan, ServiceError> {
-        super::check_name(&name)?;
+    ) -> Result<CreatePlan, OpsError> {
+        super::check_name(&sel.container)?;
+        let target = Target::from(sel);
         let qemu = if target.native { None } else { Some(super::check_host(target.arch, qemu)?) };
         let cpu = cpu_for(&target, qemu.as_deref(), cpu)?;
         let mtbx = static_self()?;
-        Ok(CreatePlan { name, target, qemu, cpu, mtbx, local_image: None, auto_stop: false })
+        let need = self.image_need(sel)?;
+        Ok(CreatePlan { name: sel.container.clone(), target, qemu, cpu, mtbx, need, auto_stop: false })
     }
 
     /// Create the container of a plan from `image` (the store's name).
     /// On failure the stamp directory is removed only when this call made
     /// it and no container of that name exists: a concurrent create of the
     /// same name may have won with it bind-mounted.
-    pub fn create(&self, plan: &CreatePlan, image: &str) -> Result<Created, ServiceError> {
+    pub fn create(&self, plan: &CreatePlan, image: &str) -> Result<Created, OpsError> {
         let user = HostUser::current()?;
         let stamp_dir = super::stamp_dir(&plan.name);
         let made = super::make_stamp_dir(&stamp_dir)
@@ -315,7 +284,7 @@ impl Toolbox {
         };
         let marked = super::session::set_auto_stop(&stamp_dir, plan.auto_stop)
             .map_err(io(format!("cannot write in {}", stamp_dir.display())));
-        if let Err(e) = marked.and_then(|()| Ok(self.podman.output(&super::create_args(&spec))?)) {
+        if let Err(e) = marked.and_then(|()| Ok(self.podman.create(&super::create_args(&spec))?)) {
             if made && !self.podman.container_exists(&plan.name) {
                 let _ = std::fs::remove_dir_all(&stamp_dir);
             }
@@ -330,25 +299,25 @@ impl Toolbox {
     }
 
     /// mtbx's containers (they carry the arch label).
-    pub fn containers(&self) -> Result<Vec<ContainerInfo>, ServiceError> {
+    pub fn containers(&self) -> Result<Vec<ContainerInfo>, OpsError> {
         Ok(self.podman.containers(LABEL_ARCH)?)
     }
 
     /// The container a name, or else a selector, means.
-    pub fn find(&self, name: Option<&str>, sel: &Selector) -> Result<ContainerInfo, ServiceError> {
+    pub fn find(&self, name: Option<&str>, sel: &SelectFlags) -> Result<ContainerInfo, OpsError> {
         let name = self.name_for(name, sel)?;
         self.containers()?.into_iter().find(|c| c.name() == name).ok_or_else(|| {
             let create = match &sel.arch {
                 Some(a) => format!("mtbx create --arch {a} {name}"),
                 None => format!("mtbx create {name}"),
             };
-            ServiceError::NoContainer { name, create }
+            OpsError::NoContainer { name, create }
         })
     }
 
     /// The name a `run`/`enter` means: the one given, or Toolbx's name
     /// for the selector's image and architecture.
-    pub fn name_for(&self, name: Option<&str>, sel: &Selector) -> Result<String, ServiceError> {
+    pub fn name_for(&self, name: Option<&str>, sel: &SelectFlags) -> Result<String, OpsError> {
         match name {
             Some(n) => Ok(n.to_string()),
             None => Ok(select(&Defaults::load()?, sel, None, None)?.container),
@@ -357,12 +326,12 @@ impl Toolbox {
 
     /// Start a container if needed and wait until init-container is done.
     /// Returns init-container's warnings; on failure, its error lines.
-    pub fn start(&self, c: &ContainerInfo, timeout: Duration) -> Result<Vec<String>, ServiceError> {
+    pub fn start(&self, c: &ContainerInfo, timeout: Duration) -> Result<Vec<String>, OpsError> {
         let stamp = super::stamp_file(&stamp_dir_of(c));
         if super::is_ready(&stamp) {
             return Ok(Vec::new());
         }
-        self.podman.output(&["start", c.name()])?;
+        self.podman.start(c.name())?;
         // Toolbx's words at debug (its tests read them).
         let how = super::readiness::Watch::from_env();
         match how {
@@ -396,12 +365,12 @@ impl Toolbox {
         if why.is_empty() {
             why.push(logs.lines().last().unwrap_or("no log").to_string());
         }
-        Err(ServiceError::NotStarted { name: c.name().to_string(), why })
+        Err(OpsError::NotStarted { name: c.name().to_string(), why })
     }
 
     /// What `list` shows: mtbx's containers, and the images that are
     /// toolbox images or that those containers use.
-    pub fn listing(&self) -> Result<Listing, ServiceError> {
+    pub fn listing(&self) -> Result<Listing, OpsError> {
         let containers: Vec<ContainerRow> = self
             .containers()?
             .into_iter()
@@ -446,12 +415,7 @@ impl Toolbox {
 
     /// The containers `rm` means: all, the names given (each must be
     /// mtbx's), or the selector's.
-    pub fn to_remove(
-        &self,
-        names: &[String],
-        all: bool,
-        sel: &Selector,
-    ) -> Result<Vec<String>, ServiceError> {
+    pub fn to_remove(&self, names: &[String], all: bool, sel: &SelectFlags) -> Result<Vec<String>, OpsError> {
         let ours = self.containers()?;
         if all {
             return Ok(ours.iter().map(|c| c.name().to_string()).collect());
@@ -461,10 +425,7 @@ impl Toolbox {
         }
         for n in names {
             if !ours.iter().any(|c| c.name() == n) {
-                return Err(ServiceError::NoContainer {
-                    name: n.clone(),
-                    create: format!("mtbx create {n}"),
-                });
+                return Err(OpsError::NoContainer { name: n.clone(), create: format!("mtbx create {n}") });
             }
         }
         Ok(names.to_vec())
@@ -478,7 +439,7 @@ impl Toolbox {
         names: &[String],
         all: bool,
         arch: Option<&'static Arch>,
-    ) -> Result<Vec<String>, ServiceError> {
+    ) -> Result<Vec<String>, OpsError> {
         let ours = self.containers()?;
         if all {
             let of_arch = |c: &&ContainerInfo| arch_matches(c.label(LABEL_ARCH).unwrap_or(""), arch);
@@ -492,42 +453,62 @@ impl Toolbox {
         for n in names {
             if !ours.iter().any(|c| c.name() == n) {
                 if self.podman.container_exists(n) {
-                    return Err(ServiceError::NotToolbox(n.clone()));
+                    return Err(OpsError::NotToolbox(n.clone()));
                 }
-                return Err(ServiceError::NoContainer {
-                    name: n.clone(),
-                    create: format!("mtbx create {n}"),
-                });
+                return Err(OpsError::NoContainer { name: n.clone(), create: format!("mtbx create {n}") });
             }
         }
         Ok(names.to_vec())
     }
 
     /// Stop a container (podman stop: init-container ends on SIGTERM).
-    pub fn stop(&self, name: &str) -> Result<(), ServiceError> {
-        self.podman.output(&["stop", name])?;
-        Ok(())
+    pub fn stop(&self, name: &str) -> Result<(), OpsError> {
+        Ok(self.podman.stop(name)?)
     }
 
     /// Remove a container and its readiness stamp.
-    pub fn remove(&self, name: &str, force: bool) -> Result<(), ServiceError> {
-        let found = self.podman.containers(LABEL_ARCH).ok().and_then(|cs| {
-            cs.into_iter().find(|c| c.name() == name || c.id.starts_with(name) && name.len() >= 12)
-        });
-        let mut a = vec!["rm"];
-        if force {
-            a.push("--force");
-        }
-        a.push(name);
-        self.podman.output(&a).map_err(|source| ServiceError::Remove {
+    pub fn remove(&self, name: &str, force: bool) -> Result<(), OpsError> {
+        // The name podman knows it by (the one given may be an id) and the
+        // stamp directory its label records.
+        let found = self.podman.inspect(Object::Container, name).ok();
+        self.podman.remove(Object::Container, &[name], force).map_err(|source| OpsError::Remove {
+            hint: match (&source, force) {
+                (EngineError::InUse { .. }, false) => " (a running container needs --force)",
+                _ => "",
+            },
             source,
-            hint: if force { "" } else { " (a running container needs --force)" },
         })?;
         match &found {
-            Some(c) => super::forget_stamp_dir(c.name(), c.label(LABEL_STAMP_DIR)),
+            Some(c) => super::forget_stamp_dir(&c.name, c.labels.get(LABEL_STAMP_DIR).map(String::as_str)),
             None => super::forget_stamp_dir(name, None),
         }
         Ok(())
+    }
+
+    /// Remove one Toolbx container or image named by name or id, as
+    /// Toolbx's `rm NAME`/`rmi NAME` do: only one carrying Toolbx's label;
+    /// a container's stamp directory goes with it.
+    pub fn remove_toolbx(&self, object: Object, name: &str, force: bool) -> Result<(), Removal> {
+        let found = self.podman.inspect(object, name).map_err(Removal::Inspect)?;
+        if !is_toolbx(Some(&found.labels)) {
+            return Err(Removal::NotToolbx);
+        }
+        self.remove_listed(object, name, force)?;
+        if object == Object::Container {
+            let known = if found.name.is_empty() { name } else { &found.name };
+            super::forget_stamp_dir(known, found.labels.get(LABEL_STAMP_DIR).map(String::as_str));
+        }
+        Ok(())
+    }
+
+    /// Remove one container or image that a listing of Toolbx's showed
+    /// (`rm --all`, `rmi --all`): no label check, it was listed for it.
+    pub fn remove_listed(&self, object: Object, id: &str, force: bool) -> Result<(), Removal> {
+        self.podman.remove(object, &[id], force).map(drop).map_err(|e| match e {
+            EngineError::NotFound { .. } => Removal::NotFound,
+            EngineError::InUse { .. } => Removal::InUse,
+            e => Removal::Failed(e),
+        })
     }
 
     /// Remove images: those named, or with `all` every one `list` shows;
@@ -539,8 +520,8 @@ impl Toolbox {
         all: bool,
         arch: Option<&'static Arch>,
         force: bool,
-    ) -> Result<String, ServiceError> {
-        let listed = || -> Result<Vec<ImageRow>, ServiceError> { Ok(self.listing()?.images) };
+    ) -> Result<String, OpsError> {
+        let listed = || -> Result<Vec<ImageRow>, OpsError> { Ok(self.listing()?.images) };
         let images: Vec<String> = match (all, arch) {
             (true, _) => {
                 listed()?.into_iter().filter(|i| arch_matches(&i.arch, arch)).map(|i| i.id).collect()
@@ -560,11 +541,7 @@ impl Toolbox {
             }
         };
         if images.is_empty() {
-            return if all || arch.is_some() {
-                Ok(String::new())
-            } else {
-                Err(ServiceError::NothingToRemove)
-            };
+            return if all || arch.is_some() { Ok(String::new()) } else { Err(OpsError::NothingToRemove) };
         }
         if force {
             // podman rmi --force removes the containers that use an image;
@@ -578,23 +555,195 @@ impl Toolbox {
                 self.remove(c.name(), true)?;
             }
         }
-        let mut a: Vec<&str> = vec!["rmi"];
-        if force {
-            a.push("--force");
+        let names: Vec<&str> = images.iter().map(String::as_str).collect();
+        Ok(self.podman.remove(Object::Image, &names, force)?)
+    }
+
+    /// The container of exactly this name, if there is one (any kind).
+    pub fn container(&self, name: &str) -> Result<Option<ContainerInfo>, OpsError> {
+        Ok(self.podman.container(name)?)
+    }
+
+    /// Whether a container of this name exists (any kind).
+    pub fn container_exists(&self, name: &str) -> bool {
+        self.podman.container_exists(name)
+    }
+
+    /// Whether the container is running now.
+    pub fn running(&self, name: &str) -> Result<bool, OpsError> {
+        Ok(self.podman.running(name)?)
+    }
+
+    /// The containers Toolbx lists: those with its label (or its old
+    /// one), mtbx's among them, sorted by name.
+    pub fn toolbx_containers(&self) -> Result<Vec<ContainerInfo>, OpsError> {
+        Ok(self.podman.all_containers()?.into_iter().filter(|c| is_toolbx(c.labels.as_ref())).collect())
+    }
+
+    /// The images Toolbx lists: those with its label, one row per name
+    /// (`<none>` for none), sorted by name.
+    pub fn toolbx_images(&self) -> Result<Vec<ToolbxImage>, OpsError> {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut rows = Vec::new();
+        for i in self.podman.images()? {
+            if !seen.insert(i.id.clone()) || !is_toolbx(i.labels.as_ref()) {
+                continue;
+            }
+            match i.names.filter(|n| !n.is_empty()) {
+                None => {
+                    rows.push(ToolbxImage { id: i.id.clone(), name: "<none>".into(), created: i.created })
+                }
+                Some(names) => rows.extend(names.into_iter().map(|name| ToolbxImage {
+                    id: i.id.clone(),
+                    name,
+                    created: i.created,
+                })),
+            }
         }
-        a.extend(images.iter().map(String::as_str));
-        Ok(self.podman.output(&a)?)
+        rows.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(rows)
+    }
+
+    /// Every image name in the store (for completion).
+    pub fn image_names(&self) -> Result<Vec<String>, OpsError> {
+        Ok(self.podman.images()?.into_iter().flat_map(|i| i.names.unwrap_or_default()).collect())
+    }
+
+    /// Run `spec` in its container with the terminal passed through; with
+    /// `announce`, tell the terminal which container the shell is in (OSC
+    /// 777, as Toolbx's `enter` does; only to a terminal, never into a
+    /// pipe). The command's exit status.
+    pub fn exec(&self, spec: &ExecSpec<'_>, announce: bool) -> Result<std::process::ExitStatus, OpsError> {
+        use std::io::Write;
+        let osc = announce && spec.tty;
+        if osc {
+            print!("{}", super::osc_container_push(spec.container, spec.user.uid));
+            let _ = std::io::stdout().flush();
+        }
+        let status = self.podman.exec(&spec.args());
+        if osc {
+            print!("{}", super::osc_container_pop(spec.user.uid));
+            let _ = std::io::stdout().flush();
+        }
+        Ok(status?)
+    }
+
+    /// Whether `command` is found in the container as the user's shell
+    /// finds it (a 127 from a command that exists is its own code).
+    pub fn command_found(&self, container: &str, user: &str, command: &str) -> bool {
+        self.podman.status(&[
+            "exec",
+            "--user",
+            user,
+            container,
+            "sh",
+            "-c",
+            "command -v \"$1\"",
+            "sh",
+            command,
+        ]) == Some(0)
+    }
+
+    /// Run `mtbx container-probe ARGS` in a running container as the user,
+    /// without a terminal: its stdout, or the last line it said on stderr.
+    pub fn probe(&self, container: &str, user: &HostUser, args: &[&str]) -> Result<String, String> {
+        let mut a: Vec<String> = vec![
+            "exec".into(),
+            "--user".into(),
+            format!("{}:{}", user.uid, user.gid),
+            container.into(),
+            format!("{}/mtbx", super::HOST_DIR),
+            "container-probe".into(),
+        ];
+        a.extend(args.iter().map(|s| s.to_string()));
+        let out = self.podman.exec_output(&a).map_err(|e| e.to_string())?;
+        if out.status.success() {
+            return String::from_utf8(out.stdout).map_err(|_| "not UTF-8 text".to_string());
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("it failed").trim();
+        Err(last.strip_prefix("mtbx: error: ").unwrap_or(last).to_string())
+    }
+
+    /// Open a session (see [`super::session`]) in container `name`. A
+    /// current stamp proves a running, set-up container: then a command
+    /// costs one podman exec. Otherwise `find` says which container it is,
+    /// its stamp directory is made again when lost (with XDG_RUNTIME_DIR
+    /// at a reboot: podman needs it back to start the container, and the
+    /// session its lock and auto-stop mark), and the caller starts it. The
+    /// lock comes first, so a container another session is stopping is
+    /// never taken for running. Without a lock (a stamp directory this
+    /// user cannot write) a container that does not stop by itself still
+    /// runs; an auto-stop one fails.
+    pub fn open_session(
+        &self,
+        name: &str,
+        find: impl FnOnce() -> Result<ContainerInfo, OpsError>,
+    ) -> Result<Opened, OpsError> {
+        let dir = super::stamp_dir(name);
+        let fast = if dir.is_dir() { Session::begin(&dir).ok() } else { None };
+        let fast = match fast {
+            Some(s) if super::is_ready(&super::stamp_file(&dir)) => return Ok(Opened::Ready(Some(s))),
+            other => other,
+        };
+        let c = find()?;
+        let recorded = stamp_dir_of(&c);
+        super::make_stamp_dir(&recorded).map_err(io(format!("cannot create {}", recorded.display())))?;
+        let auto_stop = c.label(LABEL_AUTO_STOP) == Some("true");
+        super::session::set_auto_stop(&recorded, auto_stop)
+            .map_err(io(format!("cannot write in {}", recorded.display())))?;
+        let session = match fast {
+            Some(s) if recorded == dir => Some(s),
+            _ if auto_stop => Some(Session::begin(&recorded)?),
+            _ => Session::begin(&recorded).ok(),
+        };
+        if super::is_ready(&super::stamp_file(&recorded)) {
+            return Ok(Opened::Ready(session));
+        }
+        Ok(Opened::Stopped { container: c, session })
+    }
+
+    /// End a session; the last one of an auto-stop container stops it.
+    pub fn end_session(&self, name: &str, session: Option<Session>) -> Result<(), OpsError> {
+        if let Some(last) = session.and_then(Session::end) {
+            tracing::debug!("last session of {name} ended: stopping it");
+            self.stop(name)?;
+            drop(last);
+        }
+        Ok(())
+    }
+
+    /// What create needs to have `sel`'s image: the store's own, or a
+    /// download. Unqualified names that no distribution claims are only
+    /// looked for in the store (Toolbx's rule, [`ShortNames::Local`]).
+    pub fn image_need(&self, sel: &Selection) -> Result<Need, OpsError> {
+        if let Some(stored) = &sel.stored {
+            return Ok(Need::Stored(stored.clone()));
+        }
+        let target = Target::from(sel);
+        let Some(parsed) = &sel.parsed else {
+            return Err(super::selection::SelectError::NotFound(sel.image.clone()).into());
+        };
+        let has_domain = super::naming::image_has_domain(&sel.image);
+        let shown = if has_domain || crate::image::local::parse(&sel.image).is_some() {
+            sel.image.clone()
+        } else {
+            match super::naming::fully_qualified(&sel.image, &sel.release) {
+                Some(full) => full,
+                None if parsed.registry == "localhost" => {
+                    return Err(super::selection::SelectError::NotFound(sel.image.clone()).into())
+                }
+                None => target.image.clone(),
+            }
+        };
+        Ok(Need::Pull { reference: target.image, shown, registry: parsed.registry.clone() })
     }
 }
 
 /// The CPU model a create of `target` uses: `model` checked against the
 /// interpreter (bad input for a native target, or a model it does not
 /// know), or none.
-fn cpu_for(
-    target: &Target,
-    qemu: Option<&Path>,
-    model: Option<&str>,
-) -> Result<Option<String>, ServiceError> {
+fn cpu_for(target: &Target, qemu: Option<&Path>, model: Option<&str>) -> Result<Option<String>, OpsError> {
     let Some(model) = model else { return Ok(None) };
     match qemu {
         Some(q) if !target.native => Ok(Some(crate::emu::cpu::resolve(target.arch, q, model)?)),
@@ -619,39 +768,68 @@ pub fn stamp_dir_of(c: &ContainerInfo) -> PathBuf {
 }
 
 /// This very binary, which must be static to run inside any container.
-fn static_self() -> Result<PathBuf, ServiceError> {
+fn static_self() -> Result<PathBuf, OpsError> {
     let me = std::env::current_exe().map_err(io("cannot find the mtbx binary"))?;
-    crate::emu::elf::check_static(&me, Arch::host()).map_err(|why| ServiceError::NotStatic { why })?;
+    crate::emu::elf::check_static(&me, Arch::host()).map_err(|why| OpsError::NotStatic { why })?;
     Ok(me)
 }
 
-/// Pull for create as its own mtbx process: rootless, the pull enters a
-/// user namespace, which this process (it runs podman next) must not. Its
-/// prompt, progress and errors reach the user; its JSON report comes here.
-/// `extra` are registry options to pass on. The store's name of the image.
+/// Who answers pull's question before a download, and where its
+/// progress and errors go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullVoice {
+    /// mtbx's own: pull asks on the terminal (unless `assumeyes`) and
+    /// speaks to it.
+    Own {
+        /// `-y`: download without asking.
+        assumeyes: bool,
+    },
+    /// The front end asked already: pull answers yes; with `quiet` its
+    /// progress and errors are kept for the debug log, for front ends
+    /// that word failures themselves (Toolbx's).
+    Asked {
+        /// Keep pull's words off the terminal.
+        quiet: bool,
+    },
+}
+
+/// Pull `reference` of `arch` for create, as its own mtbx process:
+/// rootless, the pull enters a user namespace, which this process (it
+/// runs podman next) must not. `extra` are registry options to pass on;
+/// its JSON report comes here. The store's name of the image.
 pub fn pull_for_create(
     mtbx: &Path,
-    plan: &CreatePlan,
+    reference: &str,
+    arch: &Arch,
     variant: Option<&str>,
-    assumeyes: bool,
     extra: &[String],
-) -> Result<String, ServiceError> {
+    voice: PullVoice,
+) -> Result<String, OpsError> {
     let mut pull = std::process::Command::new(mtbx);
-    pull.args(["pull", "--format", "json", "--arch", &plan.target.arch.platform()]);
+    pull.args(["pull", "--format", "json", "--arch", &arch.platform()]);
     if let Some(v) = variant {
         pull.args(["--variant", v]);
     }
-    if assumeyes {
-        pull.arg("-y");
+    match voice {
+        PullVoice::Own { assumeyes } => {
+            if assumeyes {
+                pull.arg("-y");
+            }
+            pull.stderr(Stdio::inherit());
+        }
+        PullVoice::Asked { quiet } => {
+            pull.arg("-y").stdin(Stdio::null());
+            pull.stderr(if quiet { Stdio::piped() } else { Stdio::inherit() });
+        }
     }
-    pull.args(extra).arg(&plan.target.image).stderr(Stdio::inherit());
+    pull.args(extra).arg(reference);
     run_pull(pull)
 }
 
 /// Run a `mtbx pull --format json` child; the store's name from its
 /// report, or its exit code when it failed (its stderr, when captured,
 /// goes to the debug log).
-fn run_pull(mut pull: std::process::Command) -> Result<String, ServiceError> {
+fn run_pull(mut pull: std::process::Command) -> Result<String, OpsError> {
     let out = pull
         .stdout(Stdio::piped())
         .spawn()
@@ -661,29 +839,11 @@ fn run_pull(mut pull: std::process::Command) -> Result<String, ServiceError> {
         tracing::debug!("mtbx pull: {}", String::from_utf8_lossy(&out.stderr).trim());
         return Err(Reported(out.status.code().unwrap_or(1)).into());
     }
-    let pulled: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(ServiceError::PullReport)?;
+    let pulled: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(OpsError::PullReport)?;
     match pulled["name"].as_str() {
         Some(n) => Ok(n.to_string()),
-        None => Err(ServiceError::PullReport(serde::de::Error::custom("no name in the report"))),
+        None => Err(OpsError::PullReport(serde::de::Error::custom("no name in the report"))),
     }
-}
-
-/// Pull `image` of `arch` as its own mtbx process (see
-/// [`pull_for_create`]), answering yes; with `quiet` its progress and
-/// errors are kept for the debug log instead of the terminal, for front
-/// ends that word failures themselves. The store's name of the image.
-pub fn pull_quietly(
-    mtbx: &Path,
-    image: &str,
-    arch: &Arch,
-    extra: &[String],
-    quiet: bool,
-) -> Result<String, ServiceError> {
-    let mut pull = std::process::Command::new(mtbx);
-    pull.args(["pull", "-y", "--format", "json", "--arch", &arch.platform()]).args(extra).arg(image);
-    pull.stdin(Stdio::null());
-    pull.stderr(if quiet { Stdio::piped() } else { Stdio::inherit() });
-    run_pull(pull)
 }
 
 /// One container in `list`.
@@ -727,6 +887,77 @@ pub struct Listing {
     pub containers: Vec<ContainerRow>,
     /// Toolbox images and those the containers use.
     pub images: Vec<ImageRow>,
+}
+
+/// What create needs to have an image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Need {
+    /// The store has it under this name (or id).
+    Stored(String),
+    /// It must be downloaded.
+    Pull {
+        /// What to pull.
+        reference: String,
+        /// The name to show the user, as they or the defaults named it.
+        shown: String,
+        /// The registry it comes from (`localhost` needs no question).
+        registry: String,
+    },
+}
+
+/// How opening a session found its container.
+#[derive(Debug)]
+pub enum Opened {
+    /// Running and set up.
+    Ready(Option<Session>),
+    /// Not (yet) set up: the caller starts it ([`Toolbox::start`]), with
+    /// its own progress and words.
+    Stopped {
+        /// The container.
+        container: ContainerInfo,
+        /// The session held meanwhile.
+        session: Option<Session>,
+    },
+}
+
+/// Why Toolbx's `rm NAME`/`rmi NAME` left one alone; each front end words
+/// it (Toolbx goes on with the next name).
+#[derive(Debug, thiserror::Error)]
+pub enum Removal {
+    /// podman cannot inspect it (no such one, or podman failed).
+    #[error("cannot inspect it")]
+    Inspect(#[source] EngineError),
+    /// It does not carry Toolbx's label.
+    #[error("it is not a Toolbx container or image")]
+    NotToolbx,
+    /// podman said there is no such one.
+    #[error("not found")]
+    NotFound,
+    /// A running container, or an image in use.
+    #[error("in use")]
+    InUse,
+    /// podman failed otherwise.
+    #[error("podman failed")]
+    Failed(#[source] EngineError),
+}
+
+/// One image in Toolbx's `list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolbxImage {
+    /// Its id.
+    pub id: String,
+    /// One of its names, or `<none>`.
+    pub name: String,
+    /// Creation time, unix seconds.
+    pub created: i64,
+}
+
+/// Whether these labels are Toolbx's (or its old name's).
+pub fn is_toolbx(labels: Option<&std::collections::BTreeMap<String, String>>) -> bool {
+    labels.is_some_and(|l| {
+        l.get(LABEL_TOOLBOX).is_some_and(|v| v == "true")
+            || l.get(LABEL_TOOLBOX_OLD).is_some_and(|v| v == "true")
+    })
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 
 use super::exit;
@@ -13,14 +13,15 @@ use super::image_args::RegistryArgs;
 use super::output::{self, Format, Table};
 use crate::emu::arch::Arch;
 use crate::image::resolved::human_size;
-use crate::toolbox::engine::Podman;
-use crate::toolbox::service::{self, CreateRequest, Selector, Toolbox};
-use crate::toolbox::session::{self, Session};
-use crate::toolbox::{self, HostUser};
+use crate::toolbox::ops::{self, CreateRequest, Need, Opened, PullVoice, Toolbox};
+use crate::toolbox::selection::SelectFlags;
+use crate::toolbox::session::Session;
+use crate::toolbox::{ExecSpec, HostUser};
 
-/// Which container: a name, or what create would name it.
+/// Which container a command means, as its flags say it (a name, or
+/// what create would name it): the clap side of [`SelectFlags`].
 #[derive(Debug, Args, Clone)]
-pub(crate) struct Which {
+pub(crate) struct SelectArgs {
     /// Architecture of the container.
     #[arg(long, short = 'a', value_name = "ARCH", add = super::complete::arches())]
     arch: Option<String>,
@@ -42,7 +43,7 @@ pub struct CreateArgs {
     #[arg(value_name = "NAME")]
     name: Option<String>,
     #[command(flatten)]
-    which: Which,
+    which: SelectArgs,
     /// Variant of the architecture (v6, v7, v8).
     #[arg(long, value_name = "VARIANT")]
     variant: Option<String>,
@@ -67,7 +68,7 @@ pub struct EnterArgs {
     #[arg(value_name = "NAME", add = super::complete::containers())]
     name: Option<String>,
     #[command(flatten)]
-    which: Which,
+    which: SelectArgs,
     #[command(flatten)]
     rootfs: super::rootfs_cmd::RootfsArgs,
 }
@@ -78,7 +79,7 @@ pub struct RunArgs {
     #[arg(long, short = 'c', value_name = "NAME", add = super::complete::containers())]
     container: Option<String>,
     #[command(flatten)]
-    which: Which,
+    which: SelectArgs,
     #[command(flatten)]
     rootfs: super::rootfs_cmd::RootfsArgs,
     /// The command and its arguments (after `--` when it starts with `-`).
@@ -107,7 +108,7 @@ pub struct RmArgs {
     #[arg(value_name = "NAME", add = super::complete::containers())]
     names: Vec<String>,
     #[command(flatten)]
-    which: Which,
+    which: SelectArgs,
     /// Remove running containers too.
     #[arg(long, short = 'f')]
     force: bool,
@@ -181,9 +182,9 @@ pub struct ExecArgs {
     command: Vec<std::ffi::OsString>,
 }
 
-impl From<&Which> for Selector {
-    fn from(w: &Which) -> Selector {
-        Selector {
+impl From<&SelectArgs> for SelectFlags {
+    fn from(w: &SelectArgs) -> SelectFlags {
+        SelectFlags {
             arch: w.arch.clone(),
             distro: w.distro.clone(),
             release: w.release.clone(),
@@ -204,24 +205,24 @@ pub fn create(args: CreateArgs, assumeyes: bool) -> Result<i32> {
         auto_stop: args.auto_stop,
     };
     let plan = tb.plan_create(&req)?;
-    let stored = match &plan.local_image {
-        Some(n) => {
+    let stored = match &plan.need {
+        Need::Stored(n) => {
             eprintln!("Using {n}, already in the image store");
             n.clone()
         }
-        None if !assumeyes && !std::io::stdin().is_terminal() => {
+        Need::Pull { reference, .. } if !assumeyes && !std::io::stdin().is_terminal() => {
             return Err(crate::error::BadInput(format!(
-                "{} is not in the image store and there is no terminal to ask before downloading it: pass -y/--assumeyes",
-                plan.target.image
+                "{reference} is not in the image store and there is no terminal to ask before downloading it: pass -y/--assumeyes"
             ))
             .into())
         }
-        None => service::pull_for_create(
+        Need::Pull { reference, .. } => ops::pull_for_create(
             &plan.mtbx,
-            &plan,
+            reference,
+            plan.target.arch,
             args.variant.as_deref(),
-            assumeyes,
             &args.registry.to_args(),
+            PullVoice::Own { assumeyes },
         )?,
     };
     let created = tb.create(&plan, &stored)?;
@@ -237,29 +238,6 @@ pub fn create(args: CreateArgs, assumeyes: bool) -> Result<i32> {
     Ok(exit::OK)
 }
 
-/// `podman exec` of container-exec as the user, in the current directory,
-/// with a terminal when there is one; the command's exit code.
-fn exec_in(podman: &Podman, name: &str, command: &[std::ffi::OsString], tty: bool) -> Result<i32> {
-    let user = HostUser::current()?;
-    let env: Vec<(&str, std::ffi::OsString)> =
-        toolbox::PASSED_ENV.iter().filter_map(|k| std::env::var_os(k).map(|v| (*k, v))).collect();
-    let cwd = std::env::current_dir().ok();
-    let args = toolbox::exec_args(name, &user, cwd.as_deref(), &env, command, tty);
-    // Toolbx tells the terminal which container a shell is in (enter
-    // only, and only when there is a terminal to tell).
-    let osc = command.is_empty() && tty;
-    if osc {
-        print!("{}", toolbox::osc_container_push(name, user.uid));
-        let _ = std::io::Write::flush(&mut std::io::stdout());
-    }
-    let status = podman.command(&args).status().context("cannot run podman exec");
-    if osc {
-        print!("{}", toolbox::osc_container_pop(user.uid));
-        let _ = std::io::Write::flush(&mut std::io::stdout());
-    }
-    Ok(status?.code().unwrap_or(exit::FAILED))
-}
-
 pub fn enter(args: EnterArgs) -> Result<i32> {
     if args.rootfs.given() {
         if let Some(name) = &args.name {
@@ -270,14 +248,7 @@ pub fn enter(args: EnterArgs) -> Result<i32> {
         }
         return super::rootfs_cmd::run(&args.rootfs, args.which.arch.as_deref(), None);
     }
-    run_in(args.name.as_deref(), &args.which, &[], terminal())
-}
-
-/// Whether a command gets a terminal in the container: only when both
-/// stdin and stdout are one, as Toolbx decides (`echo cmd | mtbx enter`
-/// must see the end of its input, which a pseudo-terminal would hide).
-fn terminal() -> bool {
-    std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
+    run_in(args.name.as_deref(), &args.which, &[])
 }
 
 pub fn run(args: RunArgs) -> Result<i32> {
@@ -290,63 +261,41 @@ pub fn run(args: RunArgs) -> Result<i32> {
         }
         return super::rootfs_cmd::run(&args.rootfs, args.which.arch.as_deref(), Some(args.command));
     }
-    run_in(args.container.as_deref(), &args.which, &args.command, terminal())
+    run_in(args.container.as_deref(), &args.which, &args.command)
 }
 
-fn run_in(name: Option<&str>, which: &Which, command: &[std::ffi::OsString], tty: bool) -> Result<i32> {
+fn run_in(name: Option<&str>, which: &SelectArgs, command: &[std::ffi::OsString]) -> Result<i32> {
     let tb = Toolbox::new()?;
-    let name = tb.name_for(name, &Selector::from(which))?;
+    let name = tb.name_for(name, &SelectFlags::from(which))?;
     let session = begin_session(&tb, &name, which)?;
-    let code = exec_in(tb.podman(), &name, command, tty);
+    let user = HostUser::current()?;
+    // Toolbx tells the terminal which container a shell is in (enter only).
+    let status = tb.exec(&ExecSpec::here(&name, &user, command), command.is_empty());
     end_session(&tb, &name, session);
-    code
+    Ok(status?.code().unwrap_or(exit::FAILED))
 }
 
-/// Begin a session (see [`crate::toolbox::session`]) in container
-/// `name`, starting it when needed. A current stamp proves a running,
-/// set-up mtbx container: then a command costs one podman exec.
-/// Otherwise find it, start it, wait. The lock comes first, so a
-/// container another session is stopping is never taken for running.
-/// Without a lock (a stamp directory this user cannot write) a container
-/// that does not stop by itself still runs; an auto-stop one fails.
-pub(crate) fn begin_session(tb: &Toolbox, name: &str, which: &Which) -> Result<Option<Session>> {
-    let dir = toolbox::stamp_dir(name);
-    let fast = if dir.is_dir() { Session::begin(&dir).ok() } else { None };
-    let fast = match fast {
-        Some(s) if toolbox::is_ready(&toolbox::stamp_file(&dir)) => return Ok(Some(s)),
-        other => other,
-    };
-    let c = tb.find(Some(name), &Selector::from(which))?;
-    let recorded = service::stamp_dir_of(&c);
-    // The stamp directory is lost with XDG_RUNTIME_DIR at a reboot:
-    // podman needs it back to start the container, and the session its
-    // lock and auto-stop mark.
-    toolbox::make_stamp_dir(&recorded).with_context(|| format!("cannot create {}", recorded.display()))?;
-    let auto_stop = c.label(toolbox::LABEL_AUTO_STOP) == Some("true");
-    session::set_auto_stop(&recorded, auto_stop)
-        .with_context(|| format!("cannot write in {}", recorded.display()))?;
-    let session = match fast {
-        Some(s) if recorded == dir => Some(s),
-        _ if auto_stop => Some(Session::begin(&recorded)?),
-        _ => Session::begin(&recorded).ok(),
-    };
-    let spin = output::spinner(format!("starting {}", c.name()));
-    let started = tb.start(&c, service::START_TIMEOUT);
-    spin.finish_and_clear();
-    for w in started? {
-        output::warn(&w);
+/// Begin a session in container `name` ([`Toolbox::open_session`]),
+/// starting it when needed, with a spinner meanwhile.
+pub(crate) fn begin_session(tb: &Toolbox, name: &str, which: &SelectArgs) -> Result<Option<Session>> {
+    match tb.open_session(name, || tb.find(Some(name), &SelectFlags::from(which)))? {
+        Opened::Ready(session) => Ok(session),
+        Opened::Stopped { container, session } => {
+            let spin = output::spinner(format!("starting {}", container.name()));
+            let started = tb.start(&container, ops::START_TIMEOUT);
+            spin.finish_and_clear();
+            for w in started? {
+                output::warn(&w);
+            }
+            Ok(session)
+        }
     }
-    Ok(session)
 }
 
 /// End a session; the last one of an auto-stop container stops it.
 pub(crate) fn end_session(tb: &Toolbox, name: &str, session: Option<Session>) {
-    if let Some(last) = session.and_then(Session::end) {
-        tracing::debug!("last session of {name} ended: stopping it");
-        if let Err(e) = tb.stop(name) {
-            output::warn(&format!("cannot stop {name} after its last session: {e}"));
-        }
-        drop(last);
+    if let Err(e) = tb.end_session(name, session) {
+        output::warn(&format!("cannot stop {name} after its last session: {e}"));
     }
 }
 
@@ -399,7 +348,7 @@ pub fn list(args: ListArgs) -> Result<i32> {
 
 pub fn rm(args: RmArgs) -> Result<i32> {
     let tb = Toolbox::new()?;
-    for n in tb.to_remove(&args.names, args.all, &Selector::from(&args.which))? {
+    for n in tb.to_remove(&args.names, args.all, &SelectFlags::from(&args.which))? {
         tb.remove(&n, args.force)?;
         println!("{n}");
     }
