@@ -49,6 +49,19 @@ pub trait Classify: StdError {
     fn kind(&self) -> Kind;
 }
 
+/// An error and its causes on one line, `outer: cause: root`, for
+/// front ends that print or log a whole chain.
+pub fn chain(e: &dyn StdError) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 /// Bad input found by the command line itself (a conflicting option, a
 /// name that does not exist): exit code 2.
 #[derive(Debug, thiserror::Error)]

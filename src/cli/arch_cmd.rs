@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Subcommand;
 use serde::Serialize;
 
@@ -276,6 +276,23 @@ fn check(names: &[String], qemu: Option<PathBuf>, cpu: Option<String>, format: F
     Ok(if all_passed { exit::OK } else { exit::FAILED })
 }
 
+/// Why `arch check --cpu` cannot set up its shim.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchCmdError {
+    /// No usable interpreter for the architecture (the search says why).
+    #[error("{0}")]
+    NoInterpreter(String),
+    /// This binary cannot be found to serve as the shim.
+    #[error("cannot find the mtbx binary")]
+    SelfPath(#[source] std::io::Error),
+}
+
+impl crate::error::Classify for ArchCmdError {
+    fn kind(&self) -> crate::error::Kind {
+        crate::error::Kind::Failed
+    }
+}
+
 /// `--cpu` is for one foreign architecture, whose interpreter must know
 /// the model: checked before anything runs, so a wrong model is bad
 /// input (exit 2), not a failed check.
@@ -294,8 +311,10 @@ fn cpu_choice(
         return Err(crate::emu::cpu::CpuError::Native { platform: arch.platform() }.into());
     }
     let search = host::find_interpreter(arch, qemu);
-    let Some(interp) = search.usable() else { bail!("{}", search.problem(arch)) };
+    let Some(interp) = search.usable() else {
+        return Err(ArchCmdError::NoInterpreter(search.problem(arch)).into());
+    };
     let model = crate::emu::cpu::resolve(arch, &interp.path, model)?;
-    let shim = std::env::current_exe().map_err(|e| anyhow::anyhow!("cannot find the mtbx binary: {e}"))?;
+    let shim = std::env::current_exe().map_err(ArchCmdError::SelfPath)?;
     Ok(check::CpuChoice { model, shim })
 }

@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 
@@ -89,6 +89,31 @@ pub struct Selection {
     format: Format,
 }
 
+/// Why a binfmt command cannot go on; each says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum BinfmtCmdError {
+    /// The instance cannot be read (not mounted, no access).
+    #[error("{0}")]
+    Read(String),
+    /// A change to the host's own instance by a user.
+    #[error("{0} the host's binfmt_misc needs root: run it with sudo (to test emulation without touching the host, use `mtbx arch check`)")]
+    NeedsRoot(String),
+    /// An entry to change that is not registered.
+    #[error("no binfmt_misc entry named {name} at {}: `mtbx binfmt status` lists them", root.display())]
+    NoEntry {
+        /// The entry's name.
+        name: String,
+        /// The instance.
+        root: PathBuf,
+    },
+}
+
+impl crate::error::Classify for BinfmtCmdError {
+    fn kind(&self) -> crate::error::Kind {
+        crate::error::Kind::Failed
+    }
+}
+
 /// Which binfmt_misc instance to work on.
 #[derive(Debug, Args)]
 pub struct Target {
@@ -162,7 +187,7 @@ struct StatusReport {
 fn status(target: &Target, format: Format) -> Result<i32> {
     let hb = HostBinfmt::read(&BinfmtFs::new(&target.binfmt_dir));
     if let Some(err) = &hb.error {
-        bail!("{err}");
+        return Err(BinfmtCmdError::Read(err.clone()).into());
     }
     let report = StatusReport {
         root: hb.root.clone(),
@@ -230,9 +255,7 @@ fn targets(name: &str) -> Result<Vec<&'static Arch>> {
 fn guard_host(fs: &BinfmtFs, verb: &str) -> Result<()> {
     let host_instance = host::in_initial_userns() && fs.root() == Path::new(DEFAULT_ROOT);
     if host_instance && !nix::unistd::geteuid().is_root() {
-        bail!(
-            "{verb} the host's binfmt_misc needs root: run it with sudo (to test emulation without touching the host, use `mtbx arch check`)"
-        );
+        return Err(BinfmtCmdError::NeedsRoot(verb.to_string()).into());
     }
     Ok(())
 }
@@ -314,7 +337,7 @@ fn change(sel: &Selection, what: Change) -> Result<i32> {
     }
     let current = HostBinfmt::read(&fs);
     if let Some(err) = current.error {
-        bail!("{err}");
+        return Err(BinfmtCmdError::Read(err).into());
     }
     let mut rows = Vec::new();
     for a in arches {
@@ -323,7 +346,9 @@ fn change(sel: &Selection, what: Change) -> Result<i32> {
             if name == "all" {
                 continue;
             }
-            bail!("no binfmt_misc entry named {} at {}", a.binfmt_name(), fs.root().display());
+            return Err(
+                BinfmtCmdError::NoEntry { name: a.binfmt_name(), root: fs.root().to_path_buf() }.into()
+            );
         };
         let outcome = match what {
             Change::Remove { dry_run: true } => "would-remove",

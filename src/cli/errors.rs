@@ -18,6 +18,8 @@ fn classify(e: &(dyn StdError + 'static)) -> Option<Kind> {
     known!(
         BadInput,
         Reported,
+        crate::cli::arch_cmd::ArchCmdError,
+        crate::cli::binfmt_cmd::BinfmtCmdError,
         crate::toolbox::ToolboxError,
         crate::toolbox::ops::OpsError,
         crate::toolbox::engine::EngineError,

@@ -222,7 +222,7 @@ fn help(command: Option<&str>) -> anyhow::Result<i32> {
         if has_page {
             use std::os::unix::process::CommandExt;
             let e = std::process::Command::new(man).arg(&page).exec();
-            return Err(anyhow::anyhow!("cannot run man: {e}"));
+            return Err(anyhow::Error::new(e).context("cannot run man"));
         }
     }
     cmd.print_long_help()?;

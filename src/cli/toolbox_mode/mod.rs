@@ -2,8 +2,9 @@
 //! for its users and scripts (commands, flags, messages on the same
 //! streams, exit codes, container names), plus `--arch`. Toolbx's own
 //! system tests are the measure. The work is the library's (naming rules
-//! in [`crate::toolbox::naming`], the workflow in
-//! [`crate::toolbox::service`]); this module only speaks Toolbx.
+//! in [`crate::toolbox::naming`] and [`crate::toolbox::selection`], the
+//! work in [`crate::toolbox::ops`]); this module holds Toolbx's command
+//! line and [`words`] its messages.
 
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
@@ -12,50 +13,19 @@ use std::process::Command;
 
 use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+mod words;
+
 use super::complete;
-use crate::toolbox::naming::{self, Defaults, ResolveError, CONTAINER_NAME_REGEXP};
-use crate::toolbox::ops::{self, Need, Object, Opened, OpsError, PullVoice, Removal, Toolbox};
+use crate::toolbox::naming::{self, Defaults};
+use crate::toolbox::ops::{self, Need, Object, Opened, OpsError, PullVoice, Toolbox};
 use crate::toolbox::selection::{self, SelectError, Selection};
 use crate::toolbox::{self, ExecSpec, HostUser, LABEL_ARCH};
+use words::{
+    because, clap_failure, human_duration, print_fail, removed, resolve_failure, tab, usage_hint, version,
+    Fail, Result, COMMON_COMMANDS,
+};
 
 const EXE: &str = "toolbox";
-
-/// The line Toolbx ends its usage errors with.
-fn usage_hint() -> String {
-    format!("Run '{EXE} --help' for usage.")
-}
-
-/// A failure, worded as Toolbx words it (without the `Error: ` prefix);
-/// printed on stderr, exit code 1 unless given.
-#[derive(Debug)]
-struct Fail {
-    message: String,
-    code: i32,
-}
-
-impl Fail {
-    fn new(message: impl Into<String>) -> Fail {
-        Fail { message: message.into(), code: 1 }
-    }
-
-    fn usage(first: impl std::fmt::Display) -> Fail {
-        Fail::new(format!("{first}\n{}", usage_hint()))
-    }
-}
-
-impl<E: std::error::Error> From<E> for Fail {
-    fn from(e: E) -> Fail {
-        let mut text = e.to_string();
-        let mut cause = e.source();
-        while let Some(c) = cause {
-            text.push_str(&format!(": {c}"));
-            cause = c.source();
-        }
-        Fail::new(text)
-    }
-}
-
-type Result<T> = std::result::Result<T, Fail>;
 
 /// Tool for interactive command line environments on Linux
 #[derive(Debug, Parser)]
@@ -330,72 +300,6 @@ fn command_name(c: &Cmd) -> &'static str {
     }
 }
 
-fn print_fail(f: &Fail) -> i32 {
-    if !f.message.is_empty() {
-        eprintln!("Error: {}", f.message);
-    }
-    f.code
-}
-
-/// Toolbx's version format: `0.N` (and `.P` when there is a patch level).
-fn version() -> String {
-    let v = env!("CARGO_PKG_VERSION");
-    let mut parts = v.split('.');
-    let (major, minor, patch) =
-        (parts.next().unwrap_or("0"), parts.next().unwrap_or("1"), parts.next().unwrap_or("0"));
-    if patch == "0" {
-        format!("{major}.{minor}")
-    } else {
-        format!("{major}.{minor}.{patch}")
-    }
-}
-
-/// cobra's words for argument errors, which Toolbx users and scripts see.
-fn clap_failure(e: &clap::Error) -> Fail {
-    use clap::error::{ContextKind, ContextValue, ErrorKind};
-    let ctx = |k: ContextKind| match e.get(k) {
-        Some(ContextValue::String(s)) => Some(s.clone()),
-        Some(ContextValue::Strings(v)) => v.first().cloned(),
-        _ => None,
-    };
-    let flag_words = |arg: &str| -> String {
-        let arg = arg.split_once('=').map_or(arg, |(a, _)| a);
-        let arg = arg.split_whitespace().next().unwrap_or(arg);
-        match arg.strip_prefix("--") {
-            Some(_) => format!("unknown flag: {arg}"),
-            None => {
-                let c = arg.trim_start_matches('-').chars().next().unwrap_or('?');
-                format!("unknown shorthand flag: '{c}' in {arg}")
-            }
-        }
-    };
-    let text = match e.kind() {
-        ErrorKind::UnknownArgument => flag_words(&ctx(ContextKind::InvalidArg).unwrap_or_default()),
-        ErrorKind::InvalidSubcommand => {
-            format!(
-                "unknown command \"{}\" for \"{EXE}\"",
-                ctx(ContextKind::InvalidSubcommand).unwrap_or_default()
-            )
-        }
-        ErrorKind::InvalidValue | ErrorKind::NoEquals | ErrorKind::ValueValidation => {
-            let arg = ctx(ContextKind::InvalidArg).unwrap_or_default();
-            let flag = arg
-                .split_whitespace()
-                .find(|w| w.starts_with('-'))
-                .unwrap_or(&arg)
-                .trim_end_matches(['<', '>']);
-            match ctx(ContextKind::InvalidValue) {
-                Some(v) if !v.is_empty() => format!("invalid argument \"{v}\" for \"{flag}\" flag"),
-                _ => format!("flag needs an argument: {flag}"),
-            }
-        }
-        _ => e.render().to_string().lines().next().unwrap_or("").trim_start_matches("error: ").to_string(),
-    };
-    Fail::usage(text)
-}
-
-const COMMON_COMMANDS: &str = "create    Create a new Toolbx container\nenter     Enter an existing Toolbx container\nlist      List all existing Toolbx containers and images\n";
-
 /// `help`, `--help`: the manual page, as Toolbx shows it; without man(1),
 /// a short text.
 fn show_help(topic: Option<&str>) -> i32 {
@@ -466,25 +370,6 @@ fn forward_to_host(args: &[OsString]) -> i32 {
 /// os-release and toolbox.conf.
 fn defaults() -> Result<Defaults> {
     Ok(Defaults::load()?)
-}
-
-/// Toolbx's words for a resolution error.
-fn resolve_failure(e: ResolveError, container_arg: &str) -> Fail {
-    match e {
-        ResolveError::ContainerNameInvalid(_) => Fail::usage(format!(
-            "invalid argument for '{container_arg}'\nContainer names must match '{CONTAINER_NAME_REGEXP}'."
-        )),
-        ResolveError::ContainerNameFromImageInvalid(c) => Fail::usage(format!(
-            "invalid argument for '--image'\nContainer name {c} generated from image is invalid.\nContainer names must match '{CONTAINER_NAME_REGEXP}'."
-        )),
-        ResolveError::DistroUnsupported(d) => {
-            Fail::usage(format!("invalid argument for '--distro'\nDistribution {d} is unsupported."))
-        }
-        ResolveError::DistroWithoutRelease(d) => {
-            Fail::usage(format!("option '--release' is needed\nDistribution {d} doesn't match the host."))
-        }
-        ResolveError::Release(hint) => Fail::usage(format!("invalid argument for '--release'\n{hint}")),
-    }
 }
 
 /// The container and image a command means (one pipeline with mtbx's
@@ -715,8 +600,11 @@ fn run_command(
             )));
         }
     }
-    let inspect_failed = || Fail::new(format!("failed to inspect container {}", c.container));
-    let info = tb.container(&c.container).map_err(|_| inspect_failed())?.ok_or_else(inspect_failed)?;
+    let inspect_failed = format!("failed to inspect container {}", c.container);
+    let info = tb
+        .container(&c.container)
+        .map_err(because(&inspect_failed))?
+        .ok_or_else(|| Fail::new(&inspect_failed))?;
     if info.label(LABEL_ARCH).is_none() {
         return Err(Fail::new(format!(
             "container {} is too old and no longer supported\nRecreate it with Toolbx version 0.0.97 or newer.",
@@ -755,8 +643,8 @@ fn run_command(
     if let Err(e) = tb.end_session(&c.container, session) {
         tracing::debug!("cannot stop {} after its last session: {e}", c.container);
     }
-    let status = status
-        .map_err(|_| Fail::new(format!("failed to invoke 'podman exec' in container {}", c.container)))?;
+    let status =
+        status.map_err(because(format!("failed to invoke 'podman exec' in container {}", c.container)))?;
     let code = status.code().unwrap_or(1);
     if code == 125 {
         return Err(Fail {
@@ -782,66 +670,6 @@ fn ask_offer() -> bool {
     ask("No Toolbx containers found. Create now? [y/N]")
 }
 
-/// go-units' HumanDuration, as Toolbx prints ages.
-fn human_duration(secs: i64) -> String {
-    let d = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-        - secs)
-        .max(0);
-    let s = d;
-    let text = if s < 1 {
-        "Less than a second".to_string()
-    } else if s == 1 {
-        "1 second".to_string()
-    } else if s < 60 {
-        format!("{s} seconds")
-    } else if s / 60 == 1 {
-        "About a minute".to_string()
-    } else if s / 60 < 60 {
-        format!("{} minutes", s / 60)
-    } else {
-        let hours = ((s as f64) / 3600.0 + 0.5) as i64;
-        if hours == 1 {
-            "About an hour".to_string()
-        } else if hours < 48 {
-            format!("{hours} hours")
-        } else if hours < 24 * 7 * 2 {
-            format!("{} days", hours / 24)
-        } else if hours < 24 * 30 * 2 {
-            format!("{} weeks", hours / 24 / 7)
-        } else if hours < 24 * 365 * 2 {
-            format!("{} months", hours / 24 / 30)
-        } else {
-            format!("{} years", s / 3600 / 24 / 365)
-        }
-    };
-    format!("{text} ago")
-}
-
-/// Columns separated as Go's tabwriter (padding 2) lays them out.
-fn tab(rows: &[Vec<String>]) -> String {
-    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..cols)
-        .map(|i| rows.iter().filter_map(|r| r.get(i)).map(|c| c.chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for r in rows {
-        let mut line = String::new();
-        for (i, c) in r.iter().enumerate() {
-            if i + 1 < r.len() {
-                line.push_str(&format!("{c:<w$}", w = widths[i] + 2));
-            } else {
-                line.push_str(c);
-            }
-        }
-        out.push_str(&line);
-        out.push('\n');
-    }
-    out
-}
-
 fn list(a: ListArgs) -> Result<i32> {
     let (mut show_c, mut show_i) = (true, true);
     if !a.containers && a.images {
@@ -851,9 +679,9 @@ fn list(a: ListArgs) -> Result<i32> {
     }
     let tb = Toolbox::new()?;
     let images =
-        if show_i { tb.toolbx_images().map_err(|_| Fail::new("failed to get images"))? } else { Vec::new() };
+        if show_i { tb.toolbx_images().map_err(because("failed to get images"))? } else { Vec::new() };
     let containers = if show_c {
-        tb.toolbx_containers().map_err(|_| Fail::new("failed to get containers"))?
+        tb.toolbx_containers().map_err(because("failed to get containers"))?
     } else {
         Vec::new()
     };
@@ -901,24 +729,6 @@ fn list(a: ListArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// Toolbx's words for podman's answers to `rm`/`rmi` of one: each
-/// failure is an error line and the next name is tried; success is silent.
-fn removed(object: Object, name: &str, r: std::result::Result<(), Removal>) {
-    let noun = object.noun();
-    let in_use = match object {
-        Object::Container => "is running",
-        Object::Image => "has dependent children",
-    };
-    match r {
-        Ok(()) => {}
-        Err(Removal::Inspect(_)) => eprintln!("Error: failed to inspect {noun} {name}"),
-        Err(Removal::NotToolbx) => eprintln!("Error: {name} is not a Toolbx {noun}"),
-        Err(Removal::NotFound) => eprintln!("Error: {noun} {name} not found"),
-        Err(Removal::InUse) => eprintln!("Error: {noun} {name} {in_use}"),
-        Err(Removal::Failed(_)) => eprintln!("Error: failed to remove {noun} {name}"),
-    }
-}
-
 /// `rm`/`rmi`: every one Toolbx lists with `all`, else those named.
 fn remove(object: Object, names: &[String], all: bool, force: bool) -> Result<i32> {
     let tb = Toolbox::new()?;
@@ -926,14 +736,14 @@ fn remove(object: Object, names: &[String], all: bool, force: bool) -> Result<i3
         let ids: Vec<String> = match object {
             Object::Container => tb
                 .toolbx_containers()
-                .map_err(|_| Fail::new("failed to get containers"))?
+                .map_err(because("failed to get containers"))?
                 .into_iter()
                 .map(|c| c.id)
                 .collect(),
             Object::Image => {
                 let mut ids: Vec<String> = tb
                     .toolbx_images()
-                    .map_err(|_| Fail::new("failed to get images"))?
+                    .map_err(because("failed to get images"))?
                     .into_iter()
                     .map(|i| i.id)
                     .collect();
