@@ -78,19 +78,24 @@ fn wait(
     timeout: Duration,
 ) -> std::io::Result<Waited> {
     let deadline = Instant::now() + timeout;
-    let events = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)?;
     // Every way a stamp can appear: written in place, renamed in (as
-    // write_atomic does), or its mode or owner changed afterwards.
-    if watch == Watch::Events {
-        inotify::add_watch(
-            &events,
-            dir,
-            inotify::WatchFlags::CLOSE_WRITE
-                | inotify::WatchFlags::MOVED_TO
-                | inotify::WatchFlags::CREATE
-                | inotify::WatchFlags::ATTRIB,
-        )?;
-    }
+    // write_atomic does), or its mode or owner changed afterwards. Polling
+    // (Toolbx's fallback) needs no inotify instance at all.
+    let events = match watch {
+        Watch::Events => {
+            let fd = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)?;
+            inotify::add_watch(
+                &fd,
+                dir,
+                inotify::WatchFlags::CLOSE_WRITE
+                    | inotify::WatchFlags::MOVED_TO
+                    | inotify::WatchFlags::CREATE
+                    | inotify::WatchFlags::ATTRIB,
+            )?;
+            Some(fd)
+        }
+        Watch::Polling => None,
+    };
     // After the watch: a stamp written before it is seen here.
     if ready() {
         return Ok(Waited::Ready);
@@ -105,7 +110,10 @@ fn wait(
         let tick = (deadline - now).min(SAFETY_TICK);
         let timespec = Timespec::try_from(tick).unwrap_or(Timespec { tv_sec: 1, tv_nsec: 0 });
         let (inotify_ready, exited) = {
-            let mut fds = vec![PollFd::new(&events, PollFlags::IN)];
+            let mut fds = Vec::with_capacity(2);
+            if let Some(e) = &events {
+                fds.push(PollFd::new(e, PollFlags::IN));
+            }
             if let Some(out) = &stdout {
                 fds.push(PollFd::new(out, PollFlags::IN));
             }
@@ -113,11 +121,12 @@ fn wait(
                 Ok(_) | Err(rustix::io::Errno::INTR) => {}
                 Err(e) => return Err(e.into()),
             }
-            let exited = fds.get(1).is_some_and(|f| !f.revents().is_empty());
-            (!fds[0].revents().is_empty(), exited)
+            let mut polled = fds.iter().map(|f| !f.revents().is_empty());
+            let inotify_ready = events.is_some() && polled.next() == Some(true);
+            (inotify_ready, stdout.is_some() && polled.next() == Some(true))
         };
-        if inotify_ready {
-            drain(events.as_fd(), &mut buf);
+        if let (true, Some(e)) = (inotify_ready, &events) {
+            drain(e.as_fd(), &mut buf);
         } else if watch == Watch::Polling && !exited {
             // Toolbx's words, which its tests look for.
             tracing::debug!("Handling polling tick");

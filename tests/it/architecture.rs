@@ -246,3 +246,85 @@ fn the_front_ends_never_drive_podman_themselves() {
     }
     assert!(found.is_empty(), "src/cli/ drives podman itself:\n{}", found.join("\n"));
 }
+
+/// docs/ARCHITECTURE.md is a map a newcomer trusts: every path it names
+/// (`src/...`, `tests/...`) exists, and every item path (`ops::Toolbox`,
+/// `engine::Podman`, `selection::select`) resolves to a module of
+/// src/ that defines it. A rename that forgets the map fails here.
+#[test]
+fn the_architecture_map_names_only_what_exists() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("docs/ARCHITECTURE.md")).unwrap();
+    let src = root.join("src");
+    // An item is named from the crate's root (`toolbox::ops::Toolbox`) or,
+    // inside a subsystem's section, from that subsystem (`ops::Toolbox`).
+    let mut bases = vec![src.clone()];
+    bases.extend(std::fs::read_dir(&src).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()));
+    let spans: Vec<&str> = doc.split('`').skip(1).step_by(2).collect();
+    let mut wrong = Vec::new();
+    let (mut paths, mut items) = (0, 0);
+    for span in spans {
+        let span = span.trim_end_matches("()");
+        let roots = ["src/", "tests/", "vendor-tests/", "benches/", "scripts/", "docs/", "fixtures/", ".ci/"];
+        if roots.iter().any(|r| span.starts_with(r)) && !span.contains(' ') {
+            paths += 1;
+            if !root.join(span).exists() {
+                wrong.push(format!("path {span}"));
+            }
+            continue;
+        }
+        let segs: Vec<&str> = span.trim_start_matches("crate::").split("::").collect();
+        let is_path = segs.len() > 1
+            && segs.iter().all(|s| !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || c == '_'));
+        if !is_path {
+            continue;
+        }
+        items += 1;
+        let tried: Vec<Result<(), String>> = bases.iter().map(|b| resolve_item(b, &segs)).collect();
+        if !tried.iter().any(Result::is_ok) {
+            let why = tried.into_iter().filter_map(Result::err).find(|e| e != "no such module");
+            wrong.push(format!("item {span}: {}", why.unwrap_or_else(|| "no such module".into())));
+        }
+    }
+    assert!(paths > 20 && items > 20, "the map names {paths} paths and {items} items: is the scan broken?");
+    assert!(wrong.is_empty(), "docs/ARCHITECTURE.md names what does not exist:\n{}", wrong.join("\n"));
+}
+
+/// Walk `segs` down src/'s modules as far as files go; the rest must be an
+/// item the last module defines (or re-exports), and a method or variant
+/// after it a name that module's file holds.
+fn resolve_item(src: &Path, segs: &[&str]) -> Result<(), String> {
+    let mut dir = src.to_path_buf();
+    let mut file = None;
+    let mut i = 0;
+    while i < segs.len() {
+        let (flat, nested) = (dir.join(format!("{}.rs", segs[i])), dir.join(segs[i]).join("mod.rs"));
+        let found = if flat.exists() {
+            flat
+        } else if nested.exists() {
+            nested
+        } else {
+            break;
+        };
+        file = Some(found);
+        dir = dir.join(segs[i]);
+        i += 1;
+    }
+    let file = file.ok_or("no such module")?;
+    let text = std::fs::read_to_string(&file).unwrap();
+    let Some(item) = segs.get(i) else { return Ok(()) };
+    let kinds = ["fn", "struct", "enum", "trait", "const", "static", "type", "mod"];
+    let defined = kinds.iter().any(|k| {
+        text.match_indices(&format!("{k} {item}")).any(|(at, m)| {
+            let after = text[at + m.len()..].chars().next().unwrap_or(' ');
+            !(after.is_alphanumeric() || after == '_')
+        })
+    }) || text.lines().any(|l| l.trim_start().starts_with("pub use") && l.contains(item));
+    if !defined {
+        return Err(format!("{} does not define {item}", file.display()));
+    }
+    match segs.get(i + 1) {
+        Some(member) if !text.contains(member) => Err(format!("{} has no {member}", file.display())),
+        _ => Ok(()),
+    }
+}
