@@ -245,3 +245,166 @@ impl Walk {
         Ok(Frame { entries, tries, next: 0, depth })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::emu::arch::Arch;
+    use crate::image::manifest::{sha256_digest, OCI_CONFIG, OCI_MANIFEST};
+
+    /// Blobs in memory, counting what is read.
+    #[derive(Default)]
+    struct Memory {
+        blobs: HashMap<String, Vec<u8>>,
+        reads: RefCell<Vec<String>>,
+    }
+
+    impl Memory {
+        fn put(&mut self, media_type: &str, doc: Value) -> Value {
+            let bytes = serde_json::to_vec(&doc).unwrap();
+            let digest = sha256_digest(&bytes);
+            let desc = json!({"mediaType": media_type, "digest": digest, "size": bytes.len()});
+            self.blobs.insert(digest, bytes);
+            desc
+        }
+
+        /// An image of `arch`; its index entry (with its platform).
+        fn image(&mut self, arch: &str) -> Value {
+            let config = self.put(OCI_CONFIG, json!({"architecture": arch, "os": "linux"}));
+            let mut e = self.put(
+                OCI_MANIFEST,
+                json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": []}),
+            );
+            e["platform"] = json!({"architecture": arch, "os": "linux"});
+            e
+        }
+
+        /// An index of `entries`; its entry, without a platform.
+        fn index(&mut self, entries: Vec<Value>) -> Value {
+            self.put(OCI_INDEX, json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}))
+        }
+
+        fn resolve(&self, top: &Value, arch: &str) -> Result<Inspection, ImageError> {
+            let digest = top["digest"].as_str().unwrap().to_string();
+            let top = Top { bytes: self.blobs[&digest].clone(), digest };
+            let wanted = Wanted { os: "linux".into(), arch: Arch::parse(arch).unwrap(), variant: None };
+            let image =
+                ImageRef { registry: "example.com".into(), repository: "x".into(), tag: None, digest: None };
+            let fut = std::pin::pin!(resolve(self, "x", image, top, &wanted));
+            match fut.poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+                std::task::Poll::Ready(r) => r,
+                std::task::Poll::Pending => unreachable!("memory never waits"),
+            }
+        }
+
+        fn read(&self, desc: &Descriptor) -> Vec<u8> {
+            self.reads.borrow_mut().push(desc.digest.clone());
+            self.blobs[&desc.digest].clone()
+        }
+    }
+
+    impl Fetch for Memory {
+        type Error = ImageError;
+
+        async fn manifest(&self, desc: &Descriptor) -> Result<Vec<u8>, ImageError> {
+            Ok(self.read(desc))
+        }
+
+        async fn config(&self, desc: &Descriptor, _cap: u64) -> Result<Vec<u8>, ImageError> {
+            Ok(self.read(desc))
+        }
+
+        fn unbounded(&self, why: String) -> ImageError {
+            ImageError::BadManifest { image: "x".into(), why }
+        }
+    }
+
+    fn digest(e: &Value) -> &str {
+        e["digest"].as_str().unwrap()
+    }
+
+    #[test]
+    fn the_platforms_own_entry_comes_before_platform_less_indexes() {
+        let mut m = Memory::default();
+        let nested = m.image("arm64");
+        let inner = m.index(vec![nested]);
+        let direct = m.image("arm64");
+        let amd = m.image("amd64");
+        let top = m.index(vec![inner.clone(), amd, direct.clone()]);
+        let found = m.resolve(&top, "arm64").unwrap();
+        assert_eq!(found.manifest_digest, digest(&direct));
+        assert!(!m.reads.borrow().contains(&digest(&inner).to_string()), "the inner index is not read");
+        assert_eq!(found.top_digest, digest(&top));
+    }
+
+    #[test]
+    fn a_platform_less_index_without_the_platform_leads_on_to_the_next() {
+        let mut m = Memory::default();
+        let (amd, arm, s390x) = (m.image("amd64"), m.image("arm64"), m.image("s390x"));
+        let first = m.index(vec![amd, arm]);
+        let second = m.index(vec![s390x.clone()]);
+        let top = m.index(vec![first, second]);
+        let found = m.resolve(&top, "s390x").unwrap();
+        assert_eq!(found.manifest_digest, digest(&s390x));
+        assert_eq!(found.platforms(), vec!["linux/s390x"], "the index the entry is in");
+        match m.resolve(&top, "riscv64") {
+            Err(ImageError::NoPlatform { offered, .. }) => {
+                assert_eq!(offered, ["linux/amd64", "linux/arm64", "linux/s390x"])
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_image_entry_without_a_platform_is_not_chosen() {
+        let mut m = Memory::default();
+        let mut amd = m.image("amd64");
+        amd["platform"] = Value::Null;
+        let top = m.index(vec![amd]);
+        assert!(matches!(m.resolve(&top, "amd64"), Err(ImageError::NoPlatform { .. })));
+    }
+
+    #[test]
+    fn each_nested_index_is_read_once_and_the_search_is_bounded() {
+        let mut m = Memory::default();
+        let s390x = m.image("s390x");
+        let mut entries = vec![s390x; 40];
+        for _ in 0..MAX_NESTING {
+            let child = m.index(entries);
+            entries = vec![child; 40];
+        }
+        let top = m.index(entries);
+        assert!(matches!(m.resolve(&top, "amd64"), Err(ImageError::NoPlatform { .. })));
+        let reads = m.reads.borrow().clone();
+        assert_eq!(reads.len(), MAX_NESTING, "one read per nested index: {reads:?}");
+
+        // One level more than followed.
+        let deeper = m.index(vec![top]);
+        match m.resolve(&deeper, "amd64") {
+            Err(ImageError::BadManifest { why, .. }) => assert!(why.contains("nest more than"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+
+        // Distinct indexes listing too many entries in all.
+        let mut m = Memory::default();
+        let s390x = m.image("s390x");
+        let tops: Vec<Value> = (0..300)
+            .map(|i| {
+                let mut e = s390x.clone();
+                e["platform"]["os.version"] = json!(i.to_string());
+                m.index(vec![e; 40])
+            })
+            .collect();
+        let top = m.index(tops);
+        match m.resolve(&top, "amd64") {
+            Err(ImageError::BadManifest { why, .. }) => assert!(why.contains("entries in all"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(m.reads.borrow().len() <= MAX_ENTRIES_SEEN / 40, "{}", m.reads.borrow().len());
+    }
+}
