@@ -144,7 +144,7 @@ impl Fetch for OnRegistry<'_> {
         Ok(self.client.small_blob(self.image, desc, cap).await?)
     }
 
-    fn unbounded(&self, why: String) -> InspectError {
+    fn refused(&self, why: String) -> InspectError {
         ImageError::BadManifest { image: self.image.to_string(), why }.into()
     }
 }

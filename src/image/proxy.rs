@@ -125,7 +125,7 @@ impl Fetch for Through<'_> {
     /// skopeo serves no index (it chose the platform), so there is no
     /// entry to read.
     async fn manifest(&self, _desc: &Descriptor) -> Result<Vec<u8>, ProxyError> {
-        Err(self.unbounded("skopeo returned an index".into()))
+        Err(self.refused("skopeo returned an index".into()))
     }
 
     /// The config as stored, or the one skopeo rebuilt for a manifest it
@@ -141,12 +141,12 @@ impl Fetch for Through<'_> {
                 self.source.proxy.fetch_config_raw(&self.source.img).await.map_err(ProxyError::Skopeo)?;
         }
         if sha256_digest(&config_bytes) != desc.digest {
-            return Err(self.unbounded("the config skopeo returned does not match its manifest".into()));
+            return Err(self.refused("the config skopeo returned does not match its manifest".into()));
         }
         Ok(config_bytes)
     }
 
-    fn unbounded(&self, why: String) -> ProxyError {
+    fn refused(&self, why: String) -> ProxyError {
         ImageError::BadManifest { image: self.reference.to_string(), why }.into()
     }
 }

@@ -69,9 +69,10 @@ pub(crate) trait Fetch {
     /// The config `desc` names, at most `cap` bytes.
     fn config(&self, desc: &Descriptor, cap: u64) -> impl Future<Output = Result<Vec<u8>, Self::Error>>;
 
-    /// The error for nested indexes past a bound (`why`), in the source's
-    /// own kind.
-    fn unbounded(&self, why: String) -> Self::Error;
+    /// The error refusing the image for `why` (nested indexes past a
+    /// bound), of the kind the source's other refusals have: a layout's
+    /// is about its files, a registry's about the image.
+    fn refused(&self, why: String) -> Self::Error;
 }
 
 /// What the reference names, read by the source itself (a tag on the
@@ -225,13 +226,11 @@ impl Walk {
         depth: usize,
     ) -> Result<Frame, S::Error> {
         if depth > MAX_NESTING {
-            return Err(src.unbounded(format!("indexes nest more than {MAX_NESTING} deep")));
+            return Err(src.refused(format!("indexes nest more than {MAX_NESTING} deep")));
         }
         self.seen += entries.len();
         if self.seen > MAX_ENTRIES_SEEN {
-            return Err(
-                src.unbounded(format!("its indexes list more than {MAX_ENTRIES_SEEN} entries in all"))
-            );
+            return Err(src.refused(format!("its indexes list more than {MAX_ENTRIES_SEEN} entries in all")));
         }
         for p in platforms_of(&entries) {
             if !self.offered.contains(&p) {
@@ -319,7 +318,7 @@ mod tests {
             Ok(self.read(desc))
         }
 
-        fn unbounded(&self, why: String) -> ImageError {
+        fn refused(&self, why: String) -> ImageError {
             ImageError::BadManifest { image: "x".into(), why }
         }
     }

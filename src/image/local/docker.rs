@@ -5,7 +5,9 @@
 //! when podman loads such an archive (Docker schema 2; every layer served
 //! uncompressed, named by its diff_id, with its uncompressed size, under
 //! the gzip media type c/image writes), so mtbx stores the very manifest,
-//! and so the very digest, that podman does (docs/podman.md).
+//! and so the very digest, that podman does (docs/podman.md). Which image
+//! of the archive a reference means, and opening it through
+//! [`crate::image::resolve`], are here too.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -141,6 +143,8 @@ pub(super) fn open(
     let malformed = |source| ImageError::Malformed { image: shown.clone(), source };
     let config_bytes = files.read_small(&chosen.config, MAX_CONFIG_BYTES)?;
     let config = ImageConfig::parse(&config_bytes).map_err(malformed)?;
+    // Before the layers are measured (a pass that may decompress them
+    // all), so another platform is refused at once; resolve checks again.
     check_platform(&shown, None, &config, wanted)?;
     let config_desc = Descriptor {
         media_type: DOCKER_CONFIG.into(),
@@ -216,7 +220,7 @@ impl Fetch for Archive<'_> {
     /// manifest.json names configs and layers, never an index: the
     /// manifest made for the archive has no entries to follow.
     async fn manifest(&self, desc: &Descriptor) -> Result<Vec<u8>, LocalError> {
-        Err(self.unbounded(format!("{} is not in a docker archive", desc.digest)))
+        Err(self.refused(format!("{} is not in a docker archive", desc.digest)))
     }
 
     /// Read (capped) before the layers were measured, to refuse another
@@ -226,7 +230,7 @@ impl Fetch for Archive<'_> {
         Ok(self.config_bytes.to_vec())
     }
 
-    fn unbounded(&self, why: String) -> LocalError {
+    fn refused(&self, why: String) -> LocalError {
         LocalError::NotAnArchive { path: self.path.to_path_buf(), why }
     }
 }

@@ -80,7 +80,7 @@ impl Fetch for Layout<'_> {
         self.source.read_blob(desc, cap)
     }
 
-    fn unbounded(&self, why: String) -> LocalError {
+    fn refused(&self, why: String) -> LocalError {
         LocalError::NotAnArchive { path: self.path.to_path_buf(), why }
     }
 }
