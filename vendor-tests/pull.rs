@@ -705,3 +705,89 @@ fn the_skopeo_proxy_source_feeds_the_same_store_writer() {
     ]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
 }
+
+/// A nested index on the real registry (an outer index naming two inner
+/// ones without platforms: amd64 and arm64 in the first, s390x in the
+/// second) held against containers/image. For arm64, which its choice of
+/// instance finds, skopeo inspects the very image mtbx's native source
+/// pulls. s390x it misses (it follows only the first platform-less index);
+/// mtbx goes on to the second (image::resolve). Through skopeo's proxy,
+/// which chooses the platform itself and cannot hand mtbx an inner index,
+/// a pull is that same image or a clean refusal that stores nothing, never
+/// another image.
+#[test]
+fn a_nested_index_on_the_real_registry_is_the_image_skopeo_chooses() {
+    let test = "a_nested_index_on_the_real_registry_is_the_image_skopeo_chooses";
+    if Command::new("skopeo").arg("--version").output().is_err() {
+        return skip(test, "skopeo not installed (apt-get install skopeo)");
+    }
+    let Some(env) = PodmanEnv::rootful(test) else { return };
+    let Some(reg) = RealRegistry::start(test) else { return };
+    let built: Vec<Built> = ["amd64", "arm64", "s390x"]
+        .iter()
+        .map(|a| image(a, None, &[(vec![E::File("arch", 0o644, a.as_bytes().to_vec())], Comp::Gzip)]))
+        .collect();
+    let first = index(&[&built[0], &built[1]]);
+    let second = index(&[&built[2]]);
+    let mut up = first.clone();
+    up.blobs.extend(second.blobs.clone());
+    up.manifests.extend(second.manifests.clone());
+    let inner = |u: &common::real_registry::Upload| {
+        let (d, b, media) = u.manifests.last().unwrap().clone();
+        serde_json::json!({"mediaType": media, "digest": d, "size": b.len()})
+    };
+    let media = common::images::OCI_INDEX;
+    let outer = serde_json::to_vec(
+        &serde_json::json!({"schemaVersion": 2, "mediaType": media, "manifests": [inner(&first), inner(&second)]}),
+    )
+    .unwrap();
+    up.manifests.push((common::fixtures::sha256(&outer), outer, media.into()));
+    reg.push("nested", "1", &up);
+    let name = format!("{}/nested:1", reg.addr);
+
+    let skopeo = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--override-os", "linux", "--override-arch", "arm64"])
+        .arg(format!("docker://{name}"))
+        .output()
+        .unwrap();
+    assert!(skopeo.status.success(), "skopeo: {}", text(&skopeo.stderr));
+    let skopeo: Value = serde_json::from_slice(&skopeo.stdout).unwrap();
+    let out = env.run_mtbx(&["inspect", "--tls-verify=false", "--format", "json", "--arch", "arm64", &name]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mine: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(mine["Layers"], skopeo["Layers"]);
+    assert_eq!(mine["Architecture"], skopeo["Architecture"]);
+    assert_eq!(mine["ManifestDigest"], built[1].manifest_digest.as_str());
+
+    let native = pull_ok(&env, &["--arch", "arm64", &name]);
+    assert_eq!(native["id"], built[1].config_digest.trim_start_matches("sha256:"));
+    let s390x = pull_ok(&env, &["--arch", "s390x", &name]);
+    assert_eq!(s390x["id"], built[2].config_digest.trim_start_matches("sha256:"));
+
+    let proxied = PodmanEnv::rootful(test).unwrap();
+    for (arch, want) in [("arm64", &built[1]), ("s390x", &built[2])] {
+        let all = [
+            "pull",
+            "-y",
+            "--tls-verify=false",
+            "--format",
+            "json",
+            "--source",
+            "proxy",
+            "--arch",
+            arch,
+            &name,
+        ];
+        let before = proxied.images_json();
+        let out = proxied.run_mtbx(&all);
+        let err = text(&out.stderr);
+        if out.status.success() {
+            let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(r["id"], want.config_digest.trim_start_matches("sha256:"), "{arch}");
+        } else {
+            eprintln!("{test}: through the proxy, {arch}: {err}");
+            assert_eq!(err.lines().count(), 1, "{arch}: one line: {err}");
+            assert_eq!(proxied.images_json(), before, "{arch}: nothing stored");
+        }
+    }
+}

@@ -6,12 +6,13 @@
 use crate::emu::arch::Arch;
 use crate::error::{Classify, Kind};
 use crate::image::local::{self, LocalError};
-use crate::image::manifest::{ImageConfig, Manifest, MAX_CONFIG_BYTES};
+use crate::image::manifest::Descriptor;
 use crate::image::platform::{self, Wanted};
 use crate::image::reference::ImageRef;
 use crate::image::registries_conf::{Registries, RegistriesError};
 use crate::image::registry::{Client, Options, RegistryError};
-use crate::image::resolved::{check_config, check_platform, platforms_of, ImageError, Inspection};
+use crate::image::resolve::{self, Fetch, Top};
+use crate::image::resolved::{ImageError, Inspection};
 
 /// What to inspect.
 #[derive(Debug, Clone, Default)]
@@ -114,55 +115,36 @@ pub async fn locate(
 
 async fn inspect_at(client: &Client, req: &Request, wanted: &Wanted) -> Result<Inspection, InspectError> {
     let image = client.endpoint.image.clone();
-    let bad = |why: String| ImageError::BadManifest { image: image.to_string(), why };
-    let malformed = |source| ImageError::Malformed { image: image.to_string(), source };
-    let (top_bytes, top_digest) = client.manifest(&image).await?;
-    tracing::debug!("top manifest {top_digest}");
-    let top = Manifest::parse(&top_bytes).map_err(malformed)?;
-    let (index, manifest_digest, manifest_bytes, manifest, entry_platform) = match top {
-        Manifest::Index { manifests, .. } => {
-            let Some(entry) = platform::select(&manifests, wanted).cloned() else {
-                let mut offered = platforms_of(&manifests);
-                offered.dedup();
-                return Err(ImageError::NoPlatform {
-                    image: image.to_string(),
-                    wanted: wanted.display(),
-                    offered,
-                }
-                .into());
-            };
-            let by_digest = ImageRef { digest: Some(entry.descriptor.digest.clone()), ..image.clone() };
-            let (bytes, digest) = client.manifest(&by_digest).await?;
-            let m = Manifest::parse(&bytes).map_err(malformed)?;
-            if matches!(m, Manifest::Index { .. }) {
-                return Err(bad("an index entry points at another index".into()).into());
-            }
-            (Some(manifests), digest, bytes, m, entry.platform.clone())
-        }
-        m => (None, top_digest.clone(), top_bytes.clone(), m, None),
-    };
-    let Manifest::Image { media_type, config: config_desc, layers } = manifest else {
-        unreachable!("indexes were handled above")
-    };
-    tracing::debug!("image manifest {manifest_digest}");
-    check_config(&image.to_string(), &config_desc)?;
-    let config_bytes = client.small_blob(&image, &config_desc, MAX_CONFIG_BYTES).await?;
-    tracing::debug!("config {}", config_desc.digest);
-    let config = ImageConfig::parse(&config_bytes).map_err(malformed)?;
-    check_platform(&image.to_string(), entry_platform.as_ref(), &config, wanted)?;
-    let tags = if req.tags { Some(client.tags(&image).await?) } else { None };
-    Ok(Inspection {
-        image,
-        top_bytes,
-        top_digest,
-        index,
-        manifest_digest,
-        manifest_bytes,
-        media_type,
-        config_desc,
-        layers,
-        config_bytes,
-        config,
-        tags,
-    })
+    let (bytes, digest) = client.manifest(&image).await?;
+    let on = OnRegistry { client, image: &image };
+    let mut found =
+        resolve::resolve(&on, &image.to_string(), image.clone(), Top { bytes, digest }, wanted).await?;
+    if req.tags {
+        found.tags = Some(client.tags(&image).await?);
+    }
+    Ok(found)
+}
+
+/// An image on its registry, as [`resolve`] reads it.
+struct OnRegistry<'a> {
+    client: &'a Client,
+    image: &'a ImageRef,
+}
+
+impl Fetch for OnRegistry<'_> {
+    type Error = InspectError;
+
+    /// By digest; the client checks the digest and caps the body.
+    async fn manifest(&self, desc: &Descriptor) -> Result<Vec<u8>, InspectError> {
+        let by_digest = ImageRef { digest: Some(desc.digest.clone()), ..self.image.clone() };
+        Ok(self.client.manifest(&by_digest).await?.0)
+    }
+
+    async fn config(&self, desc: &Descriptor, cap: u64) -> Result<Vec<u8>, InspectError> {
+        Ok(self.client.small_blob(self.image, desc, cap).await?)
+    }
+
+    fn refused(&self, why: String) -> InspectError {
+        ImageError::BadManifest { image: self.image.to_string(), why }.into()
+    }
 }

@@ -10,6 +10,8 @@
 //! - [`resolved`]: what either source resolves an image to, and the
 //!   image-level errors both find.
 //! - [`source`]: the one interface blobs stream through, whatever the source.
+//! - [`resolve`]: index -> nested index -> platform -> manifest -> config,
+//!   written once for every source.
 //! - [`inspect`]: an image on its registry, resolved for one platform.
 //! - [`local`]: images in files (`oci:`, `oci-archive:`, `docker-archive:`), read natively.
 //! - [`proxy`]: skopeo's image proxy as a second source.
@@ -24,5 +26,6 @@ pub mod proxy;
 pub mod reference;
 pub mod registries_conf;
 pub mod registry;
+pub mod resolve;
 pub mod resolved;
 pub mod source;

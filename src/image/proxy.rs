@@ -20,12 +20,13 @@ use tokio::io::AsyncReadExt;
 
 use crate::error::{Classify, Kind};
 use crate::image::local::{self, LocalError};
-use crate::image::manifest::{sha256_digest, Descriptor, ImageConfig, Manifest};
+use crate::image::manifest::{sha256_digest, Descriptor, Manifest};
 use crate::image::platform::Wanted;
 use crate::image::reference::{self, ImageRef};
 use crate::image::registries_conf::{Registries, RegistriesError};
 use crate::image::registry::Options;
-use crate::image::resolved::{check_config, ImageError, Inspection};
+use crate::image::resolve::{self as pipeline, Fetch, Top};
+use crate::image::resolved::{ImageError, Inspection};
 use crate::image::source::{BlobSource, Chunks};
 
 /// Failures of the proxy source.
@@ -98,50 +99,56 @@ pub async fn open(
     let (_, bytes) = source.proxy.fetch_manifest_raw_oci(&source.img).await.map_err(skopeo)?;
     // What mtbx stores is these bytes, so they are named by their own
     // digest (skopeo reports the original's when it converted).
-    let manifest_digest = sha256_digest(&bytes);
-    let bad = |why: String| ImageError::BadManifest { image: reference.to_string(), why };
-    let malformed = |source| ImageError::Malformed { image: reference.to_string(), source };
-    let Manifest::Image { media_type, config: config_desc, layers } =
-        Manifest::parse(&bytes).map_err(malformed)?
-    else {
-        return Err(bad("skopeo returned an index".into()).into());
-    };
-    check_config(reference, &config_desc)?;
-    let mut config_bytes = Vec::new();
-    let exact = source.blob_to_vec(&name, &config_desc, &mut config_bytes).await;
-    if exact.is_err() || sha256_digest(&config_bytes) != config_desc.digest {
-        // A converted manifest names a rebuilt config that only
-        // GetFullConfig produces.
-        config_bytes = source.proxy.fetch_config_raw(&source.img).await.map_err(skopeo)?;
-    }
-    if sha256_digest(&config_bytes) != config_desc.digest {
-        return Err(bad("the config skopeo returned does not match its manifest".into()).into());
-    }
-    let config = ImageConfig::parse(&config_bytes).map_err(malformed)?;
-    // skopeo falls back to whatever a single-platform image is: refuse.
-    if !wanted.matches_config(&config.architecture, &config.os, config.variant.as_deref()) {
-        return Err(ImageError::SingleArchMismatch {
-            image: reference.to_string(),
-            have: config.platform().display(),
-            wanted: wanted.display(),
+    let digest = sha256_digest(&bytes);
+    if let Ok(Manifest::Index { .. }) = Manifest::parse(&bytes) {
+        return Err(ImageError::BadManifest {
+            image: reference.into(),
+            why: "skopeo returned an index".into(),
         }
         .into());
     }
-    let found = Inspection {
-        image: name,
-        top_bytes: bytes.clone(),
-        top_digest: manifest_digest.clone(),
-        index: None,
-        manifest_digest,
-        manifest_bytes: bytes,
-        media_type,
-        config_desc,
-        layers,
-        config_bytes,
-        config,
-        tags: None,
-    };
+    let through = Through { source: &source, name: &name, reference };
+    let found = pipeline::resolve(&through, reference, name.clone(), Top { bytes, digest }, wanted).await?;
     Ok((source, found))
+}
+
+/// An image opened through skopeo, as [`pipeline::resolve`] reads it.
+struct Through<'a> {
+    source: &'a ProxySource,
+    name: &'a ImageRef,
+    reference: &'a str,
+}
+
+impl Fetch for Through<'_> {
+    type Error = ProxyError;
+
+    /// skopeo serves no index (it chose the platform), so there is no
+    /// entry to read.
+    async fn manifest(&self, _desc: &Descriptor) -> Result<Vec<u8>, ProxyError> {
+        Err(self.refused("skopeo returned an index".into()))
+    }
+
+    /// The config as stored, or the one skopeo rebuilt for a manifest it
+    /// converted; either must be the manifest's. skopeo reads it whole, so
+    /// `cap` is not applied here (as before there was one pipeline).
+    async fn config(&self, desc: &Descriptor, _cap: u64) -> Result<Vec<u8>, ProxyError> {
+        let mut config_bytes = Vec::new();
+        let exact = self.source.blob_to_vec(self.name, desc, &mut config_bytes).await;
+        if exact.is_err() || sha256_digest(&config_bytes) != desc.digest {
+            // A converted manifest names a rebuilt config that only
+            // GetFullConfig produces.
+            config_bytes =
+                self.source.proxy.fetch_config_raw(&self.source.img).await.map_err(ProxyError::Skopeo)?;
+        }
+        if sha256_digest(&config_bytes) != desc.digest {
+            return Err(self.refused("the config skopeo returned does not match its manifest".into()));
+        }
+        Ok(config_bytes)
+    }
+
+    fn refused(&self, why: String) -> ProxyError {
+        ImageError::BadManifest { image: self.reference.to_string(), why }.into()
+    }
 }
 
 impl Classify for ProxyError {

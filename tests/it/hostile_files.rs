@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::local::{tar_dir, PathWithout};
+use common::registry::{Auth, FixtureRegistry};
 use common::{mtbx, text};
 use serde_json::{json, Value};
 
@@ -63,8 +64,9 @@ fn one_line_error(err: &str, what: &str) {
 /// 40, the last offering only s390x; as deep as mtbx follows) cost 40^4 searches if each entry is
 /// searched again; each index is searched once, so inspect answers at once
 /// (no amd64 here: exit 3) after looking at a few hundred entries, from a
-/// layout and from an archive of it. A layout whose distinct indexes list
-/// too many entries in all is refused.
+/// layout, from an archive of it and from a registry serving it. A layout
+/// whose distinct indexes list too many entries in all is refused, from
+/// files and from a registry alike.
 #[test]
 fn nested_indexes_naming_one_child_are_searched_once() {
     let d = tempfile::tempdir().unwrap();
@@ -84,11 +86,16 @@ fn nested_indexes_naming_one_child_are_searched_once() {
     }
     l.tag(l.index(entries), "1");
     tar_dir(&l.dir, &d.path().join("deep.tar"));
+    let reg = FixtureRegistry::start(d.path(), Auth::None);
     for image in [
         format!("oci:{}:1", l.dir.display()),
         format!("oci-archive:{}:1", d.path().join("deep.tar").display()),
+        format!("{}/deep:1", reg.addr),
     ] {
-        let out = local_mtbx(&no_skopeo, &["--log-level", "debug", "inspect", "--arch", "amd64", &image]);
+        let out = local_mtbx(
+            &no_skopeo,
+            &["--log-level", "debug", "inspect", "--tls-verify=false", "--arch", "amd64", &image],
+        );
         let err = text(&out.stderr);
         assert_eq!(out.status.code(), Some(3), "{image}: {err}");
         let seen: usize = err
@@ -117,10 +124,52 @@ fn nested_indexes_naming_one_child_are_searched_once() {
         })
         .collect();
     wide.tag(wide.index(tops), "1");
-    let out =
-        local_mtbx(&no_skopeo, &["inspect", "--arch", "amd64", &format!("oci:{}:1", wide.dir.display())]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-    one_line_error(&text(&out.stderr), "entries in all");
+    for image in [format!("oci:{}:1", wide.dir.display()), format!("{}/wide:1", reg.addr)] {
+        let out = local_mtbx(&no_skopeo, &["inspect", "--tls-verify=false", "--arch", "amd64", &image]);
+        assert_eq!(out.status.code(), Some(1), "{image}: {}", text(&out.stderr));
+        one_line_error(&text(&out.stderr), "entries in all");
+    }
+}
+
+/// A chain of indexes deeper than mtbx follows (each naming the next, the
+/// last the image) is refused by the same bound from a layout, an archive
+/// of it and a registry serving it; one level less is followed by all.
+#[test]
+fn indexes_nested_too_deep_are_refused_by_every_source() {
+    let d = tempfile::tempdir().unwrap();
+    let no_skopeo = PathWithout::new("skopeo");
+    for (name, levels) in [("deep", 5), ("deeper", 6)] {
+        let l = Layout::new(d.path().join(name));
+        let config = l.blob(
+            "application/vnd.oci.image.config.v1+json",
+            br#"{"architecture":"s390x","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#,
+        );
+        let manifest = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": []});
+        let mut top = l.blob(OCI_MANIFEST, &serde_json::to_vec(&manifest).unwrap());
+        top["platform"] = json!({"architecture": "s390x", "os": "linux"});
+        for _ in 0..levels {
+            top = l.index(vec![top]);
+        }
+        l.tag(top, "1");
+        tar_dir(&l.dir, &d.path().join(format!("{name}.tar")));
+    }
+    let reg = FixtureRegistry::start(d.path(), Auth::None);
+    for name in ["deep", "deeper"] {
+        for image in [
+            format!("oci:{}:1", d.path().join(name).display()),
+            format!("oci-archive:{}:1", d.path().join(format!("{name}.tar")).display()),
+            format!("{}/{name}:1", reg.addr),
+        ] {
+            let out = local_mtbx(&no_skopeo, &["inspect", "--tls-verify=false", "--arch", "s390x", &image]);
+            let err = text(&out.stderr);
+            if name == "deep" {
+                assert_eq!(out.status.code(), Some(0), "{image}: {err}");
+            } else {
+                assert_eq!(out.status.code(), Some(1), "{image}: {err}");
+                one_line_error(&err, "indexes nest more than 4 deep");
+            }
+        }
+    }
 }
 
 /// A FIFO at `path` (replacing what is there).

@@ -384,3 +384,70 @@ fn by_digest_and_by_tag_plus_digest() {
         fail(&run(&reg, &format!("multi@{missing}"), &[]), 3, "not found");
     }
 }
+
+/// Indexes inside an index (the spec allows it) resolve by one rule
+/// whatever the source (`image::resolve`): the same image, platforms and
+/// index digest from the registry, an `oci:` layout and an `oci-archive:`
+/// of the very same files. The outer index names two inner ones without
+/// platforms; s390x is only in the second, so the second is searched when
+/// the first has nothing (containers/image would stop at the first). A
+/// platform none of them has lists everything seen. (A docker-archive
+/// cannot carry an index: its manifest.json names one config and its
+/// layers per image.)
+#[test]
+fn a_nested_index_resolves_alike_from_a_registry_a_layout_and_an_archive() {
+    use common::images::{image, index, Comp, E};
+    use common::local::{tar_dir, write_layout};
+    let built: Vec<_> = ["amd64", "arm64", "s390x"]
+        .iter()
+        .map(|a| image(a, None, &[(vec![E::File("arch", 0o644, a.as_bytes().to_vec())], Comp::Gzip)]))
+        .collect();
+    let first = index(&[&built[0], &built[1]]);
+    let second = index(&[&built[2]]);
+    let mut up = first.clone();
+    up.blobs.extend(second.blobs.clone());
+    up.manifests.extend(second.manifests.clone());
+    let inner = |u: &common::real_registry::Upload| {
+        let (d, b, media) = u.manifests.last().unwrap().clone();
+        serde_json::json!({"mediaType": media, "digest": d, "size": b.len()})
+    };
+    let media = common::images::OCI_INDEX;
+    let outer = serde_json::to_vec(
+        &serde_json::json!({"schemaVersion": 2, "mediaType": media, "manifests": [inner(&first), inner(&second)]}),
+    )
+    .unwrap();
+    let outer_digest = common::fixtures::sha256(&outer);
+    up.manifests.push((outer_digest.clone(), outer, media.into()));
+    let d = tempfile::tempdir().unwrap();
+    write_layout(&d.path().join("nested"), &up, "1");
+    tar_dir(&d.path().join("nested"), &d.path().join("nested.tar"));
+    let reg = FixtureRegistry::start(d.path(), Auth::None);
+
+    let sources = [
+        format!("{}/nested:1", reg.addr),
+        format!("oci:{}:1", d.path().join("nested").display()),
+        format!("oci-archive:{}:1", d.path().join("nested.tar").display()),
+    ];
+    let inspect = |image: &str, arch: &str| {
+        let mut c = mtbx(&["inspect", "--tls-verify=false", "--format", "json", "--arch", arch, image]);
+        c.env("HOME", "/nonexistent").env_remove("XDG_RUNTIME_DIR").env_remove("REGISTRY_AUTH_FILE");
+        c.env("CONTAINERS_REGISTRIES_CONF", "/dev/null");
+        c.output().unwrap()
+    };
+    for source in &sources {
+        let j = ok_json(&inspect(source, "arm64"));
+        assert_eq!(j["ManifestDigest"], built[1].manifest_digest.as_str(), "{source}");
+        assert_eq!(j["IndexDigest"], outer_digest.as_str(), "{source}");
+        assert_eq!(j["Platforms"], serde_json::json!(["linux/amd64", "linux/arm64"]), "{source}");
+        let j = ok_json(&inspect(source, "s390x"));
+        assert_eq!(j["ManifestDigest"], built[2].manifest_digest.as_str(), "{source}");
+        assert_eq!(j["Architecture"], "s390x", "{source}");
+        assert_eq!(j["Platforms"], serde_json::json!(["linux/s390x"]), "{source}");
+        let out = inspect(source, "riscv64");
+        fail(&out, 3, "linux/riscv64");
+        let err = text(&out.stderr);
+        for p in ["linux/amd64", "linux/arm64", "linux/s390x"] {
+            assert!(err.contains(p), "{source}: {p} in {err}");
+        }
+    }
+}
