@@ -129,9 +129,15 @@ impl Fetch for Through<'_> {
     }
 
     /// The config as stored, or the one skopeo rebuilt for a manifest it
-    /// converted; either must be the manifest's. skopeo reads it whole, so
-    /// `cap` is not applied here (as before there was one pipeline).
-    async fn config(&self, desc: &Descriptor, _cap: u64) -> Result<Vec<u8>, ProxyError> {
+    /// converted; either must be the manifest's, and no larger than `cap`:
+    /// a manifest announcing a larger one is refused before anything is
+    /// read (skopeo hands GetFullConfig's answer over whole, so that one is
+    /// measured after).
+    async fn config(&self, desc: &Descriptor, cap: u64) -> Result<Vec<u8>, ProxyError> {
+        let too_big = || self.refused(format!("its config is larger than {cap} bytes"));
+        if desc.size > cap {
+            return Err(too_big());
+        }
         let mut config_bytes = Vec::new();
         let exact = self.source.blob_to_vec(self.name, desc, &mut config_bytes).await;
         if exact.is_err() || sha256_digest(&config_bytes) != desc.digest {
@@ -139,6 +145,9 @@ impl Fetch for Through<'_> {
             // GetFullConfig produces.
             config_bytes =
                 self.source.proxy.fetch_config_raw(&self.source.img).await.map_err(ProxyError::Skopeo)?;
+        }
+        if config_bytes.len() as u64 > cap {
+            return Err(too_big());
         }
         if sha256_digest(&config_bytes) != desc.digest {
             return Err(self.refused("the config skopeo returned does not match its manifest".into()));
