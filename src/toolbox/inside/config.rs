@@ -5,7 +5,6 @@
 use std::path::Path;
 
 use super::host::resolve_under;
-use super::user::rewrite;
 use super::{say, WARNING_PREFIX};
 use crate::fsutil::write_atomic;
 
@@ -44,7 +43,9 @@ pub(super) fn trust_host_cas(root: &Path) {
         }
         let Ok(text) = std::fs::read_to_string(&bundle) else { continue };
         if let Some(merged) = merge_cas(&text, &host_text) {
-            if let Err(e) = rewrite(&bundle, &merged) {
+            if let Err(e) =
+                crate::userdb::write(&bundle, merged.as_bytes(), crate::userdb::Kept::of_path(&bundle))
+            {
                 say(WARNING_PREFIX, &format!("cannot add the host's CA certificates to {b}: {e}"));
             }
         }

@@ -103,13 +103,12 @@ fn container_name() -> String {
         .unwrap_or_else(|| "this container".into())
 }
 
+/// The login shell the container's passwd gives `user`.
 fn user_shell(user: &str) -> Option<String> {
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd
-        .lines()
-        .find(|l| l.split(':').next() == Some(user))
-        .and_then(|l| l.split(':').nth(6))
-        .map(String::from)
+    use crate::userdb::{field, lines, Etc};
+    let passwd = Etc::open(Path::new("/")).ok()?.read("passwd").ok()??.bytes;
+    let shell = lines(&passwd).find(|l| field(l, 0) == Some(user.as_bytes())).and_then(|l| field(l, 6))?;
+    String::from_utf8(shell.to_vec()).ok()
 }
 
 #[cfg(test)]

@@ -1,11 +1,11 @@
 //! The host user inside: passwd, group and shadow entries as Toolbx's
 //! useradd makes them, and password-less sudo.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use crate::fsutil::write_atomic;
 use crate::toolbox;
+use crate::userdb::{self, field, Etc};
 
 /// The host user as Toolbx's useradd makes it, written natively so that
 /// images without useradd, passwd or sudo work too: a passwd entry with an
@@ -19,74 +19,87 @@ pub fn setup_user(u: &toolbox::HostUser) -> std::io::Result<()> {
 }
 
 /// [`setup_user`] under `root` (tests use a scratch directory); the
-/// host's passwd is read from `root`/run/host/etc/passwd.
+/// host's passwd is read from `root`/run/host/etc/passwd. The files are
+/// read and rewritten by [`crate::userdb`]'s rules.
 pub fn setup_user_in(root: &Path, u: &toolbox::HostUser) -> std::io::Result<()> {
-    let etc = root.join("etc");
+    let etc = Etc::open(root)?;
     let shell = if root.join(u.shell.strip_prefix("/").unwrap_or(&u.shell)).exists() {
         u.shell.display().to_string()
     } else {
         "/bin/sh".to_string()
     };
-    let uid = u.uid.to_string();
-    let groups = std::fs::read_to_string(etc.join("group")).unwrap_or_default();
-    if !groups.lines().any(|l| l.split(':').nth(2) == Some(&u.gid.to_string())) {
-        let taken = groups.lines().any(|l| l.split(':').next() == Some(&u.name));
+    let (name, uid, gid) = (u.name.as_bytes(), u.uid.to_string(), u.gid.to_string());
+    let groups = etc.bytes("group")?;
+    if !userdb::lines(&groups).any(|l| field(l, 2) == Some(gid.as_bytes())) {
+        let taken = userdb::lines(&groups).any(|l| field(l, 0) == Some(name));
         let name = if taken { format!("{}-{}", u.name, u.gid) } else { u.name.clone() };
-        append_line(&etc.join("group"), &format!("{name}:x:{}:", u.gid))?;
+        etc.rewrite("group", |t| Some(userdb::append(t, format!("{name}:x:{gid}:").as_bytes())))?;
     }
     if u.uid != 0 {
-        add_to_sudo_group(&etc.join("group"), &u.name)?;
+        add_to_sudo_group(&etc, name)?;
     }
-    let passwd = std::fs::read_to_string(etc.join("passwd")).unwrap_or_default();
+    let passwd = etc.bytes("passwd")?;
     // root keeps its password field (deleted in shadow below); the user's
     // is empty, as `useradd --password ""` leaves it. busybox's own passwd
     // reader (static busybox images) drops a record whose password field
     // is empty, so there the user gets the classic form: `x`, and an empty
     // password in shadow.
     let classic = busybox_userland(root);
-    let password = if u.uid == 0 {
-        passwd
-            .lines()
-            .find(|l| l.split(':').next() == Some("root"))
-            .and_then(|l| l.split(':').nth(1))
-            .unwrap_or("x")
+    let password: &[u8] = if u.uid == 0 {
+        userdb::lines(&passwd)
+            .find(|l| field(l, 0) == Some(b"root"))
+            .and_then(|l| field(l, 1))
+            .unwrap_or(b"x")
     } else if classic {
-        "x"
+        b"x"
     } else {
-        ""
+        b""
     };
-    let gecos = host_gecos(root, u.uid).unwrap_or_else(|| u.name.clone());
-    let passwd_line =
-        format!("{}:{password}:{}:{}:{gecos}:{}:{}", u.name, u.uid, u.gid, u.home.display(), shell);
-    replace_or_append(
-        &etc.join("passwd"),
-        |l| l.split(':').next() == Some(&u.name) || l.split(':').nth(2) == Some(&uid),
-        &passwd_line,
-    )?;
-    if etc.join("shadow").exists() {
-        edit_lines(&etc.join("shadow"), |l| {
-            let mut f: Vec<&str> = l.split(':').collect();
+    let gecos = host_gecos(&etc, u.uid).unwrap_or_else(|| name.to_vec());
+    let passwd_line = [
+        name,
+        b":",
+        password,
+        b":",
+        uid.as_bytes(),
+        b":",
+        gid.as_bytes(),
+        b":",
+        &gecos,
+        format!(":{}:{shell}", u.home.display()).as_bytes(),
+    ]
+    .concat();
+    etc.rewrite("passwd", |t| Some(userdb::set_entry(t, &passwd_line)))?;
+    if let Some(shadow) = etc.read("shadow")? {
+        let mut text = userdb::edit_lines(&shadow.bytes, |l| {
+            let mut f: Vec<&[u8]> = l.split(|b| *b == b':').collect();
             match f.first() {
-                Some(&n) if n == u.name && u.uid != 0 => None,
-                Some(&"root") if f.len() > 1 => {
-                    f[1] = "";
-                    Some(f.join(":"))
+                Some(&n) if n == name && u.uid != 0 => None,
+                Some(&b"root") if f.len() > 1 => {
+                    f[1] = b"";
+                    Some(f.join(&b':'))
                 }
-                _ => Some(l.to_string()),
+                _ => Some(l.to_vec()),
             }
-        })?;
+        });
         if classic && u.uid != 0 {
-            append_line(&etc.join("shadow"), &format!("{}::19000:0:99999:7:::", u.name))?;
+            text = userdb::append(&text, format!("{}::19000:0:99999:7:::", u.name).as_bytes());
         }
+        etc.write("shadow", Some(&shadow), &text)?;
     } else if !classic {
-        edit_lines(&etc.join("passwd"), |l| match l.split_once(':') {
-            Some(("root", rest)) => Some(format!("root::{}", rest.split_once(':').map_or("", |r| r.1))),
-            _ => Some(l.to_string()),
+        etc.rewrite("passwd", |t| {
+            Some(userdb::edit_lines(t, |l| match l.strip_prefix(b"root:") {
+                Some(rest) => {
+                    let after = rest.iter().position(|b| *b == b':').map_or(&b""[..], |i| &rest[i + 1..]);
+                    Some([&b"root::"[..], after].concat())
+                }
+                None => Some(l.to_vec()),
+            }))
         })?;
     }
-    if u.uid != 0 && (etc.join("sudoers").exists() || etc.join("sudoers.d").is_dir()) {
+    if u.uid != 0 && (root.join("etc/sudoers").exists() || root.join("etc/sudoers.d").is_dir()) {
         write_atomic(
-            &etc.join("sudoers.d/mtbx"),
+            &root.join("etc/sudoers.d/mtbx"),
             format!("{} ALL=(ALL) NOPASSWD: ALL\n", u.name).as_bytes(),
             0o440,
         )?;
@@ -103,105 +116,80 @@ fn busybox_userland(root: &Path) -> bool {
 /// The GECOS field of `uid` in the host's passwd (as /run/host shows it),
 /// empty when the host's is; None for users the host's files do not list
 /// (LDAP, SSSD), who get their login name.
-fn host_gecos(root: &Path, uid: u32) -> Option<String> {
-    let passwd = std::fs::read_to_string(root.join("run/host/etc/passwd")).ok()?;
+fn host_gecos(etc: &Etc, uid: u32) -> Option<Vec<u8>> {
+    let passwd = etc.read_file(Path::new("run/host/etc/passwd")).ok()??.bytes;
     let uid = uid.to_string();
-    passwd
-        .lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| f.len() >= 7 && f[2] == uid)
-        .map(|f| f[4].to_string())
+    let gecos = userdb::lines(&passwd)
+        .map(|l| l.split(|b| *b == b':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 7 && f[2] == uid.as_bytes())
+        .map(|f| f[4].to_vec());
+    gecos
 }
 
 /// Add `user` to the members of `sudo`, or else `wheel`, when the image has one.
-fn add_to_sudo_group(group: &Path, user: &str) -> std::io::Result<()> {
-    let text = std::fs::read_to_string(group).unwrap_or_default();
-    let Some(name) =
-        ["sudo", "wheel"].into_iter().find(|g| text.lines().any(|l| l.split(':').next() == Some(g)))
-    else {
-        return Ok(());
-    };
-    edit_lines(group, |l| {
-        let mut f: Vec<String> = l.split(':').map(String::from).collect();
-        if f.len() != 4 || f[0] != name || f[3].split(',').any(|m| m == user) {
-            return Some(l.to_string());
-        }
-        if !f[3].is_empty() {
-            f[3].push(',');
-        }
-        f[3].push_str(user);
-        Some(f.join(":"))
+fn add_to_sudo_group(etc: &Etc, user: &[u8]) -> std::io::Result<()> {
+    etc.rewrite("group", |text| {
+        let name = ["sudo", "wheel"]
+            .into_iter()
+            .find(|g| userdb::lines(text).any(|l| field(l, 0) == Some(g.as_bytes())))?;
+        Some(userdb::edit_lines(text, |l| {
+            let f: Vec<&[u8]> = l.split(|b| *b == b':').collect();
+            if f.len() != 4 || f[0] != name.as_bytes() || f[3].split(|b| *b == b',').any(|m| m == user) {
+                return Some(l.to_vec());
+            }
+            let members: Vec<u8> = if f[3].is_empty() { user.to_vec() } else { [f[3], b",", user].concat() };
+            Some([f[0], f[1], f[2], &members].join(&b':'))
+        }))
     })
-}
-
-/// Rewrite a file line by line (None drops a line), keeping its mode.
-fn edit_lines(path: &Path, edit: impl Fn(&str) -> Option<String>) -> std::io::Result<()> {
-    let text = std::fs::read_to_string(path)?;
-    let mut out: String = text.lines().filter_map(edit).collect::<Vec<_>>().join("\n");
-    out.push('\n');
-    if out != text {
-        rewrite(path, &out)?;
-    }
-    Ok(())
-}
-
-fn append_line(path: &Path, line: &str) -> std::io::Result<()> {
-    let mut text = std::fs::read_to_string(path).unwrap_or_default();
-    if !text.is_empty() && !text.ends_with('\n') {
-        text.push('\n');
-    }
-    text.push_str(line);
-    text.push('\n');
-    rewrite(path, &text)
-}
-
-fn replace_or_append(path: &Path, matches: impl Fn(&str) -> bool, line: &str) -> std::io::Result<()> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let mut out: Vec<&str> = text.lines().filter(|l| !matches(l)).collect();
-    out.push(line);
-    let mut joined = out.join("\n");
-    joined.push('\n');
-    rewrite(path, &joined)
-}
-
-/// Replace a system file atomically with its mode and owner kept: shadow
-/// belongs to group shadow on Debian, and unix_chkpwd reads it as that.
-pub(super) fn rewrite(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(path).ok();
-    write_atomic(path, text.as_bytes(), mode_of(path, 0o644))?;
-    if let Some(m) = meta {
-        let _ = std::os::unix::fs::chown(path, Some(m.uid()), Some(m.gid()));
-    }
-    Ok(())
-}
-
-fn mode_of(path: &Path, default: u32) -> u32 {
-    std::fs::metadata(path).map(|m| m.permissions().mode() & 0o7777).unwrap_or(default)
 }
 
 #[cfg(test)]
 mod tests {
-    /// /etc/shadow is root:shadow 0640 on Debian: unix_chkpwd reads it as
-    /// group shadow, so an edit that left it root:root broke `sudo` with
-    /// a password and screen lockers. Every edit keeps owner and mode.
-    #[test]
-    fn an_edited_shadow_keeps_its_group_and_mode() {
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        let dir = tempfile::tempdir().unwrap();
-        let shadow = dir.path().join("shadow");
-        std::fs::write(&shadow, "root:*:19000:0:99999:7:::\nann:!:19000::::::\n").unwrap();
-        // As root (CI) another group than the creator's proves it is kept.
-        let group = if crate::sys::getuid() == 0 { 42 } else { nix::unistd::getgid().as_raw() };
-        std::os::unix::fs::chown(&shadow, None, Some(group)).unwrap();
-        std::fs::set_permissions(&shadow, std::fs::Permissions::from_mode(0o640)).unwrap();
-        super::edit_lines(&shadow, |l| (!l.starts_with("ann:")).then(|| l.to_string())).unwrap();
-        let m = std::fs::metadata(&shadow).unwrap();
-        assert_eq!(std::fs::read_to_string(&shadow).unwrap(), "root:*:19000:0:99999:7:::\n");
-        assert_eq!((m.gid(), m.mode() & 0o7777), (group, 0o640));
-    }
-
     use super::*;
+
+    /// The image's files as [`crate::userdb`] reads them: a FIFO as
+    /// /etc/group is refused at once (it used to block init-container
+    /// forever) and a link as /etc/passwd that leads out of the root is
+    /// not read (it read the host's file), and is replaced, never written
+    /// through.
+    #[test]
+    fn a_fifo_fails_the_set_up_and_a_link_is_replaced() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::create_dir_all(r.join("etc")).unwrap();
+        let u = toolbox::HostUser {
+            name: "ann".into(),
+            uid: 1000,
+            gid: 1000,
+            home: "/home/ann".into(),
+            shell: "/bin/sh".into(),
+        };
+        let fifo = r.join("etc/group");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        let e = setup_user_in(r, &u).unwrap_err();
+        assert_eq!(e.to_string(), "/etc/group: it is a FIFO, not a regular file");
+        std::fs::remove_file(&fifo).unwrap();
+
+        let outside = tempfile::tempdir().unwrap();
+        let host = outside.path().join("passwd");
+        std::fs::write(&host, "host:x:0:0:host:/:/bin/sh\n").unwrap();
+        std::os::unix::fs::symlink(&host, r.join("etc/passwd")).unwrap();
+        setup_user_in(r, &u).unwrap();
+        assert_eq!(std::fs::read_to_string(&host).unwrap(), "host:x:0:0:host:/:/bin/sh\n");
+        assert!(std::fs::symlink_metadata(r.join("etc/passwd")).unwrap().is_file());
+        assert_eq!(
+            std::fs::read_to_string(r.join("etc/passwd")).unwrap(),
+            "ann::1000:1000:ann:/home/ann:/bin/sh\n",
+            "nothing of the file outside the root"
+        );
+    }
 
     #[test]
     fn the_user_is_added_once_and_root_keeps_its_entry() {
