@@ -86,7 +86,12 @@ pub struct DbFile {
 /// regular file ([`crate::sys::files::is_not_regular`]), or when it is
 /// larger than [`MAX_BYTES`] ([`is_too_large`]).
 pub fn read_at(root: BorrowedFd<'_>, rel: &Path) -> std::io::Result<Option<DbFile>> {
-    let f = match crate::sys::files::open_regular_at(root, rel, ResolveFlags::IN_ROOT) {
+    read_opened(crate::sys::files::open_regular_at(root, rel, ResolveFlags::IN_ROOT))
+}
+
+/// The file `open` opened (a missing one is None), bounded.
+fn read_opened(open: std::io::Result<std::fs::File>) -> std::io::Result<Option<DbFile>> {
+    let f = match open {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
@@ -148,7 +153,16 @@ impl Etc {
     /// The file at `rel` (relative to the root: `run/host/etc/passwd`) as
     /// read by [`read_at`].
     pub fn read_file(&self, rel: &Path) -> std::io::Result<Option<DbFile>> {
-        read_at(self.root.as_fd(), rel).map_err(|e| Self::named(rel, e))
+        let read = if self.dir == Path::new("/") {
+            // The process's own root (init-container's): ordinary path
+            // resolution already stays within it, and needs no openat2,
+            // which kernels before 5.6 (a toolbox host may run one) and
+            // older seccomp profiles lack.
+            read_opened(crate::sys::files::open_regular(&self.dir.join(rel), true))
+        } else {
+            read_at(self.root.as_fd(), rel)
+        };
+        read.map_err(|e| Self::named(rel, e))
     }
 
     /// `/etc/<name>` as read by [`read_at`].
@@ -449,6 +463,14 @@ mod tests {
         assert!(crate::sys::files::is_not_regular(
             &read_at(etc.root.as_fd(), Path::new("etc/shadow")).unwrap_err()
         ));
+    }
+
+    /// init-container's root is `/`, read without openat2.
+    #[test]
+    fn the_own_root_is_read_as_any_path() {
+        let etc = Etc::open(Path::new("/")).unwrap();
+        assert_eq!(etc.read("passwd").unwrap().unwrap().bytes, std::fs::read("/etc/passwd").unwrap());
+        assert!(etc.read("no-such-file-of-mtbx").unwrap().is_none());
     }
 
     #[test]
