@@ -16,6 +16,8 @@
 //! - [`error`]: what kind of failure an error is, and its exit code.
 //! - [`sys`]: the system calls that need `unsafe`, and mtbx's own user
 //!   namespace for rootless pulls.
+//! - [`userdb`]: a root file system's passwd, group and shadow, read and
+//!   edited under one set of rules (`init-container`, `run --rootfs`).
 //! - [`text`]: text from outside (names, paths, files' fields) made safe to
 //!   show on a terminal: escaped, one line, cut short.
 
@@ -32,3 +34,4 @@ pub mod storage;
 pub mod sys;
 pub mod text;
 pub mod toolbox;
+pub mod userdb;

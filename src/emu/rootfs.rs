@@ -38,11 +38,6 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 const ARCH_PROBES: &[&str] =
     &["/bin/sh", "/usr/bin/env", "/bin/bash", "/bin/busybox", "/sbin/init", "/bin/ls"];
 
-/// The largest /etc/passwd or /etc/group read (and copied with your line
-/// added): hostile input is bounded, and one of more is refused whole
-/// rather than cut in the middle of a record.
-pub const PASSWD_MAX: u64 = 4 << 20;
-
 /// Why a root file system cannot be run; each message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
@@ -471,34 +466,27 @@ impl Tree {
         })
     }
 
-    /// The tree's `/etc/passwd` or `/etc/group` (`inside`), byte for byte:
-    /// None when it has none (or it cannot be read); refused when it is not
-    /// a regular file (a FIFO would block the read forever) or larger than
-    /// [`PASSWD_MAX`] (a copy cut there would end in half a record).
+    /// The tree's `/etc/passwd` or `/etc/group` (`inside`), byte for byte,
+    /// read by [`crate::userdb::read_at`] (links within the tree, at most
+    /// [`crate::userdb::MAX_BYTES`]): None when it has none (or it cannot be
+    /// read); refused when it is not a regular file (a FIFO would block the
+    /// read forever) or too large (a copy cut there would end in half a
+    /// record).
     fn read_db(&self, inside: &Path) -> Result<Option<Vec<u8>>, RootfsError> {
         let bad = |why: String| RootfsError::BadFile {
             dir: self.dir.clone(),
             inside: inside.display().to_string(),
             why,
         };
-        let f = match self.open_file(inside) {
-            Ok(f) => f,
-            Err(e) if crate::sys::files::is_not_regular(&e) => {
-                return Err(bad(format!("cannot be read: {e}")))
-            }
-            Err(_) => return Ok(None),
-        };
-        let mut bytes = Vec::new();
-        if f.take(PASSWD_MAX + 1).read_to_end(&mut bytes).is_err() {
-            return Ok(None);
-        }
-        if bytes.len() as u64 > PASSWD_MAX {
-            return Err(bad(format!(
+        match crate::userdb::read_at(self.root.as_fd(), &relative(inside)) {
+            Ok(f) => Ok(f.map(|f| f.bytes)),
+            Err(e) if crate::sys::files::is_not_regular(&e) => Err(bad(format!("cannot be read: {e}"))),
+            Err(e) if crate::userdb::is_too_large(&e) => Err(bad(format!(
                 "is larger than {} MiB, more than mtbx reads; shorten it or run with --root",
-                PASSWD_MAX >> 20
-            )));
+                crate::userdb::MAX_BYTES >> 20
+            ))),
+            Err(_) => Ok(None),
         }
-        Ok(Some(bytes))
     }
 
     /// The login shell /etc/passwd gives `user`, if any.
@@ -713,7 +701,12 @@ pub fn prepare(req: &Request) -> Result<Prepared, RootfsError> {
         ];
         for (file, line) in entries {
             let inside = Path::new(file);
-            let Some(text) = with_entry(&tree.read_db(inside)?.unwrap_or_default(), &line) else {
+            // Added only when its name and id are not there already:
+            // programs that ask who you are (a shell's prompt, `id -un`,
+            // ssh, git) then find you, and the tree's own file, bound over
+            // by the copy, stays as it was.
+            let text = tree.read_db(inside)?.unwrap_or_default();
+            let Some(text) = crate::userdb::add_entry(&text, line.as_bytes()) else {
                 continue;
             };
             // The copy is written by the sandbox into its own /tmp (a tmpfs
@@ -789,28 +782,6 @@ pub fn prepare(req: &Request) -> Result<Prepared, RootfsError> {
 /// Your passwd line inside the tree.
 fn passwd_line(user: &str, uid: u32, gid: u32, home: &Path, shell: &Path) -> String {
     format!("{user}:x:{uid}:{gid}:{user}:{}:{}", home.display(), shell.display())
-}
-
-/// `text` (a passwd or group file, its bytes as they are) with `line`
-/// added, or None when its name or id is there already: programs that ask
-/// who you are (a shell's prompt, `id -un`, ssh, git) then find you, and
-/// the tree's own file, bound over by the copy, stays as it was.
-fn with_entry(text: &[u8], line: &str) -> Option<Vec<u8>> {
-    fn key(l: &[u8]) -> (&[u8], &[u8]) {
-        let mut f = l.split(|b| *b == b':');
-        (f.next().unwrap_or(b""), f.nth(1).unwrap_or(b""))
-    }
-    let (name, id) = key(line.as_bytes());
-    if text.split(|b| *b == b'\n').map(key).any(|(n, i)| n == name || i == id) {
-        return None;
-    }
-    let mut out = text.to_vec();
-    if !out.is_empty() && !out.ends_with(b"\n") {
-        out.push(b'\n');
-    }
-    out.extend_from_slice(line.as_bytes());
-    out.push(b'\n');
-    Some(out)
 }
 
 fn home_mount(home: &Path, target: PathBuf, mkdirs: Vec<PathBuf>) -> RootfsMount {
@@ -889,6 +860,7 @@ mod tests {
         let line = passwd_line("you", 1001, 1001, Path::new("/home/you"), Path::new("/bin/bash"));
         let mut want = passwd.to_vec();
         want.extend_from_slice(b"\nyou:x:1001:1001:you:/home/you:/bin/bash\n");
+        let with_entry = |text: &[u8], line: &str| crate::userdb::add_entry(text, line.as_bytes());
         assert_eq!(with_entry(passwd, &line).unwrap(), want);
         assert_eq!(with_entry(passwd, "me:x:1002:1002::/home/me:/bin/sh"), None, "the name is there");
         assert_eq!(with_entry(passwd, "other:x:1000:1000::/:/bin/sh"), None, "the id is there");
