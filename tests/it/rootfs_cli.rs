@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{mtbx, skip, text, userns_binfmt};
@@ -238,11 +238,21 @@ impl UserTree {
         }
         let home_scratch = tempfile::Builder::new().prefix(".mtbx-rootfs-").tempdir_in(&user.home).unwrap();
         std::os::unix::fs::chown(home_scratch.path(), Some(user.uid), Some(user.gid)).unwrap();
+        let tmp = home_scratch.path().join("tmp");
+        std::fs::create_dir(&tmp).unwrap();
+        std::os::unix::fs::chown(&tmp, Some(user.uid), Some(user.gid)).unwrap();
         Some(UserTree { dir, user, home_scratch })
     }
 
     fn path(&self) -> &str {
         self.dir.path().to_str().unwrap()
+    }
+
+    /// The temporary directory this test's runs are given (TMPDIR): the
+    /// tests beside run as the same user at the same time, so a shared
+    /// /tmp would show their scratch as this one's.
+    fn tmp(&self) -> PathBuf {
+        self.home_scratch.path().join("tmp")
     }
 
     /// `mtbx ARGS` as the test user, in its scratch directory.
@@ -258,7 +268,8 @@ impl UserTree {
             .env_remove("XDG_RUNTIME_DIR")
             // mtbx's journals go under the scratch directory, which each
             // test holds unchanged (the tests beside share the home).
-            .env("XDG_STATE_HOME", self.home_scratch.path().join("state"));
+            .env("XDG_STATE_HOME", self.home_scratch.path().join("state"))
+            .env("TMPDIR", self.tmp());
         c
     }
 
@@ -353,7 +364,7 @@ fn a_refused_or_killed_run_leaves_the_tree_as_it_was() {
     assert_eq!(listing(t.dir.path()), before, "the refused run left the tree as it was");
     assert_eq!(t.home(), home_before, "and the home");
 
-    let tmp_before = user_tmp(t.user.uid);
+    let tmp_before = user_tmp(&t.tmp());
     let mut child = t
         .mtbx(&["run", "--rootfs", t.path(), "sh", "-c", "echo ready; exec sleep 600"])
         .stdout(std::process::Stdio::piped())
@@ -373,7 +384,11 @@ fn a_refused_or_killed_run_leaves_the_tree_as_it_was() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert_ne!(listing(t.dir.path()), before, "the killed run left its mount points");
-    assert_eq!(new_in(&tmp_before, user_tmp(t.user.uid)), Vec::<String>::new(), "nothing of the run in /tmp");
+    assert_eq!(
+        new_in(&tmp_before, user_tmp(&t.tmp())),
+        Vec::<String>::new(),
+        "nothing of the run in its TMPDIR"
+    );
     let (code, _, err) = t.run(&["run", "--rootfs", t.path(), "true"]);
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(listing(t.dir.path()), before, "the next run put the tree back");
@@ -381,17 +396,13 @@ fn a_refused_or_killed_run_leaves_the_tree_as_it_was() {
     unmounted(t.path());
 }
 
-/// Entries of /tmp that belong to `uid` and are what mtbx's scratch
+/// Entries of a test's temporary directory that are what mtbx's scratch
 /// would be (a directory holding a copy of passwd or group, an overlay
-/// layer's upper and work directories); the machine is shared, so other
-/// tests' directories (trees named mtbx-rootfs-*) are told apart by
-/// content.
-fn user_tmp(uid: u32) -> BTreeSet<String> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::read_dir("/tmp")
+/// layer's upper and work directories).
+fn user_tmp(dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
         .unwrap()
         .flatten()
-        .filter(|e| e.metadata().is_ok_and(|m| m.uid() == uid))
         .filter(|e| {
             let n = e.file_name().to_string_lossy().into_owned();
             (n.starts_with("mtbx-rootfs-") && e.path().join("entries").exists())
@@ -425,7 +436,7 @@ fn a_tree_you_cannot_write_without_home_runs() {
         return;
     };
     let before = listing(t.dir.path());
-    let tmp_before = user_tmp(t.user.uid);
+    let tmp_before = user_tmp(&t.tmp());
     let (code, out, err) = t.run(&["run", "--rootfs", t.path(), "id", "-u"]);
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(text(&out).trim(), t.user.uid.to_string());
@@ -433,11 +444,7 @@ fn a_tree_you_cannot_write_without_home_runs() {
     assert_eq!(code, Some(0), "{err}");
     assert!(text(&out).contains("/dev/null") && text(&out).contains("status"), "{}", text(&out));
     assert_eq!(listing(t.dir.path()), before);
-    assert_eq!(
-        new_in(&tmp_before, user_tmp(t.user.uid)),
-        Vec::<String>::new(),
-        "the layer's scratch is gone"
-    );
+    assert_eq!(new_in(&tmp_before, user_tmp(&t.tmp())), Vec::<String>::new(), "the layer's scratch is gone");
     unmounted(t.path());
 }
 
