@@ -1,8 +1,11 @@
 //! The process and the kernel: the system calls that need `unsafe` live
-//! here (the sandbox's fork-to-exec code aside, which must stay
-//! async-signal-safe next to its caller), each behind a safe function;
-//! and [`userns`], the user namespace rootless pulls run in.
+//! here, each behind a safe function where one can be sound (the one
+//! exception, [`child::clone_fork`], is fork itself); and [`userns`], the
+//! user namespace rootless pulls run in. Outside this module only
+//! `emu::sandbox`'s `fork` module may use `unsafe`, to make its children
+//! (tests/it/architecture.rs checks both).
 
+pub mod child;
 pub mod files;
 pub mod process;
 pub mod shim;
