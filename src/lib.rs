@@ -21,8 +21,6 @@
 //! - [`text`]: text from outside (names, paths, files' fields) made safe to
 //!   show on a terminal: escaped, one line, cut short.
 
-#![warn(missing_docs)]
-
 pub mod cli;
 pub mod emu;
 pub mod error;

@@ -27,6 +27,5 @@ pub mod host;
 pub mod leftovers;
 pub mod register;
 pub mod rootfs;
-#[allow(unsafe_code)]
 pub mod sandbox;
 pub mod testprog;

@@ -1,8 +1,11 @@
 //! The process and the kernel: the system calls that need `unsafe` live
-//! here (the sandbox's fork-to-exec code aside, which must stay
-//! async-signal-safe next to its caller), each behind a safe function;
-//! and [`userns`], the user namespace rootless pulls run in.
+//! here, each behind a safe function where one can be sound (the one
+//! exception, [`child::clone_fork`], is fork itself); and [`userns`], the
+//! user namespace rootless pulls run in. Outside this module only
+//! `emu::sandbox`'s `fork` module may use `unsafe`, to make its children
+//! (tests/it/architecture.rs checks both).
 
+pub mod child;
 pub mod files;
 pub mod process;
 pub mod shim;
@@ -42,19 +45,36 @@ pub fn tune_allocator() {
 /// inheritable set, which Toolbx empties with `capsh --caps=`. The
 /// bounding set stays, so setuid programs such as sudo keep working.
 pub fn drop_capabilities() -> std::io::Result<()> {
-    // _LINUX_CAPABILITY_VERSION_3: two 32-bit words per set.
-    let header: [u32; 2] = [0x2008_0522, 0];
-    let data = [[0u32; 3]; 2];
-    // SAFETY: capset reads a v3 header and two data words of the sizes
-    // given, both live for the call.
-    let r = unsafe { libc::syscall(libc::SYS_capset, header.as_ptr(), data.as_ptr()) };
-    if r != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: prctl with integer arguments only.
-    let r = unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
-    if r != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    use rustix::thread::{CapabilitySet, CapabilitySets};
+    let none = CapabilitySet::empty();
+    rustix::thread::set_capabilities(
+        None,
+        CapabilitySets { effective: none, permitted: none, inheritable: none },
+    )?;
+    rustix::thread::clear_ambient_capability_set()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// Capabilities belong to a thread: dropping them on a thread of its
+    /// own leaves the test process as it was.
+    #[test]
+    fn capabilities_are_dropped_and_the_bounding_set_kept() {
+        std::thread::spawn(|| {
+            let before = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+            super::drop_capabilities().unwrap();
+            let after = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+            let field = |text: &str, name: &str| {
+                let line = text.lines().find(|l| l.starts_with(name)).unwrap();
+                u64::from_str_radix(line[name.len()..].trim(), 16).unwrap()
+            };
+            for name in ["CapInh:", "CapPrm:", "CapEff:", "CapAmb:"] {
+                assert_eq!(field(&after, name), 0, "{name} after the drop");
+            }
+            assert_eq!(field(&after, "CapBnd:"), field(&before, "CapBnd:"));
+        })
+        .join()
+        .unwrap();
+    }
 }

@@ -328,3 +328,207 @@ fn resolve_item(src: &Path, segs: &[&str]) -> Result<(), String> {
         _ => Ok(()),
     }
 }
+
+/// Rust source as tokens (identifiers, and punctuation one character
+/// each) with their line numbers: comments, strings and character
+/// literals left out, so that a word in them is not taken for code.
+fn tokens(text: &str) -> Vec<(usize, String)> {
+    let c: Vec<char> = text.chars().collect();
+    let (mut i, mut line, mut out) = (0, 1, Vec::new());
+    let at = |i: usize| c.get(i).copied().unwrap_or('\0');
+    // Skips a string whose opening quote is at i (after `hashes` #s for a
+    // raw string); returns the index after it and counts its lines.
+    let string = |mut i: usize, raw: Option<usize>, line: &mut usize| -> usize {
+        i += 1;
+        while i < c.len() {
+            match c[i] {
+                '\n' => *line += 1,
+                '\\' if raw.is_none() => i += 1,
+                '"' => match raw {
+                    None => return i + 1,
+                    Some(n) if (1..=n).all(|k| at(i + k) == '#') => return i + 1 + n,
+                    Some(_) => {}
+                },
+                _ => {}
+            }
+            i += 1;
+        }
+        i
+    };
+    while i < c.len() {
+        let ch = c[i];
+        if ch == '\n' {
+            line += 1;
+            i += 1;
+        } else if ch.is_whitespace() {
+            i += 1;
+        } else if ch == '/' && at(i + 1) == '/' {
+            while i < c.len() && c[i] != '\n' {
+                i += 1;
+            }
+        } else if ch == '/' && at(i + 1) == '*' {
+            let mut depth = 0;
+            while i < c.len() {
+                if c[i] == '/' && at(i + 1) == '*' {
+                    depth += 1;
+                    i += 2;
+                } else if c[i] == '*' && at(i + 1) == '/' {
+                    depth -= 1;
+                    i += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    line += usize::from(c[i] == '\n');
+                    i += 1;
+                }
+            }
+        } else if ch == '"' {
+            i = string(i, None, &mut line);
+        } else if ch == '\'' {
+            // A character literal ('x', '\n', '\u{1F}'), or a lifetime.
+            if at(i + 1) == '\\' {
+                i += 2;
+                while i < c.len() && c[i] != '\'' {
+                    i += 1;
+                }
+                i += 1;
+            } else if at(i + 2) == '\'' {
+                i += 3;
+            } else {
+                i += 1;
+            }
+        } else if ch.is_alphabetic() || ch == '_' {
+            let start = i;
+            while i < c.len() && (c[i].is_alphanumeric() || c[i] == '_') {
+                i += 1;
+            }
+            let word: String = c[start..i].iter().collect();
+            let hashes = (i..).take_while(|&k| at(k) == '#').count();
+            if matches!(word.as_str(), "r" | "br" | "cr") && at(i + hashes) == '"' {
+                i = string(i + hashes, Some(hashes), &mut line);
+            } else if matches!(word.as_str(), "b" | "c") && at(i) == '"' {
+                i = string(i, None, &mut line);
+            } else {
+                out.push((line, word));
+            }
+        } else {
+            out.push((line, ch.to_string()));
+            i += 1;
+        }
+    }
+    out
+}
+
+/// The only files that may hold `unsafe`: the system calls, and the
+/// sandbox module that makes its children.
+const UNSAFE_HOMES: [&str; 2] = ["sys/", "emu/sandbox/fork.rs"];
+
+/// The only places unsafe code is allowed, as tokens: on those two
+/// modules' declarations, nothing wider.
+const UNSAFE_ALLOWS: [(&str, &str); 2] =
+    [("lib.rs", "#[allow(unsafe_code)]pubmodsys;"), ("emu/sandbox/mod.rs", "#[allow(unsafe_code)]modfork;")];
+
+/// Where `files` ((path under src/, text)) break the rule of `unsafe`:
+/// `unsafe` (blocks, fns, impls, traits, extern blocks) outside
+/// [`UNSAFE_HOMES`], and any mention of the `unsafe_code` lint in code
+/// but the [`UNSAFE_ALLOWS`] (an allow on another module, or a file's own
+/// `#![allow(unsafe_code)]`, would widen where unsafe code compiles).
+fn unsafe_findings(files: &[(String, String)]) -> Vec<String> {
+    let mut found = Vec::new();
+    for (path, text) in files {
+        let toks = tokens(text);
+        let home = UNSAFE_HOMES.iter().any(|h| path.starts_with(h));
+        for (n, (line, tok)) in toks.iter().enumerate() {
+            if tok == "unsafe" && !home {
+                found.push(format!("unsafe at {path}:{line}"));
+            }
+            if tok == "unsafe_code" {
+                // The tokens from the attribute's `#` to the item's `;`.
+                let start = toks[..n].iter().rposition(|(_, t)| t == "#").unwrap_or(0);
+                let end = toks[n..].iter().position(|(_, t)| t == ";").map_or(toks.len(), |e| n + e + 1);
+                let here: String = toks[start..end].iter().map(|(_, t)| t.as_str()).collect();
+                if !UNSAFE_ALLOWS.contains(&(path.as_str(), here.as_str())) {
+                    found.push(format!("unsafe_code lint at {path}:{line}: {here}"));
+                }
+            }
+        }
+    }
+    found
+}
+
+fn src_files() -> Vec<(String, String)> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    files
+        .iter()
+        .map(|f| {
+            let rel = f.strip_prefix(&src).unwrap().to_string_lossy().into_owned();
+            (rel, std::fs::read_to_string(f).unwrap())
+        })
+        .collect()
+}
+
+/// `unsafe` lives in `src/sys/` (system calls behind safe functions) and
+/// in the sandbox's `fork` module (the children it makes must keep to
+/// async-signal-safe calls, which no type can check), and unsafe code is
+/// allowed on those two modules only; Cargo.toml denies it everywhere
+/// else, and asks for a SAFETY comment on every unsafe block.
+#[test]
+fn unsafe_is_only_in_sys_and_the_sandboxs_fork_module() {
+    let files = src_files();
+    assert_eq!(unsafe_findings(&files), Vec::<String>::new());
+    // The allowances are no wider than the code needs: each place uses it.
+    for home in UNSAFE_HOMES {
+        let used =
+            files.iter().any(|(p, t)| p.starts_with(home) && tokens(t).iter().any(|(_, w)| w == "unsafe"));
+        assert!(used, "nothing in {home} is unsafe: remove it from the allowed places");
+    }
+    for (file, _) in UNSAFE_ALLOWS {
+        assert!(files.iter().any(|(p, _)| p == file), "{file} is gone");
+    }
+    let manifest: toml::Table =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+            .unwrap()
+            .parse()
+            .unwrap();
+    let lints = &manifest["lints"];
+    for (tool, lint) in [
+        ("rust", "unsafe_code"),
+        ("rust", "unsafe_op_in_unsafe_fn"),
+        ("clippy", "undocumented_unsafe_blocks"),
+        ("clippy", "missing_safety_doc"),
+    ] {
+        let level = lints.get(tool).and_then(|t| t.get(lint)).and_then(|l| l.as_str());
+        assert!(matches!(level, Some("deny" | "forbid")), "Cargo.toml [lints.{tool}] {lint} is {level:?}");
+    }
+}
+
+#[test]
+fn the_unsafe_check_finds_unsafe_code_and_wider_allows() {
+    let file = |p: &str, t: &str| (p.to_string(), t.to_string());
+    // The layout before emu::sandbox was split: the allow on all of it.
+    let before = [
+        file("lib.rs", "#[allow(unsafe_code)]\npub mod sys;\n"),
+        file("emu/mod.rs", "pub mod arch;\n#[allow(unsafe_code)]\npub mod sandbox;\n"),
+        file("emu/sandbox.rs", "/// open, write\nunsafe fn write_file() {}\n"),
+        file("emu/sandbox/rootfs.rs", "#![allow(unsafe_code)]\nfn f() { unsafe { g() } }\n"),
+        file("sys/mod.rs", "fn f() { unsafe { g() } }\n"),
+    ];
+    assert_eq!(
+        unsafe_findings(&before),
+        [
+            "unsafe_code lint at emu/mod.rs:2: #[allow(unsafe_code)]pubmodsandbox;",
+            "unsafe at emu/sandbox.rs:2",
+            "unsafe_code lint at emu/sandbox/rootfs.rs:1: #![allow(unsafe_code)]fnf(){unsafe{g()}}",
+            "unsafe at emu/sandbox/rootfs.rs:2",
+        ]
+    );
+    // Words in comments, strings and characters are not code.
+    let words = [file(
+        "emu/check.rs",
+        "// unsafe\n/* unsafe /* unsafe_code */ */ fn f<'a>() { let _ = (\"unsafe\", r#\"unsafe\"#, 'u', '\\'', b\"unsafe\"); }\n",
+    )];
+    assert_eq!(unsafe_findings(&words), Vec::<String>::new());
+}
