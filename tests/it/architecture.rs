@@ -311,7 +311,20 @@ fn resolve_item(src: &Path, segs: &[&str]) -> Result<(), String> {
         i += 1;
     }
     let file = file.ok_or("no such module")?;
-    let text = std::fs::read_to_string(&file).unwrap();
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    // A module that re-exports its children whole (`pub use create::*;`)
+    // defines what they define.
+    let globbed: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("pub use ")?.strip_suffix("::*;"))
+        .filter(|m| m.chars().all(|c| c.is_alphanumeric() || c == '_'))
+        .map(str::to_string)
+        .collect();
+    for m in globbed {
+        if let Ok(t) = std::fs::read_to_string(dir.join(format!("{m}.rs"))) {
+            text.push_str(&t);
+        }
+    }
     let Some(item) = segs.get(i) else { return Ok(()) };
     let kinds = ["fn", "struct", "enum", "trait", "const", "static", "type", "mod"];
     let defined = kinds.iter().any(|k| {
