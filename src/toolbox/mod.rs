@@ -534,6 +534,14 @@ pub fn check_host(arch: &'static Arch, explicit: Option<&Path>) -> Result<PathBu
     Ok(std::fs::canonicalize(&found.path).unwrap_or_else(|_| found.path.clone()))
 }
 
+#[cfg(test)]
+impl HostUser {
+    /// A user for tests, in one line.
+    pub(crate) fn example(name: &str, uid: u32, gid: u32, home: &str, shell: &str) -> HostUser {
+        HostUser { name: name.into(), uid, gid, home: home.into(), shell: shell.into() }
+    }
+}
+
 /// One command run in a container as the user: container-exec (inside)
 /// becomes `user`, goes to `cwd` when the container has it, and runs
 /// `command` through the login shell (the login shell itself when empty),
@@ -699,13 +707,7 @@ mod tests {
 
     #[test]
     fn exec_passes_the_user_the_directory_and_the_command_untouched() {
-        let u = HostUser {
-            name: "ann".into(),
-            uid: 1000,
-            gid: 100,
-            home: "/home/ann".into(),
-            shell: "/bin/sh".into(),
-        };
+        let u = HostUser::example("ann", 1000, 100, "/home/ann", "/bin/sh");
         let env = [("TERM", std::ffi::OsString::from("xterm"))];
         let cmd = ["sh".into(), "-c".into(), "echo --uid $1".into()];
         let spec = |cwd: Option<&str>, env: &[(&'static str, std::ffi::OsString)], cmd, tty, fds| ExecSpec {
@@ -787,13 +789,7 @@ mod tests {
             qemu: Some("/usr/bin/qemu-aarch64-static".into()),
             cpu: None,
             mtbx: "/usr/bin/mtbx".into(),
-            user: HostUser {
-                name: "u".into(),
-                uid: 1000,
-                gid: 1000,
-                home: "/home/u".into(),
-                shell: "/bin/bash".into(),
-            },
+            user: HostUser::example("u", 1000, 1000, "/home/u", "/bin/bash"),
             rootless: false,
             stamp_dir: "/run/mtbx/n".into(),
             auto_stop: false,

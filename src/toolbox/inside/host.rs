@@ -304,13 +304,7 @@ mod tests {
             resolve_under(&r.join("run/host"), Path::new("/home/ann")).unwrap(),
             Path::new("/var/home/ann")
         );
-        let u = toolbox::HostUser {
-            name: "ann".into(),
-            uid: 1000,
-            gid: 1000,
-            home: "/home/ann".into(),
-            shell: "/bin/sh".into(),
-        };
+        let u = crate::toolbox::HostUser::example("ann", 1000, 1000, "/home/ann", "/bin/sh");
         link_host_dirs(r, &u);
         assert_eq!(std::fs::read_link(r.join("home")).unwrap(), Path::new("/var/home"), "--home-link");
         // A home that is a link of its own (/srv/ann -> /data/ann).

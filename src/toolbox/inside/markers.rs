@@ -67,7 +67,6 @@ fn mark_in(root: &Path, args: &InitArgs) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use crate::emu::arch::Arch;
-    use crate::toolbox;
 
     #[test]
     fn markers_and_the_prompt_of_a_foreign_container() {
@@ -76,13 +75,7 @@ mod tests {
         std::fs::create_dir_all(root.path().join("etc/profile.d")).unwrap();
         let args = InitArgs {
             arch: Arch::parse("arm64").unwrap(),
-            user: toolbox::HostUser {
-                name: "ann".into(),
-                uid: 1000,
-                gid: 1000,
-                home: "/home/ann".into(),
-                shell: "/bin/sh".into(),
-            },
+            user: crate::toolbox::HostUser::example("ann", 1000, 1000, "/home/ann", "/bin/sh"),
             cpu: None,
             qemu: Some("/run/mtbx-host/qemu-aarch64".into()),
         };

@@ -157,13 +157,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let r = root.path();
         std::fs::create_dir_all(r.join("etc")).unwrap();
-        let u = toolbox::HostUser {
-            name: "ann".into(),
-            uid: 1000,
-            gid: 1000,
-            home: "/home/ann".into(),
-            shell: "/bin/sh".into(),
-        };
+        let u = crate::toolbox::HostUser::example("ann", 1000, 1000, "/home/ann", "/bin/sh");
         let fifo = r.join("etc/group");
         rustix::fs::mknodat(
             rustix::fs::CWD,
@@ -205,13 +199,7 @@ mod tests {
         .unwrap();
         std::fs::write(etc.join("group"), "root:x:0:\n").unwrap();
         std::fs::write(etc.join("shadow"), "root:*:19000:0:99999:7:::\n").unwrap();
-        let u = toolbox::HostUser {
-            name: "ann".into(),
-            uid: 1000,
-            gid: 1000,
-            home: "/home/ann".into(),
-            shell: "/bin/zsh".into(),
-        };
+        let u = crate::toolbox::HostUser::example("ann", 1000, 1000, "/home/ann", "/bin/zsh");
         setup_user_in(root.path(), &u).unwrap();
         setup_user_in(root.path(), &u).unwrap();
         let passwd = std::fs::read_to_string(etc.join("passwd")).unwrap();
@@ -229,13 +217,7 @@ mod tests {
             std::fs::read_to_string(etc.join("sudoers.d/mtbx")).unwrap(),
             "ann ALL=(ALL) NOPASSWD: ALL\n"
         );
-        let r = toolbox::HostUser {
-            name: "root".into(),
-            uid: 0,
-            gid: 0,
-            home: "/root".into(),
-            shell: "/bin/bash".into(),
-        };
+        let r = crate::toolbox::HostUser::example("root", 0, 0, "/root", "/bin/bash");
         setup_user_in(root.path(), &r).unwrap();
         let passwd = std::fs::read_to_string(etc.join("passwd")).unwrap();
         assert!(passwd.starts_with("ann:") && passwd.contains("root:x:0:0:root:/root:/bin/bash"), "{passwd}");
@@ -254,13 +236,7 @@ mod tests {
         .unwrap();
         std::fs::write(etc.join("passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
         std::fs::write(etc.join("group"), "root:x:0:\nwheel:x:10:root\nsudo:x:27:\nusers:x:100:\n").unwrap();
-        let u = toolbox::HostUser {
-            name: "ann".into(),
-            uid: 1000,
-            gid: 100,
-            home: "/home/ann".into(),
-            shell: "/bin/sh".into(),
-        };
+        let u = crate::toolbox::HostUser::example("ann", 1000, 100, "/home/ann", "/bin/sh");
         setup_user_in(root.path(), &u).unwrap();
         setup_user_in(root.path(), &u).unwrap();
         assert_eq!(
@@ -285,13 +261,7 @@ mod tests {
         std::os::unix::fs::symlink("busybox", r.join("bin/sh")).unwrap();
         std::fs::write(r.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
         std::fs::write(r.join("etc/shadow"), "root:*:19000:0:99999:7:::\n").unwrap();
-        let u = toolbox::HostUser {
-            name: "ann".into(),
-            uid: 1000,
-            gid: 1000,
-            home: "/home/ann".into(),
-            shell: "/bin/sh".into(),
-        };
+        let u = crate::toolbox::HostUser::example("ann", 1000, 1000, "/home/ann", "/bin/sh");
         setup_user_in(r, &u).unwrap();
         setup_user_in(r, &u).unwrap();
         assert_eq!(
