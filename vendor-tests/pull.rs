@@ -723,25 +723,7 @@ fn a_nested_index_on_the_real_registry_is_the_image_skopeo_chooses() {
     }
     let Some(env) = PodmanEnv::rootful(test) else { return };
     let Some(reg) = RealRegistry::start(test) else { return };
-    let built: Vec<Built> = ["amd64", "arm64", "s390x"]
-        .iter()
-        .map(|a| image(a, None, &[(vec![E::File("arch", 0o644, a.as_bytes().to_vec())], Comp::Gzip)]))
-        .collect();
-    let first = index(&[&built[0], &built[1]]);
-    let second = index(&[&built[2]]);
-    let mut up = first.clone();
-    up.blobs.extend(second.blobs.clone());
-    up.manifests.extend(second.manifests.clone());
-    let inner = |u: &common::real_registry::Upload| {
-        let (d, b, media) = u.manifests.last().unwrap().clone();
-        serde_json::json!({"mediaType": media, "digest": d, "size": b.len()})
-    };
-    let media = common::images::OCI_INDEX;
-    let outer = serde_json::to_vec(
-        &serde_json::json!({"schemaVersion": 2, "mediaType": media, "manifests": [inner(&first), inner(&second)]}),
-    )
-    .unwrap();
-    up.manifests.push((common::fixtures::sha256(&outer), outer, media.into()));
+    let (up, built, _) = common::images::nested_index();
     reg.push("nested", "1", &up);
     let name = format!("{}/nested:1", reg.addr);
 

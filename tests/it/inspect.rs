@@ -396,28 +396,8 @@ fn by_digest_and_by_tag_plus_digest() {
 /// layers per image.)
 #[test]
 fn a_nested_index_resolves_alike_from_a_registry_a_layout_and_an_archive() {
-    use common::images::{image, index, Comp, E};
     use common::local::{tar_dir, write_layout};
-    let built: Vec<_> = ["amd64", "arm64", "s390x"]
-        .iter()
-        .map(|a| image(a, None, &[(vec![E::File("arch", 0o644, a.as_bytes().to_vec())], Comp::Gzip)]))
-        .collect();
-    let first = index(&[&built[0], &built[1]]);
-    let second = index(&[&built[2]]);
-    let mut up = first.clone();
-    up.blobs.extend(second.blobs.clone());
-    up.manifests.extend(second.manifests.clone());
-    let inner = |u: &common::real_registry::Upload| {
-        let (d, b, media) = u.manifests.last().unwrap().clone();
-        serde_json::json!({"mediaType": media, "digest": d, "size": b.len()})
-    };
-    let media = common::images::OCI_INDEX;
-    let outer = serde_json::to_vec(
-        &serde_json::json!({"schemaVersion": 2, "mediaType": media, "manifests": [inner(&first), inner(&second)]}),
-    )
-    .unwrap();
-    let outer_digest = common::fixtures::sha256(&outer);
-    up.manifests.push((outer_digest.clone(), outer, media.into()));
+    let (up, built, outer_digest) = common::images::nested_index();
     let d = tempfile::tempdir().unwrap();
     write_layout(&d.path().join("nested"), &up, "1");
     tar_dir(&d.path().join("nested"), &d.path().join("nested.tar"));

@@ -233,3 +233,31 @@ pub fn index(images: &[&Built]) -> Upload {
     up.manifests.push((sha256(&idx), idx, OCI_INDEX.into()));
     up
 }
+
+/// An index whose two entries, without platforms, are indexes: amd64 and
+/// arm64 in the first, s390x in the second (an image only the second
+/// nested index serves). The upload holds everything; the built images
+/// are amd64, arm64, s390x in that order, and the digest is the top
+/// index's.
+pub fn nested_index() -> (Upload, Vec<Built>, String) {
+    let built: Vec<Built> = ["amd64", "arm64", "s390x"]
+        .iter()
+        .map(|a| image(a, None, &[(vec![E::File("arch", 0o644, a.as_bytes().to_vec())], Comp::Gzip)]))
+        .collect();
+    let first = index(&[&built[0], &built[1]]);
+    let second = index(&[&built[2]]);
+    let mut up = first.clone();
+    up.blobs.extend(second.blobs.clone());
+    up.manifests.extend(second.manifests.clone());
+    let inner = |u: &Upload| {
+        let (d, b, media) = u.manifests.last().unwrap().clone();
+        json!({"mediaType": media, "digest": d, "size": b.len()})
+    };
+    let outer = serde_json::to_vec(
+        &json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [inner(&first), inner(&second)]}),
+    )
+    .unwrap();
+    let digest = sha256(&outer);
+    up.manifests.push((digest.clone(), outer, OCI_INDEX.into()));
+    (up, built, digest)
+}
