@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::files::Files;
 use super::naming::docker_named;
-use super::{now, shown_path, Blob, LocalError, LocalRef, LocalSource, CHUNK};
+use super::{now, Blob, LocalError, LocalRef, LocalSource, CHUNK};
 use crate::image::compression::Compression;
 use crate::image::manifest::{
     sha256_digest, Descriptor, ImageConfig, DOCKER_CONFIG, DOCKER_MANIFEST, MAX_CONFIG_BYTES,
@@ -139,7 +139,7 @@ pub(super) fn open(
 ) -> Result<(LocalSource, Inspection), LocalError> {
     let images = read_manifest(&files)?;
     let chosen = chosen(r, &images)?;
-    let shown = format!("{}{}", r.transport.prefix(), shown_path(&r.path));
+    let shown = r.shown();
     let malformed = |source| ImageError::Malformed { image: shown.clone(), source };
     let config_bytes = files.read_small(&chosen.config, MAX_CONFIG_BYTES)?;
     let config = ImageConfig::parse(&config_bytes).map_err(malformed)?;

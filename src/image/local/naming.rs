@@ -178,6 +178,11 @@ impl LocalRef {
             Transport::OciArchive | Transport::DockerArchive => Files::tar(&self.path),
         }
     }
+
+    /// The image as messages name it (`oci:PATH`), the path escaped.
+    pub(super) fn shown(&self) -> String {
+        format!("{}{}", self.transport.prefix(), super::shown_path(&self.path))
+    }
 }
 
 #[cfg(test)]

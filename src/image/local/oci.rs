@@ -24,7 +24,7 @@ pub(super) fn open(
 ) -> Result<(LocalSource, Inspection), LocalError> {
     let source = LocalSource { files, layers: HashMap::new() };
     let entries = read_index(&source.files)?;
-    let shown = format!("{}{}", r.transport.prefix(), shown_path(&r.path));
+    let shown = r.shown();
     let tags: Vec<String> = entries.iter().filter_map(ref_name).collect();
     let tagged: Vec<&IndexEntry> = match &r.tag {
         Some(t) => entries.iter().filter(|e| ref_name(e).as_deref() == Some(t.as_str())).collect(),
