@@ -733,13 +733,12 @@ fn list(a: ListArgs) -> Result<i32> {
 fn remove(object: Object, names: &[String], all: bool, force: bool) -> Result<i32> {
     let tb = Toolbox::new()?;
     if all {
-        let ids: Vec<String> = match object {
-            Object::Container => tb
-                .toolbx_containers()
-                .map_err(because("failed to get containers"))?
-                .into_iter()
-                .map(|c| c.id)
-                .collect(),
+        match object {
+            Object::Container => {
+                for c in tb.toolbx_containers().map_err(because("failed to get containers"))? {
+                    removed(object, &c.id, tb.remove_listed_container(&c, force));
+                }
+            }
             Object::Image => {
                 let mut ids: Vec<String> = tb
                     .toolbx_images()
@@ -748,17 +747,10 @@ fn remove(object: Object, names: &[String], all: bool, force: bool) -> Result<i3
                     .map(|i| i.id)
                     .collect();
                 ids.dedup();
-                ids
+                for id in ids {
+                    removed(object, &id, tb.remove_listed_image(&id, force));
+                }
             }
-        };
-        for id in ids {
-            // A container's stamp directory goes with it: remove_toolbx
-            // reads its label (listed ones carry Toolbx's).
-            let r = match object {
-                Object::Container => tb.remove_toolbx(object, &id, force),
-                Object::Image => tb.remove_listed(object, &id, force),
-            };
-            removed(object, &id, r);
         }
         return Ok(0);
     }

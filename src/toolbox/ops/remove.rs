@@ -57,20 +57,19 @@ impl Toolbox {
         // The name podman knows it by (the one given may be an id) and the
         // stamp directory its label records.
         let found = self.podman.inspect(Object::Container, name).ok();
-        self.podman.remove(Object::Container, &[name], force).map_err(|source| OpsError::Remove {
-            hint: match (&source, force) {
-                (EngineError::InUse { .. }, false) => " (a running container needs --force)",
-                _ => "",
-            },
-            source,
-        })?;
-        match &found {
-            Some(c) => {
-                crate::toolbox::forget_stamp_dir(&c.name, c.labels.get(LABEL_STAMP_DIR).map(String::as_str))
+        let (known, stamp) = match &found {
+            Some(c) => (c.name.as_str(), c.labels.get(LABEL_STAMP_DIR).map(String::as_str)),
+            None => (name, None),
+        };
+        self.remove_forgetting(Object::Container, name, known, stamp, force).map_err(|source| {
+            OpsError::Remove {
+                hint: match (&source, force) {
+                    (EngineError::InUse { .. }, false) => " (a running container needs --force)",
+                    _ => "",
+                },
+                source,
             }
-            None => crate::toolbox::forget_stamp_dir(name, None),
-        }
-        Ok(())
+        })
     }
 
     /// Remove one Toolbx container or image named by name or id, as
@@ -81,22 +80,38 @@ impl Toolbox {
         if !is_toolbx(Some(&found.labels)) {
             return Err(Removal::NotToolbx);
         }
-        self.remove_listed(object, name, force)?;
-        if object == Object::Container {
-            let known = if found.name.is_empty() { name } else { &found.name };
-            crate::toolbox::forget_stamp_dir(known, found.labels.get(LABEL_STAMP_DIR).map(String::as_str));
-        }
-        Ok(())
+        let known = if found.name.is_empty() { name } else { &found.name };
+        let stamp = found.labels.get(LABEL_STAMP_DIR).map(String::as_str);
+        Ok(self.remove_forgetting(object, name, known, stamp, force)?)
     }
 
-    /// Remove one container or image that a listing of Toolbx's showed
-    /// (`rm --all`, `rmi --all`): no label check, it was listed for it.
-    pub fn remove_listed(&self, object: Object, id: &str, force: bool) -> Result<(), Removal> {
-        self.podman.remove(object, &[id], force).map(drop).map_err(|e| match e {
-            EngineError::NotFound { .. } => Removal::NotFound,
-            EngineError::InUse { .. } => Removal::InUse,
-            e => Removal::Failed(e),
-        })
+    /// Remove a container Toolbx's listing showed (`rm --all`): no label
+    /// check and no inspect, the listing has both; its stamp goes with it.
+    pub fn remove_listed_container(&self, c: &ContainerInfo, force: bool) -> Result<(), Removal> {
+        Ok(self.remove_forgetting(Object::Container, &c.id, c.name(), c.label(LABEL_STAMP_DIR), force)?)
+    }
+
+    /// Remove an image Toolbx's listing showed (`rmi --all`).
+    pub fn remove_listed_image(&self, id: &str, force: bool) -> Result<(), Removal> {
+        Ok(self.remove_forgetting(Object::Image, id, id, None, force)?)
+    }
+
+    /// The one removal: podman's, then, for a container, the readiness
+    /// stamp directory it had (`stamp`, its label, else where this
+    /// environment puts `known`'s, the name podman knew it by).
+    fn remove_forgetting(
+        &self,
+        object: Object,
+        id: &str,
+        known: &str,
+        stamp: Option<&str>,
+        force: bool,
+    ) -> Result<(), EngineError> {
+        self.podman.remove(object, &[id], force)?;
+        if object == Object::Container {
+            crate::toolbox::forget_stamp_dir(known, stamp);
+        }
+        Ok(())
     }
 
     /// Remove images: those named, or with `all` every one `list` shows;
@@ -145,6 +160,16 @@ impl Toolbox {
         }
         let names: Vec<&str> = images.iter().map(String::as_str).collect();
         Ok(self.podman.remove(Object::Image, &names, force)?)
+    }
+}
+
+impl From<EngineError> for Removal {
+    fn from(e: EngineError) -> Removal {
+        match e {
+            EngineError::NotFound { .. } => Removal::NotFound,
+            EngineError::InUse { .. } => Removal::InUse,
+            e => Removal::Failed(e),
+        }
     }
 }
 
