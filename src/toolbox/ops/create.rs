@@ -39,7 +39,7 @@ impl Toolbox {
         let qemu = if target.native { None } else { Some(crate::toolbox::check_host(target.arch, qemu)?) };
         let cpu = cpu_for(&target, qemu.as_deref(), cpu)?;
         let mtbx = static_self()?;
-        let need = self.image_need(sel)?;
+        let need = image_need(sel, &target)?;
         Ok(CreatePlan { name: sel.container.clone(), target, qemu, cpu, mtbx, need, auto_stop: false })
     }
 
@@ -81,32 +81,31 @@ impl Toolbox {
             cpu: plan.cpu.clone(),
         })
     }
+}
 
-    /// What create needs to have `sel`'s image: the store's own, or a
-    /// download. Unqualified names that no distribution claims are only
-    /// looked for in the store (Toolbx's rule, [`ShortNames::Local`]).
-    pub fn image_need(&self, sel: &Selection) -> Result<Need, OpsError> {
-        if let Some(stored) = &sel.stored {
-            return Ok(Need::Stored(stored.clone()));
-        }
-        let target = Target::from(sel);
-        let Some(parsed) = &sel.parsed else {
-            return Err(crate::toolbox::selection::SelectError::NotFound(sel.image.clone()).into());
-        };
-        let has_domain = crate::toolbox::naming::image_has_domain(&sel.image);
-        let shown = if has_domain || crate::image::local::parse(&sel.image).is_some() {
-            sel.image.clone()
-        } else {
-            match crate::toolbox::naming::fully_qualified(&sel.image, &sel.release) {
-                Some(full) => full,
-                None if parsed.registry == "localhost" => {
-                    return Err(crate::toolbox::selection::SelectError::NotFound(sel.image.clone()).into())
-                }
-                None => target.image.clone(),
-            }
-        };
-        Ok(Need::Pull { reference: target.image, shown, registry: parsed.registry.clone() })
+/// What create needs to have `sel`'s image: the store's own, or a
+/// download. Unqualified names that no distribution claims are only
+/// looked for in the store (Toolbx's rule, [`ShortNames::Local`]).
+fn image_need(sel: &Selection, target: &Target) -> Result<Need, OpsError> {
+    if let Some(stored) = &sel.stored {
+        return Ok(Need::Stored(stored.clone()));
     }
+    let Some(parsed) = &sel.parsed else {
+        return Err(crate::toolbox::selection::SelectError::NotFound(sel.image.clone()).into());
+    };
+    let has_domain = crate::toolbox::naming::image_has_domain(&sel.image);
+    let shown = if has_domain || crate::image::local::parse(&sel.image).is_some() {
+        sel.image.clone()
+    } else {
+        match crate::toolbox::naming::fully_qualified(&sel.image, &sel.release) {
+            Some(full) => full,
+            None if parsed.registry == "localhost" => {
+                return Err(crate::toolbox::selection::SelectError::NotFound(sel.image.clone()).into())
+            }
+            None => target.image.clone(),
+        }
+    };
+    Ok(Need::Pull { reference: target.image.clone(), shown, registry: parsed.registry.clone() })
 }
 
 /// An image and architecture, resolved.
