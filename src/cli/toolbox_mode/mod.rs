@@ -569,7 +569,10 @@ fn run_command(
     g: &Globals,
 ) -> Result<i32> {
     let tb = Toolbox::new()?;
-    let exists = tb.container_exists(&c.container);
+    // One podman call in the usual case: the container by its name. podman
+    // also knows a container by its id, which this lookup does not find.
+    let mut found = tb.container(&c.container).ok().flatten();
+    let exists = found.is_some() || tb.container_exists(&c.container);
     if !exists && pedantic {
         return Err(Fail::usage(format!(
             "container {} not found\nUse the 'create' command to create a Toolbx.",
@@ -593,6 +596,7 @@ fn run_command(
             eprintln!("Use the 'create' command to create a different Toolbx.");
             eprintln!("{}", usage_hint());
             c.container = only;
+            found = all.into_iter().next();
         } else {
             return Err(Fail::usage(format!(
                 "container {} not found\nUse the '--container' option to select a Toolbx.",
@@ -601,10 +605,13 @@ fn run_command(
         }
     }
     let inspect_failed = format!("failed to inspect container {}", c.container);
-    let info = tb
-        .container(&c.container)
-        .map_err(because(&inspect_failed))?
-        .ok_or_else(|| Fail::new(&inspect_failed))?;
+    let info = match found {
+        Some(info) => info,
+        None => tb
+            .container(&c.container)
+            .map_err(because(&inspect_failed))?
+            .ok_or_else(|| Fail::new(&inspect_failed))?,
+    };
     if info.label(LABEL_ARCH).is_none() {
         return Err(Fail::new(format!(
             "container {} is too old and no longer supported\nRecreate it with Toolbx version 0.0.97 or newer.",
