@@ -9,6 +9,7 @@
 //! runs with that start time (containers share the host's PID namespace,
 //! as in Toolbx), so a stopped or restarted container never looks ready.
 
+pub mod cdi;
 pub mod engine;
 pub mod export;
 pub mod inside;
@@ -556,7 +557,7 @@ pub struct ExecSpec<'a> {
     /// Where, when the container has that directory.
     pub cwd: Option<PathBuf>,
     /// Variables passed from the host.
-    pub env: Vec<(&'a str, std::ffi::OsString)>,
+    pub env: Vec<(String, std::ffi::OsString)>,
     /// The command; empty for the login shell.
     pub command: &'a [std::ffi::OsString],
     /// Whether podman gives the command a terminal.
@@ -577,7 +578,7 @@ impl<'a> ExecSpec<'a> {
             container,
             user,
             cwd: std::env::current_dir().ok(),
-            env: PASSED_ENV.iter().filter_map(|k| std::env::var_os(k).map(|v| (*k, v))).collect(),
+            env: PASSED_ENV.iter().filter_map(|k| std::env::var_os(k).map(|v| (k.to_string(), v))).collect(),
             command,
             tty: std::io::stdin().is_terminal() && std::io::stdout().is_terminal(),
             preserve_fds: 0,
@@ -714,7 +715,7 @@ mod tests {
             container: "box",
             user: &u,
             cwd: cwd.map(PathBuf::from),
-            env: env.to_vec(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
             command: cmd,
             tty,
             preserve_fds: fds,

@@ -25,6 +25,7 @@
 //! - `markers`: Toolbx's and mtbx's marker files and the prompt script;
 //! - `user`: the host user in passwd, group and shadow, and sudo;
 //! - `host`: the host's links, files, time zone and bind mounts;
+//! - `nvidia`: NVIDIA's driver through the CDI spec the host saved;
 //! - `config`: CA trust, Kerberos and RPM configured for the host;
 //! - `exec`: container-exec.
 
@@ -33,6 +34,7 @@ mod emulation;
 mod exec;
 mod host;
 mod markers;
+mod nvidia;
 mod user;
 
 use std::path::{Path, PathBuf};
@@ -140,6 +142,7 @@ fn setup(args: &InitArgs) -> Result<(), InitError> {
     user::setup_user(&args.user).map_err(|e| err("cannot set up the user", &e))?;
     host::link_host_files(Path::new("/"));
     host::bind_host_paths();
+    nvidia::apply_file(Path::new("/"), &nvidia::spec_file(args.user.uid), args.qemu.is_none())?;
     config::configure_kerberos_and_rpm(Path::new("/"));
     config::trust_host_cas(Path::new("/"));
     let stamp = toolbox::stamp_file(Path::new(toolbox::STAMP_DIR));

@@ -156,12 +156,14 @@ pub fn select(
 #[derive(Debug, Clone)]
 pub struct Toolbox {
     podman: Podman,
+    /// NVIDIA's CDI spec of this host, asked for once per command.
+    nvidia: std::sync::OnceLock<Option<super::cdi::Spec>>,
 }
 
 impl Toolbox {
     /// The workflow over the podman on PATH.
     pub fn new() -> Result<Toolbox, OpsError> {
-        Ok(Toolbox { podman: Podman::find()? })
+        Ok(Toolbox { podman: Podman::find()?, nvidia: std::sync::OnceLock::new() })
     }
 
     /// mtbx's containers (they carry the arch label).

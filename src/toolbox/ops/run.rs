@@ -11,6 +11,12 @@ impl Toolbox {
         if crate::toolbox::is_ready(&stamp) {
             return Ok(Vec::new());
         }
+        // As Toolbx: the driver's spec where init-container reads it, before
+        // the start; without the driver, whatever is there stays as it is.
+        if let Some(spec) = self.nvidia() {
+            let file = crate::toolbox::cdi::host_file();
+            crate::toolbox::cdi::save(spec, &file).map_err(io(format!("cannot write {}", file.display())))?;
+        }
         self.podman.start(c.name())?;
         // Toolbx's words at debug (its tests read them).
         let how = crate::toolbox::readiness::Watch::from_env();
@@ -69,12 +75,25 @@ impl Toolbox {
             print!("{}", crate::toolbox::osc_container_push(spec.container, spec.user.uid));
             let _ = std::io::stdout().flush();
         }
-        let status = self.podman.exec(&spec.args());
+        let status = match self.nvidia() {
+            Some(nvidia) => {
+                let mut spec = spec.clone();
+                spec.env.extend(nvidia.env().into_iter().map(|(k, v)| (k, v.into())));
+                self.podman.exec(&spec.args())
+            }
+            None => self.podman.exec(&spec.args()),
+        };
         if osc {
             print!("{}", crate::toolbox::osc_container_pop(spec.user.uid));
             let _ = std::io::stdout().flush();
         }
         Ok(status?)
+    }
+
+    /// NVIDIA's CDI spec, when this host has the proprietary driver
+    /// ([`crate::toolbox::cdi::generate`]); generated once per command.
+    fn nvidia(&self) -> Option<&crate::toolbox::cdi::Spec> {
+        self.nvidia.get_or_init(crate::toolbox::cdi::generate).as_ref()
     }
 
     /// Whether `command` is found in the container as the user's shell
