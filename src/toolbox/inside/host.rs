@@ -162,7 +162,7 @@ fn relink(local: &Path, target: &Path) {
 /// file under /run/host, whose path still names the zone), and
 /// /etc/timezone saying the zone, as Toolbx writes it; UTC when the host
 /// has no /etc/localtime.
-fn link_time_zone(root: &Path) {
+pub(super) fn link_time_zone(root: &Path) {
     let host = root.join("run/host");
     let link = std::fs::read_link(host.join("etc/localtime")).ok();
     let zone = link
@@ -189,6 +189,49 @@ fn link_time_zone(root: &Path) {
         let _ = std::fs::remove_file(&tz);
         if let Err(e) = write_atomic(&tz, format!("{z}\n").as_bytes(), 0o644) {
             say(WARNING_PREFIX, &format!("cannot write {}: {e}", tz.display()));
+        }
+    }
+}
+
+/// Follow the host's time zone while the container runs, as Toolbx's
+/// init-container does: every change of the host's /etc/localtime or
+/// /etc/timezone (`timedatectl set-timezone` replaces the link) relinks
+/// the container's and rewrites /etc/timezone. Without inotify (no
+/// instance left, a file system without it) the zone stays as set at
+/// the start, with a warning, as in Toolbx.
+pub(super) fn follow_time_zone(root: &Path) {
+    use rustix::fs::inotify;
+    let etc = root.join("run/host/etc");
+    let watch = inotify::init(inotify::CreateFlags::CLOEXEC).and_then(|fd| {
+        let flags = inotify::WatchFlags::CREATE
+            | inotify::WatchFlags::MOVED_TO
+            | inotify::WatchFlags::CLOSE_WRITE
+            | inotify::WatchFlags::DELETE;
+        inotify::add_watch(&fd, &etc, flags).map(|_| fd)
+    });
+    let fd = match watch {
+        Ok(fd) => fd,
+        Err(e) => {
+            say(WARNING_PREFIX, &format!("cannot watch the host's time zone: {e}"));
+            return;
+        }
+    };
+    // One event's worth at least (a header and a name of NAME_MAX).
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+    let mut events = inotify::Reader::new(&fd, &mut buf);
+    loop {
+        match events.next() {
+            Ok(e) => {
+                let name = e.file_name().map(|n| n.to_bytes());
+                if matches!(name, Some(b"localtime") | Some(b"timezone")) {
+                    link_time_zone(root);
+                }
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => {
+                say(WARNING_PREFIX, &format!("stopped following the host's time zone: {e}"));
+                return;
+            }
         }
     }
 }
@@ -290,6 +333,41 @@ mod tests {
         std::fs::write(r.join("run/host/etc/hosts"), format!("127.0.0.1 localhost {hostname}")).unwrap();
         link_host_files(r);
         assert_eq!(std::fs::read_link(r.join("etc/hosts")).unwrap(), Path::new("/run/host/etc/hosts"));
+    }
+
+    #[test]
+    fn a_change_of_the_hosts_time_zone_reaches_the_running_container() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path().to_path_buf();
+        for d in ["etc", "run/host/etc", "usr/share/zoneinfo/Europe", "usr/share/zoneinfo/Asia"] {
+            std::fs::create_dir_all(r.join(d)).unwrap();
+        }
+        for z in ["Europe/Berlin", "Asia/Tokyo"] {
+            std::fs::write(r.join("usr/share/zoneinfo").join(z), "TZif").unwrap();
+        }
+        let host_link = r.join("run/host/etc/localtime");
+        std::os::unix::fs::symlink("/usr/share/zoneinfo/Europe/Berlin", &host_link).unwrap();
+        link_time_zone(&r);
+        assert_eq!(std::fs::read_to_string(r.join("etc/timezone")).unwrap(), "Europe/Berlin\n");
+        let watched = r.clone();
+        std::thread::spawn(move || follow_time_zone(&watched));
+        // As timedatectl does it: a new link renamed over the old one. The
+        // watch may not be in place yet: repeat until the change is seen.
+        let tmp = r.join("run/host/etc/.localtime.new");
+        for _ in 0..600 {
+            let _ = std::fs::remove_file(&tmp);
+            std::os::unix::fs::symlink("/usr/share/zoneinfo/Asia/Tokyo", &tmp).unwrap();
+            std::fs::rename(&tmp, &host_link).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            if std::fs::read_to_string(r.join("etc/timezone")).unwrap() == "Asia/Tokyo\n" {
+                break;
+            }
+        }
+        assert_eq!(std::fs::read_to_string(r.join("etc/timezone")).unwrap(), "Asia/Tokyo\n");
+        assert_eq!(
+            std::fs::read_link(r.join("etc/localtime")).unwrap(),
+            Path::new("/usr/share/zoneinfo/Asia/Tokyo")
+        );
     }
 
     #[test]

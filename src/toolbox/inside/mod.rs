@@ -153,7 +153,9 @@ fn setup(args: &InitArgs) -> Result<(), InitError> {
     Ok(())
 }
 
-/// Block the signals that end a container and wait for one.
+/// Block the signals that end a container and wait for one, while the
+/// host's time zone is followed ([`host::follow_time_zone`], a thread
+/// started after the block, so the signals still reach only this wait).
 fn wait_for_stop() {
     use nix::sys::signal::{SigSet, Signal};
     let mut set = SigSet::empty();
@@ -161,6 +163,7 @@ fn wait_for_stop() {
         set.add(s);
     }
     let _ = set.thread_block();
+    std::thread::spawn(|| host::follow_time_zone(Path::new("/")));
     let _ = set.wait();
 }
 
