@@ -318,7 +318,8 @@ fn check_run(p: &Parity, name: &str, deb_arch: &str) {
         assert_eq!(missing, 0, "{name}: certificates the host trusts and the container does not");
     }
 
-    // A directory the container lacks: Toolbx's message, then the home.
+    // A directory the container lacks: the failed chdir (where Toolbx's
+    // users see podman's runtime say it), Toolbx's message, then the home.
     let missing = tempfile::Builder::new().prefix("mtbx-parity-").tempdir_in("/var/tmp").unwrap();
     if let Some(u) = &p.env.user {
         std::os::unix::fs::chown(missing.path(), Some(u.uid), Some(u.gid)).unwrap();
@@ -328,9 +329,10 @@ fn check_run(p: &Parity, name: &str, deb_arch: &str) {
     assert_eq!(
         text(&out.stderr),
         format!(
-            "Error: directory {} not found in container {name}\nUsing {} instead.\n",
-            missing.path().display(),
-            user.home.display()
+            "Error: chdir to `{d}`: No such file or directory\n\
+             Error: directory {d} not found in container {name}\nUsing {} instead.\n",
+            user.home.display(),
+            d = missing.path().display(),
         ),
         "{name}"
     );

@@ -56,6 +56,13 @@ pub fn container_exec(a: &ExecArgs) -> Result<std::convert::Infallible, ExecErro
     let dir = match &a.workdir {
         Some(d) if d.is_dir() => d,
         Some(d) => {
+            // First the failed chdir itself, with the system's reason, as
+            // Toolbx users see podman's runtime say it; then Toolbx's words.
+            if let Err(e) = std::env::set_current_dir(d) {
+                let why =
+                    e.raw_os_error().map_or(e.to_string(), |n| nix::errno::Errno::from_raw(n).desc().into());
+                eprintln!("Error: chdir to `{}`: {why}", d.display());
+            }
             eprintln!("Error: directory {} not found in container {}", d.display(), container_name());
             eprintln!("Using {} instead.", a.home.display());
             &a.home
