@@ -23,6 +23,9 @@ SUDO=""
 # target).
 PACKAGES=(podman runc netavark uidmap catatonit slirp4netns qemu-user-static gcc libc6-dev util-linux musl-tools docker-registry skopeo
     busybox-static ca-certificates mmdebstrap)
+# Debian's own Toolbx: vendor-tests/toolbx_made.rs has it create the
+# containers mtbx, as `toolbox`, must then use as they are.
+PACKAGES+=(podman-toolbox)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

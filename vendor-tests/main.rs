@@ -11,5 +11,6 @@ mod qemu;
 mod registry;
 mod rootfs;
 mod toolbox;
+mod toolbx_made;
 mod toolbx_parity;
 mod user_hosts;

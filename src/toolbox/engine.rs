@@ -158,6 +158,17 @@ pub struct ContainerInfo {
     /// Its labels.
     #[serde(default)]
     pub labels: Option<std::collections::BTreeMap<String, String>>,
+    /// The command its entry point runs, program first (Toolbx's own
+    /// containers run `toolbox init-container`).
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    /// Where its mounts appear inside.
+    #[serde(default)]
+    pub mounts: Option<Vec<String>>,
+    /// Its entry point's process id on the host while it runs (the
+    /// PID namespace is the host's), else 0.
+    #[serde(default)]
+    pub pid: i64,
 }
 
 impl ContainerInfo {

@@ -585,9 +585,10 @@ impl<'a> ExecSpec<'a> {
         }
     }
 
-    /// The `podman exec` arguments. Detach keys are off, as in Toolbx, so
-    /// Ctrl-P and Ctrl-Q reach the shell and the programs in it.
-    pub fn args(&self) -> Vec<std::ffi::OsString> {
+    /// What every `podman exec` of a session starts with. Detach keys are
+    /// off, as in Toolbx, so Ctrl-P and Ctrl-Q reach the shell and the
+    /// programs in it.
+    fn exec_head(&self) -> Vec<std::ffi::OsString> {
         use std::ffi::OsString;
         let mut args: Vec<OsString> =
             vec!["exec".into(), "--detach-keys".into(), "".into(), "--interactive".into()];
@@ -602,6 +603,13 @@ impl<'a> ExecSpec<'a> {
             kv.push(v);
             args.extend(["--env".into(), kv]);
         }
+        args
+    }
+
+    /// The `podman exec` arguments for an mtbx container: its
+    /// container-exec does the rest inside.
+    pub fn args(&self) -> Vec<std::ffi::OsString> {
+        let mut args = self.exec_head();
         args.push(self.container.into());
         args.push(format!("{HOST_DIR}/mtbx").into());
         args.push("container-exec".into());
@@ -620,6 +628,24 @@ impl<'a> ExecSpec<'a> {
             args.push(d.into());
         }
         args.push("--".into());
+        args.extend(self.command.iter().cloned());
+        args
+    }
+
+    /// The `podman exec` arguments for a container Toolbx made, as Toolbx
+    /// builds them: podman becomes the user and goes to `workdir`, and
+    /// `capsh` drops the capabilities and runs the command, through a
+    /// login shell when `login` (`run`; `enter`'s command is the login
+    /// shell already).
+    pub fn toolbx_args(&self, login: bool, workdir: &Path) -> Vec<std::ffi::OsString> {
+        let mut args = self.exec_head();
+        args.extend(["--user".into(), self.user.name.clone().into(), "--workdir".into(), workdir.into()]);
+        args.push(self.container.into());
+        args.extend(["capsh".into(), "--caps=".into(), "--".into()]);
+        if login {
+            args.push("--login".into());
+        }
+        args.extend(["-c".into(), "exec \"$@\"".into(), "bash".into()]);
         args.extend(self.command.iter().cloned());
         args
     }

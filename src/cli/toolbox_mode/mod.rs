@@ -190,9 +190,9 @@ struct RmiArgs {
     force: bool,
 }
 
-/// Toolbx's init-container flags: it runs inside Toolbx's own containers;
-/// mtbx's containers run mtbx's entry point instead, so here it only
-/// parses and explains.
+/// Toolbx's init-container flags: the entry point of the containers
+/// Toolbx made, which mtbx runs where it is the host's /usr/bin/toolbox
+/// (mtbx's own containers have their own entry point).
 #[derive(Debug, Args)]
 struct InitArgs {
     #[arg(long)]
@@ -272,9 +272,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Cmd::Create(a) => create(a, &g),
         Cmd::Enter(a) => enter(a, &g),
         Cmd::Help { topics } => return show_help(topics.first().map(String::as_str)),
-        Cmd::InitContainer(_) => Err(Fail::new(
-            "the 'init-container' command can only be used inside Toolbx containers made by Toolbx itself; mtbx's containers have their own entry point",
-        )),
+        Cmd::InitContainer(a) => init_container(a),
         Cmd::List(a) => list(a),
         Cmd::Rm(a) => rm(a),
         Cmd::Rmi(a) => rmi(a),
@@ -612,11 +610,21 @@ fn run_command(
             .map_err(because(&inspect_failed))?
             .ok_or_else(|| Fail::new(&inspect_failed))?,
     };
-    if info.label(LABEL_ARCH).is_none() {
-        return Err(Fail::new(format!(
-            "container {} is too old and no longer supported\nRecreate it with Toolbx version 0.0.97 or newer.",
-            c.container
-        )));
+    match ops::maker(&info) {
+        ops::Maker::Mtbx => {}
+        ops::Maker::TooOld => {
+            return Err(Fail::new(format!(
+                "container {} is too old and no longer supported\nRecreate it with Toolbx version 0.0.97 or newer.",
+                c.container
+            )))
+        }
+        ops::Maker::Toolbx { deprecated } => {
+            if deprecated {
+                eprintln!("Warning: container {} uses deprecated features", c.container);
+                eprintln!("Consider recreating it with Toolbx version 0.0.97 or newer.");
+            }
+            return run_in_toolbx_made(&tb, &info, command, preserve_fds, interactive);
+        }
     }
     // A session as mtbx's run/enter hold it (toolbox::session), so a
     // container made with `mtbx create --auto-stop` is never stopped
@@ -670,6 +678,110 @@ fn run_command(
             Err(Fail { message: format!("command {shown} not found in container {}", c.container), code })
         }
         _ => Ok(code),
+    }
+}
+
+/// init-container in a container Toolbx made
+/// ([`toolbox::inside::init_toolbx_made`]).
+fn init_container(a: InitArgs) -> Result<i32> {
+    let (Some(user), Some(uid), Some(home)) = (a.user, a.uid, a.home) else {
+        return Err(Fail::usage(
+            "init-container needs --user, --uid and --home, as Toolbx's create passes them",
+        ));
+    };
+    // The links --home-link, --media-link and --mnt-link ask for, and the
+    // host's files --monitor-host follows, mtbx's set-up makes from what
+    // the host has; the flags are accepted for what Toolbx's create wrote.
+    let _ = (a.home_link, a.media_link, a.mnt_link, a.monitor_host);
+    let host_user = HostUser {
+        name: user,
+        uid,
+        gid: a.gid.unwrap_or(uid),
+        home: home.into(),
+        shell: a.shell.unwrap_or_else(|| "/bin/bash".into()).into(),
+    };
+    let args = toolbox::inside::InitArgs {
+        arch: crate::emu::arch::Arch::host(),
+        user: host_user,
+        qemu: None,
+        cpu: None,
+    };
+    Ok(toolbox::inside::init_toolbx_made(&args))
+}
+
+/// `run` and `enter` in a container Toolbx made, as Toolbx runs them:
+/// its start and stamp, capsh, and the fallbacks of its
+/// `runCommandWithFallbacks` (the home for a working directory the
+/// container lacks; bash for a login shell it lacks), with its words.
+fn run_in_toolbx_made(
+    tb: &Toolbox,
+    info: &ops::ContainerInfo,
+    command: &[OsString],
+    preserve_fds: u32,
+    interactive: bool,
+) -> Result<i32> {
+    let name = info.name();
+    tb.start_toolbx_made(info, std::time::Duration::from_secs(25)).map_err(|e| match e {
+        OpsError::NotStarted { why, .. } => Fail::new(why.join("\n")),
+        e => {
+            tracing::debug!("{e}");
+            Fail::new(format!("failed to initialize container {name}"))
+        }
+    })?;
+    let user = HostUser::current()?;
+    let mut shell_command: Vec<OsString> = vec![user.shell.clone().into(), "-l".into()];
+    let mut command = if interactive { shell_command.clone() } else { command.to_vec() };
+    let mut spec = ExecSpec::here(name, &user, &[]);
+    spec.preserve_fds = preserve_fds;
+    let mut workdir = spec.cwd.clone().unwrap_or_else(|| user.home.clone());
+    let (mut fell_back_dir, mut fell_back_shell) = (false, false);
+    loop {
+        let spec = ExecSpec { command: &command, ..spec.clone() };
+        let status = tb
+            .exec_toolbx_made(&spec, !interactive, &workdir)
+            .map_err(because(format!("failed to invoke 'podman exec' in container {name}")))?;
+        let code = status.code().unwrap_or(1);
+        let shown = command.first().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        match code {
+            125 => {
+                return Err(Fail {
+                    message: format!("failed to invoke 'podman exec' in container {name}"),
+                    code,
+                })
+            }
+            126 if !interactive => {
+                return Err(Fail {
+                    message: format!("failed to invoke command {shown} in container {name}"),
+                    code,
+                })
+            }
+            127 if !tb.path_present(name, &user.name, &workdir) => {
+                if fell_back_dir {
+                    return Err(Fail {
+                        message: format!("directory {} not found in container {name}", workdir.display()),
+                        code,
+                    });
+                }
+                eprintln!("Error: directory {} not found in container {name}", workdir.display());
+                workdir = user.home.clone();
+                eprintln!("Using {} instead.", workdir.display());
+                fell_back_dir = true;
+            }
+            127 if !tb.command_found(name, &user.name, &shown) => {
+                if !interactive || fell_back_shell {
+                    return Err(Fail {
+                        message: format!("command {shown} not found in container {name}"),
+                        code,
+                    });
+                }
+                eprintln!("Error: command {shown} not found in container {name}");
+                shell_command = vec!["/bin/bash".into(), "-l".into()];
+                eprintln!("Using /bin/bash instead.");
+                command = shell_command.clone();
+                fell_back_shell = true;
+            }
+            _ => return Ok(code),
+        }
     }
 }
 

@@ -137,6 +137,19 @@ fn setup(args: &InitArgs) -> Result<(), InitError> {
         emulation::register(args.arch, qemu, args.cpu.as_deref())?;
         emulation::verify(args.arch)?;
     }
+    prepare(args)?;
+    let stamp = toolbox::stamp_file(Path::new(toolbox::STAMP_DIR));
+    write_atomic(&stamp, toolbox::stamp_text().as_bytes(), 0o644)
+        .map_err(|e| err("cannot write the ready stamp", &e))?;
+    // The user's, so that `mtbx rm` (run as the user) can remove it.
+    let _ = std::os::unix::fs::chown(&stamp, Some(args.user.uid), Some(args.user.gid));
+    Ok(())
+}
+
+/// What Toolbx's init-container sets up, in its order, for mtbx's
+/// containers and Toolbx's alike.
+fn prepare(args: &InitArgs) -> Result<(), InitError> {
+    let err = |what: &str, e: &dyn std::fmt::Display| InitError(format!("{what}: {e}"));
     markers::mark(args).map_err(|e| err("cannot write the toolbox markers", &e))?;
     host::link_host_dirs(Path::new("/"), &args.user);
     user::setup_user(&args.user).map_err(|e| err("cannot set up the user", &e))?;
@@ -145,12 +158,45 @@ fn setup(args: &InitArgs) -> Result<(), InitError> {
     nvidia::apply_file(Path::new("/"), &nvidia::spec_file(args.user.uid), args.qemu.is_none())?;
     config::configure_kerberos_and_rpm(Path::new("/"));
     config::trust_host_cas(Path::new("/"));
-    let stamp = toolbox::stamp_file(Path::new(toolbox::STAMP_DIR));
-    write_atomic(&stamp, toolbox::stamp_text().as_bytes(), 0o644)
-        .map_err(|e| err("cannot write the ready stamp", &e))?;
-    // The user's, so that `mtbx rm` (run as the user) can remove it.
-    let _ = std::os::unix::fs::chown(&stamp, Some(args.user.uid), Some(args.user.gid));
     Ok(())
+}
+
+/// `toolbox init-container` in a container Toolbx made, when mtbx is the
+/// host's /usr/bin/toolbox that Toolbx bind-mounted in: the same set-up
+/// as mtbx's own containers get (natively: Toolbx has no foreign
+/// containers), then Toolbx's initialization stamp, which `run` and
+/// `enter` (Toolbx's or mtbx's) wait for, in the user's Toolbx runtime
+/// directory (shared with the host), named by this process's id, which is
+/// the host's (Toolbx's containers share its PID namespace). Failures in
+/// Toolbx's words, which the front ends read from the log.
+pub fn init_toolbx_made(args: &InitArgs) -> i32 {
+    if !Path::new("/run/.containerenv").is_file() {
+        eprintln!("Error: the 'init-container' command can only be used inside containers");
+        return 1;
+    }
+    let stamp = || -> Result<(), InitError> {
+        let xdg = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
+        let dir = toolbox::cdi::runtime_dir(args.user.uid, xdg.as_deref());
+        let stamp = dir.join(format!("container-initialized-{}", std::process::id()));
+        crate::fsutil::mkdir_all(&dir, 0o700)
+            .and_then(|()| std::fs::File::create(&stamp).map(drop))
+            .map_err(|e| InitError(format!("failed to create initialization stamp: {e}")))?;
+        let _ = std::os::unix::fs::chown(&stamp, Some(args.user.uid), Some(args.user.gid));
+        Ok(())
+    };
+    match test_hooks().and_then(|()| prepare(args)).and_then(|()| stamp()) {
+        Ok(()) => {
+            eprintln!("Listening to file system and ticker events");
+            wait_for_stop();
+            0
+        }
+        Err(e) => {
+            for line in e.0.lines() {
+                eprintln!("Error: {line}");
+            }
+            1
+        }
+    }
 }
 
 /// Block the signals that end a container and wait for one, while the

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub use super::engine::{set_podman_log_level, EngineError, Object};
-use super::engine::{ContainerInfo, Podman};
+use super::engine::Podman;
+pub use super::engine::{set_podman_log_level, ContainerInfo, EngineError, Object};
 use super::naming::Defaults;
 use super::selection::{SelectFlags, Selection, ShortNames};
 use super::session::Session;
@@ -30,11 +30,13 @@ mod create;
 mod list;
 mod remove;
 mod run;
+mod toolbx_made;
 
 pub use create::*;
 pub use list::*;
 pub use remove::*;
 pub use run::*;
+pub use toolbx_made::*;
 
 /// How long a starting container may take to become ready.
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);

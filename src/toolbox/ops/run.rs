@@ -11,12 +11,7 @@ impl Toolbox {
         if crate::toolbox::is_ready(&stamp) {
             return Ok(Vec::new());
         }
-        // As Toolbx: the driver's spec where init-container reads it, before
-        // the start; without the driver, whatever is there stays as it is.
-        if let Some(spec) = self.nvidia() {
-            let file = crate::toolbox::cdi::host_file();
-            crate::toolbox::cdi::save(spec, &file).map_err(io(format!("cannot write {}", file.display())))?;
-        }
+        self.save_nvidia()?;
         self.podman.start(c.name())?;
         // Toolbx's words at debug (its tests read them).
         let how = crate::toolbox::readiness::Watch::from_env();
@@ -90,9 +85,19 @@ impl Toolbox {
         Ok(status?)
     }
 
+    /// As Toolbx before a start: the driver's spec where init-container
+    /// reads it; without the driver, whatever is there stays as it is.
+    pub(super) fn save_nvidia(&self) -> Result<(), OpsError> {
+        if let Some(spec) = self.nvidia() {
+            let file = crate::toolbox::cdi::host_file();
+            crate::toolbox::cdi::save(spec, &file).map_err(io(format!("cannot write {}", file.display())))?;
+        }
+        Ok(())
+    }
+
     /// NVIDIA's CDI spec, when this host has the proprietary driver
     /// ([`crate::toolbox::cdi::generate`]); generated once per command.
-    fn nvidia(&self) -> Option<&crate::toolbox::cdi::Spec> {
+    pub(super) fn nvidia(&self) -> Option<&crate::toolbox::cdi::Spec> {
         self.nvidia.get_or_init(crate::toolbox::cdi::generate).as_ref()
     }
 
@@ -171,7 +176,7 @@ impl Toolbox {
         if crate::toolbox::is_ready(&crate::toolbox::stamp_file(&recorded)) {
             return Ok(Opened::Ready(session));
         }
-        Ok(Opened::Stopped { container: c, session })
+        Ok(Opened::Stopped { container: Box::new(c), session })
     }
 
     /// End a session; the last one of an auto-stop container stops it.
@@ -194,7 +199,7 @@ pub enum Opened {
     /// its own progress and words.
     Stopped {
         /// The container.
-        container: ContainerInfo,
+        container: Box<ContainerInfo>,
         /// The session held meanwhile.
         session: Option<Session>,
     },

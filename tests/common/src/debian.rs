@@ -33,8 +33,16 @@ fn cache_dir() -> PathBuf {
 /// reason, where it cannot be built (not root, no mmdebstrap, no QEMU, no
 /// binfmt_misc of a user namespace's own).
 pub fn rootfs(test: &str, deb_arch: &str) -> Option<PathBuf> {
+    rootfs_including(test, deb_arch, &[])
+}
+
+/// [`rootfs`] with more packages (`build-essential`), cached under a name
+/// that lists them.
+pub fn rootfs_including(test: &str, deb_arch: &str, extra: &[&str]) -> Option<PathBuf> {
     let dir = cache_dir();
-    let tar = dir.join(format!("{SUITE}-{deb_arch}.tar"));
+    let name = std::iter::once(format!("{SUITE}-{deb_arch}")).chain(extra.iter().map(|e| e.to_string()));
+    let name = name.collect::<Vec<_>>().join("-");
+    let tar = dir.join(format!("{name}.tar"));
     if tar.is_file() {
         return Some(tar);
     }
@@ -54,22 +62,23 @@ pub fn rootfs(test: &str, deb_arch: &str) -> Option<PathBuf> {
         return Some(tar);
     }
     // mmdebstrap picks its output format by the name too: keep `.tar`.
-    let partial = dir.join(format!(".partial-{SUITE}-{deb_arch}.tar"));
+    let partial = dir.join(format!(".partial-{name}.tar"));
     let _ = std::fs::remove_file(&partial);
     let host = Command::new("dpkg").arg("--print-architecture").output().ok().map(|o| text(&o.stdout));
     let native = host.as_deref().map(str::trim) == Some(deb_arch);
-    let ok = if native { build_native(&partial) } else { build_foreign(test, deb_arch, &partial)? };
+    let include = std::iter::once(INCLUDE).chain(extra.iter().copied()).collect::<Vec<_>>().join(",");
+    let ok = if native { build_native(&partial, &include) } else { build_foreign(test, deb_arch, &partial, &include)? };
     assert!(ok, "mmdebstrap of {SUITE} for {deb_arch} failed");
     std::fs::rename(&partial, &tar).unwrap();
     Some(tar)
 }
 
-fn mmdebstrap(out: &Path) -> Command {
+fn mmdebstrap(out: &Path, include: &str) -> Command {
     let mut c = Command::new("mmdebstrap");
     // The mirror is explicit: without one mmdebstrap may read sources from
     // stdin. Only the main suite: a security index out of sync for a
     // foreign architecture fails the whole build.
-    c.args(["--quiet", "--variant=minbase", "--format=tar", &format!("--include={INCLUDE}")])
+    c.args(["--quiet", "--variant=minbase", "--format=tar", &format!("--include={include}")])
         .arg(SUITE)
         .arg(out)
         .arg("http://deb.debian.org/debian")
@@ -77,8 +86,8 @@ fn mmdebstrap(out: &Path) -> Command {
     c
 }
 
-fn build_native(out: &Path) -> bool {
-    mmdebstrap(out).status().is_ok_and(|s| s.success())
+fn build_native(out: &Path, include: &str) -> bool {
+    mmdebstrap(out, include).status().is_ok_and(|s| s.success())
 }
 
 /// mmdebstrap --mode=root for a foreign architecture, as root of a user
@@ -86,7 +95,7 @@ fn build_native(out: &Path) -> bool {
 /// the ids through newuidmap, which wants /etc/subuid ranges for root; so
 /// the namespace is made by `unshare`, and this (root) process writes the
 /// maps itself while the shell in it waits for them.
-fn build_foreign(test: &str, deb_arch: &str, out: &Path) -> Option<bool> {
+fn build_foreign(test: &str, deb_arch: &str, out: &Path, include: &str) -> Option<bool> {
     let arch = mtbx::emu::arch::Arch::parse(deb_arch).unwrap();
     let Some(qemu) = mtbx::emu::host::find_interpreter(arch, None).usable().map(|q| q.path.clone()) else {
         skip(test, &format!("no static QEMU for {deb_arch} (apt-get install qemu-user-static)"));
@@ -98,7 +107,7 @@ fn build_foreign(test: &str, deb_arch: &str, out: &Path) -> Option<bool> {
     }
     let flags = mtbx::emu::binfmt::Flags::parse("F").unwrap();
     let line = mtbx::emu::binfmt::Registration::for_arch(arch, &qemu, flags).line().unwrap();
-    let mut strap = mmdebstrap(out);
+    let mut strap = mmdebstrap(out, include);
     strap.args(["--mode=root", &format!("--architectures={deb_arch}")]);
     let strap: Vec<String> = std::iter::once(strap.get_program())
         .chain(strap.get_args())
