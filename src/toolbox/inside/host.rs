@@ -186,7 +186,6 @@ pub(super) fn link_time_zone(root: &Path) {
     let zone = if host.join("etc/localtime").exists() { zone } else { Some("UTC".into()) };
     if let Some(z) = zone {
         let tz = root.join("etc/timezone");
-        let _ = std::fs::remove_file(&tz);
         if let Err(e) = write_atomic(&tz, format!("{z}\n").as_bytes(), 0o644) {
             say(WARNING_PREFIX, &format!("cannot write {}: {e}", tz.display()));
         }
