@@ -661,24 +661,31 @@ fn run_command(
     let status =
         status.map_err(because(format!("failed to invoke 'podman exec' in container {}", c.container)))?;
     let code = status.code().unwrap_or(1);
-    if code == 125 {
-        return Err(Fail {
-            message: format!("failed to invoke 'podman exec' in container {}", c.container),
-            code,
-        });
-    }
     let shown = command.first().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    if let Some(fail) = exec_failure(code, &shown, interactive, &c.container) {
+        return Err(fail);
+    }
     match code {
-        126 if !interactive => Err(Fail {
-            message: format!("failed to invoke command {shown} in container {}", c.container),
-            code,
-        }),
         // 127 from a command that exists is the command's own code.
         127 if !interactive && !tb.command_found(&c.container, &user.name, &shown) => {
             Err(Fail { message: format!("command {shown} not found in container {}", c.container), code })
         }
         _ => Ok(code),
     }
+}
+
+/// Toolbx's words for what podman exec's own exit codes mean: 125,
+/// podman failed; 126, the command could not be run, unless it was a
+/// `toolbox` command forwarded to the host, which said why itself there.
+fn exec_failure(code: i32, command: &str, interactive: bool, container: &str) -> Option<Fail> {
+    let message = match code {
+        125 => format!("failed to invoke 'podman exec' in container {container}"),
+        126 if !interactive && command != "toolbox" => {
+            format!("failed to invoke command {command} in container {container}")
+        }
+        _ => return None,
+    };
+    Some(Fail { message, code })
 }
 
 /// init-container in a container Toolbx made
@@ -742,19 +749,10 @@ fn run_in_toolbx_made(
             .map_err(because(format!("failed to invoke 'podman exec' in container {name}")))?;
         let code = status.code().unwrap_or(1);
         let shown = command.first().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        if let Some(fail) = exec_failure(code, &shown, interactive, name) {
+            return Err(fail);
+        }
         match code {
-            125 => {
-                return Err(Fail {
-                    message: format!("failed to invoke 'podman exec' in container {name}"),
-                    code,
-                })
-            }
-            126 if !interactive => {
-                return Err(Fail {
-                    message: format!("failed to invoke command {shown} in container {name}"),
-                    code,
-                })
-            }
             127 if !tb.path_present(name, &user.name, &workdir) => {
                 if fell_back_dir {
                     return Err(Fail {
@@ -889,4 +887,22 @@ fn rm(a: RmArgs) -> Result<i32> {
 
 fn rmi(a: RmiArgs) -> Result<i32> {
     remove(Object::Image, &a.names, a.all, a.force)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn podman_execs_own_codes_in_toolbxs_words() {
+        let f = exec_failure(125, "ls", false, "box").unwrap();
+        assert_eq!((f.message.as_str(), f.code), ("failed to invoke 'podman exec' in container box", 125));
+        let f = exec_failure(126, "/etc", false, "box").unwrap();
+        assert_eq!((f.message.as_str(), f.code), ("failed to invoke command /etc in container box", 126));
+        assert!(exec_failure(126, "toolbox", false, "box").is_none(), "the host's toolbox said why already");
+        assert!(exec_failure(126, "bash", true, "box").is_none(), "enter's shell said why itself");
+        assert!(
+            exec_failure(0, "ls", false, "box").is_none() && exec_failure(127, "ls", false, "box").is_none()
+        );
+    }
 }
