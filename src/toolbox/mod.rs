@@ -9,6 +9,7 @@
 //! runs with that start time (containers share the host's PID namespace,
 //! as in Toolbx), so a stopped or restarted container never looks ready.
 
+pub mod assemble;
 pub mod cdi;
 pub mod engine;
 pub mod export;
