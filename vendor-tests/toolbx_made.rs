@@ -235,10 +235,14 @@ fn toolbx_made_containers_used_as_toolbox(test: &str, rootless: bool) {
     if rootless {
         args.extend(["--userns", "keep-id"]);
     }
+    // Toolbx's runtime directory, which it shares with its containers:
+    // XDG_RUNTIME_DIR for users, /run/toolbox for root.
+    let toolbx_runtime = if rootless { m.runtime.clone() } else { PathBuf::from("/run/toolbox") };
+    std::fs::create_dir_all(&toolbx_runtime).unwrap();
     let volumes = [
         format!("{home}:{home}:rslave"),
         format!("{}:/usr/bin/toolbox:ro", m.mtbx_toolbox.display()),
-        format!("{r}:{r}", r = m.runtime.display()),
+        format!("{r}:{r}", r = toolbx_runtime.display()),
         "/:/run/host:rslave".to_string(),
         "/dev:/dev:rslave".to_string(),
     ];
