@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub use super::engine::{set_podman_log_level, EngineError, Object};
-use super::engine::{ContainerInfo, Podman};
+use super::engine::Podman;
+pub use super::engine::{set_podman_log_level, ContainerInfo, EngineError, Object};
 use super::naming::Defaults;
 use super::selection::{SelectFlags, Selection, ShortNames};
 use super::session::Session;
@@ -28,11 +28,13 @@ use crate::storage::{StorageConfig, StorageError, Store};
 
 mod create;
 mod list;
+mod provision;
 mod remove;
 mod run;
 
 pub use create::*;
 pub use list::*;
+pub use provision::*;
 pub use remove::*;
 pub use run::*;
 
@@ -77,6 +79,19 @@ pub enum OpsError {
         /// when it timed out still running.
         why: Vec<String>,
     },
+    /// Provisioning (`create --packages`/`--init-hook`) or `upgrade`
+    /// failed in the container; it is tried again at the next start.
+    #[error("cannot {what} container {name}: {why}")]
+    Provision {
+        /// The container.
+        name: String,
+        /// `provision` or `upgrade`.
+        what: &'static str,
+        /// Why, in one line (the step and its exit status).
+        why: String,
+        /// The package manager's last lines, bounded.
+        last: Vec<String>,
+    },
     /// A podman rm failed.
     #[error("{source}{hint}")]
     Remove {
@@ -102,6 +117,9 @@ pub enum OpsError {
     /// The image store.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The provisioning a container records cannot be read.
+    #[error(transparent)]
+    Provisioning(#[from] crate::toolbox::provision::ProvisionError),
     /// A session's lock or mark.
     #[error(transparent)]
     Session(#[from] super::session::SessionError),
@@ -131,6 +149,8 @@ impl Classify for OpsError {
             OpsError::Select(e) => e.kind(),
             OpsError::NothingToRemove | OpsError::NotToolbox(_) => Kind::BadInput,
             OpsError::Pull(r) => r.kind(),
+            OpsError::Provision { .. } => Kind::Provision,
+            OpsError::Provisioning(e) => e.kind(),
             _ => Kind::Failed,
         }
     }
