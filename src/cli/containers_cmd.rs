@@ -224,6 +224,7 @@ impl From<&SelectArgs> for SelectFlags {
 
 /// `assumeyes` is the global `-y`.
 pub fn create(args: CreateArgs, assumeyes: bool) -> Result<i32> {
+    let provision = Provision::new(args.packages.clone(), args.init_hooks.clone())?;
     let tb = Toolbox::new()?;
     let req = CreateRequest {
         name: args.name.clone(),
@@ -232,7 +233,7 @@ pub fn create(args: CreateArgs, assumeyes: bool) -> Result<i32> {
         qemu: args.qemu.clone(),
         cpu: args.cpu.clone(),
         auto_stop: args.auto_stop,
-        provision: Provision::new(args.packages.clone(), args.init_hooks.clone())?,
+        provision,
     };
     let plan = tb.plan_create(&req)?;
     let stored = match &plan.need {

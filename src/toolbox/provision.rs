@@ -443,7 +443,8 @@ fn run_step(argv: &[&str], extra: &[String], env: &[(&str, &str)]) -> Result<(),
     if status.success() {
         return Ok(());
     }
-    Err(ProvisionError::Step { step: shown, code: status.code().unwrap_or(-1) })
+    // Cut, so that the status still fits the one line the host keeps.
+    Err(ProvisionError::Step { step: crate::text::one_line(&shown, 160), code: status.code().unwrap_or(-1) })
 }
 
 #[cfg(test)]
