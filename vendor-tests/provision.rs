@@ -171,7 +171,7 @@ fn rootful_packages_hooks_failure_retry_and_upgrade() {
         let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
         assert_eq!(out.status.code(), Some(6), "{attempt}: {stdout}{stderr}");
         assert!(!stdout.contains("ran"), "{attempt}: the command does not run: {stdout}");
-        assert!(stderr.contains(&format!("broken: apt-get install -y")), "{attempt}: {stderr}");
+        assert!(stderr.contains("broken: apt-get install -y"), "{attempt}: {stderr}");
         assert!(stderr.contains("the last lines of apt-get install"), "{attempt}: {stderr}");
         assert!(stderr.contains(&format!("E: Unable to locate package {missing}")), "{attempt}: {stderr}");
         let error = stderr.lines().last().unwrap();
