@@ -227,7 +227,7 @@ fn rootless_first_start_through_toolbox_and_upgrade() {
     let (stdout, _) = b.ok(&["upgrade", "--all"]);
     let mut lines: Vec<&str> = stdout.lines().collect();
     lines.sort();
-    assert_eq!(lines, ["prov: ok", "prov-tb: ok"]);
+    assert_eq!(lines, ["prov-tb: ok", "prov: ok"], "one line each, sorted here");
 }
 
 #[test]
