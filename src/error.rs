@@ -26,6 +26,9 @@ pub enum Kind {
     CannotExec,
     /// The command does not exist (as a shell says 127).
     CommandNotFound,
+    /// A container's provisioning or upgrade (its package manager or an
+    /// init hook) failed.
+    Provision,
 }
 
 impl Kind {
@@ -37,6 +40,7 @@ impl Kind {
             Kind::NotFound => 3,
             Kind::Auth => 4,
             Kind::Network => 5,
+            Kind::Provision => 6,
             Kind::CannotExec => 126,
             Kind::CommandNotFound => 127,
         }

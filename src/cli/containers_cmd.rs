@@ -13,7 +13,8 @@ use super::image_args::RegistryArgs;
 use super::output::{self, Format, Table};
 use crate::emu::arch::Arch;
 use crate::image::resolved::human_size;
-use crate::toolbox::ops::{self, CreateRequest, Need, Opened, PullVoice, Toolbox};
+use crate::toolbox::ops::{self, ContainerInfo, CreateRequest, Need, Opened, PullVoice, Toolbox};
+use crate::toolbox::provision::Provision;
 use crate::toolbox::selection::SelectFlags;
 use crate::toolbox::session::Session;
 use crate::toolbox::{ExecSpec, HostUser};
@@ -58,8 +59,36 @@ pub struct CreateArgs {
     /// Stop the container when its last `mtbx run`/`enter` ends.
     #[arg(long)]
     auto_stop: bool,
+    /// Packages to install at the first start, with the distribution's
+    /// package manager (repeatable, or a comma list).
+    #[arg(long = "packages", value_name = "PKG,...", value_delimiter = ',')]
+    packages: Vec<String>,
+    /// A shell command run as root at the first start, after the packages
+    /// (repeatable; run in order).
+    #[arg(long = "init-hook", value_name = "CMD")]
+    init_hooks: Vec<String>,
     #[command(flatten)]
     registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct UpgradeArgs {
+    /// Container names.
+    #[arg(value_name = "NAME", add = super::complete::containers())]
+    names: Vec<String>,
+    /// Every container mtbx made.
+    #[arg(long, short = 'a', conflicts_with = "names")]
+    all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ProvisionArgs {
+    #[arg(long = "package")]
+    packages: Vec<String>,
+    #[arg(long = "init-hook")]
+    init_hooks: Vec<String>,
+    #[arg(long)]
+    upgrade: bool,
 }
 
 #[derive(Debug, Args)]
@@ -195,6 +224,7 @@ impl From<&SelectArgs> for SelectFlags {
 
 /// `assumeyes` is the global `-y`.
 pub fn create(args: CreateArgs, assumeyes: bool) -> Result<i32> {
+    let provision = Provision::new(args.packages.clone(), args.init_hooks.clone())?;
     let tb = Toolbox::new()?;
     let req = CreateRequest {
         name: args.name.clone(),
@@ -203,6 +233,7 @@ pub fn create(args: CreateArgs, assumeyes: bool) -> Result<i32> {
         qemu: args.qemu.clone(),
         cpu: args.cpu.clone(),
         auto_stop: args.auto_stop,
+        provision,
     };
     let plan = tb.plan_create(&req)?;
     let stored = match &plan.need {
@@ -232,6 +263,19 @@ pub fn create(args: CreateArgs, assumeyes: bool) -> Result<i32> {
             eprintln!("Created container {name} ({}, CPU {cpu}) from {}", created.platform, created.image)
         }
         None => eprintln!("Created container {name} ({}) from {}", created.platform, created.image),
+    }
+    let p = &plan.provision;
+    if !p.is_empty() {
+        let hooks = match p.init_hooks.len() {
+            0 => String::new(),
+            1 => " and runs 1 init hook".into(),
+            n => format!(" and runs {n} init hooks"),
+        };
+        let packages = match p.packages.len() {
+            0 => String::new(),
+            _ => format!(" installs {}", crate::text::escaped(&p.packages.join(" "))),
+        };
+        eprintln!("At its first start it{packages}{hooks}");
     }
     eprintln!("Enter it with: mtbx enter {name}");
     println!("{name}");
@@ -287,7 +331,113 @@ pub(crate) fn begin_session(tb: &Toolbox, name: &str, which: &SelectArgs) -> Res
             for w in started? {
                 output::warn(&w);
             }
+            provision_at_start(tb, &container)?;
             Ok(session)
+        }
+    }
+}
+
+/// Provision a container just started when it has provisioning to do
+/// ([`Toolbox::provision`]): on a terminal a spinner with the step and
+/// the output's latest line, elsewhere one line per step; a failure's
+/// last lines printed before its error. For both front ends.
+pub(crate) fn provision_at_start(tb: &Toolbox, c: &ContainerInfo) -> Result<(), ops::OpsError> {
+    let name = c.name();
+    let mut shown = Shown::new(name);
+    let r = tb.provision(c, &mut |p| shown.show(p));
+    shown.done(r.as_ref().err());
+    r.map(drop)
+}
+
+/// Provisioning and upgrade progress on stderr.
+struct Shown<'a> {
+    name: &'a str,
+    spin: indicatif::ProgressBar,
+    terminal: bool,
+    step: String,
+}
+
+impl<'a> Shown<'a> {
+    fn new(name: &'a str) -> Shown<'a> {
+        let terminal = std::io::stderr().is_terminal();
+        Shown { name, spin: indicatif::ProgressBar::hidden(), terminal, step: String::new() }
+    }
+
+    fn show(&mut self, p: ops::Progress<'_>) {
+        match p {
+            ops::Progress::Step(s) => {
+                self.step = s.to_string();
+                if self.terminal {
+                    if self.spin.is_hidden() {
+                        self.spin = output::spinner(String::new());
+                    }
+                    self.spin.set_message(format!("{}: {s}", self.name));
+                } else {
+                    eprintln!("{}: {s}", self.name);
+                }
+            }
+            ops::Progress::Line(l) if self.terminal => {
+                self.spin.set_message(format!("{}: {}: {l}", self.name, self.step))
+            }
+            ops::Progress::Line(_) => {}
+        }
+    }
+
+    fn done(self, failed: Option<&ops::OpsError>) {
+        self.spin.finish_and_clear();
+        if let Some(ops::OpsError::Provision { last, .. }) = failed {
+            if !last.is_empty() {
+                eprintln!("{}: the last lines of {}:", self.name, self.step);
+                for l in last {
+                    eprintln!("  {l}");
+                }
+            }
+        }
+    }
+}
+
+/// `mtbx upgrade`: each container's packages refreshed and upgraded, one
+/// summary line each on stdout; exit 6 when any failed.
+pub fn upgrade(args: UpgradeArgs) -> Result<i32> {
+    if args.names.is_empty() && !args.all {
+        return Err(crate::error::BadInput("name the containers to upgrade, or pass --all".into()).into());
+    }
+    let tb = Toolbox::new()?;
+    let names = match args.all {
+        true => tb.containers()?.iter().map(|c| c.name().to_string()).collect(),
+        false => tb.to_stop(&args.names, false, None)?,
+    };
+    let mut summary = Vec::new();
+    for name in &names {
+        let mut shown = Shown::new(name);
+        let r = tb.upgrade(name, &mut |p| shown.show(p));
+        shown.done(r.as_ref().err());
+        summary.push(match r {
+            Ok(()) => format!("{name}: ok"),
+            Err(ops::OpsError::Provision { why, .. }) => {
+                format!("{name}: failed: {}", crate::text::escaped(&why))
+            }
+            Err(e) => format!("{name}: failed: {}", crate::text::escaped(&crate::error::chain(&e))),
+        });
+    }
+    let failed = summary.iter().any(|l| !l.ends_with(": ok"));
+    for l in summary {
+        println!("{l}");
+    }
+    Ok(if failed { crate::error::Kind::Provision.exit_code() } else { exit::OK })
+}
+
+/// `container-provision`, inside the container as root: provisioning or
+/// upgrade; a failure's reason as its last line, for the host to read.
+pub fn container_provision(args: ProvisionArgs) -> Result<i32> {
+    use crate::toolbox::provision::{run_inside, Mode, ERROR_PREFIX};
+    let p = Provision::new(args.packages, args.init_hooks)?;
+    let mode = if args.upgrade { Mode::Upgrade } else { Mode::FirstStart };
+    match run_inside(&p, mode) {
+        Ok(()) => Ok(exit::OK),
+        Err(e) => {
+            eprintln!("{ERROR_PREFIX}{}", crate::text::escaped(&crate::error::chain(&e)));
+            Ok(crate::error::Classify::kind(&e).exit_code())
         }
     }
 }

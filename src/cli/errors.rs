@@ -26,6 +26,7 @@ fn classify(e: &(dyn StdError + 'static)) -> Option<Kind> {
         crate::toolbox::inside::ExecError,
         crate::toolbox::export::ExportError,
         crate::toolbox::session::SessionError,
+        crate::toolbox::provision::ProvisionError,
         crate::toolbox::selection::SelectError,
         crate::toolbox::naming::ConfigError,
         crate::toolbox::naming::ResolveError,

@@ -74,6 +74,8 @@ enum Command {
     Export(export_cmd::ExportArgs),
     /// Remove toolbox images.
     Rmi(containers_cmd::RmiArgs),
+    /// Refresh and upgrade the packages of toolbox containers.
+    Upgrade(containers_cmd::UpgradeArgs),
     /// The entrypoint of toolbox containers (runs inside them).
     #[command(hide = true)]
     InitContainer(containers_cmd::InitArgs),
@@ -83,6 +85,10 @@ enum Command {
     /// Checks or reads a file inside a toolbox container, for export.
     #[command(hide = true)]
     ContainerProbe(export_cmd::ProbeArgs),
+    /// Installs packages, runs init hooks or upgrades inside a toolbox
+    /// container, as root.
+    #[command(hide = true)]
+    ContainerProvision(containers_cmd::ProvisionArgs),
     /// Print shell completion code (bash, zsh, fish, elvish, powershell):
     /// `source <(mtbx completion bash)`.
     Completion {
@@ -143,6 +149,8 @@ pub fn run() -> i32 {
         Command::Export(args) => export_cmd::run(args),
         Command::ContainerProbe(args) => export_cmd::container_probe(args),
         Command::Rmi(args) => containers_cmd::rmi(args),
+        Command::Upgrade(args) => containers_cmd::upgrade(args),
+        Command::ContainerProvision(args) => containers_cmd::container_provision(args),
         Command::InitContainer(args) => containers_cmd::init_container(args),
         Command::ContainerExec(args) => containers_cmd::container_exec(args),
         Command::ManPages { dir } => man_pages(&dir),

@@ -347,6 +347,34 @@ impl Podman {
             .map_err(|source| EngineError::Spawn { args: "exec".to_string(), source })
     }
 
+    /// Run `podman exec` with these arguments, no terminal and no input,
+    /// its stdout and stderr merged into one pipe as they come (so lines
+    /// keep their order), each chunk given to `chunk`; its exit status.
+    pub fn exec_merged(
+        &self,
+        args: &[String],
+        chunk: &mut dyn FnMut(&[u8]),
+    ) -> Result<std::process::ExitStatus, EngineError> {
+        use std::io::Read;
+        let spawn = |source| EngineError::Spawn { args: "exec".to_string(), source };
+        let (mut reader, writer) = std::io::pipe().map_err(spawn)?;
+        let mut cmd = self.command(args);
+        cmd.stdin(Stdio::null()).stdout(writer.try_clone().map_err(spawn)?).stderr(writer);
+        let mut child = cmd.spawn().map_err(spawn)?;
+        // The write ends live only in the child now: the read ends at its end.
+        drop(cmd);
+        let mut buf = [0u8; 8192];
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => chunk(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        child.wait().map_err(spawn)
+    }
+
     /// A container's log: what it wrote to stdout and to stderr (podman
     /// replays each on its own stream).
     pub fn logs(&self, name: &str) -> String {

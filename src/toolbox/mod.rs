@@ -16,6 +16,7 @@ pub mod export;
 pub mod inside;
 pub mod naming;
 pub mod ops;
+pub mod provision;
 pub mod readiness;
 pub mod selection;
 pub mod session;
@@ -165,6 +166,8 @@ pub struct CreateSpec {
     pub auto_stop: bool,
     /// The resource limits the container gets.
     pub ulimits: Ulimits,
+    /// Packages and init hooks for its first start (in labels).
+    pub provision: provision::Provision,
 }
 
 /// The resource limits a toolbox container gets. Toolbx asks podman for
@@ -324,6 +327,9 @@ pub fn create_args(spec: &CreateSpec) -> Vec<String> {
     }
     if spec.auto_stop {
         a.extend(["--label".into(), format!("{LABEL_AUTO_STOP}=true")]);
+    }
+    for (label, value) in spec.provision.labels() {
+        a.extend(["--label".into(), format!("{label}={value}")]);
     }
     a.extend([
         "--label".into(),
@@ -822,6 +828,7 @@ mod tests {
             stamp_dir: "/run/mtbx/n".into(),
             auto_stop: false,
             ulimits: Ulimits::Host,
+            provision: provision::Provision::default(),
         };
         let a = create_args(&spec).join(" ");
         assert!(a.contains("--ulimit host "), "as Toolbx: {a}");
@@ -844,6 +851,13 @@ mod tests {
         assert!(!native.contains(LABEL_AUTO_STOP), "{native}");
         let auto = create_args(&CreateSpec { auto_stop: true, ..spec.clone() }).join(" ");
         assert!(auto.contains("--label io.github.mtbx.auto-stop=true "), "{auto}");
+        assert!(!a.contains("io.github.mtbx.packages") && !a.contains("init-hooks"), "{a}");
+        let p = provision::Provision::new(vec!["hello".into()], vec!["touch /x".into()]).unwrap();
+        let provisioned = create_args(&CreateSpec { provision: p, ..spec.clone() });
+        assert!(provisioned.windows(2).any(|w| w == ["--label", r#"io.github.mtbx.packages=["hello"]"#]));
+        assert!(provisioned
+            .windows(2)
+            .any(|w| w == ["--label", r#"io.github.mtbx.init-hooks=["touch /x"]"#]));
         let a = create_args(&CreateSpec { rootless: true, ..spec }).join(" ");
         assert!(a.contains("--userns keep-id") && !a.contains("--uidmap"), "{a}");
     }

@@ -106,6 +106,13 @@ impl Session {
         if !self.auto_stop() {
             return None;
         }
+        self.end_last()
+    }
+
+    /// End the session as the one that stops the container, whether or
+    /// not it stops by itself (`upgrade` stops a container it started):
+    /// the exclusive lock when no other session holds the shared one.
+    pub fn end_last(self) -> Option<LastSession> {
         // flock converts shared to exclusive on the same descriptor; it
         // fails without waiting when any other session holds it shared.
         match crate::sys::files::try_flock(&self.file, true) {

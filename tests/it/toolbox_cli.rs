@@ -17,18 +17,21 @@ fn without_podman_every_container_command_says_what_to_install() {
 fn internal_commands_stay_out_of_help() {
     let out = mtbx(&["--help"]).output().unwrap();
     let help = text(&out.stdout);
-    for cmd in ["create", "enter", "run", "list", "rm", "rmi", "stop", "export", "pull", "images", "inspect"]
-    {
+    for cmd in [
+        "create", "enter", "run", "list", "rm", "rmi", "stop", "export", "pull", "images", "inspect",
+        "upgrade",
+    ] {
         assert!(help.contains(&format!("  {cmd} ")), "{cmd} in --help: {help}");
     }
     assert!(!help.contains("init-container") && !help.contains("container-exec"), "{help}");
-    assert!(!help.contains("container-probe"), "{help}");
+    assert!(!help.contains("container-probe") && !help.contains("container-provision"), "{help}");
 }
 
-/// export and stop refuse bad input with exit 2 and one line, before
-/// asking podman anything (none is on PATH here).
+/// export, stop, upgrade and create's provisioning refuse bad input
+/// with exit 2 and one line, before asking podman anything (none is on
+/// PATH here).
 #[test]
-fn export_and_stop_refuse_bad_input_before_podman() {
+fn export_stop_upgrade_and_provisioning_refuse_bad_input_before_podman() {
     for (args, says) in [
         (&["export"][..], "--bin PATH or --app APP"),
         (&["export", "-c", "x", "--bin", "gcc"], "absolute path"),
@@ -38,6 +41,11 @@ fn export_and_stop_refuse_bad_input_before_podman() {
         (&["export", "--list", "--bin", "/bin/sh"], "cannot be used with"),
         (&["stop"], "or pass --all"),
         (&["stop", "--arch", "arm64"], "--all"),
+        (&["upgrade"], "or pass --all"),
+        (&["upgrade", "--all", "x"], "cannot be used with"),
+        (&["create", "--packages=hello,-oAPT::Get::x=1"], "invalid package name '-oAPT::Get::x=1'"),
+        (&["create", "--packages", "hello,,vim"], "invalid package name ''"),
+        (&["create", "--init-hook", " "], "--init-hook is empty"),
     ] {
         let out = mtbx(args).env("PATH", "/nonexistent").output().unwrap();
         let err = text(&out.stderr);

@@ -647,6 +647,13 @@ fn run_command(
             for w in warnings {
                 eprintln!("Warning: {w}");
             }
+            // Provisioning asked for by `mtbx create --packages/--init-hook`.
+            super::containers_cmd::provision_at_start(&tb, &container).map_err(|e| match e {
+                OpsError::Provision { name, why, .. } => {
+                    Fail::new(format!("failed to provision container {name}: {why}"))
+                }
+                e => Fail::new(crate::error::chain(&e)),
+            })?;
             session
         }
     };

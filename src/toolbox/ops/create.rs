@@ -22,6 +22,7 @@ impl Toolbox {
         };
         let mut plan = self.plan_for(&selection, req.qemu.as_deref(), model.as_deref())?;
         plan.auto_stop = req.auto_stop;
+        plan.provision = req.provision.clone();
         Ok(plan)
     }
 
@@ -40,7 +41,16 @@ impl Toolbox {
         let cpu = cpu_for(&target, qemu.as_deref(), cpu)?;
         let mtbx = static_self()?;
         let need = image_need(sel, &target)?;
-        Ok(CreatePlan { name: sel.container.clone(), target, qemu, cpu, mtbx, need, auto_stop: false })
+        Ok(CreatePlan {
+            name: sel.container.clone(),
+            target,
+            qemu,
+            cpu,
+            mtbx,
+            need,
+            auto_stop: false,
+            provision: Default::default(),
+        })
     }
 
     /// Create the container of a plan from `image` (the store's name).
@@ -65,8 +75,10 @@ impl Toolbox {
             stamp_dir: stamp_dir.clone(),
             auto_stop: plan.auto_stop,
             ulimits: crate::toolbox::Ulimits::for_this_process(rootless),
+            provision: plan.provision.clone(),
         };
         let marked = crate::toolbox::session::set_auto_stop(&stamp_dir, plan.auto_stop)
+            .and_then(|()| set_pending(&stamp_dir, !plan.provision.is_empty()))
             .map_err(io(format!("cannot write in {}", stamp_dir.display())));
         if let Err(e) = marked.and_then(|()| Ok(self.podman.create(&crate::toolbox::create_args(&spec))?)) {
             if made && !self.podman.container_exists(&plan.name) {
@@ -145,6 +157,8 @@ pub struct CreateRequest {
     pub cpu: Option<String>,
     /// `--auto-stop`: stop after the last session.
     pub auto_stop: bool,
+    /// `--packages` and `--init-hook`: done at the first start.
+    pub provision: crate::toolbox::provision::Provision,
 }
 
 /// A create that passed every check, before any download.
@@ -164,6 +178,8 @@ pub struct CreatePlan {
     pub need: Need,
     /// Stop after the last session.
     pub auto_stop: bool,
+    /// Packages and init hooks for the first start.
+    pub provision: crate::toolbox::provision::Provision,
 }
 
 /// A created container.

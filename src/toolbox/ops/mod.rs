@@ -28,12 +28,14 @@ use crate::storage::{StorageConfig, StorageError, Store};
 
 mod create;
 mod list;
+mod provision;
 mod remove;
 mod run;
 mod toolbx_made;
 
 pub use create::*;
 pub use list::*;
+pub use provision::*;
 pub use remove::*;
 pub use run::*;
 pub use toolbx_made::*;
@@ -79,6 +81,19 @@ pub enum OpsError {
         /// when it timed out still running.
         why: Vec<String>,
     },
+    /// Provisioning (`create --packages`/`--init-hook`) or `upgrade`
+    /// failed in the container; it is tried again at the next start.
+    #[error("cannot {what} container {name}: {why}")]
+    Provision {
+        /// The container.
+        name: String,
+        /// `provision` or `upgrade`.
+        what: &'static str,
+        /// Why, in one line (the step and its exit status).
+        why: String,
+        /// The package manager's last lines, bounded.
+        last: Vec<String>,
+    },
     /// A podman rm failed.
     #[error("{source}{hint}")]
     Remove {
@@ -104,6 +119,9 @@ pub enum OpsError {
     /// The image store.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The provisioning a container records cannot be read.
+    #[error(transparent)]
+    Provisioning(#[from] crate::toolbox::provision::ProvisionError),
     /// A session's lock or mark.
     #[error(transparent)]
     Session(#[from] super::session::SessionError),
@@ -133,6 +151,8 @@ impl Classify for OpsError {
             OpsError::Select(e) => e.kind(),
             OpsError::NothingToRemove | OpsError::NotToolbox(_) => Kind::BadInput,
             OpsError::Pull(r) => r.kind(),
+            OpsError::Provision { .. } => Kind::Provision,
+            OpsError::Provisioning(e) => e.kind(),
             _ => Kind::Failed,
         }
     }

@@ -155,16 +155,22 @@ impl Toolbox {
     ) -> Result<Opened, OpsError> {
         let dir = crate::toolbox::stamp_dir(name);
         let fast = if dir.is_dir() { Session::begin(&dir).ok() } else { None };
+        // Set up means ready and provisioned (see ops::provision).
+        let set_up =
+            |d: &Path| crate::toolbox::is_ready(&crate::toolbox::stamp_file(d)) && !provision_pending(d);
         let fast = match fast {
-            Some(s) if crate::toolbox::is_ready(&crate::toolbox::stamp_file(&dir)) => {
-                return Ok(Opened::Ready(Some(s)))
-            }
+            Some(s) if set_up(&dir) => return Ok(Opened::Ready(Some(s))),
             other => other,
         };
         let c = find()?;
         let recorded = stamp_dir_of(&c);
-        crate::toolbox::make_stamp_dir(&recorded)
+        let made = crate::toolbox::make_stamp_dir(&recorded)
             .map_err(io(format!("cannot create {}", recorded.display())))?;
+        // A stamp directory made again (a reboot clears it) cannot say
+        // provisioning was done: the container's own marker will.
+        if made && crate::toolbox::provision::Provision::labelled(c.labels.as_ref()) {
+            set_pending(&recorded, true).map_err(io(format!("cannot write in {}", recorded.display())))?;
+        }
         let auto_stop = c.label(LABEL_AUTO_STOP) == Some("true");
         crate::toolbox::session::set_auto_stop(&recorded, auto_stop)
             .map_err(io(format!("cannot write in {}", recorded.display())))?;
@@ -173,7 +179,7 @@ impl Toolbox {
             _ if auto_stop => Some(Session::begin(&recorded)?),
             _ => Session::begin(&recorded).ok(),
         };
-        if crate::toolbox::is_ready(&crate::toolbox::stamp_file(&recorded)) {
+        if set_up(&recorded) {
             return Ok(Opened::Ready(session));
         }
         Ok(Opened::Stopped { container: Box::new(c), session })
@@ -195,8 +201,9 @@ impl Toolbox {
 pub enum Opened {
     /// Running and set up.
     Ready(Option<Session>),
-    /// Not (yet) set up: the caller starts it ([`Toolbox::start`]), with
-    /// its own progress and words.
+    /// Not (yet) set up: the caller starts it ([`Toolbox::start`]) and
+    /// provisions it ([`Toolbox::provision`]), with its own progress and
+    /// words.
     Stopped {
         /// The container.
         container: Box<ContainerInfo>,
