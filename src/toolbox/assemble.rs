@@ -95,10 +95,21 @@ impl BoxDef {
 
     /// The keys whose values differ between `self` and `other`.
     pub fn differences(&self, other: &BoxDef) -> Vec<&'static str> {
-        let (a, b) = (serde_json::to_value(self).unwrap_or_default(), serde_json::to_value(other).unwrap_or_default());
+        let (a, b) =
+            (serde_json::to_value(self).unwrap_or_default(), serde_json::to_value(other).unwrap_or_default());
         let keys = [
-            "image", "distro", "release", "arch", "cpu", "auto-stop", "home", "volumes", "env", "devices",
-            "packages", "init-hooks",
+            "image",
+            "distro",
+            "release",
+            "arch",
+            "cpu",
+            "auto-stop",
+            "home",
+            "volumes",
+            "env",
+            "devices",
+            "packages",
+            "init-hooks",
         ];
         keys.into_iter().filter(|k| a.get(*k) != b.get(*k)).collect()
     }
@@ -161,7 +172,10 @@ pub fn read(path: &std::path::Path) -> Result<String, AssembleError> {
     let mut text = String::new();
     file.take(MAX_FILE + 1).read_to_string(&mut text).map_err(read_err)?;
     if text.len() as u64 > MAX_FILE {
-        return Err(AssembleError::Parse { path: path.to_path_buf(), why: format!("larger than {MAX_FILE} bytes") });
+        return Err(AssembleError::Parse {
+            path: path.to_path_buf(),
+            why: format!("larger than {MAX_FILE} bytes"),
+        });
     }
     Ok(text)
 }
@@ -196,13 +210,27 @@ init-hooks = ["echo hi > /etc/motd"]
         assert_eq!(
             boxes["arm-dev"].create_argv("arm-dev"),
             [
-                "mtbx", "create", "arm-dev", "--distro=debian", "--release=12", "--arch=arm64",
-                "--volume=/srv/data:/data:ro", "--packages=build-essential", "--packages=gdb"
+                "mtbx",
+                "create",
+                "arm-dev",
+                "--distro=debian",
+                "--release=12",
+                "--arch=arm64",
+                "--volume=/srv/data:/data:ro",
+                "--packages=build-essential",
+                "--packages=gdb"
             ]
         );
         assert_eq!(
             boxes["native"].create_argv("native"),
-            ["mtbx", "create", "native", "--image=localhost/debian-toolbox:12", "--env=EDITOR=vi", "--init-hook=echo hi > /etc/motd"]
+            [
+                "mtbx",
+                "create",
+                "native",
+                "--image=localhost/debian-toolbox:12",
+                "--env=EDITOR=vi",
+                "--init-hook=echo hi > /etc/motd"
+            ]
         );
     }
 
@@ -228,7 +256,10 @@ init-hooks = ["echo hi > /etc/motd"]
             ("arch = \"arm64\"\n", "invalid type"),
         ] {
             let e = parse(text, p).unwrap_err().to_string();
-            assert!(e.starts_with("'boxes.toml' is not a file of boxes: ") && !e.contains('\n'), "{text:?}: {e}");
+            assert!(
+                e.starts_with("'boxes.toml' is not a file of boxes: ") && !e.contains('\n'),
+                "{text:?}: {e}"
+            );
             assert!(e.contains(why) || why == "bad name", "{text:?}: {e}");
         }
     }
