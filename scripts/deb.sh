@@ -55,7 +55,9 @@ lib=usr/lib/mtbx
 install -d -m 0755 "$root/DEBIAN" "$root/usr/bin" "$root/$lib/man" "$root/$lib/completions" \
     "$root/usr/share/man/man1" "$root/usr/share/doc/mtbx" \
     "$root/usr/share/bash-completion/completions" "$root/usr/share/zsh/vendor-completions" \
-    "$root/usr/share/fish/vendor_completions.d"
+    "$root/usr/share/fish/vendor_completions.d" "$root/usr/share/zsh/site-functions"
+# (site-functions stays empty: update-alternatives makes its slave link
+# there, and makes no directories.)
 install -m 0755 "$bin" "$root/usr/bin/mtbx"
 ln -s ../../bin/mtbx "$root/$lib/toolbox"
 
