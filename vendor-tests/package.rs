@@ -121,7 +121,7 @@ fn the_debian_package_installs_works_and_purges_without_a_trace() {
 
     // Used as installed.
     let version = format!("mtbx {}\n", env!("CARGO_PKG_VERSION"));
-    assert_eq!(ok(&mut Command::new("/usr/bin/mtbx").arg("--version")), version);
+    assert_eq!(ok(Command::new("/usr/bin/mtbx").arg("--version")), version);
     for page in ["mtbx", "mtbx-create", "mtbx-export"] {
         let file = format!("/usr/share/man/man1/{page}.1.gz");
         assert!(Path::new(&file).is_file(), "{file}");
@@ -148,7 +148,7 @@ fn the_debian_package_installs_works_and_purges_without_a_trace() {
     // mtbx's Toolbx mode.
     let query = ok(Command::new("update-alternatives").args(["--query", "toolbox"]));
     assert!(query.contains("Alternative: /usr/lib/mtbx/toolbox\nPriority: 20"), "{query}");
-    let mode = ok(&mut Command::new("/usr/lib/mtbx/toolbox").arg("--version"));
+    let mode = ok(Command::new("/usr/lib/mtbx/toolbox").arg("--version"));
     assert!(mode.starts_with("toolbox version "), "{mode}");
     if toolbx_installed {
         assert_eq!(state(toolbox), toolbox_before, "podman-toolbox's /usr/bin/toolbox is untouched");
@@ -158,7 +158,7 @@ fn the_debian_package_installs_works_and_purges_without_a_trace() {
         );
     } else if toolbox_before.is_none() {
         assert_eq!(std::fs::canonicalize(toolbox).unwrap(), Path::new("/usr/bin/mtbx"));
-        assert_eq!(ok(&mut Command::new(toolbox).arg("--version")), mode);
+        assert_eq!(ok(Command::new(toolbox).arg("--version")), mode);
     }
 
     let out = dpkg(&["--purge", "mtbx"]);
@@ -264,8 +264,8 @@ fn install_sh_installs_into_a_prefix_and_uninstall_sh_leaves_it_as_it_was() {
     let out = install(&["--toolbox"], &prefix);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let version = format!("mtbx {}\n", env!("CARGO_PKG_VERSION"));
-    assert_eq!(ok(&mut Command::new(prefix.join("bin/mtbx")).arg("--version")), version);
-    let mode = ok(&mut Command::new(prefix.join("bin/toolbox")).arg("--version"));
+    assert_eq!(ok(Command::new(prefix.join("bin/mtbx")).arg("--version")), version);
+    let mode = ok(Command::new(prefix.join("bin/toolbox")).arg("--version"));
     assert!(mode.starts_with("toolbox version "), "{mode}");
     let mtbx = prefix.join("bin/mtbx").display().to_string();
     for (file, program) in [
