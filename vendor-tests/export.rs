@@ -251,6 +251,14 @@ fn export_wrappers_and_desktop_entries(rootless: bool) {
             "{err}"
         );
     }
+    // --sudo needs sudo in the container: busybox has none.
+    let (code, err) = failed(
+        &s.mtbx(&["export", "-c", &arm, "--bin", "/bin/id", "--sudo", "--as", "root-id", "--dir", &bin_s])
+            .output()
+            .unwrap(),
+    );
+    assert!(code == Some(2) && err.contains("--sudo needs sudo"), "{err}");
+    assert!(!bin.join("root-id").exists());
     let (code, err) = failed(
         &s.mtbx(&["export", "-c", &arm, "--delete", "nothing-here", "--dir", &bin_s]).output().unwrap(),
     );
@@ -379,4 +387,202 @@ fn rootful_stop_and_auto_stop_after_the_last_session() {
 #[test]
 fn rootless_stop_and_auto_stop_after_the_last_session() {
     stop_and_auto_stop(true);
+}
+
+/// A PNG header of a square icon (what size placement reads).
+fn png(side: u32) -> Vec<u8> {
+    let mut d = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+    d.extend(side.to_be_bytes());
+    d.extend(side.to_be_bytes());
+    d.extend([8, 6, 0, 0, 0]);
+    d
+}
+
+const APP: &str = "org.example.Iconic";
+
+/// A Debian toolbox image (the host's architecture) with an application:
+/// its desktop file, its icon in two sizes of the hicolor theme and in
+/// /usr/share/pixmaps, and icon files a hostile image could offer: one
+/// linked out of the image's trees, one too large.
+fn debian_app_image(test: &str) -> Option<common::images::Built> {
+    use common::images::E;
+    let arch = mtbx::emu::arch::Arch::host().short_name();
+    let tar = common::debian::rootfs(test, &arch)?;
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let icon = |size: &str, ext: &str| leak(format!("usr/share/icons/hicolor/{size}/apps/{APP}.{ext}"));
+    let desktop = format!(
+        "[Desktop Entry]\nType=Application\nName=Iconic\nExec=/usr/bin/id -u\nIcon={APP}\nTerminal=true\n"
+    );
+    let mut extra = vec![E::Dir("usr/share/applications", 0o755)];
+    for size in ["48x48", "scalable", "32x32", "64x64"] {
+        extra.push(E::Dir(leak(format!("usr/share/icons/hicolor/{size}")), 0o755));
+        extra.push(E::Dir(leak(format!("usr/share/icons/hicolor/{size}/apps")), 0o755));
+    }
+    extra.extend([
+        E::File(leak(format!("usr/share/applications/{APP}.desktop")), 0o644, desktop.into_bytes()),
+        E::File(icon("48x48", "png"), 0o644, png(48)),
+        E::File(icon("scalable", "svg"), 0o644, b"<svg xmlns=\"http://www.w3.org/2000/svg\"/>\n".to_vec()),
+        E::Symlink(icon("32x32", "png"), "/etc/hostname"),
+        E::File(icon("64x64", "png"), 0o644, vec![0; (1 << 20) + 1]),
+        E::Dir("usr/share/pixmaps", 0o755),
+        E::File(leak(format!("usr/share/pixmaps/{APP}.png")), 0o644, png(128)),
+    ]);
+    Some(common::debian::image(&tar, &arch, &extra))
+}
+
+fn icons_and_sudo(rootless: bool) {
+    let test = if rootless {
+        "rootless_exported_apps_bring_their_icons_and_sudo_runs_them_as_root"
+    } else {
+        "rootful_exported_apps_bring_their_icons_and_sudo_runs_them_as_root"
+    };
+    let Some(bin) = std::env::var_os("MTBX_STATIC_BIN").map(PathBuf::from).filter(|p| p.is_file()) else {
+        return common::skip(
+            test,
+            "needs the static mtbx build in MTBX_STATIC_BIN (scripts/test.sh sets it)",
+        );
+    };
+    let env = if rootless {
+        common::podman::PodmanEnv::rootless(test)
+    } else {
+        common::podman::PodmanEnv::rootful(test)
+    };
+    let Some(env) = env else { return };
+    let Some(built) = debian_app_image(test) else { return };
+    let Some(reg) = common::real_registry::RealRegistry::start(test) else { return };
+    let repo = if rootless { "iconic-rootless" } else { "iconic-rootful" };
+    reg.push(repo, "12", &common::images::index(&[&built]));
+    let image = format!("{}/{repo}:12", reg.addr);
+    let mtbx = env.reachable(&bin, "mtbx-static");
+    let home = match &env.user {
+        Some(u) => u.home.clone(),
+        None => mtbx::toolbox::HostUser::current().unwrap().home,
+    };
+    let run = |args: &[&str], data: &Path| {
+        let mut c = env.command(&mtbx, args);
+        c.current_dir(&home).env("XDG_DATA_HOME", data).env("XDG_BIN_HOME", data.join("bin"));
+        c.output().unwrap()
+    };
+    let ok = |args: &[&str], data: &Path| {
+        let out = run(args, data);
+        assert!(out.status.success(), "mtbx {args:?}: {}{}", text(&out.stdout), text(&out.stderr));
+        text(&out.stdout)
+    };
+    let work = tempfile::Builder::new().prefix("mtbx-export-icons-").tempdir_in(&home).unwrap();
+    let data = work.path().join("data");
+    std::fs::create_dir_all(data.join("icons/hicolor/48x48/apps")).unwrap();
+    // The host's own icon of the container's name: never touched.
+    let host_icon = data.join(format!("icons/hicolor/48x48/apps/{APP}.png"));
+    std::fs::write(&host_icon, "the host's").unwrap();
+    if let Some(u) = &env.user {
+        for p in [
+            "",
+            "data",
+            "data/icons",
+            "data/icons/hicolor",
+            "data/icons/hicolor/48x48",
+            "data/icons/hicolor/48x48/apps",
+        ] {
+            std::os::unix::fs::chown(work.path().join(p), Some(u.uid), Some(u.gid)).unwrap();
+        }
+    }
+    let name = ok(&["create", "-y", "--tls-verify=false", "--image", &image, &format!("{repo}-box")], &data)
+        .trim()
+        .to_string();
+    struct Rm<'a>(&'a dyn Fn());
+    impl Drop for Rm<'_> {
+        fn drop(&mut self) {
+            (self.0)()
+        }
+    }
+    let _rm = Rm(&|| drop(run(&["rm", "--force", &name], &data)));
+
+    // The entry names mtbx's copy of the icon; each size the container
+    // has is copied, the pixmap by its own size; the linked-out and the
+    // oversized files are not.
+    let out = ok(&["export", "-c", &name, "--app", APP], &data);
+    let entry = data.join(format!("applications/{APP}-{name}.desktop"));
+    assert_eq!(out.trim(), entry.display().to_string());
+    let got = std::fs::read_to_string(&entry).unwrap();
+    let copy = format!("mtbx-{name}-{APP}");
+    assert!(got.contains(&format!("\nIcon={copy}\n")), "{got}");
+    let icons = data.join("icons/hicolor");
+    let mut copied: Vec<String> = ["16x16", "32x32", "48x48", "64x64", "128x128", "scalable"]
+        .iter()
+        .flat_map(|s| ["png", "svg"].map(|e| format!("{s}/apps/{copy}.{e}")))
+        .filter(|p| icons.join(p).exists())
+        .collect();
+    copied.sort();
+    assert_eq!(
+        copied,
+        [
+            format!("128x128/apps/{copy}.png"),
+            format!("48x48/apps/{copy}.png"),
+            format!("scalable/apps/{copy}.svg")
+        ]
+    );
+    assert_eq!(std::fs::read(icons.join(format!("48x48/apps/{copy}.png"))).unwrap(), png(48));
+    assert_eq!(std::fs::read(icons.join(format!("128x128/apps/{copy}.png"))).unwrap(), png(128));
+    assert_eq!(std::fs::read_to_string(&host_icon).unwrap(), "the host's");
+    // The entry runs as the user; exported again with --sudo, as root.
+    let exec = |entry_text: &str| -> String {
+        let line = entry_text.lines().find_map(|l| l.strip_prefix("Exec=")).unwrap().to_string();
+        let words: Vec<&str> = line.split(' ').collect();
+        let mut c = env.command(Path::new(words[0]), &words[1..]);
+        c.current_dir(&home);
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{line}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let uid = env.user.as_ref().map_or(0, |u| u.uid);
+    assert_eq!(exec(&got), format!("{uid}\n"));
+    ok(&["export", "-c", &name, "--app", APP, "--sudo"], &data);
+    let got = std::fs::read_to_string(&entry).unwrap();
+    assert!(got.contains("X-Mtbx-Sudo=true") && got.contains(" sudo -n "), "{got}");
+    assert_eq!(exec(&got), "0\n");
+    // A wrapper with --sudo: root in the container, by the user's hand.
+    let bin_dir = data.join("bin");
+    ok(&["export", "-c", &name, "--bin", "/usr/bin/id", "--sudo", "--as", "root-id"], &data);
+    let out = env.command(&bin_dir.join("root-id"), &["-u"]).current_dir(&home).output().unwrap();
+    assert_eq!(text(&out.stdout), "0\n", "{}", text(&out.stderr));
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(&["export", "--list", "-c", &name, "--format", "json"], &data)).unwrap();
+    let flags: Vec<(bool, Option<&str>)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["sudo"].as_bool().unwrap(), e["icon"].as_str()))
+        .collect();
+    assert_eq!(flags, [(true, None), (true, Some(copy.as_str()))]);
+
+    // A FIFO as an icon is passed over at once (the probe never blocks).
+    env.podman_ok(&[
+        "exec",
+        "--user",
+        "root",
+        &name,
+        "mkfifo",
+        &format!("/usr/share/icons/hicolor/64x64/apps/{APP}.svg"),
+    ]);
+    ok(&["export", "-c", &name, "--app", APP], &data);
+    assert!(!icons.join(format!("64x64/apps/{copy}.svg")).exists());
+
+    // Removing the entry removes the icon copies, and only them.
+    ok(&["export", "-c", &name, "--app", APP, "--delete"], &data);
+    assert!(!entry.exists());
+    for p in &copied {
+        assert!(!icons.join(p).exists(), "{p} is left");
+    }
+    assert_eq!(std::fs::read_to_string(&host_icon).unwrap(), "the host's");
+    ok(&["export", "-c", &name, "--delete", "root-id"], &data);
+}
+
+#[test]
+fn rootful_exported_apps_bring_their_icons_and_sudo_runs_them_as_root() {
+    icons_and_sudo(false);
+}
+
+#[test]
+fn rootless_exported_apps_bring_their_icons_and_sudo_runs_them_as_root() {
+    icons_and_sudo(true);
 }

@@ -6,6 +6,7 @@
 mod cpu_model;
 mod export;
 mod local_images;
+mod package;
 mod provision;
 mod pull;
 mod qemu;

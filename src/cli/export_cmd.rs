@@ -31,6 +31,10 @@ pub(crate) struct ExportArgs {
     /// /usr/share/applications: a desktop entry that runs it there.
     #[arg(long, value_name = "APP")]
     app: Option<String>,
+    /// Run it as root in the container, through the container's sudo
+    /// without a password (`sudo -n`, as toolbox containers allow).
+    #[arg(long)]
+    sudo: bool,
     /// Name of the exported file instead of the default.
     #[arg(long = "as", value_name = "NAME")]
     name: Option<String>,
@@ -39,11 +43,11 @@ pub(crate) struct ExportArgs {
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
     /// List what mtbx exported (from one container with -c).
-    #[arg(long, conflicts_with_all = ["bin", "app", "name", "delete"])]
+    #[arg(long, conflicts_with_all = ["bin", "app", "name", "delete", "sudo"])]
     list: bool,
     /// Remove an export: the file name, the program or the app given, or
     /// the --bin/--app given.
-    #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "", conflicts_with = "name")]
+    #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "", conflicts_with_all = ["name", "sudo"])]
     delete: Option<String>,
     /// Output format of --list.
     #[arg(long, value_enum, default_value_t)]
@@ -51,13 +55,20 @@ pub(crate) struct ExportArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("probe").required(true).args(["executable", "read", "icons", "sudo"])))]
 pub(crate) struct ProbeArgs {
     /// Succeed when this is an executable file.
-    #[arg(long, value_name = "PATH", conflicts_with = "read", required_unless_present = "read")]
+    #[arg(long, value_name = "PATH")]
     executable: Option<PathBuf>,
     /// Print this file (at most 1 MiB).
     #[arg(long, value_name = "PATH")]
     read: Option<PathBuf>,
+    /// Print the files of this icon (a name or a path), as JSON.
+    #[arg(long, value_name = "ICON")]
+    icons: Option<String>,
+    /// Succeed when sudo runs programs as root without a password.
+    #[arg(long)]
+    sudo: bool,
 }
 
 pub(crate) fn run(args: ExportArgs) -> Result<i32> {
@@ -102,6 +113,9 @@ pub(crate) fn run(args: ExportArgs) -> Result<i32> {
         for e in export::find(&dirs, &name, &what)? {
             export::remove(&e)?;
             println!("{}", e.path.display());
+            if let Some(icon) = &e.icon {
+                remove_icon_unless_used(&home, &dirs, icon)?;
+            }
         }
         return Ok(exit::OK);
     }
@@ -123,10 +137,19 @@ pub(crate) fn run(args: ExportArgs) -> Result<i32> {
                 }
             };
             export::check_file_name(&file)?;
-            in_session(&tb, &name, &args.which, |p| p(&["--executable", program]))?.map_err(|why| {
-                ExportError::NotInContainer { container: name.clone(), what: program.clone(), why }
+            in_session(&tb, &name, &args.which, |p| {
+                p(&["--executable", program])?;
+                if args.sudo {
+                    p(&["--sudo"]).map_err(no_sudo)?;
+                }
+                Ok(String::new())
+            })?
+            .map_err(|why| ExportError::NotInContainer {
+                container: name.clone(),
+                what: program.clone(),
+                why,
             })?;
-            let text = export::wrapper_text(&mtbx, &name, program);
+            let text = export::wrapper_text(&mtbx, &name, program, args.sudo);
             let item = Item::Bin(program.clone());
             let path = export::install(&dirs[0], &file, &text, 0o755, &name, &item)?;
             if !on_path(&dirs[0]) {
@@ -145,23 +168,68 @@ pub(crate) fn run(args: ExportArgs) -> Result<i32> {
                 None => format!("{id}-{}.desktop", suffix.clone().unwrap_or_else(|| name.clone())),
             };
             export::check_file_name(&file)?;
+            let app_dir = args.dir.clone().unwrap_or_else(|| export::default_app_dir(&home));
+            let item = Item::App(id.clone());
+            export::check_free(&app_dir, &file, &name, &item)?;
+            // The entry, whether sudo works when asked for, and the files
+            // of the icon the entry names: one session.
             let found = in_session(&tb, &name, &args.which, |probe| {
-                export::find_desktop(&id, |path| probe(&["--read", path]))
+                let text = export::find_desktop(&id, |path| probe(&["--read", path]))?;
+                if args.sudo {
+                    probe(&["--sudo"]).map_err(|why| ("sudo".to_string(), no_sudo(why)))?;
+                }
+                let icons = export::desktop_icon(&text).map(|icon| {
+                    let files =
+                        probe(&["--icons", &icon]).map(|j| export::icon_files(&j)).unwrap_or_default();
+                    (icon, files)
+                });
+                Ok((text, icons))
             })?;
-            let text = found.map_err(|(what, why)| ExportError::NotInContainer {
+            let (text, icons) = found.map_err(|(what, why)| ExportError::NotInContainer {
                 container: name.clone(),
                 what,
                 why,
             })?;
+            // The icon under a name of mtbx's, when the container has it;
+            // a name it lacks stays, for the host's theme to provide.
+            let copy = icons.and_then(|(icon, files): (String, Vec<export::IconFile>)| {
+                let new = export::icon_copy_name(&name, &icon)?;
+                let placed = export::place_icons(&new, &files);
+                (!placed.is_empty()).then_some((icon, new, placed))
+            });
+            if let Some((_, _, placed)) = &copy {
+                export::install_icons(&export::default_icon_dir(&home), placed)?;
+            }
+            let how = export::Rewrite {
+                sudo: args.sudo,
+                icon: copy.as_ref().map(|(old, new, _)| (old.as_str(), new.as_str())),
+            };
             let label = suffix.unwrap_or_else(|| name.clone());
-            let rewritten = export::rewrite_desktop(&text, &mtbx, &name, &id, &label)?;
-            let app_dir = args.dir.clone().unwrap_or_else(|| export::default_app_dir(&home));
-            export::install(&app_dir, &file, &rewritten, 0o644, &name, &Item::App(id))?
+            let rewritten = export::rewrite_desktop(&text, &mtbx, &name, &id, &label, &how)?;
+            export::install(&app_dir, &file, &rewritten, 0o644, &name, &item)?
         }
         (None, None) => unreachable!("checked above"),
     };
     println!("{}", path.display());
     Ok(exit::OK)
+}
+
+/// What the container's sudo said, as what to do.
+fn no_sudo(why: String) -> String {
+    format!("{why} (--sudo needs sudo in the container, allowed without a password)")
+}
+
+/// Remove mtbx's copy of an icon once no export left uses it.
+fn remove_icon_unless_used(home: &Path, dirs: &[PathBuf], icon: &str) -> Result<()> {
+    for d in dirs {
+        if export::list(d, None)?.iter().any(|e| e.icon.as_deref() == Some(icon)) {
+            return Ok(());
+        }
+    }
+    for p in export::remove_icons(&export::default_icon_dir(home), icon)? {
+        println!("{}", p.display());
+    }
+    Ok(())
 }
 
 /// A wrapper named like a program on the host's PATH would hide it (or
@@ -238,6 +306,12 @@ pub(crate) fn container_probe(args: ProbeArgs) -> Result<i32> {
         use std::io::Write;
         let data = export::probe_read(p)?;
         std::io::stdout().write_all(&data)?;
+    }
+    if let Some(icon) = &args.icons {
+        output::print_json(&export::probe_icons(icon)?)?;
+    }
+    if args.sudo {
+        export::probe_sudo()?;
     }
     Ok(exit::OK)
 }

@@ -20,6 +20,36 @@ pub const WRAPPER_MARKER: &str = "# mtbx-export ";
 pub const DESKTOP_CONTAINER_KEY: &str = "X-Mtbx-Container";
 /// The desktop entry key naming the container's desktop file id.
 pub const DESKTOP_APP_KEY: &str = "X-Mtbx-App";
+/// The desktop entry key present when the entry runs its program as root.
+pub const DESKTOP_SUDO_KEY: &str = "X-Mtbx-Sudo";
+/// The desktop entry key naming the icon mtbx copied for the entry, so
+/// that removing the entry removes the icon too.
+pub const DESKTOP_ICON_KEY: &str = "X-Mtbx-Icon";
+/// What runs an exported program as root in its container: the
+/// container's sudo, told never to prompt (`-n`: a launcher has no
+/// terminal to ask on; mtbx's init-container gives the user a
+/// password-less rule, as Toolbx images do), keeping the variables a
+/// graphical program needs to reach the user's display and session bus,
+/// which sudo's env_reset would drop. mtbx run has no root option of its
+/// own, and through sudo the export keeps run's one path into the
+/// container (session, start, auto-stop).
+pub const SUDO: &[&str] = &[
+    "sudo",
+    "-n",
+    "--preserve-env=DISPLAY,WAYLAND_DISPLAY,XAUTHORITY,XDG_RUNTIME_DIR,DBUS_SESSION_BUS_ADDRESS,XDG_SESSION_TYPE,XDG_CURRENT_DESKTOP",
+    "--",
+];
+/// The most of one icon file copied (icons are kilobytes; large SVGs a
+/// few hundred).
+pub const MAX_ICON: u64 = 1 << 20;
+/// The most of all of an entry's icon files together.
+pub const MAX_ICONS: u64 = 8 << 20;
+/// The most icon size directories looked at in the container's hicolor
+/// theme (it has about twenty).
+const MAX_SIZE_DIRS: usize = 64;
+/// The start of every icon name mtbx gives: `mtbx-CONTAINER-ICON`. No
+/// host theme names its icons so, and removal touches no other name.
+pub const ICON_PREFIX: &str = "mtbx-";
 /// The most of a file export reads: a wrapper's marker is in its first
 /// lines, and a desktop entry is a few kilobytes.
 pub const MAX_READ: u64 = 1 << 20;
@@ -142,6 +172,24 @@ pub struct Exported {
     pub container: String,
     /// What it runs.
     pub item: Item,
+    /// Whether it runs as root in the container (`--sudo`).
+    pub sudo: bool,
+    /// The icon copied for a desktop entry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icon: Option<String>,
+}
+
+/// What the marker of a file mtbx exported says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marker {
+    /// The container it runs in.
+    pub container: String,
+    /// What it runs.
+    pub item: Item,
+    /// Whether it runs as root in the container.
+    pub sudo: bool,
+    /// The icon copied for a desktop entry.
+    pub icon: Option<String>,
 }
 
 impl Exported {
@@ -156,6 +204,9 @@ impl Exported {
 struct WrapperMarker {
     container: String,
     program: String,
+    /// Absent in wrappers that run as the user (and in older ones).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    sudo: bool,
 }
 
 /// The suffix that tells exports of a container apart from the host's
@@ -230,17 +281,20 @@ pub fn shell_quote(s: &str) -> String {
 /// the working directory, every argument (`"$@"` keeps empty ones and
 /// `--`), stdin, stdout and the exit code pass through, and the mtbx that
 /// exported it runs it (by its absolute path: the wrapper works from any
-/// PATH, cron and IDEs included).
-pub fn wrapper_text(mtbx: &Path, container: &str, program: &str) -> String {
+/// PATH, cron and IDEs included). With `sudo`, PROGRAM runs as root in
+/// the container, through [`SUDO`].
+pub fn wrapper_text(mtbx: &Path, container: &str, program: &str, sudo: bool) -> String {
     let marker =
-        serde_json::to_string(&WrapperMarker { container: container.into(), program: program.into() })
+        serde_json::to_string(&WrapperMarker { container: container.into(), program: program.into(), sudo })
             .expect("strings serialise");
     let name = program.rsplit('/').next().unwrap_or(program);
+    let root = if sudo { SUDO.join(" ") + " " } else { String::new() };
+    let as_root = if sudo { " as root" } else { "" };
     format!(
         "#!/bin/sh\n{WRAPPER_MARKER}{marker}\n\
-         # Runs {name} in the toolbox container {container} (written by `mtbx export`;\n\
+         # Runs {name}{as_root} in the toolbox container {container} (written by `mtbx export`;\n\
          # `mtbx export -c {container} --delete` with this file's name removes it).\n\
-         exec {} run -c {} -- {} \"$@\"\n",
+         exec {} run -c {} -- {root}{} \"$@\"\n",
         shell_quote(&mtbx.to_string_lossy()),
         shell_quote(container),
         shell_quote(program)
@@ -249,27 +303,33 @@ pub fn wrapper_text(mtbx: &Path, container: &str, program: &str) -> String {
 
 /// What a file's head says it exports, if mtbx wrote it: a wrapper's
 /// marker line, or a desktop entry's X-Mtbx keys.
-pub fn parse_marker(text: &str) -> Option<(String, Item)> {
+pub fn parse_marker(text: &str) -> Option<Marker> {
     let mut lines = text.lines();
     if lines.next() == Some("#!/bin/sh") {
         let m: WrapperMarker = serde_json::from_str(lines.next()?.strip_prefix(WRAPPER_MARKER)?).ok()?;
-        return Some((m.container, Item::Bin(m.program)));
+        return Some(Marker { container: m.container, item: Item::Bin(m.program), sudo: m.sudo, icon: None });
     }
     let mut group = "";
-    let (mut container, mut app) = (None, None);
+    let (mut container, mut app, mut sudo, mut icon) = (None, None, false, None);
     for line in text.lines() {
         let line = line.trim_end();
         if line.starts_with('[') {
             group = line;
         } else if group == "[Desktop Entry]" {
-            if let Some(v) = line.strip_prefix(DESKTOP_CONTAINER_KEY).and_then(|r| r.strip_prefix('=')) {
-                container = Some(v.to_string());
-            } else if let Some(v) = line.strip_prefix(DESKTOP_APP_KEY).and_then(|r| r.strip_prefix('=')) {
-                app = Some(v.to_string());
+            let value =
+                |key: &str| line.strip_prefix(key).and_then(|r| r.strip_prefix('=')).map(String::from);
+            if let Some(v) = value(DESKTOP_CONTAINER_KEY) {
+                container = Some(v);
+            } else if let Some(v) = value(DESKTOP_APP_KEY) {
+                app = Some(v);
+            } else if let Some(v) = value(DESKTOP_SUDO_KEY) {
+                sudo = v == "true";
+            } else if let Some(v) = value(DESKTOP_ICON_KEY) {
+                icon = Some(v).filter(|i| check_icon_name(i).is_ok() && i.starts_with(ICON_PREFIX));
             }
         }
     }
-    Some((container?, Item::App(app?)))
+    Some(Marker { container: container?, item: Item::App(app?), sudo, icon })
 }
 
 /// One argument of a desktop entry's Exec key: quoted when it holds a
@@ -307,19 +367,26 @@ fn desktop_value(s: &str) -> String {
 /// launcher to expand), TryExec names mtbx (the original path is the
 /// container's), each Name gets ` (LABEL)`, D-Bus activation is dropped
 /// (the service would be looked for on the host), and the X-Mtbx keys
-/// mark the file as mtbx's.
+/// mark the file as mtbx's. With `how.sudo` the commands run as root in
+/// the container ([`SUDO`]); with `how.icon` (the container's icon,
+/// copied under a name of mtbx's: (old, new)) the Icon keys naming the
+/// old icon name the new one.
 pub fn rewrite_desktop(
     text: &str,
     mtbx: &Path,
     container: &str,
     app: &str,
     label: &str,
+    how: &Rewrite<'_>,
 ) -> Result<String, ExportError> {
-    let prefix = [&*mtbx.to_string_lossy(), "run", "-c", container, "--"]
-        .iter()
-        .map(|a| desktop_exec_arg(a))
-        .collect::<Vec<_>>()
-        .join(" ");
+    let mut words = vec![&*mtbx.to_string_lossy(), "run", "-c", container, "--"]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+    if how.sudo {
+        words.extend(SUDO.iter().map(|w| w.to_string()));
+    }
+    let prefix = words.iter().map(|a| desktop_exec_arg(a)).collect::<Vec<_>>().join(" ");
     let mut out = String::with_capacity(text.len() + 256);
     let mut group = String::new();
     let (mut entry, mut exec) = (false, false);
@@ -337,6 +404,12 @@ pub fn rewrite_desktop(
                 }
                 entry = true;
                 out.push_str(&format!("{DESKTOP_CONTAINER_KEY}={container}\n{DESKTOP_APP_KEY}={app}\n"));
+                if how.sudo {
+                    out.push_str(&format!("{DESKTOP_SUDO_KEY}=true\n"));
+                }
+                if let Some((_, new)) = how.icon {
+                    out.push_str(&format!("{DESKTOP_ICON_KEY}={new}\n"));
+                }
             }
             continue;
         }
@@ -361,7 +434,11 @@ pub fn rewrite_desktop(
             }
             "TryExec" => out.push_str(&format!("{key}={}\n", desktop_value(&mtbx.to_string_lossy()))),
             "DBusActivatable" => {}
-            k if k == DESKTOP_CONTAINER_KEY || k == DESKTOP_APP_KEY => {}
+            k if [DESKTOP_CONTAINER_KEY, DESKTOP_APP_KEY, DESKTOP_SUDO_KEY, DESKTOP_ICON_KEY]
+                .contains(&k) => {}
+            "Icon" if how.icon.is_some_and(|(old, _)| value.trim_end() == old) => {
+                out.push_str(&format!("{key}={}\n", how.icon.map(|(_, new)| new).unwrap_or_default()));
+            }
             "Name" if group == "[Desktop Entry]" => {
                 out.push_str(&format!("{key}={value} ({})\n", desktop_value(label)));
             }
@@ -382,6 +459,34 @@ pub fn rewrite_desktop(
     Ok(out)
 }
 
+/// How [`rewrite_desktop`] rewrites beyond running through mtbx.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Rewrite<'a> {
+    /// Run the commands as root in the container.
+    pub sudo: bool,
+    /// The icon's name in the container and the name of its copy.
+    pub icon: Option<(&'a str, &'a str)>,
+}
+
+/// The icon a desktop entry names (its [Desktop Entry] group's Icon key):
+/// a theme icon's name or a file's absolute path.
+pub fn desktop_icon(text: &str) -> Option<String> {
+    let mut group = "";
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            group = t;
+        } else if group == "[Desktop Entry]" && !t.starts_with('#') {
+            if let Some((k, v)) = t.split_once('=') {
+                if k.trim_end() == "Icon" && !v.trim().is_empty() {
+                    return Some(v.trim().to_string());
+                }
+            }
+        }
+    }
+    None
+}
+
 /// What mtbx exported into `dir`, optionally only from `container`:
 /// regular files (links are never followed) whose head carries a marker.
 pub fn list(dir: &Path, container: Option<&str>) -> Result<Vec<Exported>, ExportError> {
@@ -393,9 +498,9 @@ pub fn list(dir: &Path, container: Option<&str>) -> Result<Vec<Exported>, Export
     let mut out = Vec::new();
     for e in rd.flatten() {
         let path = e.path();
-        let Some((c, item)) = marker_of(&path) else { continue };
-        if container.is_none_or(|want| want == c) {
-            out.push(Exported { path, container: c, item });
+        let Some(m) = marker_of(&path) else { continue };
+        if container.is_none_or(|want| want == m.container) {
+            out.push(Exported { path, container: m.container, item: m.item, sudo: m.sudo, icon: m.icon });
         }
     }
     out.sort_by(|a, b| a.path.cmp(&b.path));
@@ -403,7 +508,7 @@ pub fn list(dir: &Path, container: Option<&str>) -> Result<Vec<Exported>, Export
 }
 
 /// The marker of the regular file at `path` (never through a link).
-pub fn marker_of(path: &Path) -> Option<(String, Item)> {
+pub fn marker_of(path: &Path) -> Option<Marker> {
     if !std::fs::symlink_metadata(path).ok()?.file_type().is_file() {
         return None;
     }
@@ -456,6 +561,13 @@ pub fn install(
     Ok(path)
 }
 
+/// Whether `dir/name` may become the export of `item` from `container`:
+/// absent, or mtbx's own export of it; an error says what is in the way.
+pub fn check_free(dir: &Path, name: &str, container: &str, item: &Item) -> Result<(), ExportError> {
+    check_file_name(name)?;
+    existing(&dir.join(name), container, item).map(drop)
+}
+
 /// Whether `path` is mtbx's own export of `item` from `container`
 /// (true: replace it), absent (false), or in the way (an error).
 fn existing(path: &Path, container: &str, item: &Item) -> Result<bool, ExportError> {
@@ -463,10 +575,12 @@ fn existing(path: &Path, container: &str, item: &Item) -> Result<bool, ExportErr
         return Ok(false);
     }
     match marker_of(path) {
-        Some((c, i)) if c == container && &i == item => Ok(true),
-        Some((c, i)) => {
-            Err(ExportError::Taken { path: path.to_path_buf(), container: c, what: i.value().to_string() })
-        }
+        Some(m) if m.container == container && &m.item == item => Ok(true),
+        Some(m) => Err(ExportError::Taken {
+            path: path.to_path_buf(),
+            container: m.container,
+            what: m.item.value().to_string(),
+        }),
         None => Err(ExportError::Foreign(path.to_path_buf())),
     }
 }
@@ -489,9 +603,11 @@ pub fn find(dirs: &[PathBuf], container: &str, what: &str) -> Result<Vec<Exporte
             let p = d.join(what);
             if check_file_name(what).is_ok() && std::fs::symlink_metadata(&p).is_ok() {
                 return match marker_of(&p) {
-                    Some((c, i)) => {
-                        Err(ExportError::Taken { path: p, container: c, what: i.value().to_string() })
-                    }
+                    Some(m) => Err(ExportError::Taken {
+                        path: p,
+                        container: m.container,
+                        what: m.item.value().to_string(),
+                    }),
                     None => Err(ExportError::Foreign(p)),
                 };
             }
@@ -513,7 +629,7 @@ pub fn find(dirs: &[PathBuf], container: &str, what: &str) -> Result<Vec<Exporte
 /// for that container and item.
 pub fn remove(e: &Exported) -> Result<(), ExportError> {
     match marker_of(&e.path) {
-        Some((c, i)) if c == e.container && i == e.item => {
+        Some(m) if m.container == e.container && m.item == e.item => {
             std::fs::remove_file(&e.path).map_err(io(format!("cannot remove {}", e.path.display())))
         }
         _ => Err(ExportError::Foreign(e.path.clone())),
@@ -582,6 +698,249 @@ pub fn find_desktop(
     Err((format!("{id}.desktop in {}", dirs.join(" or ")), missing))
 }
 
+/// An icon's name (a desktop entry's Icon key, or mtbx's name for its
+/// copy): one file name without its extension, not hidden, of the
+/// characters icon names use.
+pub fn check_icon_name(name: &str) -> Result<(), ExportError> {
+    let ok = !name.is_empty()
+        && !name.starts_with('.')
+        && name.len() <= 200
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(ExportError::Bad(format!("{} cannot name an icon", crate::text::quoted(name))))
+    }
+}
+
+/// A size directory of the hicolor theme: `48x48`, `24x24@2` or
+/// `scalable` (`symbolic` icons are the desktop's monochrome variants and
+/// are not copied).
+pub fn is_size_dir(name: &str) -> bool {
+    if name == "scalable" {
+        return true;
+    }
+    let (dims, scale) = name.split_once('@').unwrap_or((name, "1"));
+    let num = |s: &str| !s.is_empty() && s.len() <= 4 && s.bytes().all(|b| b.is_ascii_digit());
+    matches!(dims.split_once('x'), Some((w, h)) if num(w) && num(h)) && scale.len() == 1 && num(scale)
+}
+
+/// One icon file of a container, as the probe inside hands it over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IconFile {
+    /// The hicolor size directory it was found in; None for a file of
+    /// /usr/share/pixmaps or named by its path.
+    pub size: Option<String>,
+    /// `png` or `svg`.
+    pub ext: String,
+    /// The content, base64.
+    pub data: String,
+}
+
+/// Inside the container: the files of the icon a desktop entry names,
+/// each size of the hicolor theme and /usr/share/pixmaps for a name, or
+/// the one file for an absolute path; PNG and SVG only. Bounded and
+/// cautious, as the image may be hostile: each file is opened by
+/// [`crate::sys::files::open_regular`] (no FIFO, no device), must lie in
+/// the image's own trees /usr or /opt once links are followed (never in
+/// the home, /run/host or other places the host reaches in), and is at
+/// most [`MAX_ICON`], all together at most [`MAX_ICONS`]; files that fail
+/// are left out, as the export works without them.
+pub fn probe_icons(icon: &str) -> Result<Vec<IconFile>, ExportError> {
+    let mut candidates: Vec<(Option<String>, PathBuf)> = Vec::new();
+    if icon.starts_with('/') {
+        candidates.push((None, PathBuf::from(icon)));
+    } else {
+        let icon = strip_icon_ext(icon);
+        check_icon_name(icon)?;
+        let hicolor = Path::new("/usr/share/icons/hicolor");
+        let mut sizes: Vec<String> = std::fs::read_dir(hicolor)
+            .map(|rd| {
+                rd.flatten()
+                    .take(MAX_SIZE_DIRS)
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter(|n| is_size_dir(n))
+                    .collect()
+            })
+            .unwrap_or_default();
+        sizes.sort();
+        for size in sizes {
+            for ext in ["png", "svg"] {
+                candidates.push((Some(size.clone()), hicolor.join(&size).join(format!("apps/{icon}.{ext}"))));
+            }
+        }
+        for ext in ["png", "svg"] {
+            candidates.push((None, PathBuf::from(format!("/usr/share/pixmaps/{icon}.{ext}"))));
+        }
+    }
+    let mut out = Vec::new();
+    let mut total = 0;
+    for (size, path) in candidates {
+        let ext = match path.extension().and_then(|e| e.to_str()) {
+            Some(e @ ("png" | "svg")) => e.to_string(),
+            _ => continue,
+        };
+        let Some(data) = read_icon(&path) else { continue };
+        total += data.len() as u64;
+        if total > MAX_ICONS {
+            break;
+        }
+        use base64::Engine;
+        out.push(IconFile { size, ext, data: base64::engine::general_purpose::STANDARD.encode(data) });
+    }
+    Ok(out)
+}
+
+/// The icon files `container-probe --icons` printed; none when that is
+/// not their JSON (icons are optional: the export goes on without).
+pub fn icon_files(json: &str) -> Vec<IconFile> {
+    serde_json::from_str(json).unwrap_or_default()
+}
+
+/// An icon file's content, if it is a regular file of the image's own
+/// trees and not too large.
+fn read_icon(path: &Path) -> Option<Vec<u8>> {
+    use std::os::fd::AsRawFd;
+    let f = crate::sys::files::open_regular(path, true).ok()?;
+    // Where the links led: what the descriptor is open on.
+    let real = std::fs::read_link(format!("/proc/self/fd/{}", f.as_raw_fd())).ok()?;
+    if !(real.starts_with("/usr/") || real.starts_with("/opt/")) {
+        return None;
+    }
+    let mut data = Vec::new();
+    f.take(MAX_ICON + 1).read_to_end(&mut data).ok()?;
+    (data.len() as u64 <= MAX_ICON).then_some(data)
+}
+
+/// An icon name without the file extension some entries give it (the
+/// specification says none; launchers drop it).
+fn strip_icon_ext(icon: &str) -> &str {
+    [".png", ".svg", ".xpm"].iter().find_map(|e| icon.strip_suffix(e)).unwrap_or(icon)
+}
+
+/// A PNG's width and height, from its header.
+pub fn png_size(data: &[u8]) -> Option<(u32, u32)> {
+    if data.len() < 24 || &data[..8] != b"\x89PNG\r\n\x1a\n" || &data[12..16] != b"IHDR" {
+        return None;
+    }
+    let be = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    Some((be(&data[16..20]), be(&data[20..24])))
+}
+
+/// The name mtbx gives its copy of a container's icon: `mtbx-CONTAINER-`
+/// and the icon's name (a path's file name without its extension). None
+/// when that is no icon name.
+pub fn icon_copy_name(container: &str, icon: &str) -> Option<String> {
+    let base = if icon.starts_with('/') {
+        let file = icon.rsplit('/').next()?;
+        file.rsplit_once('.').map_or(file, |(stem, _)| stem)
+    } else {
+        strip_icon_ext(icon)
+    };
+    let name = format!("{ICON_PREFIX}{container}-{base}");
+    check_icon_name(&name).ok().map(|()| name)
+}
+
+/// Where each of a container's icon files goes under the user's icon
+/// directory, checked again here (the probe's output is the container's
+/// word): `hicolor/SIZE/apps/NAME.EXT` and the content. A file without a
+/// size (a pixmap, a path) takes its PNG header's size, or `scalable` for
+/// an SVG, unless the theme gave that size already.
+pub fn place_icons(name: &str, files: &[IconFile]) -> Vec<(PathBuf, Vec<u8>)> {
+    use base64::Engine;
+    let mut out: Vec<(String, PathBuf, Vec<u8>)> = Vec::new();
+    let mut total = 0;
+    for f in files {
+        let Ok(data) = base64::engine::general_purpose::STANDARD.decode(&f.data) else { continue };
+        if data.len() as u64 > MAX_ICON || !matches!(f.ext.as_str(), "png" | "svg") {
+            continue;
+        }
+        let size = match (&f.size, f.ext.as_str()) {
+            (Some(s), _) if is_size_dir(s) && (s != "scalable" || f.ext == "svg") => s.clone(),
+            (Some(_), _) => continue,
+            (None, "svg") => "scalable".to_string(),
+            (None, _) => match png_size(&data) {
+                Some((w, h)) if w == h && (1..=1024).contains(&w) => format!("{w}x{h}"),
+                _ => continue,
+            },
+        };
+        let rel = PathBuf::from(format!("hicolor/{size}/apps/{name}.{}", f.ext));
+        if out.iter().any(|(s, _, _)| *s == size) {
+            continue;
+        }
+        total += data.len() as u64;
+        if total > MAX_ICONS {
+            break;
+        }
+        out.push((size, rel, data));
+    }
+    out.into_iter().map(|(_, rel, data)| (rel, data)).collect()
+}
+
+/// Write icon files under `root` (the user's icons directory), each whole
+/// or not at all. A name of mtbx's ([`ICON_PREFIX`]) is mtbx's file: it
+/// is replaced, unless something else than a regular file is there.
+pub fn install_icons(root: &Path, files: &[(PathBuf, Vec<u8>)]) -> Result<Vec<PathBuf>, ExportError> {
+    let mut written = Vec::new();
+    for (rel, data) in files {
+        let path = root.join(rel);
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| !m.file_type().is_file()) {
+            return Err(ExportError::Foreign(path));
+        }
+        crate::fsutil::write_atomic(&path, data, 0o644)
+            .map_err(io(format!("cannot write {}", path.display())))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// Remove mtbx's icon `name` (one of [`ICON_PREFIX`]) from every size of
+/// the hicolor theme under `root`: regular files only.
+pub fn remove_icons(root: &Path, name: &str) -> Result<Vec<PathBuf>, ExportError> {
+    if !name.starts_with(ICON_PREFIX) || check_icon_name(name).is_err() {
+        return Ok(Vec::new());
+    }
+    let hicolor = root.join("hicolor");
+    let Ok(rd) = std::fs::read_dir(&hicolor) else { return Ok(Vec::new()) };
+    let mut removed = Vec::new();
+    for e in rd.flatten() {
+        if !e.file_name().to_str().is_some_and(is_size_dir) {
+            continue;
+        }
+        for ext in ["png", "svg"] {
+            let p = e.path().join(format!("apps/{name}.{ext}"));
+            if std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_file()) {
+                std::fs::remove_file(&p).map_err(io(format!("cannot remove {}", p.display())))?;
+                removed.push(p);
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// Inside the container: whether sudo runs a program as root without
+/// asking for a password, exactly as an export with --sudo will call it.
+pub fn probe_sudo() -> Result<(), ExportError> {
+    let out = std::process::Command::new(SUDO[0])
+        .args(&SUDO[1..])
+        .arg("true")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| ExportError::Bad(format!("cannot run sudo: {e}")))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("it failed");
+    Err(ExportError::Bad(format!("sudo -n cannot run programs as root: {}", last.trim())))
+}
+
+/// The user's icons directory: `$XDG_DATA_HOME/icons`, else
+/// `~/.local/share/icons`.
+pub fn default_icon_dir(home: &Path) -> PathBuf {
+    xdg("XDG_DATA_HOME").unwrap_or_else(|| home.join(".local/share")).join("icons")
+}
+
 /// The directory wrappers go to: `$XDG_BIN_HOME` when set (absolute),
 /// else `~/.local/bin` (the systemd file-hierarchy's and most
 /// distributions' PATH entry for the user).
@@ -628,7 +987,7 @@ mod tests {
             .unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let text = wrapper_text(&fake, "box-1", "/opt/my prog/it's");
+        let text = wrapper_text(&fake, "box-1", "/opt/my prog/it's", false);
         let w = dir.path().join("w");
         std::fs::write(&w, &text).unwrap();
         let out = std::process::Command::new("sh")
@@ -643,9 +1002,27 @@ mod tests {
         );
         assert_eq!(
             parse_marker(&text),
-            Some(("box-1".to_string(), Item::Bin("/opt/my prog/it's".to_string())))
+            Some(Marker {
+                container: "box-1".to_string(),
+                item: Item::Bin("/opt/my prog/it's".to_string()),
+                sudo: false,
+                icon: None
+            })
         );
+        assert!(!text.contains("sudo"), "{text}");
         assert_eq!(parse_marker("#!/bin/sh\necho hi\n"), None, "a script of someone else");
+        // --sudo: the program through the container's sudo, never asking.
+        let text = wrapper_text(&fake, "box-1", "/usr/sbin/fdisk", true);
+        std::fs::write(&w, &text).unwrap();
+        let out = std::process::Command::new("sh").arg(&w).args(["-l", ""]).output().unwrap();
+        let mut want = "[run]\n[-c]\n[box-1]\n[--]\n".to_string();
+        for word in SUDO {
+            want.push_str(&format!("[{word}]\n"));
+        }
+        want.push_str("[/usr/sbin/fdisk]\n[-l]\n[]\n");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), want);
+        assert!(want.contains("[sudo]\n[-n]\n"), "{want}");
+        assert!(parse_marker(&text).unwrap().sudo);
     }
 
     #[test]
@@ -694,7 +1071,8 @@ mod tests {
                     GenericName=Calculator\nTryExec=/usr/bin/calc\nExec=calc %U\nDBusActivatable=true\n\
                     X-Mtbx-Container=forged\nActions=new;\n\n[Desktop Action new]\nName=New\nExec=calc --new\n\
                     \n[X-Other]\nExec=untouched\n";
-        let out = rewrite_desktop(orig, Path::new("/opt/m tbx"), "box", "calc", "arm64").unwrap();
+        let plain = Rewrite::default();
+        let out = rewrite_desktop(orig, Path::new("/opt/m tbx"), "box", "calc", "arm64", &plain).unwrap();
         assert_eq!(
             out,
             "# comment=x\n[Desktop Entry]\nX-Mtbx-Container=box\nX-Mtbx-App=calc\nType=Application\n\
@@ -702,8 +1080,11 @@ mod tests {
              Exec=\"/opt/m tbx\" run -c box -- calc %U\nActions=new;\n\n[Desktop Action new]\nName=New\n\
              Exec=\"/opt/m tbx\" run -c box -- calc --new\n\n[X-Other]\nExec=untouched\n"
         );
-        assert_eq!(parse_marker(&out), Some(("box".into(), Item::App("calc".into()))));
-        assert!(rewrite_desktop("[Desktop Entry]\nName=x\n", Path::new("/m"), "b", "x", "l").is_err());
+        assert_eq!(
+            parse_marker(&out),
+            Some(Marker { container: "box".into(), item: Item::App("calc".into()), sudo: false, icon: None })
+        );
+        assert!(rewrite_desktop("[Desktop Entry]\nName=x\n", Path::new("/m"), "b", "x", "l", &plain).is_err());
         // Localized Exec and TryExec keys run through mtbx too.
         let out = rewrite_desktop(
             "[Desktop Entry]\nName=x\nExec=x\nExec[de]=/usr/bin/x --de\nTryExec[de] = /usr/bin/x\n",
@@ -711,23 +1092,157 @@ mod tests {
             "b",
             "x",
             "l",
+            &plain,
         )
         .unwrap();
         assert!(out.contains("\nExec[de]=/m run -c b -- /usr/bin/x --de\n"), "{out}");
         assert!(out.contains("\nTryExec[de]=/m\n") && !out.contains("TryExec[de] ="), "{out}");
-        assert!(rewrite_desktop("Name=x\nExec=x\n", Path::new("/m"), "b", "x", "l").is_err());
+        assert!(rewrite_desktop("Name=x\nExec=x\n", Path::new("/m"), "b", "x", "l", &plain).is_err());
+    }
+
+    #[test]
+    fn with_sudo_and_an_icon_the_entry_runs_as_root_and_names_mtbx_s_copy() {
+        let orig = "[Desktop Entry]\nName=Disks\nExec=gnome-disks %U\nIcon=org.gnome.Disks\n\
+                    Icon[de]=org.gnome.Disks\nX-Mtbx-Sudo=true\nX-Mtbx-Icon=mtbx-forged\nActions=a;\n\n\
+                    [Desktop Action a]\nExec=gnome-disks --a\nIcon=other-icon\n";
+        assert_eq!(desktop_icon(orig).as_deref(), Some("org.gnome.Disks"));
+        let new = icon_copy_name("box", "org.gnome.Disks").unwrap();
+        assert_eq!(new, "mtbx-box-org.gnome.Disks");
+        let how = Rewrite { sudo: true, icon: Some(("org.gnome.Disks", &new)) };
+        let out = rewrite_desktop(orig, Path::new("/m"), "box", "disks", "arm64", &how).unwrap();
+        let sudo = SUDO.iter().map(|w| desktop_exec_arg(w)).collect::<Vec<_>>().join(" ");
+        assert!(out.contains(&format!("\nExec=/m run -c box -- {sudo} gnome-disks %U\n")), "{out}");
+        assert!(out.contains(&format!("\nExec=/m run -c box -- {sudo} gnome-disks --a\n")), "{out}");
+        assert!(
+            out.contains("\nIcon=mtbx-box-org.gnome.Disks\nIcon[de]=mtbx-box-org.gnome.Disks\n"),
+            "{out}"
+        );
+        assert!(out.contains("\nIcon=other-icon\n"), "an icon not copied is left: {out}");
+        assert!(!out.contains("forged") && out.matches("X-Mtbx-Sudo").count() == 1, "{out}");
+        assert_eq!(
+            parse_marker(&out),
+            Some(Marker {
+                container: "box".into(),
+                item: Item::App("disks".into()),
+                sudo: true,
+                icon: Some(new.clone())
+            })
+        );
+        // A forged icon marker naming an icon of someone else's is ignored.
+        let forged = "[Desktop Entry]\nX-Mtbx-Container=b\nX-Mtbx-App=a\nX-Mtbx-Icon=firefox\n";
+        assert_eq!(parse_marker(forged).unwrap().icon, None);
+        // Names and paths: the copy's name is mtbx's, or none at all.
+        assert_eq!(icon_copy_name("box", "/usr/share/app/logo.svg").unwrap(), "mtbx-box-logo");
+        assert_eq!(icon_copy_name("box", "calc.png").unwrap(), "mtbx-box-calc");
+        assert_eq!(icon_copy_name("box", "../../x"), None);
+        assert_eq!(icon_copy_name("box", "a b"), None);
+    }
+
+    fn png(w: u32, h: u32) -> Vec<u8> {
+        let mut d = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+        d.extend(w.to_be_bytes());
+        d.extend(h.to_be_bytes());
+        d.extend([8, 6, 0, 0, 0]);
+        d
+    }
+
+    #[test]
+    fn icon_files_are_placed_by_size_and_checked_again_on_the_host() {
+        use base64::Engine;
+        let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
+        let f = |size: Option<&str>, ext: &str, data: &[u8]| IconFile {
+            size: size.map(String::from),
+            ext: ext.into(),
+            data: b64(data),
+        };
+        assert!(is_size_dir("48x48") && is_size_dir("24x24@2") && is_size_dir("scalable"));
+        assert!(
+            !is_size_dir("symbolic") && !is_size_dir("..") && !is_size_dir("48x") && !is_size_dir("1x1@")
+        );
+        assert_eq!(png_size(&png(64, 32)), Some((64, 32)));
+        assert_eq!(png_size(b"GIF89a"), None);
+        let files = [
+            f(Some("48x48"), "png", &png(48, 48)),
+            f(Some("scalable"), "svg", b"<svg/>"),
+            f(Some("../../../.."), "png", &png(1, 1)),
+            f(Some("scalable"), "png", &png(2, 2)),
+            f(Some("16x16"), "exe", b"MZ"),
+            f(Some("16x16"), "png", &vec![0; MAX_ICON as usize + 1]),
+            // A pixmap: its header's size; one the theme already gave is
+            // not taken twice; a non-square or unreadable one is left out.
+            f(None, "png", &png(48, 48)),
+            f(None, "png", &png(128, 128)),
+            f(None, "png", &png(128, 64)),
+            f(None, "png", b"not a png"),
+        ];
+        let placed: Vec<String> =
+            place_icons("mtbx-b-x", &files).iter().map(|(p, _)| p.display().to_string()).collect();
+        assert_eq!(
+            placed,
+            [
+                "hicolor/48x48/apps/mtbx-b-x.png",
+                "hicolor/scalable/apps/mtbx-b-x.svg",
+                "hicolor/128x128/apps/mtbx-b-x.png"
+            ]
+        );
+        let bad = IconFile { size: None, ext: "png".into(), data: "%%%".into() };
+        assert!(place_icons("mtbx-b-x", &[bad]).is_empty(), "not base64");
+    }
+
+    #[test]
+    fn icons_are_written_whole_and_removed_by_mtbx_s_names_only() {
+        let root = tempfile::tempdir().unwrap();
+        let files = place_icons(
+            "mtbx-b-x",
+            &[IconFile { size: Some("48x48".into()), ext: "png".into(), data: "AAEC".into() }],
+        );
+        let written = install_icons(root.path(), &files).unwrap();
+        assert_eq!(written, [root.path().join("hicolor/48x48/apps/mtbx-b-x.png")]);
+        assert_eq!(std::fs::read(&written[0]).unwrap(), [0, 1, 2]);
+        install_icons(root.path(), &files).unwrap();
+        // The host's own icon beside it, and a link in mtbx's name: kept.
+        let apps = root.path().join("hicolor/48x48/apps");
+        std::fs::write(apps.join("firefox.png"), "host").unwrap();
+        std::os::unix::fs::symlink("firefox.png", apps.join("mtbx-b-y.png")).unwrap();
+        let y = place_icons(
+            "mtbx-b-y",
+            &[IconFile { size: Some("48x48".into()), ext: "png".into(), data: "AAEC".into() }],
+        );
+        assert!(matches!(install_icons(root.path(), &y), Err(ExportError::Foreign(_))));
+        assert_eq!(std::fs::read_to_string(apps.join("firefox.png")).unwrap(), "host", "not written through");
+        assert!(remove_icons(root.path(), "firefox").unwrap().is_empty(), "not a name of mtbx's");
+        assert!(remove_icons(root.path(), "mtbx-b-y").unwrap().is_empty(), "a link is not mtbx's file");
+        assert_eq!(remove_icons(root.path(), "mtbx-b-x").unwrap(), written);
+        let mut left: Vec<_> = std::fs::read_dir(&apps).unwrap().map(|e| e.unwrap().file_name()).collect();
+        left.sort();
+        assert_eq!(left, ["firefox.png", "mtbx-b-y.png"]);
+    }
+
+    /// The probe reads icons only from the image's own trees, through
+    /// links too, and never a FIFO.
+    #[test]
+    fn icon_files_are_read_only_from_usr_and_opt() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("file.png"), "x").unwrap();
+        assert_eq!(read_icon(&d.path().join("file.png")), None, "outside /usr and /opt");
+        std::os::unix::fs::symlink("/usr/bin/env", d.path().join("in.png")).unwrap();
+        assert!(read_icon(&d.path().join("in.png")).is_some(), "a link into /usr");
+        let made = std::process::Command::new("mkfifo").arg(d.path().join("fifo")).status().unwrap();
+        assert!(made.success());
+        assert_eq!(read_icon(&d.path().join("fifo")), None);
+        assert!(probe_icons("../etc/passwd").is_err());
     }
 
     #[test]
     fn install_never_overwrites_a_file_it_did_not_write() {
         let dir = tempfile::tempdir().unwrap();
         let item = Item::Bin("/bin/sh".into());
-        let text = wrapper_text(Path::new("/m"), "box", "/bin/sh");
+        let text = wrapper_text(Path::new("/m"), "box", "/bin/sh", false);
         let p = install(dir.path(), "sh-arm64", &text, 0o755, "box", &item).unwrap();
         // Again: the same export is replaced.
         install(dir.path(), "sh-arm64", &text, 0o755, "box", &item).unwrap();
         // Another container's export of that name is refused.
-        let other = wrapper_text(Path::new("/m"), "other", "/bin/sh");
+        let other = wrapper_text(Path::new("/m"), "other", "/bin/sh", false);
         let e = install(dir.path(), "sh-arm64", &other, 0o755, "other", &item).unwrap_err();
         assert!(matches!(e, ExportError::Taken { .. }), "{e}");
         // Someone else's file is refused, and left as it was.
