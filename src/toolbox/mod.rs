@@ -14,6 +14,7 @@ pub mod export;
 pub mod inside;
 pub mod naming;
 pub mod ops;
+pub mod options;
 pub mod readiness;
 pub mod selection;
 pub mod session;
@@ -163,6 +164,8 @@ pub struct CreateSpec {
     pub auto_stop: bool,
     /// The resource limits the container gets.
     pub ulimits: Ulimits,
+    /// Its own home, volumes, variables and devices.
+    pub options: options::BoxOptions,
 }
 
 /// The resource limits a toolbox container gets. Toolbx asks podman for
@@ -323,6 +326,7 @@ pub fn create_args(spec: &CreateSpec) -> Vec<String> {
     if spec.auto_stop {
         a.extend(["--label".into(), format!("{LABEL_AUTO_STOP}=true")]);
     }
+    a.extend(spec.options.create_args());
     a.extend([
         "--label".into(),
         format!("{LABEL_TOOLBOX}=true"),
@@ -345,10 +349,14 @@ pub fn create_args(spec: &CreateSpec) -> Vec<String> {
         "--gid".into(),
         u.gid.to_string(),
         "--home".into(),
-        u.home.display().to_string(),
+        spec.options.home.as_ref().unwrap_or(&u.home).display().to_string(),
         "--shell".into(),
         u.shell.display().to_string(),
     ]);
+    if spec.options.home.is_some() {
+        // init-container tells container-exec that HOME is the container's.
+        a.push("--own-home".into());
+    }
     if spec.qemu.is_some() {
         a.extend(["--qemu".into(), qemu_in_container(spec.arch)]);
         if let Some(cpu) = &spec.cpu {
@@ -794,6 +802,7 @@ mod tests {
             stamp_dir: "/run/mtbx/n".into(),
             auto_stop: false,
             ulimits: Ulimits::Host,
+            options: Default::default(),
         };
         let a = create_args(&spec).join(" ");
         assert!(a.contains("--ulimit host "), "as Toolbx: {a}");

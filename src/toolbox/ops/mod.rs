@@ -16,6 +16,7 @@ use serde::Serialize;
 pub use super::engine::{set_podman_log_level, EngineError, Object};
 use super::engine::{ContainerInfo, Podman};
 use super::naming::Defaults;
+use super::options::BoxOptions;
 use super::selection::{SelectFlags, Selection, ShortNames};
 use super::session::Session;
 use super::{
@@ -26,11 +27,13 @@ use crate::emu::arch::Arch;
 use crate::error::{Classify, Kind, Reported};
 use crate::storage::{StorageConfig, StorageError, Store};
 
+mod copy;
 mod create;
 mod list;
 mod remove;
 mod run;
 
+pub use copy::*;
 pub use create::*;
 pub use list::*;
 pub use remove::*;
@@ -99,6 +102,9 @@ pub enum OpsError {
     /// toolbox.conf cannot be used.
     #[error(transparent)]
     Config(#[from] super::naming::ConfigError),
+    /// `--home`, `--volume`, `--env` or `--device` cannot be used.
+    #[error(transparent)]
+    Options(#[from] super::options::OptionsError),
     /// The image store.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -128,6 +134,7 @@ impl Classify for OpsError {
             OpsError::Toolbox(e) => e.kind(),
             OpsError::Cpu(e) => e.kind(),
             OpsError::Config(e) => e.kind(),
+            OpsError::Options(e) => e.kind(),
             OpsError::Select(e) => e.kind(),
             OpsError::NothingToRemove | OpsError::NotToolbox(_) => Kind::BadInput,
             OpsError::Pull(r) => r.kind(),
