@@ -825,8 +825,24 @@ mod tests {
         assert!(!native.contains(LABEL_AUTO_STOP), "{native}");
         let auto = create_args(&CreateSpec { auto_stop: true, ..spec.clone() }).join(" ");
         assert!(auto.contains("--label io.github.mtbx.auto-stop=true "), "{auto}");
-        let a = create_args(&CreateSpec { rootless: true, ..spec }).join(" ");
+        let a = create_args(&CreateSpec { rootless: true, ..spec.clone() }).join(" ");
         assert!(a.contains("--userns keep-id") && !a.contains("--uidmap"), "{a}");
+        assert!(!a.contains("--own-home") && a.contains(" --home /home/u "), "{a}");
+        // A home of its own: mounted, in passwd (init-container's --home), and recorded.
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let options =
+            options::BoxOptions::parse(Some("/srv/box"), &s(&["/data:/data:ro"]), &s(&["A=1"]), &[]).unwrap();
+        let own = create_args(&CreateSpec { options, ..spec }).join(" ");
+        assert!(own.contains("--volume /home/u:/home/u:rslave "), "your own home stays: {own}");
+        assert!(
+            own.contains("--volume /srv/box:/srv/box:rslave --volume /data:/data:ro --env A=1 "),
+            "{own}"
+        );
+        assert!(own.contains("--label io.github.mtbx.home=/srv/box "), "{own}");
+        assert!(own.contains(" init-container ") && own.contains(" --home /srv/box "), "{own}");
+        assert!(own.contains(" --own-home"), "{own}");
+        let image = own.find(" img init-container").unwrap();
+        assert!(own.find("--env A=1").unwrap() < image, "podman's flags come before the image: {own}");
     }
 }
 

@@ -681,7 +681,10 @@ mod tests {
         let own = t.path().join("boxes/one").display().to_string();
         o(Some(&own), &[], &[]).unwrap();
         let v = format!("{}:{own}", t.path().display());
-        assert!(err(o(Some(&own), &[&v], &[])).contains("choose another path"), "a volume over the container's home");
+        assert!(
+            err(o(Some(&own), &[&v], &[])).contains("choose another path"),
+            "a volume over the container's home"
+        );
         let twice = [format!("{}:/x", t.path().display()), format!("{}:/x", home.display())];
         assert!(err(o(None, &[&twice[0], &twice[1]], &[])).contains("two options"));
         let e = opts(None, &[], &["A=1", "A=2"], &[]).unwrap().check(&home);
