@@ -38,6 +38,24 @@ impl Boxes {
             return None;
         };
         let env = if rootless { PodmanEnv::rootless(test)? } else { PodmanEnv::rootful(test)? };
+        if env.user.is_some() {
+            // podman 4.3's commit opens a store of its own from storage.conf
+            // and fails ("runroot must be set", then "graphroot must be
+            // set") with rootless_storage_path alone, which the other
+            // tests' environments give: the same store named by all three
+            // keys commits (tried by hand with `podman commit` itself;
+            // podman still runs with the run root it picks).
+            std::fs::write(
+                &env.storage_conf,
+                format!(
+                    "[storage]\nrootless_storage_path = \"{g}\"\ngraphroot = \"{g}\"\nrunroot = \"{}\"\ndriver = \"{}\"\n",
+                    env.run.display(),
+                    common::podman::rootless_driver(),
+                    g = env.graph.display(),
+                ),
+            )
+            .unwrap();
+        }
         if !common::have_qemu(mtbx::emu::arch::Arch::parse("arm64").unwrap()) {
             skip(test, "no static QEMU for arm64 (apt-get install qemu-user-static)");
             return None;
