@@ -646,4 +646,20 @@ mod tests {
         std::fs::write(&user, "[general]\nfoo = 1\n").unwrap();
         assert!(load_config(&[user]).unwrap_err().to_string().contains("unknown field"));
     }
+
+    #[test]
+    fn home_prefix_is_absolute_or_under_the_home() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("toolbox.conf");
+        std::fs::write(&conf, "[general]\nhome_prefix = \"~/boxes\"\n").unwrap();
+        let g = load_config(&[conf]).unwrap();
+        let home = Path::new("/home/ann");
+        assert_eq!(
+            home_prefix(g.home_prefix.as_deref().unwrap(), home).unwrap(),
+            Path::new("/home/ann/boxes")
+        );
+        assert_eq!(home_prefix("/srv/boxes", home).unwrap(), Path::new("/srv/boxes"));
+        let e = home_prefix("boxes", home).unwrap_err();
+        assert!(e.to_string().contains("absolute"), "{e}");
+    }
 }
