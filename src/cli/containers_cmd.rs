@@ -14,6 +14,7 @@ use super::output::{self, Format, Table};
 use crate::emu::arch::Arch;
 use crate::image::resolved::human_size;
 use crate::toolbox::ops::{self, ContainerInfo, CreateRequest, Need, Opened, PullVoice, Toolbox};
+use crate::toolbox::options::BoxOptions;
 use crate::toolbox::provision::Provision;
 use crate::toolbox::selection::SelectFlags;
 use crate::toolbox::session::Session;
@@ -68,7 +69,63 @@ pub struct CreateArgs {
     #[arg(long = "init-hook", value_name = "CMD")]
     init_hooks: Vec<String>,
     #[command(flatten)]
+    options: OptionArgs,
+    #[command(flatten)]
     registry: RegistryArgs,
+}
+
+/// What create adds to a toolbox: the clap side of [`BoxOptions`].
+#[derive(Debug, Args, Clone)]
+pub(crate) struct OptionArgs {
+    /// A home of the container's own: HOME and the passwd home inside
+    /// (made if missing); your own home stays at its path (default:
+    /// toolbox.conf's home_prefix/NAME when set).
+    #[arg(long, value_name = "DIR")]
+    home: Option<String>,
+    /// Bind a host path into the container (repeatable; OPTIONS: ro, rslave, ...).
+    #[arg(long, value_name = "SRC:DST[:OPTIONS]")]
+    volume: Vec<String>,
+    /// A variable every process of the container starts with (repeatable).
+    #[arg(long, value_name = "NAME=VALUE")]
+    env: Vec<String>,
+    /// A host device (repeatable): checked and recorded; every host device
+    /// is at its own path in a toolbox already, :DST adds it there too.
+    #[arg(long, value_name = "SRC[:DST]")]
+    device: Vec<String>,
+}
+
+impl OptionArgs {
+    /// The options, their syntax and the host checked: before podman is
+    /// asked anything.
+    fn options(&self) -> Result<BoxOptions> {
+        let o = BoxOptions::parse(self.home.as_deref(), &self.volume, &self.env, &self.device)?;
+        o.check(&HostUser::current()?.home)?;
+        Ok(o)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CloneArgs {
+    /// The toolbox container to copy.
+    #[arg(value_name = "NAME", add = super::complete::containers())]
+    name: String,
+    /// The new container's name.
+    #[arg(value_name = "NEW")]
+    new: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    /// The toolbox container.
+    #[arg(value_name = "NAME", add = super::complete::containers())]
+    name: String,
+    /// The image's tag: localhost/NAME-snapshot:TAG.
+    #[arg(value_name = "TAG", default_value = "latest")]
+    tag: String,
+    /// Also write the image as an OCI archive, for `mtbx create --image
+    /// oci-archive:FILE` on another machine.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -193,6 +250,8 @@ pub struct InitArgs {
     qemu: Option<PathBuf>,
     #[arg(long)]
     cpu: Option<String>,
+    #[arg(long)]
+    own_home: bool,
 }
 
 #[derive(Debug, Args)]
@@ -225,6 +284,7 @@ impl From<&SelectArgs> for SelectFlags {
 /// `assumeyes` is the global `-y`.
 pub fn create(args: CreateArgs, assumeyes: bool) -> Result<i32> {
     let provision = Provision::new(args.packages.clone(), args.init_hooks.clone())?;
+    let options = args.options.options()?;
     let tb = Toolbox::new()?;
     let req = CreateRequest {
         name: args.name.clone(),
@@ -234,6 +294,7 @@ pub fn create(args: CreateArgs, assumeyes: bool) -> Result<i32> {
         cpu: args.cpu.clone(),
         auto_stop: args.auto_stop,
         provision,
+        options,
     };
     let plan = tb.plan_create(&req)?;
     let stored = match &plan.need {
@@ -257,6 +318,31 @@ pub fn create(args: CreateArgs, assumeyes: bool) -> Result<i32> {
         )?,
     };
     let created = tb.create(&plan, &stored)?;
+    report_created(&created, &plan.provision);
+    Ok(exit::OK)
+}
+
+/// What a container will do at its first start, when it has
+/// provisioning to do.
+fn report_provision(p: &Provision) {
+    if p.is_empty() {
+        return;
+    }
+    let hooks = match p.init_hooks.len() {
+        0 => String::new(),
+        1 => " and runs 1 init hook".into(),
+        n => format!(" and runs {n} init hooks"),
+    };
+    let packages = match p.packages.len() {
+        0 => String::new(),
+        _ => format!(" installs {}", crate::text::escaped(&p.packages.join(" "))),
+    };
+    eprintln!("At its first start it{packages}{hooks}");
+}
+
+/// create's and clone's words for a new container (and what it will do
+/// at its first start); its name on stdout.
+fn report_created(created: &ops::Created, provision: &Provision) {
     let name = &created.name;
     match &created.cpu {
         Some(cpu) => {
@@ -264,22 +350,43 @@ pub fn create(args: CreateArgs, assumeyes: bool) -> Result<i32> {
         }
         None => eprintln!("Created container {name} ({}) from {}", created.platform, created.image),
     }
-    let p = &plan.provision;
-    if !p.is_empty() {
-        let hooks = match p.init_hooks.len() {
-            0 => String::new(),
-            1 => " and runs 1 init hook".into(),
-            n => format!(" and runs {n} init hooks"),
-        };
-        let packages = match p.packages.len() {
-            0 => String::new(),
-            _ => format!(" installs {}", crate::text::escaped(&p.packages.join(" "))),
-        };
-        eprintln!("At its first start it{packages}{hooks}");
-    }
+    report_provision(provision);
     eprintln!("Enter it with: mtbx enter {name}");
     println!("{name}");
+}
+
+/// `mtbx clone NAME NEW`: NEW from a commit of NAME, with its options.
+pub fn clone(args: CloneArgs) -> Result<i32> {
+    check_container_name(&args.new)?;
+    let tb = Toolbox::new()?;
+    let plan = tb.plan_clone(&args.name, &args.new)?;
+    // A clone holds what its source's first start did: nothing to announce.
+    report_created(&tb.clone_box(&args.name, &plan)?, &Provision::default());
     Ok(exit::OK)
+}
+
+/// `mtbx snapshot NAME [TAG] [-o FILE]`.
+pub fn snapshot(args: SnapshotArgs) -> Result<i32> {
+    ops::snapshot_image(&args.name, &args.tag)?;
+    let tb = Toolbox::new()?;
+    let snap = tb.snapshot(&args.name, Some(&args.tag))?;
+    eprintln!("Committed {} to {}", crate::text::escaped(&args.name), snap.image);
+    if let Some(file) = &args.output {
+        tb.save_image(&snap.image, file)?;
+        eprintln!(
+            "Saved {} to {}: create from it with mtbx create --image oci-archive:{}",
+            snap.image,
+            crate::text::quoted_path(file),
+            crate::text::escaped(&file.to_string_lossy())
+        );
+    }
+    println!("{}", snap.image);
+    Ok(exit::OK)
+}
+
+/// A container name podman takes, checked before podman is asked.
+fn check_container_name(name: &str) -> Result<()> {
+    Ok(crate::toolbox::check_name(name)?)
 }
 
 pub fn enter(args: EnterArgs) -> Result<i32> {
@@ -532,6 +639,7 @@ pub fn init_container(args: InitArgs) -> Result<i32> {
         user: HostUser { name: args.user, uid: args.uid, gid: args.gid, home: args.home, shell: args.shell },
         qemu: args.qemu,
         cpu: args.cpu,
+        own_home: args.own_home,
     };
     Ok(crate::toolbox::inside::init_container(&init))
 }

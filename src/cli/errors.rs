@@ -22,6 +22,7 @@ fn classify(e: &(dyn StdError + 'static)) -> Option<Kind> {
         crate::cli::binfmt_cmd::BinfmtCmdError,
         crate::toolbox::ToolboxError,
         crate::toolbox::ops::OpsError,
+        crate::toolbox::options::OptionsError,
         crate::toolbox::engine::EngineError,
         crate::toolbox::inside::ExecError,
         crate::toolbox::export::ExportError,

@@ -76,6 +76,12 @@ enum Command {
     Rmi(containers_cmd::RmiArgs),
     /// Refresh and upgrade the packages of toolbox containers.
     Upgrade(containers_cmd::UpgradeArgs),
+    /// Copy a toolbox container: a commit of it, made a container with the
+    /// same architecture, CPU model, home, volumes, variables and devices.
+    Clone(containers_cmd::CloneArgs),
+    /// Commit a toolbox container to an image (localhost/NAME-snapshot:TAG),
+    /// and with -o write it as an OCI archive for another machine.
+    Snapshot(containers_cmd::SnapshotArgs),
     /// The entrypoint of toolbox containers (runs inside them).
     #[command(hide = true)]
     InitContainer(containers_cmd::InitArgs),
@@ -144,6 +150,8 @@ pub fn run() -> i32 {
         Command::Enter(args) => containers_cmd::enter(args),
         Command::Run(args) => containers_cmd::run(args),
         Command::List(args) => containers_cmd::list(args),
+        Command::Clone(args) => containers_cmd::clone(args),
+        Command::Snapshot(args) => containers_cmd::snapshot(args),
         Command::Rm(args) => containers_cmd::rm(args),
         Command::Stop(args) => containers_cmd::stop(args),
         Command::Export(args) => export_cmd::run(args),

@@ -412,6 +412,23 @@ impl Podman {
         self.status(&["container", "exists", name]) == Some(0)
     }
 
+    /// `podman commit` of a container to `image`, with Dockerfile-style
+    /// `changes` to its config; the new image's id.
+    pub fn commit(&self, container: &str, image: &str, changes: &[String]) -> Result<String, EngineError> {
+        let mut args = vec!["commit".to_string(), "--quiet".into()];
+        for c in changes {
+            args.extend(["--change".into(), c.clone()]);
+        }
+        args.extend([container.to_string(), image.to_string()]);
+        Ok(self.output(&args)?.trim().to_string())
+    }
+
+    /// `podman save` of a stored image as an OCI archive file.
+    pub fn save_oci_archive(&self, image: &str, file: &std::path::Path) -> Result<(), EngineError> {
+        let file = file.to_string_lossy();
+        self.output(&["save", "--quiet", "--format", "oci-archive", "--output", &file, image]).map(drop)
+    }
+
     /// Whether an image of this name or id exists.
     pub fn image_exists(&self, name: &str) -> bool {
         self.status(&["image", "exists", name]) == Some(0)

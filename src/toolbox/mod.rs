@@ -16,6 +16,7 @@ pub mod export;
 pub mod inside;
 pub mod naming;
 pub mod ops;
+pub mod options;
 pub mod provision;
 pub mod readiness;
 pub mod selection;
@@ -168,6 +169,8 @@ pub struct CreateSpec {
     pub ulimits: Ulimits,
     /// Packages and init hooks for its first start (in labels).
     pub provision: provision::Provision,
+    /// Its own home, volumes, variables and devices.
+    pub options: options::BoxOptions,
 }
 
 /// The resource limits a toolbox container gets. Toolbx asks podman for
@@ -331,6 +334,7 @@ pub fn create_args(spec: &CreateSpec) -> Vec<String> {
     for (label, value) in spec.provision.labels() {
         a.extend(["--label".into(), format!("{label}={value}")]);
     }
+    a.extend(spec.options.create_args());
     a.extend([
         "--label".into(),
         format!("{LABEL_TOOLBOX}=true"),
@@ -353,10 +357,14 @@ pub fn create_args(spec: &CreateSpec) -> Vec<String> {
         "--gid".into(),
         u.gid.to_string(),
         "--home".into(),
-        u.home.display().to_string(),
+        spec.options.home.as_ref().unwrap_or(&u.home).display().to_string(),
         "--shell".into(),
         u.shell.display().to_string(),
     ]);
+    if spec.options.home.is_some() {
+        // init-container tells container-exec that HOME is the container's.
+        a.push("--own-home".into());
+    }
     if spec.qemu.is_some() {
         a.extend(["--qemu".into(), qemu_in_container(spec.arch)]);
         if let Some(cpu) = &spec.cpu {
@@ -829,6 +837,7 @@ mod tests {
             auto_stop: false,
             ulimits: Ulimits::Host,
             provision: provision::Provision::default(),
+            options: Default::default(),
         };
         let a = create_args(&spec).join(" ");
         assert!(a.contains("--ulimit host "), "as Toolbx: {a}");
@@ -858,8 +867,24 @@ mod tests {
         assert!(provisioned
             .windows(2)
             .any(|w| w == ["--label", r#"io.github.mtbx.init-hooks=["touch /x"]"#]));
-        let a = create_args(&CreateSpec { rootless: true, ..spec }).join(" ");
+        let a = create_args(&CreateSpec { rootless: true, ..spec.clone() }).join(" ");
         assert!(a.contains("--userns keep-id") && !a.contains("--uidmap"), "{a}");
+        assert!(!a.contains("--own-home") && a.contains(" --home /home/u "), "{a}");
+        // A home of its own: mounted, in passwd (init-container's --home), and recorded.
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let options =
+            options::BoxOptions::parse(Some("/srv/box"), &s(&["/data:/data:ro"]), &s(&["A=1"]), &[]).unwrap();
+        let own = create_args(&CreateSpec { options, ..spec }).join(" ");
+        assert!(own.contains("--volume /home/u:/home/u:rslave "), "your own home stays: {own}");
+        assert!(
+            own.contains("--volume /srv/box:/srv/box:rslave --volume /data:/data:ro --env A=1 "),
+            "{own}"
+        );
+        assert!(own.contains("--label io.github.mtbx.home=/srv/box "), "{own}");
+        assert!(own.contains(" init-container ") && own.contains(" --home /srv/box "), "{own}");
+        assert!(own.contains(" --own-home"), "{own}");
+        let image = own.find(" img init-container").unwrap();
+        assert!(own.find("--env A=1").unwrap() < image, "podman's flags come before the image: {own}");
     }
 }
 

@@ -218,6 +218,9 @@ pub struct General {
     pub arch: Option<String>,
     /// QEMU CPU model for containers of `arch` (mtbx's own key).
     pub cpu: Option<String>,
+    /// A directory under which each container mtbx creates gets a home of
+    /// its own, named as the container (mtbx's own key; `~/` is the home).
+    pub home_prefix: Option<String>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -277,6 +280,7 @@ pub fn load_config(paths: &[PathBuf]) -> Result<General, ConfigError> {
         merged.image = g.image.or(merged.image);
         merged.arch = g.arch.or(merged.arch);
         merged.cpu = g.cpu.or(merged.cpu);
+        merged.home_prefix = g.home_prefix.or(merged.home_prefix);
         if merged.cpu.is_some() && merged.arch.is_none() {
             return Err(ConfigError {
                 path: path.clone(),
@@ -299,6 +303,26 @@ pub fn cpu_for_arch(conf: &General, arch: &'static Arch) -> Result<Option<String
         message: format!("arch: {e}"),
     })?;
     Ok(std::ptr::eq(parsed, arch).then(|| cpu.clone()))
+}
+
+/// toolbox.conf's `home_prefix` as a directory: `~/` is `home`, and
+/// anything else must be absolute.
+pub fn home_prefix(prefix: &str, home: &Path) -> Result<PathBuf, ConfigError> {
+    let dir = match prefix.strip_prefix("~/") {
+        Some(rest) => home.join(rest),
+        None => PathBuf::from(prefix),
+    };
+    if !dir.is_absolute() {
+        return Err(ConfigError {
+            path: PathBuf::from("toolbox.conf"),
+            line: None,
+            message: format!(
+                "home_prefix {}: give an absolute path or one under ~/",
+                crate::text::quoted(prefix)
+            ),
+        });
+    }
+    Ok(dir)
 }
 
 /// Why a container or image name could not be resolved; the CLI words
@@ -621,5 +645,21 @@ mod tests {
         assert!(text.starts_with(&format!("{}:2: ", user.display())) && !text.contains('\n'), "{text}");
         std::fs::write(&user, "[general]\nfoo = 1\n").unwrap();
         assert!(load_config(&[user]).unwrap_err().to_string().contains("unknown field"));
+    }
+
+    #[test]
+    fn home_prefix_is_absolute_or_under_the_home() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("toolbox.conf");
+        std::fs::write(&conf, "[general]\nhome_prefix = \"~/boxes\"\n").unwrap();
+        let g = load_config(&[conf]).unwrap();
+        let home = Path::new("/home/ann");
+        assert_eq!(
+            home_prefix(g.home_prefix.as_deref().unwrap(), home).unwrap(),
+            Path::new("/home/ann/boxes")
+        );
+        assert_eq!(home_prefix("/srv/boxes", home).unwrap(), Path::new("/srv/boxes"));
+        let e = home_prefix("boxes", home).unwrap_err();
+        assert!(e.to_string().contains("absolute"), "{e}");
     }
 }

@@ -153,3 +153,70 @@ fn a_reader_that_leaves_ends_the_command_quietly() {
         assert_eq!(err, "", "{bin:?} {args:?}");
     }
 }
+
+/// create's --home, --volume, --env and --device, clone's and snapshot's
+/// names: what would break the toolbox is refused with exit 2 and one
+/// line, before podman is asked anything (none is on PATH here) and
+/// before anything is made.
+#[test]
+fn box_options_that_would_break_the_toolbox_are_refused_before_podman() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().display().to_string();
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let made = t.path().join("made/home");
+    let vol = |dst: &str| format!("{src}:{dst}");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["--volume".into(), vol("/run/mtbx-host")], "/run/mtbx-host"),
+        (vec!["--volume".into(), vol("/run/mtbx-stamp/x")], "/run/mtbx-stamp"),
+        (vec!["--volume".into(), vol("/run/host")], "/run/host"),
+        (vec!["--volume".into(), vol("/dev")], "/dev"),
+        (vec!["--volume".into(), vol("/proc/x")], "/proc"),
+        (vec!["--volume".into(), vol("/sys")], "/sys"),
+        (vec!["--volume".into(), vol("/usr/bin/toolbox")], "/usr/bin/toolbox"),
+        (vec!["--volume".into(), vol("/usr")], "/usr/bin/toolbox"),
+        (vec!["--volume".into(), vol("/")], "/"),
+        (vec!["--volume".into(), vol(&home)], "choose another path"),
+        (vec!["--volume".into(), format!("relative:/x")], "not an absolute path"),
+        (vec!["--volume".into(), format!("{src}/missing:/x")], "does not exist"),
+        (vec!["--volume".into(), vol("/x:Z")], "U, z and Z"),
+        (vec!["--env".into(), "MTBX_ARCH=x".into()], "mtbx sets MTBX_ARCH"),
+        (vec!["--env".into(), "TOOLBOX_PATH=/x".into()], "mtbx sets TOOLBOX_PATH"),
+        (vec!["--env".into(), "HOME=/x".into()], "--home DIR"),
+        (vec!["--env".into(), "LANG=C".into()], "pass LANG"),
+        (vec!["--env".into(), "NOVALUE".into()], "NAME=VALUE"),
+        (vec!["--device".into(), "/dev/nonexistent-mtbx".into()], "does not exist"),
+        (vec!["--device".into(), src.clone()], "not a device node"),
+        (vec!["--device".into(), "/dev/null:/dev/other".into()], "/dev"),
+        (vec!["--home".into(), home.clone()], "your home already"),
+        (vec!["--home".into(), "/run/host/box".into()], "/run/host"),
+        (
+            vec![
+                "--home".into(),
+                made.display().to_string(),
+                "--volume".into(),
+                vol(&made.display().to_string()),
+            ],
+            "choose another path",
+        ),
+    ];
+    for (args, says) in cases {
+        let mut all = vec!["create", "--arch", "arm64"];
+        all.extend(args.iter().map(String::as_str));
+        let out = mtbx(&all).env("PATH", "/nonexistent").output().unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(says) && !err.contains("podman"), "{args:?}: {err}");
+    }
+    assert!(!t.path().join("made").exists(), "a refused create makes no home");
+    for (args, says) in [
+        (&["clone", "box", "a b"][..], "invalid container name"),
+        (&["snapshot", "box", ".tag"], "not an image tag"),
+        (&["snapshot", "box", "a:b"], "not an image tag"),
+    ] {
+        let out = mtbx(args).env("PATH", "/nonexistent").output().unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says) && !err.contains("podman"), "{args:?}: {err}");
+    }
+}

@@ -719,6 +719,7 @@ fn init_container(a: InitArgs) -> Result<i32> {
         user: host_user,
         qemu: None,
         cpu: None,
+        own_home: false,
     };
     Ok(toolbox::inside::init_toolbx_made(&args))
 }

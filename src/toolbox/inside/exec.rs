@@ -33,6 +33,9 @@ pub struct ExecArgs {
 /// login shell. Returns only on failure.
 pub fn container_exec(a: &ExecArgs) -> Result<std::convert::Infallible, ExecError> {
     use std::os::unix::process::CommandExt;
+    // A container made with --home: that home, whatever the host's says.
+    let own = super::own_home(Path::new("/"));
+    let a = &ExecArgs { home: own.unwrap_or_else(|| a.home.clone()), ..a.clone() };
 
     use nix::unistd::{initgroups, setgid, setgroups, setuid, Gid, Uid};
     let shell = user_shell(&a.user).unwrap_or_else(|| "/bin/sh".into());

@@ -47,6 +47,14 @@ fn mark_in(root: &Path, args: &InitArgs) -> std::io::Result<()> {
             let _ = std::fs::remove_file(run.join("cpu"));
         }
     }
+    // The container's own home, for container-exec (a snapshot's copy
+    // of this directory must not give another container that home).
+    match args.own_home {
+        true => write_atomic(&run.join("home"), format!("{}\n", args.user.home.display()).as_bytes(), 0o644)?,
+        false => {
+            let _ = std::fs::remove_file(run.join("home"));
+        }
+    }
     let emulated = run.join("emulated");
     let prompt = root.join("etc/profile.d/zz-mtbx-arch.sh");
     match &args.qemu {
@@ -61,6 +69,18 @@ fn mark_in(root: &Path, args: &InitArgs) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The container's own home, when create gave it one: what
+/// init-container recorded under `root` (at most a path's length, from a
+/// regular file).
+pub fn own_home(root: &Path) -> Option<std::path::PathBuf> {
+    use std::io::Read;
+    let file = root.join(RUN_DIR.trim_start_matches('/')).join("home");
+    let mut text = String::new();
+    crate::sys::files::open_regular(&file, false).ok()?.take(4097).read_to_string(&mut text).ok()?;
+    let path = Path::new(text.strip_suffix('\n')?);
+    (path.is_absolute() && text.len() <= 4096).then(|| path.to_path_buf())
 }
 
 #[cfg(test)]
@@ -78,6 +98,7 @@ mod tests {
             user: crate::toolbox::HostUser::example("ann", 1000, 1000, "/home/ann", "/bin/sh"),
             cpu: None,
             qemu: Some("/run/mtbx-host/qemu-aarch64".into()),
+            own_home: false,
         };
         mark_in(root.path(), &args).unwrap();
         let r = root.path();
@@ -101,8 +122,13 @@ mod tests {
             run("${debian_chroot:+($debian_chroot)}\\u$ "),
             "${debian_chroot:+($debian_chroot)}\\u$ |arm64"
         );
+        assert_eq!(own_home(r), None);
+        let own = InitArgs { own_home: true, ..args.clone() };
+        mark_in(root.path(), &own).unwrap();
+        assert_eq!(own_home(r).as_deref(), Some(Path::new("/home/ann")));
         let native = InitArgs { arch: Arch::host(), qemu: None, ..args };
         mark_in(root.path(), &native).unwrap();
         assert!(!r.join("run/mtbx/emulated").exists());
+        assert_eq!(own_home(r), None, "a container without its own home (a snapshot's copy is removed)");
     }
 }

@@ -44,7 +44,7 @@ use crate::fsutil::write_atomic;
 use crate::toolbox;
 
 pub use exec::{container_exec, ExecArgs};
-pub use markers::RUN_DIR;
+pub use markers::{own_home, RUN_DIR};
 pub use user::{setup_user, setup_user_in};
 
 /// What init-container is told by `podman create`.
@@ -58,6 +58,9 @@ pub struct InitArgs {
     pub qemu: Option<PathBuf>,
     /// The QEMU CPU model every program runs under (`create --cpu`).
     pub cpu: Option<String>,
+    /// The user's home is the container's own (`create --home`): run and
+    /// enter use it whatever home the host's environment says.
+    pub own_home: bool,
 }
 
 /// Why init-container stopped.

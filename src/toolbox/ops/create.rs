@@ -11,6 +11,8 @@ impl Toolbox {
     /// Toolbx does).
     pub fn plan_create(&self, req: &CreateRequest) -> Result<CreatePlan, OpsError> {
         let d = Defaults::load()?;
+        let user = HostUser::current()?;
+        req.options.check(&user.home)?;
         let selection = select(&d, &req.selector, req.name.as_deref(), req.variant.as_deref())?;
         crate::toolbox::check_name(&selection.container)?;
         if self.podman.container_exists(&selection.container) {
@@ -23,6 +25,13 @@ impl Toolbox {
         let mut plan = self.plan_for(&selection, req.qemu.as_deref(), model.as_deref())?;
         plan.auto_stop = req.auto_stop;
         plan.provision = req.provision.clone();
+        plan.options = req.options.clone();
+        if let (None, Some(prefix)) = (&plan.options.home, &d.config.home_prefix) {
+            // toolbox.conf's home_prefix: a home of its own for each container.
+            plan.options.home =
+                Some(crate::toolbox::naming::home_prefix(prefix, &user.home)?.join(&plan.name));
+            plan.options.check(&user.home)?;
+        }
         Ok(plan)
     }
 
@@ -50,6 +59,7 @@ impl Toolbox {
             need,
             auto_stop: false,
             provision: Default::default(),
+            options: BoxOptions::default(),
         })
     }
 
@@ -59,6 +69,11 @@ impl Toolbox {
     /// same name may have won with it bind-mounted.
     pub fn create(&self, plan: &CreatePlan, image: &str) -> Result<Created, OpsError> {
         let user = HostUser::current()?;
+        let mut options = plan.options.clone();
+        let made_home = options.make_home().map_err(io(format!(
+            "cannot create the container's home {}",
+            options.home.as_deref().unwrap_or(Path::new("")).display()
+        )))?;
         let stamp_dir = crate::toolbox::stamp_dir(&plan.name);
         let made = crate::toolbox::make_stamp_dir(&stamp_dir)
             .map_err(io(format!("cannot create {}", stamp_dir.display())))?;
@@ -76,6 +91,7 @@ impl Toolbox {
             auto_stop: plan.auto_stop,
             ulimits: crate::toolbox::Ulimits::for_this_process(rootless),
             provision: plan.provision.clone(),
+            options,
         };
         let marked = crate::toolbox::session::set_auto_stop(&stamp_dir, plan.auto_stop)
             .and_then(|()| set_pending(&stamp_dir, !plan.provision.is_empty()))
@@ -83,6 +99,16 @@ impl Toolbox {
         if let Err(e) = marked.and_then(|()| Ok(self.podman.create(&crate::toolbox::create_args(&spec))?)) {
             if made && !self.podman.container_exists(&plan.name) {
                 let _ = std::fs::remove_dir_all(&stamp_dir);
+            }
+            if let Some(top) = made_home {
+                // Only what this call made, and only while still empty.
+                let mut dir = spec.options.home.clone();
+                while let Some(d) = dir {
+                    if std::fs::remove_dir(&d).is_err() || d == top {
+                        break;
+                    }
+                    dir = d.parent().map(Path::to_path_buf);
+                }
             }
             return Err(e);
         }
@@ -159,6 +185,8 @@ pub struct CreateRequest {
     pub auto_stop: bool,
     /// `--packages` and `--init-hook`: done at the first start.
     pub provision: crate::toolbox::provision::Provision,
+    /// `--home`, `--volume`, `--env`, `--device`.
+    pub options: BoxOptions,
 }
 
 /// A create that passed every check, before any download.
@@ -180,6 +208,8 @@ pub struct CreatePlan {
     pub auto_stop: bool,
     /// Packages and init hooks for the first start.
     pub provision: crate::toolbox::provision::Provision,
+    /// Its own home, volumes, variables and devices, checked.
+    pub options: BoxOptions,
 }
 
 /// A created container.
@@ -198,7 +228,11 @@ pub struct Created {
 /// The CPU model a create of `target` uses: `model` checked against the
 /// interpreter (bad input for a native target, or a model it does not
 /// know), or none.
-fn cpu_for(target: &Target, qemu: Option<&Path>, model: Option<&str>) -> Result<Option<String>, OpsError> {
+pub(super) fn cpu_for(
+    target: &Target,
+    qemu: Option<&Path>,
+    model: Option<&str>,
+) -> Result<Option<String>, OpsError> {
     let Some(model) = model else { return Ok(None) };
     match qemu {
         Some(q) if !target.native => Ok(Some(crate::emu::cpu::resolve(target.arch, q, model)?)),
@@ -207,7 +241,7 @@ fn cpu_for(target: &Target, qemu: Option<&Path>, model: Option<&str>) -> Result<
 }
 
 /// This very binary, which must be static to run inside any container.
-fn static_self() -> Result<PathBuf, OpsError> {
+pub(super) fn static_self() -> Result<PathBuf, OpsError> {
     let me = std::env::current_exe().map_err(io("cannot find the mtbx binary"))?;
     crate::emu::elf::check_static(&me, Arch::host()).map_err(|why| OpsError::NotStatic { why })?;
     Ok(me)

@@ -13,11 +13,18 @@ impl Toolbox {
             .map(|c| ContainerRow {
                 name: c.name().to_string(),
                 arch: c.label(LABEL_ARCH).unwrap_or("-").to_string(),
-                cpu: c.label(LABEL_CPU).map(str::to_string),
+                cpu: c.label(LABEL_CPU).filter(|m| !m.is_empty()).map(str::to_string),
                 image: c.image.clone(),
                 status: c.state.clone(),
                 created: c.created,
                 auto_stop: c.label(LABEL_AUTO_STOP) == Some("true"),
+                // A label edited by hand is shown as nothing, not an error.
+                options: c
+                    .labels
+                    .as_ref()
+                    .and_then(|l| BoxOptions::from_labels(l).ok())
+                    .unwrap_or_default()
+                    .shown(),
             })
             .collect();
         let store = Store::open(StorageConfig::for_current_user()?)?;
@@ -102,6 +109,9 @@ pub struct ContainerRow {
     pub created: i64,
     /// Made with `create --auto-stop`.
     pub auto_stop: bool,
+    /// Its own home, volumes, variables and devices.
+    #[serde(flatten)]
+    pub options: crate::toolbox::options::Shown,
 }
 
 /// One image in `list`.

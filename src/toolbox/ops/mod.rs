@@ -16,6 +16,7 @@ use serde::Serialize;
 use super::engine::Podman;
 pub use super::engine::{set_podman_log_level, ContainerInfo, EngineError, Object};
 use super::naming::Defaults;
+use super::options::BoxOptions;
 use super::selection::{SelectFlags, Selection, ShortNames};
 use super::session::Session;
 use super::{
@@ -26,6 +27,7 @@ use crate::emu::arch::Arch;
 use crate::error::{Classify, Kind, Reported};
 use crate::storage::{StorageConfig, StorageError, Store};
 
+mod copy;
 mod create;
 mod list;
 mod provision;
@@ -33,6 +35,7 @@ mod remove;
 mod run;
 mod toolbx_made;
 
+pub use copy::*;
 pub use create::*;
 pub use list::*;
 pub use provision::*;
@@ -116,6 +119,9 @@ pub enum OpsError {
     /// toolbox.conf cannot be used.
     #[error(transparent)]
     Config(#[from] super::naming::ConfigError),
+    /// `--home`, `--volume`, `--env` or `--device` cannot be used.
+    #[error(transparent)]
+    Options(#[from] super::options::OptionsError),
     /// The image store.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -148,6 +154,7 @@ impl Classify for OpsError {
             OpsError::Toolbox(e) => e.kind(),
             OpsError::Cpu(e) => e.kind(),
             OpsError::Config(e) => e.kind(),
+            OpsError::Options(e) => e.kind(),
             OpsError::Select(e) => e.kind(),
             OpsError::NothingToRemove | OpsError::NotToolbox(_) => Kind::BadInput,
             OpsError::Pull(r) => r.kind(),
