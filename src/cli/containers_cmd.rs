@@ -283,6 +283,16 @@ impl From<&SelectArgs> for SelectFlags {
 
 /// `assumeyes` is the global `-y`.
 pub fn create(args: CreateArgs, assumeyes: bool) -> Result<i32> {
+    create_labelled(args, assumeyes, Vec::new())
+}
+
+/// [`create`], recording `labels` of the caller's own on the container
+/// (`assemble`'s table of the box).
+pub(crate) fn create_labelled(
+    args: CreateArgs,
+    assumeyes: bool,
+    labels: Vec<(String, String)>,
+) -> Result<i32> {
     let provision = Provision::new(args.packages.clone(), args.init_hooks.clone())?;
     let options = args.options.options()?;
     let tb = Toolbox::new()?;
@@ -295,6 +305,7 @@ pub fn create(args: CreateArgs, assumeyes: bool) -> Result<i32> {
         auto_stop: args.auto_stop,
         provision,
         options,
+        labels,
     };
     let plan = tb.plan_create(&req)?;
     let stored = match &plan.need {

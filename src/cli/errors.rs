@@ -28,6 +28,7 @@ fn classify(e: &(dyn StdError + 'static)) -> Option<Kind> {
         crate::toolbox::export::ExportError,
         crate::toolbox::session::SessionError,
         crate::toolbox::provision::ProvisionError,
+        crate::toolbox::assemble::AssembleError,
         crate::toolbox::selection::SelectError,
         crate::toolbox::naming::ConfigError,
         crate::toolbox::naming::ResolveError,

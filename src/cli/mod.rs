@@ -3,6 +3,7 @@
 //! library modules; each subcommand module here only asks and prints.
 
 mod arch_cmd;
+mod assemble_cmd;
 mod binfmt_cmd;
 pub(crate) mod complete;
 mod containers_cmd;
@@ -82,6 +83,10 @@ enum Command {
     /// Commit a toolbox container to an image (localhost/NAME-snapshot:TAG),
     /// and with -o write it as an OCI archive for another machine.
     Snapshot(containers_cmd::SnapshotArgs),
+    /// Make the toolboxes a TOML file describes exist as described:
+    /// create what is missing, recreate what differs (asking first, or
+    /// with -y), or with --rm remove them.
+    Assemble(assemble_cmd::AssembleArgs),
     /// The entrypoint of toolbox containers (runs inside them).
     #[command(hide = true)]
     InitContainer(containers_cmd::InitArgs),
@@ -158,6 +163,7 @@ pub fn run() -> i32 {
         Command::ContainerProbe(args) => export_cmd::container_probe(args),
         Command::Rmi(args) => containers_cmd::rmi(args),
         Command::Upgrade(args) => containers_cmd::upgrade(args),
+        Command::Assemble(args) => assemble_cmd::assemble(args, cli.assumeyes),
         Command::ContainerProvision(args) => containers_cmd::container_provision(args),
         Command::InitContainer(args) => containers_cmd::init_container(args),
         Command::ContainerExec(args) => containers_cmd::container_exec(args),

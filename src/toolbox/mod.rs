@@ -171,6 +171,8 @@ pub struct CreateSpec {
     pub provision: provision::Provision,
     /// Its own home, volumes, variables and devices.
     pub options: options::BoxOptions,
+    /// Labels of the caller's own ([`ops::CreateRequest::labels`]).
+    pub labels: Vec<(String, String)>,
 }
 
 /// The resource limits a toolbox container gets. Toolbx asks podman for
@@ -335,6 +337,9 @@ pub fn create_args(spec: &CreateSpec) -> Vec<String> {
         a.extend(["--label".into(), format!("{label}={value}")]);
     }
     a.extend(spec.options.create_args());
+    for (label, value) in &spec.labels {
+        a.extend(["--label".into(), format!("{label}={value}")]);
+    }
     a.extend([
         "--label".into(),
         format!("{LABEL_TOOLBOX}=true"),
@@ -838,6 +843,7 @@ mod tests {
             ulimits: Ulimits::Host,
             provision: provision::Provision::default(),
             options: Default::default(),
+            labels: Vec::new(),
         };
         let a = create_args(&spec).join(" ");
         assert!(a.contains("--ulimit host "), "as Toolbx: {a}");

@@ -105,6 +105,7 @@ impl Toolbox {
             // What it was provisioned with, on record; the commit holds the
             // result and its marker, so the clone does not do it again.
             provision: crate::toolbox::provision::Provision::from_labels(Some(&labels))?,
+            labels: Vec::new(),
         })
     }
 

@@ -32,6 +32,7 @@ impl Toolbox {
                 Some(crate::toolbox::naming::home_prefix(prefix, &user.home)?.join(&plan.name));
             plan.options.check(&user.home)?;
         }
+        plan.labels = req.labels.clone();
         Ok(plan)
     }
 
@@ -60,6 +61,7 @@ impl Toolbox {
             auto_stop: false,
             provision: Default::default(),
             options: BoxOptions::default(),
+            labels: Vec::new(),
         })
     }
 
@@ -92,6 +94,7 @@ impl Toolbox {
             ulimits: crate::toolbox::Ulimits::for_this_process(rootless),
             provision: plan.provision.clone(),
             options,
+            labels: plan.labels.clone(),
         };
         let marked = crate::toolbox::session::set_auto_stop(&stamp_dir, plan.auto_stop)
             .and_then(|()| set_pending(&stamp_dir, !plan.provision.is_empty()))
@@ -187,6 +190,9 @@ pub struct CreateRequest {
     pub provision: crate::toolbox::provision::Provision,
     /// `--home`, `--volume`, `--env`, `--device`.
     pub options: BoxOptions,
+    /// Labels of the caller's own, recorded as they are (`assemble`'s
+    /// table of the box).
+    pub labels: Vec<(String, String)>,
 }
 
 /// A create that passed every check, before any download.
@@ -210,6 +216,9 @@ pub struct CreatePlan {
     pub provision: crate::toolbox::provision::Provision,
     /// Its own home, volumes, variables and devices, checked.
     pub options: BoxOptions,
+    /// Labels of the caller's own, recorded as they are (`assemble`'s
+    /// table of the box).
+    pub labels: Vec<(String, String)>,
 }
 
 /// A created container.
