@@ -11,6 +11,7 @@
 
 pub mod engine;
 pub mod export;
+pub mod host_exec;
 pub mod inside;
 pub mod naming;
 pub mod ops;

@@ -142,6 +142,10 @@ fn setup(args: &InitArgs) -> Result<(), InitError> {
     host::bind_host_paths();
     config::configure_kerberos_and_rpm(Path::new("/"));
     config::trust_host_cas(Path::new("/"));
+    let mtbx = Path::new(toolbox::HOST_DIR).join("mtbx");
+    if let Err(e) = toolbox::host_exec::link_spawn_tools(Path::new("/"), &mtbx) {
+        say(WARNING_PREFIX, &format!("cannot link host-spawn and flatpak-spawn to mtbx host-exec: {e}"));
+    }
     let stamp = toolbox::stamp_file(Path::new(toolbox::STAMP_DIR));
     write_atomic(&stamp, toolbox::stamp_text().as_bytes(), 0o644)
         .map_err(|e| err("cannot write the ready stamp", &e))?;

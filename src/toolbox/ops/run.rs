@@ -40,6 +40,7 @@ impl Toolbox {
             .map(str::to_string)
             .collect();
         if started {
+            host_agent(&dir);
             return Ok(warnings);
         }
         let mut why: Vec<String> = logs
@@ -133,7 +134,8 @@ impl Toolbox {
         let fast = if dir.is_dir() { Session::begin(&dir).ok() } else { None };
         let fast = match fast {
             Some(s) if crate::toolbox::is_ready(&crate::toolbox::stamp_file(&dir)) => {
-                return Ok(Opened::Ready(Some(s)))
+                host_agent(&dir);
+                return Ok(Opened::Ready(Some(s)));
             }
             other => other,
         };
@@ -150,6 +152,7 @@ impl Toolbox {
             _ => Session::begin(&recorded).ok(),
         };
         if crate::toolbox::is_ready(&crate::toolbox::stamp_file(&recorded)) {
+            host_agent(&recorded);
             return Ok(Opened::Ready(session));
         }
         Ok(Opened::Stopped { container: c, session })
@@ -163,6 +166,16 @@ impl Toolbox {
             drop(last);
         }
         Ok(())
+    }
+}
+
+/// Make sure the running container whose stamp directory is `dir` has
+/// its host agent, for `mtbx host-exec` inside
+/// ([`crate::toolbox::host_exec`]). The session goes on without one: only
+/// host-exec needs it, and says so.
+fn host_agent(dir: &Path) {
+    if let Err(e) = crate::toolbox::host_exec::agent::ensure(dir) {
+        tracing::debug!("no host agent for {}: {e}", dir.display());
     }
 }
 
