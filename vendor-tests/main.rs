@@ -5,6 +5,7 @@
 
 mod cpu_model;
 mod export;
+mod host_exec;
 mod local_images;
 mod pull;
 mod qemu;
