@@ -188,8 +188,9 @@ fn check_terminal(h: &Host, name: &str) {
     if Command::new("script").arg("--version").output().is_err() {
         return skip(name, "script(1) not installed (bsdutils): no terminal case");
     }
-    let inner = "test -t 0 && test -t 1 && echo has-tty; read line; echo got-$line; \
-                 trap 'echo int-$((4+5)); exit 9' INT; echo ready-$((1+1)); read never; exit 1";
+    // In double quotes for script's shell: each `$` is the host sh's.
+    let inner = "test -t 0 && test -t 1 && echo has-tty; read line; echo got-\\$line; \
+                 trap 'echo int-\\$((4+5)); exit 9' INT; echo ready-\\$((1+1)); read never; exit 1";
     let cmd = format!("{} run -c {name} {MTBX} host-exec sh -c \"{inner}\"", h.mtbx.display());
     let mut child = h
         .env
