@@ -103,16 +103,17 @@ fn check(h: &Host, name: &str) {
     assert_eq!(o.status.code(), Some(7), "{name}: {}", said(&o));
     let o = h.host_exec(name, &h.home, &["sh", "-c", "kill -TERM $$"]).output().unwrap();
     assert_eq!(o.status.code(), Some(128 + 15), "{name}: {}", said(&o));
-    // The host's own: a file only the host has, no /run/host, the host's
-    // CPU, the same user; the container itself sees none of it.
+    // The host's own: a file only the host has, none of the container's
+    // (its stamp directory), the host's CPU, the same user; the container
+    // itself sees none of it.
     let marker = h.only_here.path().join("marker");
     let script =
-        format!("cat '{}'; test -d /run/host || echo no-run-host; uname -m; id -u", marker.display());
+        format!("cat '{}'; test -e /run/mtbx-stamp || echo no-stamp-dir; uname -m; id -u", marker.display());
     let o = h.host_exec(name, &h.home, &["sh", "-c", &script]).output().unwrap();
     let uid = h.env.user.as_ref().map_or(0, |u| u.uid);
     assert_eq!(
         text(&o.stdout),
-        format!("only on the host\nno-run-host\nx86_64\n{uid}\n"),
+        format!("only on the host\nno-stamp-dir\nx86_64\n{uid}\n"),
         "{name}: {}",
         said(&o)
     );

@@ -264,11 +264,24 @@ fn run(conn: &UnixStream, req: Request, stdio: [OwnedFd; 3]) -> Result<(), (u8, 
     // alone now: the client sees the end of output when the child's end.
     drop(cmd);
     let mut child = spawned.map_err(|e| {
-        let code = match e.kind() {
-            std::io::ErrorKind::NotFound => 127,
-            _ => 126,
-        };
-        (code, format!("cannot run {shown} on the host: {e}"))
+        // As shells say: 127 for a command PATH does not have (exec's
+        // EACCES from a directory of PATH this user cannot search
+        // included), 126 for one that cannot be run.
+        let searched = program.components().count() == 1;
+        let path = req
+            .env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.clone())
+            .or_else(|| std::env::var_os("PATH"));
+        let on_path = || path.iter().flat_map(std::env::split_paths).any(|d| d.join(&program).is_file());
+        match e.kind() {
+            std::io::ErrorKind::NotFound => (127, format!("{shown}: command not found on the host")),
+            std::io::ErrorKind::PermissionDenied if searched && !on_path() => {
+                (127, format!("{shown}: command not found on the host"))
+            }
+            _ => (126, format!("cannot run {shown} on the host: {e}")),
+        }
     })?;
     let fds: Vec<BorrowedFd<'_>> = master.iter().map(|m| m.as_fd()).collect();
     let started = send_frame(conn, &Reply::Started.encode(), &fds);
