@@ -6,6 +6,7 @@
 mod box_options;
 mod cpu_model;
 mod export;
+mod host_exec;
 mod local_images;
 mod package;
 mod provision;

@@ -25,6 +25,8 @@ fn classify(e: &(dyn StdError + 'static)) -> Option<Kind> {
         crate::toolbox::options::OptionsError,
         crate::toolbox::engine::EngineError,
         crate::toolbox::inside::ExecError,
+        crate::toolbox::host_exec::HostExecError,
+        crate::toolbox::host_exec::agent::AgentError,
         crate::toolbox::export::ExportError,
         crate::toolbox::session::SessionError,
         crate::toolbox::provision::ProvisionError,

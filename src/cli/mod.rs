@@ -10,6 +10,7 @@ mod containers_cmd;
 pub(crate) mod docs;
 pub(crate) mod errors;
 mod export_cmd;
+mod host_exec_cmd;
 mod image_args;
 mod images_cmd;
 mod inspect_cmd;
@@ -87,6 +88,12 @@ enum Command {
     /// create what is missing, recreate what differs (asking first, or
     /// with -y), or with --rm remove them.
     Assemble(assemble_cmd::AssembleArgs),
+    /// Run a command on the host, from inside a toolbox container (also
+    /// as `host-spawn` and `flatpak-spawn --host` there).
+    HostExec(host_exec_cmd::HostExecArgs),
+    /// Serves host-exec for one container (started by run and enter).
+    #[command(hide = true)]
+    HostAgent(host_exec_cmd::HostAgentArgs),
     /// The entrypoint of toolbox containers (runs inside them).
     #[command(hide = true)]
     InitContainer(containers_cmd::InitArgs),
@@ -141,6 +148,11 @@ pub fn run() -> i32 {
     if invoked_as.is_some_and(|n| n == "toolbox") {
         return toolbox_mode::run(args);
     }
+    if let Some(tool) =
+        invoked_as.and_then(|n| n.to_str()).filter(|n| ["host-spawn", "flatpak-spawn"].contains(n))
+    {
+        return conclude(host_exec_cmd::as_spawn_tool(tool, &args[1..]), false);
+    }
     complete::answer_shell(<Cli as clap::CommandFactory>::command, "mtbx");
     let cli = Cli::parse_from(args);
     init_logging(cli.log_level);
@@ -165,6 +177,8 @@ pub fn run() -> i32 {
         Command::Upgrade(args) => containers_cmd::upgrade(args),
         Command::Assemble(args) => assemble_cmd::assemble(args, cli.assumeyes),
         Command::ContainerProvision(args) => containers_cmd::container_provision(args),
+        Command::HostExec(args) => host_exec_cmd::host_exec(args),
+        Command::HostAgent(args) => host_exec_cmd::host_agent(args),
         Command::InitContainer(args) => containers_cmd::init_container(args),
         Command::ContainerExec(args) => containers_cmd::container_exec(args),
         Command::ManPages { dir } => man_pages(&dir),
@@ -172,12 +186,17 @@ pub fn run() -> i32 {
         Command::Help { command } => help(command.as_deref()),
     };
     tracing::debug!("command finished");
+    conclude(result, cli.log_level >= tracing::Level::DEBUG)
+}
+
+/// A command's result as the exit code, its error said on one line.
+fn conclude(result: anyhow::Result<i32>, debug: bool) -> i32 {
     match result {
         Ok(code) => code,
         Err(err) if errors::broken_pipe(&err) && output::stdout_gone() => exit::OK,
         Err(err) => {
             if errors::already_reported(&err).is_none() {
-                report_error(&err, cli.log_level >= tracing::Level::DEBUG);
+                report_error(&err, debug);
             }
             errors::exit_code(&err)
         }

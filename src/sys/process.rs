@@ -65,6 +65,27 @@ pub fn inherit_across_exec(cmd: &mut Command, fds: &[BorrowedFd<'_>]) {
     }
 }
 
+/// Start `cmd`'s child in a session of its own (setsid), and with
+/// `controlling_tty`, make its stdin (a terminal) the session's
+/// controlling terminal: a command host-exec runs, which must not share
+/// the agent's session and, on a terminal, gets Ctrl-C and job control
+/// from it.
+pub fn new_session(cmd: &mut Command, controlling_tty: bool) {
+    // SAFETY: between fork and exec the closure calls only setsid(2) and
+    // ioctl(2), both async-signal-safe, and allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if controlling_tty && libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Ignore Ctrl-C in this process: a parent that must outlive its child,
 /// which handles the signal itself.
 pub fn ignore_sigint() -> std::io::Result<()> {

@@ -13,6 +13,7 @@ pub mod assemble;
 pub mod cdi;
 pub mod engine;
 pub mod export;
+pub mod host_exec;
 pub mod inside;
 pub mod naming;
 pub mod ops;

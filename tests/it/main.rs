@@ -10,6 +10,7 @@ mod cpu_model;
 mod elf_real_files;
 mod emulation;
 mod fixtures_valid;
+mod host_agent;
 mod hostile_files;
 mod init_container;
 mod inspect;

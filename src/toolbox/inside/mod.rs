@@ -141,6 +141,10 @@ fn setup(args: &InitArgs) -> Result<(), InitError> {
         emulation::verify(args.arch)?;
     }
     prepare(args)?;
+    let mtbx = Path::new(toolbox::HOST_DIR).join("mtbx");
+    if let Err(e) = toolbox::host_exec::link_spawn_tools(Path::new("/"), &mtbx) {
+        say(WARNING_PREFIX, &format!("cannot link host-spawn and flatpak-spawn to mtbx host-exec: {e}"));
+    }
     let stamp = toolbox::stamp_file(Path::new(toolbox::STAMP_DIR));
     write_atomic(&stamp, toolbox::stamp_text().as_bytes(), 0o644)
         .map_err(|e| err("cannot write the ready stamp", &e))?;

@@ -41,6 +41,7 @@ impl Toolbox {
             .map(str::to_string)
             .collect();
         if started {
+            host_agent(&dir);
             return Ok(warnings);
         }
         let mut why: Vec<String> = logs
@@ -159,7 +160,10 @@ impl Toolbox {
         let set_up =
             |d: &Path| crate::toolbox::is_ready(&crate::toolbox::stamp_file(d)) && !provision_pending(d);
         let fast = match fast {
-            Some(s) if set_up(&dir) => return Ok(Opened::Ready(Some(s))),
+            Some(s) if set_up(&dir) => {
+                host_agent(&dir);
+                return Ok(Opened::Ready(Some(s)));
+            }
             other => other,
         };
         let c = find()?;
@@ -180,6 +184,7 @@ impl Toolbox {
             _ => Session::begin(&recorded).ok(),
         };
         if set_up(&recorded) {
+            host_agent(&recorded);
             return Ok(Opened::Ready(session));
         }
         Ok(Opened::Stopped { container: Box::new(c), session })
@@ -193,6 +198,16 @@ impl Toolbox {
             drop(last);
         }
         Ok(())
+    }
+}
+
+/// Make sure the running container whose stamp directory is `dir` has
+/// its host agent, for `mtbx host-exec` inside
+/// ([`crate::toolbox::host_exec`]). The session goes on without one: only
+/// host-exec needs it, and says so.
+fn host_agent(dir: &Path) {
+    if let Err(e) = crate::toolbox::host_exec::agent::ensure(dir) {
+        tracing::debug!("no host agent for {}: {e}", dir.display());
     }
 }
 
