@@ -3,6 +3,7 @@
 //! skopeo, podman reading what mtbx pulled, and toolbox containers run by
 //! real podman. One binary, a module per vendor.
 
+mod assemble;
 mod box_options;
 mod cpu_model;
 mod export;
