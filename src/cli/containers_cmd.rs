@@ -281,18 +281,20 @@ impl From<&SelectArgs> for SelectFlags {
     }
 }
 
-/// `assumeyes` is the global `-y`.
+/// `assumeyes` is the global `-y`. The new container's name on stdout,
+/// for scripts.
 pub fn create(args: CreateArgs, assumeyes: bool) -> Result<i32> {
-    create_labelled(args, assumeyes, Vec::new())
+    println!("{}", create_labelled(args, assumeyes, Vec::new())?);
+    Ok(exit::OK)
 }
 
 /// [`create`], recording `labels` of the caller's own on the container
-/// (`assemble`'s table of the box).
+/// (`assemble`'s table of the box); its name, printed by the caller.
 pub(crate) fn create_labelled(
     args: CreateArgs,
     assumeyes: bool,
     labels: Vec<(String, String)>,
-) -> Result<i32> {
+) -> Result<String> {
     let provision = Provision::new(args.packages.clone(), args.init_hooks.clone())?;
     let options = args.options.options()?;
     let tb = Toolbox::new()?;
@@ -330,7 +332,7 @@ pub(crate) fn create_labelled(
     };
     let created = tb.create(&plan, &stored)?;
     report_created(&created, &plan.provision);
-    Ok(exit::OK)
+    Ok(created.name)
 }
 
 /// What a container will do at its first start, when it has
@@ -352,7 +354,7 @@ fn report_provision(p: &Provision) {
 }
 
 /// create's and clone's words for a new container (and what it will do
-/// at its first start); its name on stdout.
+/// at its first start), on stderr.
 fn report_created(created: &ops::Created, provision: &Provision) {
     let name = &created.name;
     match &created.cpu {
@@ -363,7 +365,6 @@ fn report_created(created: &ops::Created, provision: &Provision) {
     }
     report_provision(provision);
     eprintln!("Enter it with: mtbx enter {name}");
-    println!("{name}");
 }
 
 /// `mtbx clone NAME NEW`: NEW from a commit of NAME, with its options.
@@ -372,7 +373,9 @@ pub fn clone(args: CloneArgs) -> Result<i32> {
     let tb = Toolbox::new()?;
     let plan = tb.plan_clone(&args.name, &args.new)?;
     // A clone holds what its source's first start did: nothing to announce.
-    report_created(&tb.clone_box(&args.name, &plan)?, &Provision::default());
+    let created = tb.clone_box(&args.name, &plan)?;
+    report_created(&created, &Provision::default());
+    println!("{}", created.name);
     Ok(exit::OK)
 }
 
