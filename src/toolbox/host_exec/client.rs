@@ -170,6 +170,27 @@ fn relay(master: &OwnedFd) -> std::io::Result<std::thread::JoinHandle<()>> {
     }))
 }
 
+/// `--name=value` as the name and the value; `--name` alone as the name.
+fn split_option(s: &str) -> (String, Option<OsString>) {
+    match s.split_once('=') {
+        Some((f, v)) => (f.to_string(), Some(OsString::from(v))),
+        None => (s.to_string(), None),
+    }
+}
+
+/// An option's value: the one after `=`, else the next argument.
+fn option_value(
+    inline: &Option<OsString>,
+    rest: &mut std::slice::Iter<'_, OsString>,
+    tool: &str,
+    name: &str,
+) -> Result<OsString, HostExecError> {
+    inline
+        .clone()
+        .or_else(|| rest.next().cloned())
+        .ok_or_else(|| usage(format!("{tool}: {name} needs a value")))
+}
+
 /// `host-spawn [-cwd DIR] [-env NAME,...] [-pty|-no-pty] [COMMAND...]`:
 /// distrobox's tool, whose options take one or two dashes.
 pub fn host_spawn_options(args: &[OsString]) -> Result<Options, HostExecError> {
@@ -177,16 +198,8 @@ pub fn host_spawn_options(args: &[OsString]) -> Result<Options, HostExecError> {
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let s = a.to_string_lossy();
-        let (flag, inline) = match s.split_once('=') {
-            Some((f, v)) => (f.to_string(), Some(OsString::from(v))),
-            None => (s.to_string(), None),
-        };
-        let mut value = |name: &str| {
-            inline
-                .clone()
-                .or_else(|| it.next().cloned())
-                .ok_or_else(|| usage(format!("host-spawn: {name} needs a value")))
-        };
+        let (flag, inline) = split_option(&s);
+        let mut value = |name: &str| option_value(&inline, &mut it, "host-spawn", name);
         match flag.trim_start_matches('-') {
             _ if !s.starts_with('-') => {
                 o.argv.push(a.clone());
@@ -236,16 +249,8 @@ pub fn flatpak_spawn_options(args: &[OsString]) -> Result<Options, HostExecError
             o.argv.extend(it.cloned());
             break;
         }
-        let (flag, inline) = match s.split_once('=') {
-            Some((f, v)) => (f.to_string(), Some(OsString::from(v))),
-            None => (s.to_string(), None),
-        };
-        let mut value = |name: &str| {
-            inline
-                .clone()
-                .or_else(|| it.next().cloned())
-                .ok_or_else(|| usage(format!("flatpak-spawn: {name} needs a value")))
-        };
+        let (flag, inline) = split_option(&s);
+        let mut value = |name: &str| option_value(&inline, &mut it, "flatpak-spawn", name);
         match flag.as_str() {
             "--host" => host = true,
             // The command ends when its caller does anyway.
