@@ -53,7 +53,7 @@ SUBIDS=200000-265535
 # The vendor test modules that run podman (rootful and rootless).
 # (Their Debian images come from target/test-assets/debian, which the
 # Debian 12 run fills first; otherwise they are built in the tree.)
-MODULES=(toolbox:: toolbx_parity:: pull:: local_images:: export:: cpu_model:: user_hosts:: provision:: box_options:: host_exec:: toolbx_made:: assemble::)
+MODULES=(toolbox:: toolbx_parity:: pull:: local_images:: export:: cpu_model:: user_hosts:: provision:: box_options:: host_exec:: toolbx_made:: assemble:: nvidia_cdi::)
 
 die() { echo "debian13: $*" >&2; exit 1; }
 

@@ -9,6 +9,7 @@ mod cpu_model;
 mod export;
 mod host_exec;
 mod local_images;
+mod nvidia_cdi;
 mod package;
 mod provision;
 mod pull;
