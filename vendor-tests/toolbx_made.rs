@@ -153,7 +153,11 @@ fn ok(out: Output, what: &str) -> String {
 /// What mtbx as `toolbox` does with one container, whoever's init it runs.
 fn used_as_toolbx_uses_it(m: &Made, name: &str) {
     let listed = ok(m.toolbox(&["list", "--containers"]), "list");
-    assert!(listed.lines().any(|l| l.split_whitespace().nth(1) == Some(name)), "{listed}");
+    let host = mtbx::emu::arch::Arch::host().platform();
+    assert!(
+        listed.lines().any(|l| l.split_whitespace().nth(1) == Some(name) && l.ends_with(&host)),
+        "{listed}"
+    );
     // Stopped: started, set up, then the command, as the user, in the
     // working directory, through a login shell.
     let out = ok(

@@ -837,7 +837,11 @@ fn list(a: ListArgs) -> Result<i32> {
                 human_duration(c.created),
                 c.state.clone(),
                 c.image.clone(),
-                c.label(LABEL_ARCH).unwrap_or("-").to_string(),
+                // Toolbx's own containers are the host's architecture.
+                match ops::maker(c) {
+                    ops::Maker::Toolbx { .. } => crate::emu::arch::Arch::host().platform(),
+                    _ => c.label(LABEL_ARCH).unwrap_or("-").to_string(),
+                },
             ]);
         }
         let text = tab(&rows);
