@@ -557,7 +557,8 @@ pub fn container_provision(args: ProvisionArgs) -> Result<i32> {
     match run_inside(&p, mode) {
         Ok(()) => Ok(exit::OK),
         Err(e) => {
-            eprintln!("{ERROR_PREFIX}{}", crate::text::escaped(&crate::error::chain(&e)));
+            // On stdout, after the steps' output, as the last line.
+            println!("{ERROR_PREFIX}{}", crate::text::escaped(&crate::error::chain(&e)));
             Ok(crate::error::Classify::kind(&e).exit_code())
         }
     }

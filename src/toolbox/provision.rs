@@ -356,11 +356,13 @@ pub enum Mode {
 }
 
 /// Inside the container, as root: the provisioning (or the upgrade).
-/// Its steps are announced on stderr with [`STEP_PREFIX`]; the package
-/// manager's output goes where this process's goes.
+/// Its steps are announced with [`STEP_PREFIX`] on stdout, where the
+/// package manager's output goes too, both its streams: podman carries a
+/// process's stdout and stderr apart, and the host reading them merged
+/// could find a marker in the middle of a line of the other stream.
 pub fn run_inside(p: &Provision, mode: Mode) -> Result<(), ProvisionError> {
     if mode == Mode::FirstStart && is_file(Path::new(DONE_MARKER)) {
-        eprintln!("{STEP_PREFIX}already provisioned ({DONE_MARKER})");
+        println!("{STEP_PREFIX}already provisioned ({DONE_MARKER})");
         return Ok(());
     }
     let needs_manager = mode == Mode::Upgrade || !p.packages.is_empty();
@@ -429,10 +431,18 @@ fn on_path(program: &str) -> Option<std::path::PathBuf> {
 /// with its input closed, so nothing can wait for an answer.
 fn run_step(argv: &[&str], extra: &[String], env: &[(&str, &str)]) -> Result<(), ProvisionError> {
     let shown = argv.iter().map(|s| s.to_string()).chain(extra.iter().cloned()).collect::<Vec<_>>().join(" ");
-    eprintln!("{STEP_PREFIX}{shown}");
+    println!("{STEP_PREFIX}{shown}");
     let program = on_path(argv[0]).unwrap_or_else(|| argv[0].into());
     let mut cmd = std::process::Command::new(program);
-    cmd.args(&argv[1..]).args(extra).envs(env.iter().copied()).stdin(std::process::Stdio::null());
+    // Its stderr into this stdout: one stream, in the order written.
+    let stdout = std::os::fd::AsFd::as_fd(&std::io::stdout())
+        .try_clone_to_owned()
+        .map_err(|source| ProvisionError::Io { what: "cannot duplicate stdout".into(), source })?;
+    cmd.args(&argv[1..])
+        .args(extra)
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(stdout));
     if std::env::var_os("PATH").is_none() {
         cmd.env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     }
