@@ -165,6 +165,13 @@ inside() {
     [ "$host_binfmt" = 0 ] || mount -t binfmt_misc binfmt_misc "$TREE/proc/sys/fs/binfmt_misc"
     mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs "$TREE/run"
     mkdir -m 1777 "$TREE/run/lock"
+    # The links a booted system's systemd-tmpfiles makes directly in /run,
+    # from the packages' tmpfiles.d: podman-toolbox's /run/host -> ../,
+    # the path through which Debian 13's Toolbx finds its ELF interpreter
+    # (without it, /usr/bin/toolbox is "not found").
+    cat "$TREE"/usr/lib/tmpfiles.d/*.conf 2>/dev/null |
+        awk '$1 == "L" && $2 ~ "^/run/[^/]+$" && NF >= 7 {print $2, $7}' |
+        while read -r link target; do ln -sfn "$target" "$TREE$link"; done
     mount --bind "$tmp" "$TREE/tmp"
     for b in ${MTBX_DEBIAN13_BIND:-}; do
         mkdir -p "$TREE$b"
@@ -178,6 +185,13 @@ inside() {
     cd /
     # podman wants / shared, as on a booted system.
     mount --make-rshared /
+    # A booted system's D-Bus system bus: Debian 13's Toolbx refuses to
+    # create a container without its socket. It ends with this call, as
+    # every process started here.
+    if [ -x /usr/bin/dbus-daemon ]; then
+        mkdir -p /run/dbus
+        dbus-daemon --system --fork >/dev/null 2>&1 || true
+    fi
     exec env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
         TERM="${TERM:-dumb}" LANG=C.UTF-8 PODMAN_IGNORE_CGROUPSV1_WARNING=1 "$@"
 }

@@ -114,7 +114,10 @@ impl Made {
     fn run(&self, program: &Path, args: &[&str], dir: &Path, stdin: Option<&str>) -> Output {
         let runtime = format!("XDG_RUNTIME_DIR={}", self.runtime.display());
         let home = format!("HOME={}", self.home.display());
-        let mut all = vec![runtime.as_str(), home.as_str(), program.to_str().unwrap()];
+        // A login sets SHELL, which some Toolbx versions (Debian 13's)
+        // take the user's shell from.
+        let shell = format!("SHELL={}", login_shell(&self.user));
+        let mut all = vec![runtime.as_str(), home.as_str(), shell.as_str(), program.to_str().unwrap()];
         all.extend_from_slice(args);
         let mut c = self.env.command(Path::new("env"), &all);
         c.current_dir(dir);
@@ -143,6 +146,16 @@ impl Drop for Made {
             let _ = std::fs::remove_dir_all(r);
         }
     }
+}
+
+/// The user's shell in the host's passwd (/bin/sh when it says none).
+fn login_shell(user: &str) -> String {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() == 7 && f[0] == user && !f[6].is_empty())
+        .map_or("/bin/sh".to_string(), |f| f[6].to_string())
 }
 
 fn ok(out: Output, what: &str) -> String {
