@@ -228,10 +228,16 @@ pub fn runtime_dir(uid: u32, xdg_runtime_dir: Option<&Path>) -> PathBuf {
     }
 }
 
+/// The Toolbx runtime directory of the user running this process, on
+/// the host (where Toolbx's stamps and the spec live).
+pub fn host_runtime_dir() -> PathBuf {
+    let xdg = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
+    runtime_dir(crate::sys::getuid(), xdg.as_deref())
+}
+
 /// The spec file of the user running this process, on the host.
 pub fn host_file() -> PathBuf {
-    let xdg = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
-    runtime_dir(crate::sys::getuid(), xdg.as_deref()).join(FILE_NAME)
+    host_runtime_dir().join(FILE_NAME)
 }
 
 /// Where the spec comes from on a host with NVIDIA's driver.

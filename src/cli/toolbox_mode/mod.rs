@@ -744,8 +744,8 @@ fn run_in_toolbx_made(
         }
     })?;
     let user = HostUser::current()?;
-    let mut shell_command: Vec<OsString> = vec![user.shell.clone().into(), "-l".into()];
-    let mut command = if interactive { shell_command.clone() } else { command.to_vec() };
+    let mut command =
+        if interactive { vec![user.shell.clone().into(), "-l".into()] } else { command.to_vec() };
     let mut spec = ExecSpec::here(name, &user, &[]);
     spec.preserve_fds = preserve_fds;
     let mut workdir = spec.cwd.clone().unwrap_or_else(|| user.home.clone());
@@ -781,9 +781,8 @@ fn run_in_toolbx_made(
                     });
                 }
                 eprintln!("Error: command {shown} not found in container {name}");
-                shell_command = vec!["/bin/bash".into(), "-l".into()];
                 eprintln!("Using /bin/bash instead.");
-                command = shell_command.clone();
+                command = vec!["/bin/bash".into(), "-l".into()];
                 fell_back_shell = true;
             }
             _ => return Ok(code),

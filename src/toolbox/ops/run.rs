@@ -71,14 +71,7 @@ impl Toolbox {
             print!("{}", crate::toolbox::osc_container_push(spec.container, spec.user.uid));
             let _ = std::io::stdout().flush();
         }
-        let status = match self.nvidia() {
-            Some(nvidia) => {
-                let mut spec = spec.clone();
-                spec.env.extend(nvidia.env().into_iter().map(|(k, v)| (k, v.into())));
-                self.podman.exec(&spec.args())
-            }
-            None => self.podman.exec(&spec.args()),
-        };
+        let status = self.podman.exec(&self.with_nvidia_env(spec).args());
         if osc {
             print!("{}", crate::toolbox::osc_container_pop(spec.user.uid));
             let _ = std::io::stdout().flush();
@@ -94,6 +87,16 @@ impl Toolbox {
             crate::toolbox::cdi::save(spec, &file).map_err(io(format!("cannot write {}", file.display())))?;
         }
         Ok(())
+    }
+
+    /// `spec` with the variables of NVIDIA's CDI spec added, as Toolbx
+    /// passes them to every command (none without the driver).
+    pub(super) fn with_nvidia_env<'a>(&self, spec: &ExecSpec<'a>) -> ExecSpec<'a> {
+        let mut spec = spec.clone();
+        if let Some(nvidia) = self.nvidia() {
+            spec.env.extend(nvidia.env().into_iter().map(|(k, v)| (k, v.into())));
+        }
+        spec
     }
 
     /// NVIDIA's CDI spec, when this host has the proprietary driver

@@ -43,12 +43,7 @@ pub fn maker(c: &ContainerInfo) -> Maker {
 /// The stamp Toolbx's init-container writes once the container whose
 /// entry point is `pid` is set up.
 pub fn toolbx_stamp(pid: i64) -> PathBuf {
-    toolbx_runtime_dir().join(format!("container-initialized-{pid}"))
-}
-
-fn toolbx_runtime_dir() -> PathBuf {
-    let xdg = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
-    crate::toolbox::cdi::runtime_dir(crate::sys::getuid(), xdg.as_deref())
+    crate::toolbox::cdi::host_runtime_dir().join(format!("container-initialized-{pid}"))
 }
 
 impl Toolbox {
@@ -56,7 +51,7 @@ impl Toolbox {
     /// until its init-container has written Toolbx's stamp; on failure,
     /// the entry point's `Error:` lines.
     pub fn start_toolbx_made(&self, c: &ContainerInfo, timeout: Duration) -> Result<(), OpsError> {
-        let dir = toolbx_runtime_dir();
+        let dir = crate::toolbox::cdi::host_runtime_dir();
         crate::fsutil::mkdir_all(&dir, 0o700).map_err(io(format!("cannot create {}", dir.display())))?;
         let mut pid = if c.state == "running" { c.pid } else { 0 };
         if pid > 0 && toolbx_stamp(pid).exists() {
@@ -94,11 +89,7 @@ impl Toolbox {
         login: bool,
         workdir: &Path,
     ) -> Result<std::process::ExitStatus, OpsError> {
-        let mut spec = spec.clone();
-        if let Some(nvidia) = self.nvidia() {
-            spec.env.extend(nvidia.env().into_iter().map(|(k, v)| (k, v.into())));
-        }
-        Ok(self.podman.exec(&spec.toolbx_args(login, workdir))?)
+        Ok(self.podman.exec(&self.with_nvidia_env(spec).toolbx_args(login, workdir))?)
     }
 
     /// Whether `path` is a directory in the container, for the user (the
