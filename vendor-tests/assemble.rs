@@ -86,7 +86,11 @@ impl Setup {
 
 impl Drop for Setup {
     fn drop(&mut self) {
-        let _ = self.mtbx(&["rm", "--force", "asm-native", "asm-arm"]);
+        // One at a time: rm refuses a list with a name it does not know,
+        // and removes none of it.
+        for name in ["asm-native", "asm-arm"] {
+            let _ = self.mtbx(&["rm", "--force", name]);
+        }
     }
 }
 
